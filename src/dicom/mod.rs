@@ -1,0 +1,11 @@
+//! DICOM input: reading files (with or without preamble and file meta), discovering series in a
+//! folder, and loading a CT series into a [`Volume`](crate::volume::Volume) with exact geometry.
+
+mod file;
+mod series;
+
+pub use file::{DicomFile, read_file, read_header};
+pub use series::{
+    CtSeries, LoadOptions, SeriesInfo, SeriesSummary, SliceRef, discover, load_series,
+    load_series_files,
+};

@@ -1,0 +1,681 @@
+//! Series discovery and CT volume loading with exact geometry.
+//!
+//! Geometry comes from Image Position (Patient) and Image Orientation (Patient) alone; Patient
+//! Position (HFS/FFS…) and Instance Number are never used to place or order slices.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
+use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::file::{DicomFile, read_file, read_header};
+use crate::error::{Error, Result};
+use crate::volume::{Geometry, Volume, cross, dot};
+
+/// How strictly a series is checked when loaded.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Largest allowed difference between a slice gap and the median gap, mm (default 0.1).
+    pub gap_tolerance_mm: f64,
+    /// Largest in-plane offset between neighbouring slices before the stack counts as tilted or
+    /// sheared, mm (default 0.05).
+    pub tilt_tolerance_mm: f64,
+    /// Largest number of voxels a volume may have; checked before any pixel is decoded
+    /// (default 1024 × 1024 × 2048).
+    pub max_voxels: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            gap_tolerance_mm: 0.1,
+            tilt_tolerance_mm: 0.05,
+            max_voxels: 1024 * 1024 * 2048,
+        }
+    }
+}
+
+/// One slice of a loaded series, in volume order (k).
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceRef {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// SOP Instance UID (referenced by RT Structure Sets).
+    pub sop_instance_uid: String,
+    /// SOP Class UID.
+    pub sop_class_uid: String,
+    /// Image Position (Patient), mm.
+    pub position: [f64; 3],
+}
+
+/// A CT series loaded into Hounsfield units with everything later stages need to reference it.
+pub struct CtSeries {
+    /// HU values, `f32`, slice-major (see [`crate::volume`]).
+    pub volume: Volume<f32>,
+    /// Slices in volume order.
+    pub slices: Vec<SliceRef>,
+    /// Series Instance UID.
+    pub series_uid: String,
+    /// Study Instance UID.
+    pub study_uid: String,
+    /// Frame of Reference UID.
+    pub frame_of_reference_uid: String,
+    /// The first slice's attributes without pixel data (patient, study, equipment modules).
+    pub header: InMemDicomObject,
+    /// Files of the series that were skipped (localisers), with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// What discovery learnt about one series in a folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesInfo {
+    /// Series Instance UID (or a synthesised key starting with `no-uid:` when empty).
+    pub uid: String,
+    /// Modality (CT, MR, RTSTRUCT…).
+    pub modality: String,
+    /// Series Description, if any.
+    pub description: Option<String>,
+    /// Frame of Reference UID, if any.
+    pub frame_of_reference_uid: Option<String>,
+    /// Study Instance UID, if any.
+    pub study_uid: Option<String>,
+    /// All files of the series.
+    pub files: Vec<PathBuf>,
+    /// Image slices that would form the volume (localisers excluded).
+    pub slices: usize,
+    /// Columns × rows × slices, when known.
+    pub size: Option<[usize; 3]>,
+    /// Column spacing, row spacing (mm), and the median slice gap when known.
+    pub spacing: Option<[f64; 3]>,
+    /// Image Orientation (Patient) of the first slice.
+    pub orientation: Option<[f64; 6]>,
+    /// `None` when the series can be loaded as a CT volume; otherwise why not.
+    pub unusable: Option<String>,
+    /// Files skipped inside the series (localisers), with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// The result of scanning a folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesSummary {
+    /// The folder scanned.
+    pub root: PathBuf,
+    /// Every series found, largest usable CT first.
+    pub series: Vec<SeriesInfo>,
+    /// Files that are not DICOM (or could not be parsed), with the reason.
+    pub ignored: Vec<String>,
+}
+
+impl SeriesSummary {
+    /// The series a default load takes: the usable CT with most slices.
+    pub fn default_series(&self) -> Option<&SeriesInfo> {
+        self.series
+            .iter()
+            .find(|s| s.unusable.is_none() && s.modality == "CT")
+    }
+}
+
+struct Header {
+    file: DicomFile,
+    series_uid: String,
+    modality: String,
+    is_localizer: bool,
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut entries: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect::<Vec<_>>();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.eq_ignore_ascii_case("DICOMDIR") && !n.starts_with('.'))
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<String>) {
+    let results: Vec<std::result::Result<Header, String>> = files
+        .par_iter()
+        .map(|p| {
+            let file = read_header(p).map_err(|e| e.to_string())?;
+            if file
+                .obj
+                .meta()
+                .media_storage_sop_class_uid()
+                .trim_end_matches('\0')
+                == "1.2.840.10008.1.3.10"
+            {
+                return Err(format!("{}: DICOMDIR ignored", p.display()));
+            }
+            let modality = file
+                .opt_str(tags::MODALITY)
+                .unwrap_or_else(|| "?".into())
+                .to_uppercase();
+            let image_type = file.opt_str(tags::IMAGE_TYPE).unwrap_or_default();
+            let is_localizer = image_type.to_uppercase().contains("LOCALIZER");
+            let series_uid = file.opt_str(tags::SERIES_INSTANCE_UID).unwrap_or_else(|| {
+                // Fallback key for files without a Series Instance UID.
+                format!(
+                    "no-uid:{}:{}:{}",
+                    file.opt_str(tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+                    file.opt_str(tags::FRAME_OF_REFERENCE_UID)
+                        .unwrap_or_default(),
+                    modality
+                )
+            });
+            Ok(Header {
+                file,
+                series_uid,
+                modality,
+                is_localizer,
+            })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for r in results {
+        match r {
+            Ok(h) => ok.push(h),
+            Err(e) => bad.push(e),
+        }
+    }
+    (ok, bad)
+}
+
+fn group(headers: Vec<Header>) -> BTreeMap<String, Vec<Header>> {
+    let mut map: BTreeMap<String, Vec<Header>> = BTreeMap::new();
+    for h in headers {
+        map.entry(h.series_uid.clone()).or_default().push(h);
+    }
+    map
+}
+
+/// Scans `dir` recursively (any file names; DICOMDIR ignored) and lists every series.
+pub fn discover(dir: &Path) -> Result<SeriesSummary> {
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    let (headers, ignored) = read_headers(&files);
+    let mut series: Vec<SeriesInfo> = group(headers)
+        .into_iter()
+        .map(|(uid, hs)| describe(uid, &hs))
+        .collect();
+    series.sort_by(|a, b| {
+        let ka = (a.unusable.is_none() && a.modality == "CT", a.slices);
+        let kb = (b.unusable.is_none() && b.modality == "CT", b.slices);
+        kb.cmp(&ka).then_with(|| a.uid.cmp(&b.uid))
+    });
+    Ok(SeriesSummary {
+        root: dir.to_path_buf(),
+        series,
+        ignored,
+    })
+}
+
+fn describe(uid: String, hs: &[Header]) -> SeriesInfo {
+    let first = hs.first();
+    let modality = first.map(|h| h.modality.clone()).unwrap_or_default();
+    let images: Vec<&Header> = hs.iter().filter(|h| !h.is_localizer).collect();
+    let skipped: Vec<String> = hs
+        .iter()
+        .filter(|h| h.is_localizer)
+        .map(|h| format!("{}: localizer image skipped", h.file.path.display()))
+        .collect();
+    let mut info = SeriesInfo {
+        uid,
+        modality: modality.clone(),
+        description: first.and_then(|h| h.file.opt_str(tags::SERIES_DESCRIPTION)),
+        frame_of_reference_uid: first.and_then(|h| h.file.opt_str(tags::FRAME_OF_REFERENCE_UID)),
+        study_uid: first.and_then(|h| h.file.opt_str(tags::STUDY_INSTANCE_UID)),
+        files: hs.iter().map(|h| h.file.path.clone()).collect(),
+        slices: images.len(),
+        size: None,
+        spacing: None,
+        orientation: None,
+        unusable: None,
+        skipped,
+    };
+    if modality != "CT" {
+        info.unusable = Some(format!("modality {modality} is not CT"));
+        return info;
+    }
+    match plan(&images, &LoadOptions::default()) {
+        Ok(p) => {
+            info.size = Some(p.geometry.size);
+            info.spacing = Some(p.geometry.spacing);
+            info.orientation = Some(p.iop);
+        }
+        Err(e) => info.unusable = Some(e.to_string()),
+    }
+    info
+}
+
+/// The geometry of a series and the order of its files, worked out from headers only.
+struct Plan {
+    geometry: Geometry,
+    iop: [f64; 6],
+    order: Vec<usize>,
+}
+
+fn fmt_vec(v: &[f64]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| format!("{x:.6}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn plan(images: &[&Header], opts: &LoadOptions) -> Result<Plan> {
+    let first = images
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("series has no image slices".into()))?;
+    let f0 = &first.file;
+    if let Some(frames) = f0.opt_u32(tags::NUMBER_OF_FRAMES)?
+        && frames > 1
+    {
+        return Err(Error::MultiFrame {
+            path: f0.path.clone(),
+            frames,
+        });
+    }
+    let iop_v = f0.req_f64s(tags::IMAGE_ORIENTATION_PATIENT, 6)?;
+    let mut iop = [0.0; 6];
+    iop.copy_from_slice(&iop_v);
+    let row = normalise([iop[0], iop[1], iop[2]])
+        .ok_or_else(|| f0.invalid(tags::IMAGE_ORIENTATION_PATIENT, "zero-length row cosine"))?;
+    let col = normalise([iop[3], iop[4], iop[5]])
+        .ok_or_else(|| f0.invalid(tags::IMAGE_ORIENTATION_PATIENT, "zero-length column cosine"))?;
+    if dot(row, col).abs() > 1e-3 {
+        return Err(f0.invalid(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            format!(
+                "row and column cosines are not orthogonal: {}",
+                fmt_vec(&iop)
+            ),
+        ));
+    }
+    let normal = normalise(cross(row, col))
+        .ok_or_else(|| f0.invalid(tags::IMAGE_ORIENTATION_PATIENT, "degenerate orientation"))?;
+    let rows = f0.req_u32(tags::ROWS)?;
+    let cols = f0.req_u32(tags::COLUMNS)?;
+    let ps = f0.req_f64s(tags::PIXEL_SPACING, 2)?;
+    if ps.iter().any(|&s| s <= 0.0) {
+        return Err(f0.invalid(
+            tags::PIXEL_SPACING,
+            format!("non-positive spacing {}", fmt_vec(&ps)),
+        ));
+    }
+    if rows == 0 || cols == 0 {
+        return Err(f0.invalid(tags::ROWS, format!("image size {cols}×{rows}")));
+    }
+
+    let mut pos: Vec<(f64, usize, [f64; 3])> = Vec::with_capacity(images.len());
+    for (n, h) in images.iter().enumerate() {
+        let f = &h.file;
+        if let Some(frames) = f.opt_u32(tags::NUMBER_OF_FRAMES)?
+            && frames > 1
+        {
+            return Err(Error::MultiFrame {
+                path: f.path.clone(),
+                frames,
+            });
+        }
+        let o = f.req_f64s(tags::IMAGE_ORIENTATION_PATIENT, 6)?;
+        if o.iter().zip(iop.iter()).any(|(a, b)| (a - b).abs() > 1e-4) {
+            return Err(Error::MixedOrientation {
+                path: f.path.clone(),
+                found: fmt_vec(&o),
+                expected: fmt_vec(&iop),
+            });
+        }
+        let r = f.req_u32(tags::ROWS)?;
+        if r != rows {
+            return Err(Error::MixedSize {
+                path: f.path.clone(),
+                what: "Rows",
+                found: r.to_string(),
+                expected: rows.to_string(),
+            });
+        }
+        let c = f.req_u32(tags::COLUMNS)?;
+        if c != cols {
+            return Err(Error::MixedSize {
+                path: f.path.clone(),
+                what: "Columns",
+                found: c.to_string(),
+                expected: cols.to_string(),
+            });
+        }
+        let p = f.req_f64s(tags::PIXEL_SPACING, 2)?;
+        if p.iter().zip(ps.iter()).any(|(a, b)| (a - b).abs() > 1e-4) {
+            return Err(Error::MixedSize {
+                path: f.path.clone(),
+                what: "PixelSpacing",
+                found: fmt_vec(&p),
+                expected: fmt_vec(&ps),
+            });
+        }
+        let ipp = f.req_f64s(tags::IMAGE_POSITION_PATIENT, 3)?;
+        let ipp = [ipp[0], ipp[1], ipp[2]];
+        pos.push((dot(ipp, normal), n, ipp));
+    }
+    pos.sort_by(|a, b| a.0.total_cmp(&b.0));
+
+    let gap = if pos.len() < 2 {
+        let f = &first.file;
+        let g = f
+            .opt_f64(tags::SPACING_BETWEEN_SLICES)?
+            .or(f.opt_f64(tags::SLICE_THICKNESS)?)
+            .filter(|g| *g > 0.0)
+            .unwrap_or(1.0);
+        log::warn!(
+            "{}: single-slice series; slice spacing taken as {g} mm",
+            f.path.display()
+        );
+        g
+    } else {
+        let mut gaps = Vec::with_capacity(pos.len() - 1);
+        for w in pos.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            let g = b.0 - a.0;
+            if g.abs() < 1e-3 {
+                return Err(Error::DuplicateSlice {
+                    path: images[b.1].file.path.clone(),
+                    other: images[a.1].file.path.clone(),
+                    position_mm: b.0,
+                });
+            }
+            // In-plane part of the step: gantry tilt or shear.
+            let step = [b.2[0] - a.2[0], b.2[1] - a.2[1], b.2[2] - a.2[2]];
+            let inplane = [
+                step[0] - g * normal[0],
+                step[1] - g * normal[1],
+                step[2] - g * normal[2],
+            ];
+            let off = dot(inplane, inplane).sqrt();
+            if off > opts.tilt_tolerance_mm {
+                return Err(Error::GantryTilt {
+                    path: images[b.1].file.path.clone(),
+                    off_normal_mm: off,
+                });
+            }
+            gaps.push(g);
+        }
+        let median = median(&mut gaps.clone());
+        for (n, w) in pos.windows(2).enumerate() {
+            let g = gaps.get(n).copied().unwrap_or(median);
+            if (g - median).abs() > opts.gap_tolerance_mm {
+                return Err(Error::IrregularSpacing {
+                    path: images[w[1].1].file.path.clone(),
+                    gap_mm: g,
+                    median_mm: median,
+                    tolerance_mm: opts.gap_tolerance_mm,
+                });
+            }
+        }
+        median
+    };
+
+    let size = [cols as usize, rows as usize, pos.len()];
+    let voxels = size.iter().map(|&s| s as u64).product::<u64>();
+    if voxels > opts.max_voxels {
+        return Err(Error::TooLarge {
+            voxels,
+            limit: opts.max_voxels,
+        });
+    }
+    let origin = pos.first().map(|p| p.2).unwrap_or([0.0; 3]);
+    let direction = [
+        [row[0], col[0], normal[0]],
+        [row[1], col[1], normal[1]],
+        [row[2], col[2], normal[2]],
+    ];
+    // PixelSpacing is (row spacing = between rows = along j, column spacing = along i).
+    let geometry = Geometry::new(size, origin, [ps[1], ps[0], gap], direction)?;
+    Ok(Plan {
+        geometry,
+        iop,
+        order: pos.iter().map(|p| p.1).collect(),
+    })
+}
+
+fn normalise(v: [f64; 3]) -> Option<[f64; 3]> {
+    let n = dot(v, v).sqrt();
+    (n > 1e-6).then(|| [v[0] / n, v[1] / n, v[2] / n])
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Loads a CT series from `dir`: the one with Series Instance UID `uid`, or the largest usable
+/// CT series when `uid` is `None`.
+pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<CtSeries> {
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    let (headers, _ignored) = read_headers(&files);
+    let mut groups = group(headers);
+    let key = match uid {
+        Some(u) => {
+            if !groups.contains_key(u) {
+                return Err(Error::SeriesNotFound {
+                    path: dir.to_path_buf(),
+                    uid: u.to_string(),
+                });
+            }
+            u.to_string()
+        }
+        None => {
+            let mut best: Option<(usize, String)> = None;
+            let mut reasons = Vec::new();
+            for (k, hs) in &groups {
+                let modality = hs.first().map(|h| h.modality.as_str()).unwrap_or("");
+                if modality != "CT" {
+                    continue;
+                }
+                let images: Vec<&Header> = hs.iter().filter(|h| !h.is_localizer).collect();
+                match plan(&images, opts) {
+                    Ok(_) => {
+                        if best.as_ref().is_none_or(|b| images.len() > b.0) {
+                            best = Some((images.len(), k.clone()));
+                        }
+                    }
+                    Err(e) => reasons.push(format!("series {k}: {e}")),
+                }
+            }
+            match best {
+                Some((_, k)) => k,
+                None => {
+                    // A single CT series that fails: report its own error, not a summary.
+                    let cts: Vec<&String> = groups
+                        .iter()
+                        .filter(|(_, hs)| hs.first().is_some_and(|h| h.modality == "CT"))
+                        .map(|(k, _)| k)
+                        .collect();
+                    if cts.len() == 1
+                        && let Some(k) = cts.first()
+                    {
+                        (*k).clone()
+                    } else {
+                        return Err(Error::NoSeries {
+                            path: dir.to_path_buf(),
+                            detail: if reasons.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", reasons.join("; "))
+                            },
+                        });
+                    }
+                }
+            }
+        }
+    };
+    let headers = groups.remove(&key).unwrap_or_default();
+    load_headers(headers, opts)
+}
+
+/// Loads exactly these files as one CT series (all must belong to the same series).
+pub fn load_series_files(files: &[PathBuf], opts: &LoadOptions) -> Result<CtSeries> {
+    let (headers, ignored) = read_headers(files);
+    if let Some(first_bad) = ignored.first() {
+        return Err(Error::InvalidArgument(first_bad.clone()));
+    }
+    let groups = group(headers);
+    if groups.len() > 1 {
+        return Err(Error::InvalidArgument(format!(
+            "the files belong to {} different series",
+            groups.len()
+        )));
+    }
+    let headers = groups.into_values().next().unwrap_or_default();
+    load_headers(headers, opts)
+}
+
+fn load_headers(headers: Vec<Header>, opts: &LoadOptions) -> Result<CtSeries> {
+    let first = headers
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("no DICOM files given".into()))?;
+    if first.modality != "CT" {
+        return Err(Error::NotCt {
+            uid: first.series_uid.clone(),
+            modality: first.modality.clone(),
+        });
+    }
+    let skipped: Vec<(PathBuf, String)> = headers
+        .iter()
+        .filter(|h| h.is_localizer)
+        .map(|h| (h.file.path.clone(), "localizer image".to_string()))
+        .collect();
+    for (p, why) in &skipped {
+        log::info!("{}: skipped ({why})", p.display());
+    }
+    let images: Vec<&Header> = headers.iter().filter(|h| !h.is_localizer).collect();
+    let plan = plan(&images, opts)?;
+    let [nx, ny, _] = plan.geometry.size;
+    let per_slice = nx * ny;
+
+    let mut data = vec![0f32; plan.geometry.voxel_count()];
+    let ordered: Vec<&Header> = plan
+        .order
+        .iter()
+        .filter_map(|&i| images.get(i).copied())
+        .collect();
+    data.par_chunks_mut(per_slice.max(1))
+        .zip(ordered.par_iter())
+        .try_for_each(|(out, h)| decode_slice(&h.file.path, nx, ny, out))?;
+
+    let mut slices = Vec::with_capacity(ordered.len());
+    for h in &ordered {
+        let f = &h.file;
+        let ipp = f.req_f64s(tags::IMAGE_POSITION_PATIENT, 3)?;
+        slices.push(SliceRef {
+            path: f.path.clone(),
+            sop_instance_uid: f.req_str(tags::SOP_INSTANCE_UID)?,
+            sop_class_uid: f.req_str(tags::SOP_CLASS_UID)?,
+            position: [ipp[0], ipp[1], ipp[2]],
+        });
+    }
+    let f0 = ordered
+        .first()
+        .map(|h| &h.file)
+        .ok_or_else(|| Error::InvalidArgument("series has no image slices".into()))?;
+    let frame_of_reference_uid = f0.req_str(tags::FRAME_OF_REFERENCE_UID)?;
+    let study_uid = f0.req_str(tags::STUDY_INSTANCE_UID)?;
+    let series_uid = f0.req_str(tags::SERIES_INSTANCE_UID)?;
+    let header = (*f0.obj).clone();
+    Ok(CtSeries {
+        volume: Volume::new(plan.geometry, data)?,
+        slices,
+        series_uid,
+        study_uid,
+        frame_of_reference_uid,
+        header,
+        skipped,
+    })
+}
+
+fn ts_label(uid: &str) -> String {
+    match dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(uid) {
+        Some(ts) => format!("{uid} {}", ts.name()),
+        None => format!("{uid} (unknown)"),
+    }
+}
+
+fn decode_slice(path: &Path, nx: usize, ny: usize, out: &mut [f32]) -> Result<()> {
+    let f = read_file(path)?;
+    let ts = f.transfer_syntax();
+    let pixel_err = |reason: String| Error::PixelData {
+        path: path.to_path_buf(),
+        transfer_syntax: ts_label(&ts),
+        reason,
+    };
+    let spp = f.opt_u32(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
+    if spp != 1 {
+        return Err(f.invalid(
+            tags::SAMPLES_PER_PIXEL,
+            format!("{spp} samples per pixel; CT needs 1"),
+        ));
+    }
+    let slope = f.opt_f64(tags::RESCALE_SLOPE)?.unwrap_or(1.0);
+    let intercept = f.opt_f64(tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
+    if slope == 0.0 {
+        return Err(f.invalid(tags::RESCALE_SLOPE, "slope is 0"));
+    }
+    if f.obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        return Err(f.missing(tags::PIXEL_DATA));
+    }
+    let decoded = f
+        .obj
+        .decode_pixel_data()
+        .map_err(|e| pixel_err(e.to_string()))?;
+    let raw: Vec<f64> = decoded
+        .to_vec_frame_with_options(
+            0,
+            &ConvertOptions::new().with_modality_lut(ModalityLutOption::None),
+        )
+        .map_err(|e| pixel_err(e.to_string()))?;
+    if raw.len() != nx * ny || out.len() != raw.len() {
+        return Err(pixel_err(format!(
+            "decoded {} samples, expected {}×{} = {}",
+            raw.len(),
+            nx,
+            ny,
+            nx * ny
+        )));
+    }
+    for (o, r) in out.iter_mut().zip(raw) {
+        *o = (r * slope + intercept) as f32;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_even_odd() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
+    }
+}

@@ -1,0 +1,230 @@
+//! The one error type of the library.
+//!
+//! Every failure names what went wrong and where (file, tag, slice). The C API maps each
+//! variant to a stable status code with an exhaustive `match` (see `ffi`), so adding a variant
+//! without deciding its code does not compile.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, with enough context to act on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- ONNX Runtime loading ----
+    /// No library path given, `AUTOCONTOUR_ORT_LIB` unset, nothing next to the executable.
+    #[error(
+        "ONNX Runtime library not configured: pass its path (--ort-lib, engine options) or set AUTOCONTOUR_ORT_LIB (looked next to the executable: {tried})"
+    )]
+    OrtNotConfigured {
+        /// The places that were looked at.
+        tried: String,
+    },
+    /// The given ONNX Runtime library file does not exist.
+    #[error("ONNX Runtime library not found: {path}")]
+    OrtNotFound {
+        /// The path that was given.
+        path: PathBuf,
+    },
+    /// The file exists but could not be loaded as a shared library.
+    #[error("ONNX Runtime library could not be loaded from {path}: {reason}")]
+    OrtLoad {
+        /// The library file.
+        path: PathBuf,
+        /// What the dynamic loader said.
+        reason: String,
+    },
+    /// The file is a shared library but not ONNX Runtime (no usable `OrtGetApiBase`).
+    #[error("{path} is not an ONNX Runtime library (no usable OrtGetApiBase)")]
+    OrtNotOrt {
+        /// The library file.
+        path: PathBuf,
+    },
+    /// The library is ONNX Runtime but older than the SDK needs.
+    #[error("ONNX Runtime at {path} is version {found}; autocontour needs {required} or newer")]
+    OrtTooOld {
+        /// The library file.
+        path: PathBuf,
+        /// The version it reports.
+        found: String,
+        /// The minimum accepted.
+        required: String,
+    },
+    /// ONNX Runtime was already loaded from another file in this process.
+    #[error(
+        "ONNX Runtime is already loaded from {loaded}; cannot load {requested} in the same process"
+    )]
+    OrtAlreadyLoaded {
+        /// The library in use.
+        loaded: PathBuf,
+        /// The one asked for now.
+        requested: PathBuf,
+    },
+    /// An error reported by ONNX Runtime itself.
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
+
+    // ---- files and DICOM ----
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be parsed as DICOM.
+    #[error("{path}: not a readable DICOM file: {reason}")]
+    NotDicom {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A required attribute is absent or empty.
+    #[error("{path}: missing required attribute {tag}")]
+    MissingTag {
+        /// The file.
+        path: PathBuf,
+        /// Keyword and tag, e.g. `ImagePositionPatient (0020,0032)`.
+        tag: String,
+    },
+    /// An attribute is present but its value is unusable.
+    #[error("{path}: invalid {tag}: {reason}")]
+    InvalidTag {
+        /// The file.
+        path: PathBuf,
+        /// Keyword and tag.
+        tag: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Pixel data could not be decoded (unsupported transfer syntax or corrupt stream).
+    #[error("{path}: cannot decode pixel data ({transfer_syntax}): {reason}")]
+    PixelData {
+        /// The file.
+        path: PathBuf,
+        /// Transfer syntax UID and name.
+        transfer_syntax: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The folder holds no usable CT series.
+    #[error("{path}: no usable CT series found{detail}")]
+    NoSeries {
+        /// The folder searched.
+        path: PathBuf,
+        /// Why candidates were rejected (starts with `: ` when non-empty).
+        detail: String,
+    },
+    /// The series UID asked for is not in the folder.
+    #[error("series {uid} not found under {path}")]
+    SeriesNotFound {
+        /// The folder searched.
+        path: PathBuf,
+        /// The Series Instance UID asked for.
+        uid: String,
+    },
+    /// The series is not a CT image series.
+    #[error("series {uid}: modality {modality} is not CT")]
+    NotCt {
+        /// Series Instance UID.
+        uid: String,
+        /// The modality found.
+        modality: String,
+    },
+
+    // ---- geometry ----
+    /// Slices do not share one orientation.
+    #[error("{path}: ImageOrientationPatient {found} differs from the series' {expected}")]
+    MixedOrientation {
+        /// The offending file.
+        path: PathBuf,
+        /// Its orientation.
+        found: String,
+        /// The series orientation.
+        expected: String,
+    },
+    /// Slices do not share rows, columns or pixel spacing.
+    #[error("{path}: {what} {found} differs from the series' {expected}")]
+    MixedSize {
+        /// The offending file.
+        path: PathBuf,
+        /// Which attribute (Rows, Columns, PixelSpacing).
+        what: &'static str,
+        /// Its value.
+        found: String,
+        /// The series value.
+        expected: String,
+    },
+    /// Two slices at the same position along the normal.
+    #[error("{path}: duplicate slice position {position_mm:.3} mm along the normal (also {other})")]
+    DuplicateSlice {
+        /// One file.
+        path: PathBuf,
+        /// The other file.
+        other: PathBuf,
+        /// The shared position.
+        position_mm: f64,
+    },
+    /// The gap between two neighbouring slices differs from the median.
+    #[error(
+        "{path}: slice gap {gap_mm:.3} mm differs from the series' {median_mm:.3} mm by more than {tolerance_mm} mm (missing or irregular slices)"
+    )]
+    IrregularSpacing {
+        /// The file after the gap.
+        path: PathBuf,
+        /// The gap found.
+        gap_mm: f64,
+        /// The median gap.
+        median_mm: f64,
+        /// The tolerance applied.
+        tolerance_mm: f64,
+    },
+    /// Slice positions do not step along the slice normal (gantry tilt or sheared stack).
+    #[error(
+        "{path}: slice offset is {off_normal_mm:.3} mm off the slice normal (gantry tilt or sheared stack)"
+    )]
+    GantryTilt {
+        /// The offending file.
+        path: PathBuf,
+        /// The in-plane component of its step from the previous slice.
+        off_normal_mm: f64,
+    },
+    /// The volume would exceed the configured limit.
+    #[error("volume of {voxels} voxels exceeds the limit of {limit}")]
+    TooLarge {
+        /// Voxels the series would need.
+        voxels: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A multi-frame object where single-frame slices are required.
+    #[error(
+        "{path}: multi-frame image ({frames} frames, e.g. Enhanced CT) is not supported; export the series as single-frame CT Image Storage"
+    )]
+    MultiFrame {
+        /// The file.
+        path: PathBuf,
+        /// Its NumberOfFrames.
+        frames: u32,
+    },
+
+    // ---- caller mistakes ----
+    /// An argument is out of range or inconsistent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

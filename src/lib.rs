@@ -1,0 +1,28 @@
+//! # autocontour
+//!
+//! An embeddable auto-contouring SDK for radiotherapy CT. The data path runs one way:
+//!
+//! ```text
+//! DICOM files ─▶ Series ─▶ Volume (HU, geometry) ─▶ model input ─▶ tiles ─▶ ONNX Runtime
+//!   ─▶ label map ─▶ contours (patient mm) ─▶ RT Structure Set / SEG ─▶ host TPS
+//! ```
+//!
+//! Modules, in data-path order: [`dicom`] (series discovery and loading), [`volume`]
+//! ([`Volume`](volume::Volume) and [`Geometry`](volume::Geometry)), [`runtime`] (loading ONNX
+//! Runtime by path). The C ABI lives in `ffi` and is described by `include/autocontour.h`.
+//!
+//! The library never installs a logger; it logs through the `log` facade.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod dicom;
+pub mod error;
+pub mod ffi;
+pub mod runtime;
+pub mod volume;
+
+pub use error::{Error, Result};
+
+/// The SDK version (`major.minor.patch`), from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

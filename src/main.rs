@@ -1,0 +1,245 @@
+//! `autocontour` command-line tool. Run `autocontour --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use autocontour::dicom::{LoadOptions, discover, load_series};
+use autocontour::runtime::{self, RuntimeOptions};
+use autocontour::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "autocontour",
+    version,
+    about = "Auto-contouring for radiotherapy CT"
+)]
+struct Cli {
+    /// ONNX Runtime shared library to load (default: $AUTOCONTOUR_ORT_LIB, then next to this
+    /// executable).
+    #[arg(long, global = true, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the DICOM series under a folder; with --load, load one and print its geometry.
+    Series {
+        /// Folder to scan (recursively).
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Load a series (the largest usable CT unless --uid) and print its geometry.
+        #[arg(long)]
+        load: bool,
+        /// Series Instance UID to load.
+        #[arg(long)]
+        uid: Option<String>,
+        /// Largest allowed slice-gap deviation from the median, mm.
+        #[arg(long, default_value_t = 0.1)]
+        gap_tolerance: f64,
+    },
+    /// Load ONNX Runtime, print its version and path; optionally run a model once on zeros.
+    OrtCheck {
+        /// An ONNX model to open and run once with zero inputs.
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format_target(false)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let rt = RuntimeOptions {
+        library: cli.ort_lib.clone(),
+    };
+    match cli.command {
+        Command::Series {
+            dir,
+            json,
+            load,
+            uid,
+            gap_tolerance,
+        } => {
+            if load || uid.is_some() {
+                let opts = LoadOptions {
+                    gap_tolerance_mm: gap_tolerance,
+                    ..LoadOptions::default()
+                };
+                let t0 = Instant::now();
+                let s = load_series(&dir, uid.as_deref(), &opts)?;
+                let secs = t0.elapsed().as_secs_f64();
+                print_loaded(&s, secs, json)?;
+            } else {
+                let summary = discover(&dir)?;
+                if json {
+                    println!("{}", to_json(&summary)?);
+                } else {
+                    print_summary(&summary);
+                }
+            }
+            Ok(())
+        }
+        Command::OrtCheck { model } => {
+            let info = runtime::ensure_loaded(&rt)?;
+            println!(
+                "ONNX Runtime {} loaded from {}",
+                info.version,
+                info.path.display()
+            );
+            if let Some(m) = model {
+                run_model_once(&runtime::environment(&rt)?, &m)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::InvalidArgument(format!("JSON: {e}")))
+}
+
+fn print_summary(s: &autocontour::dicom::SeriesSummary) {
+    println!("{} series under {}", s.series.len(), s.root.display());
+    for info in &s.series {
+        let size = info
+            .size
+            .map(|z| format!("{}x{}x{}", z[0], z[1], z[2]))
+            .unwrap_or_else(|| "-".into());
+        let spacing = info
+            .spacing
+            .map(|p| format!("{:.4}x{:.4}x{:.4} mm", p[0], p[1], p[2]))
+            .unwrap_or_else(|| "-".into());
+        let status = match &info.unusable {
+            None => "usable".to_string(),
+            Some(r) => format!("not usable: {r}"),
+        };
+        println!(
+            "  {} {:<8} {:>4} files  {size:<12} {spacing:<26} {}  [{status}]",
+            info.uid,
+            info.modality,
+            info.files.len(),
+            info.description.as_deref().unwrap_or("")
+        );
+        for s in &info.skipped {
+            println!("      {s}");
+        }
+    }
+    if !s.ignored.is_empty() {
+        println!(
+            "  {} files ignored (not DICOM or unreadable)",
+            s.ignored.len()
+        );
+    }
+}
+
+fn print_loaded(s: &autocontour::dicom::CtSeries, secs: f64, json: bool) -> Result<()> {
+    let g = s.volume.geometry();
+    let (mut lo, mut hi, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f64);
+    for &v in s.volume.data() {
+        lo = lo.min(v);
+        hi = hi.max(v);
+        sum += v as f64;
+    }
+    let mean = sum / s.volume.data().len().max(1) as f64;
+    let last = g.index_to_patient([0.0, 0.0, (g.size[2].saturating_sub(1)) as f64]);
+    if json {
+        let v = serde_json::json!({
+            "series_uid": s.series_uid,
+            "study_uid": s.study_uid,
+            "frame_of_reference_uid": s.frame_of_reference_uid,
+            "geometry": g,
+            "last_slice_origin": last,
+            "hu": {"min": lo, "max": hi, "mean": mean},
+            "slices": s.slices.len(),
+            "skipped": s.skipped.iter().map(|(p, w)| format!("{}: {w}", p.display())).collect::<Vec<_>>(),
+            "load_seconds": secs,
+        });
+        println!("{}", to_json(&v)?);
+        return Ok(());
+    }
+    println!("series     {}", s.series_uid);
+    println!(
+        "size       {} x {} x {} voxels (columns x rows x slices)",
+        g.size[0], g.size[1], g.size[2]
+    );
+    println!(
+        "spacing    {:.6} x {:.6} x {:.6} mm",
+        g.spacing[0], g.spacing[1], g.spacing[2]
+    );
+    println!(
+        "origin     ({:.3}, {:.3}, {:.3}) mm (LPS, first slice)",
+        g.origin[0], g.origin[1], g.origin[2]
+    );
+    println!(
+        "last slice ({:.3}, {:.3}, {:.3}) mm",
+        last[0], last[1], last[2]
+    );
+    for (name, a) in [("i (columns)", 0), ("j (rows)", 1), ("k (slices)", 2)] {
+        let d = g.axis(a);
+        println!("axis {name:<11} ({:+.4}, {:+.4}, {:+.4})", d[0], d[1], d[2]);
+    }
+    println!("HU         min {lo:.0}, max {hi:.0}, mean {mean:.2}");
+    if !s.skipped.is_empty() {
+        println!("skipped    {} localizer image(s)", s.skipped.len());
+    }
+    println!("loaded in  {secs:.2} s");
+    Ok(())
+}
+
+fn run_model_once(env: &ort::environment::Environment, path: &std::path::Path) -> Result<()> {
+    use ort::session::Session;
+    use ort::value::{Tensor, ValueType};
+    let ort_err = |e: ort::Error| Error::Ort(format!("{}: {e}", path.display()));
+    let mut session = Session::builder(env)
+        .map_err(ort_err)?
+        .commit_from_file(path)
+        .map_err(ort_err)?;
+    let mut inputs = Vec::new();
+    for input in session.inputs() {
+        let ValueType::Tensor { shape, .. } = input.dtype() else {
+            return Err(Error::Ort(format!(
+                "input {} is not a tensor",
+                input.name()
+            )));
+        };
+        let dims: Vec<usize> = shape
+            .iter()
+            .map(|&d| if d > 0 { d as usize } else { 1 })
+            .collect();
+        let n: usize = dims.iter().product();
+        let t = Tensor::from_array((dims, vec![0f32; n])).map_err(ort_err)?;
+        inputs.push((input.name().to_string(), t));
+    }
+    let outputs = session.run(inputs).map_err(ort_err)?;
+    for (name, value) in outputs.iter() {
+        println!("output {name}: {:?}", value.shape());
+    }
+    Ok(())
+}

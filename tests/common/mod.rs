@@ -1,0 +1,47 @@
+//! Helpers shared by the integration tests: where the fetched data and ONNX Runtime live.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The test-data cache filled by `python3 tests/setup/fetch.py`.
+pub fn testdata() -> PathBuf {
+    std::env::var_os("AUTOCONTOUR_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/testdata"))
+}
+
+/// A fetched item, or a failing test that says how to fetch it. Tests do not silently skip:
+/// CI fetches everything first.
+pub fn require(rel: &str) -> PathBuf {
+    let p = testdata().join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: run `python3 tests/setup/fetch.py` first (needs the package registry)",
+        p.display()
+    );
+    p
+}
+
+/// The ONNX Runtime library fetched by `tests/setup/fetch.py ort` (or AUTOCONTOUR_ORT_LIB).
+pub fn ort_lib() -> PathBuf {
+    let p = std::env::var_os("AUTOCONTOUR_ORT_LIB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/onnxruntime/libonnxruntime.so.1.31.1"));
+    let p = if p.is_absolute() { p } else { root().join(p) };
+    assert!(
+        p.exists(),
+        "ONNX Runtime not found at {}: run `python3 tests/setup/fetch.py ort` first",
+        p.display()
+    );
+    p
+}
+
+/// The CLI binary built for these tests.
+pub fn cli() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_autocontour"))
+}

