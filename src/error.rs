@@ -213,6 +213,85 @@ pub enum Error {
         frames: u32,
     },
 
+    // ---- models and inference ----
+    /// The model package or its ONNX file is missing.
+    #[error("model file not found: {path}")]
+    ModelNotFound {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// `model.json` is malformed or inconsistent.
+    #[error("{path}: invalid model manifest: {reason}")]
+    InvalidManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The ONNX file does not match the manifest's SHA-256.
+    #[error("{path}: SHA-256 {found} does not match the manifest's {expected}")]
+    ModelHashMismatch {
+        /// The ONNX file.
+        path: PathBuf,
+        /// From the manifest.
+        expected: String,
+        /// Of the file.
+        found: String,
+    },
+    /// ONNX Runtime could not load the model file (corrupt or unsupported graph).
+    #[error("{path}: ONNX Runtime cannot load the model: {reason}")]
+    ModelLoad {
+        /// The ONNX file.
+        path: PathBuf,
+        /// ONNX Runtime's message.
+        reason: String,
+    },
+    /// The graph disagrees with the manifest (names, rank, channels, element type).
+    #[error("{path}: model graph does not match its manifest: {reason}")]
+    ModelMismatch {
+        /// The ONNX file.
+        path: PathBuf,
+        /// The disagreement.
+        reason: String,
+    },
+    /// The requested execution provider cannot run and the caller chose not to fall back.
+    #[error("execution provider {requested} unavailable: {reason}")]
+    ExecutionProvider {
+        /// What was asked for.
+        requested: String,
+        /// Why it cannot run.
+        reason: String,
+    },
+    /// Running the model failed.
+    #[error("inference failed at tile {tile}: {reason}")]
+    Inference {
+        /// Tile number (0-based).
+        tile: usize,
+        /// ONNX Runtime's message or the problem found in the output.
+        reason: String,
+    },
+    /// The model produced NaN or infinite values.
+    #[error("model output holds {count} NaN/infinite values (tile {tile})")]
+    NonFiniteOutput {
+        /// Tile number.
+        tile: usize,
+        /// How many values.
+        count: usize,
+    },
+    /// A memory limit would be exceeded.
+    #[error("{what} needs {needed_bytes} bytes, over the limit of {limit_bytes}")]
+    MemoryLimit {
+        /// What would be allocated.
+        what: String,
+        /// Bytes needed.
+        needed_bytes: u64,
+        /// The configured limit.
+        limit_bytes: u64,
+    },
+    /// The caller cancelled the run.
+    #[error("cancelled")]
+    Cancelled,
+
     // ---- caller mistakes ----
     /// An argument is out of range or inconsistent.
     #[error("invalid argument: {0}")]

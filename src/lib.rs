@@ -16,9 +16,15 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod contour;
 pub mod dicom;
 pub mod error;
 pub mod ffi;
+pub mod infer;
+pub mod metrics;
+pub mod model;
+pub mod phantom;
+pub mod rtstruct;
 pub mod runtime;
 pub mod volume;
 

@@ -53,6 +53,29 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Write a synthetic CT phantom series (<out>/ct/) and its labels (<out>/labels.raw/.json).
+    Phantom {
+        /// Output folder.
+        out: PathBuf,
+        /// axial-hfs, axial-ffs, negated-row, negated-col, coronal or sagittal.
+        #[arg(long, default_value = "axial-hfs")]
+        orientation: String,
+        /// Column, row and slice spacing, mm.
+        #[arg(long, value_delimiter = ',', default_values_t = [4.0, 4.0, 5.0])]
+        spacing: Vec<f64>,
+        /// Columns, rows, slices.
+        #[arg(long, value_delimiter = ',', default_values_t = [64usize, 64, 40])]
+        size: Vec<usize>,
+        /// Patient position of the phantom centre, mm (LPS).
+        #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.0, 0.0], allow_hyphen_values = true)]
+        center: Vec<f64>,
+        /// implicit-le, explicit-le, explicit-be or deflate.
+        #[arg(long, default_value = "implicit-le")]
+        transfer_syntax: String,
+        /// Seed for reproducible UIDs.
+        #[arg(long)]
+        seed: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +129,23 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Phantom {
+            out,
+            orientation,
+            spacing,
+            size,
+            center,
+            transfer_syntax,
+            seed,
+        } => write_phantom(
+            &out,
+            &orientation,
+            &spacing,
+            &size,
+            &center,
+            &transfer_syntax,
+            seed,
+        ),
         Command::OrtCheck { model } => {
             let info = runtime::ensure_loaded(&rt)?;
             println!(
@@ -119,6 +159,45 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn triple<T: Copy>(v: &[T], what: &str) -> Result<[T; 3]> {
+    match v {
+        [a, b, c] => Ok([*a, *b, *c]),
+        _ => Err(Error::InvalidArgument(format!(
+            "--{what} needs three comma-separated values"
+        ))),
+    }
+}
+
+fn write_phantom(
+    out: &std::path::Path,
+    orientation: &str,
+    spacing: &[f64],
+    size: &[usize],
+    center: &[f64],
+    syntax: &str,
+    seed: Option<String>,
+) -> Result<()> {
+    use autocontour::phantom::{Phantom, PhantomSpec, PhantomSyntax};
+    let spec = PhantomSpec {
+        orientation: orientation.parse()?,
+        size: triple(size, "size")?,
+        spacing: triple(spacing, "spacing")?,
+        center: triple(center, "center")?,
+        seed,
+    };
+    let syntax: PhantomSyntax = syntax.parse()?;
+    let ph = Phantom::new(spec)?;
+    let files = ph.write_series(&out.join("ct"), syntax)?;
+    ph.write_labels(out)?;
+    println!(
+        "wrote {} slices to {} and labels to {}",
+        files.len(),
+        out.join("ct").display(),
+        out.join("labels.raw").display()
+    );
+    Ok(())
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {

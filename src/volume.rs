@@ -191,6 +191,36 @@ impl<T> Volume<T> {
             .and_then(|n| self.data.get(n))
     }
 
+    /// A sub-volume `[lo, hi)` per axis (i, j, k) with its geometry (origin moved to `lo`).
+    pub fn crop(&self, lo: [usize; 3], hi: [usize; 3]) -> Result<Volume<T>>
+    where
+        T: Copy,
+    {
+        let g = &self.geometry;
+        for a in 0..3 {
+            if lo[a] >= hi[a] || hi[a] > g.size[a] {
+                return Err(Error::InvalidArgument(format!(
+                    "crop [{lo:?}, {hi:?}) outside volume {:?}",
+                    g.size
+                )));
+            }
+        }
+        let size = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+        let mut data = Vec::with_capacity(size[0] * size[1] * size[2]);
+        for k in lo[2]..hi[2] {
+            for j in lo[1]..hi[1] {
+                let start = (k * g.size[1] + j) * g.size[0] + lo[0];
+                let row = self.data.get(start..start + size[0]).ok_or_else(|| {
+                    Error::InvalidArgument("crop outside the data".to_string())
+                })?;
+                data.extend_from_slice(row);
+            }
+        }
+        let origin = g.index_to_patient([lo[0] as f64, lo[1] as f64, lo[2] as f64]);
+        let geometry = Geometry::new(size, origin, g.spacing, g.direction)?;
+        Volume::new(geometry, data)
+    }
+
     /// One axial (k) slice, row-major.
     pub fn slice(&self, k: usize) -> Option<&[T]> {
         let n = self.geometry.size[0] * self.geometry.size[1];

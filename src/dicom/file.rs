@@ -112,7 +112,98 @@ pub fn read_header(path: &Path) -> Result<DicomFile> {
     })
 }
 
-/// `Keyword (gggg,eeee)` for messages.
+/// Stored pixel values of every frame of one file, before Rescale Slope/Intercept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPixels {
+    /// Rows per frame.
+    pub rows: u32,
+    /// Columns per frame.
+    pub cols: u32,
+    /// Number of frames.
+    pub frames: u32,
+    /// Values, frame after frame, each row-major.
+    pub values: Vec<f64>,
+}
+
+/// How stored samples sit in decoded (native little-endian) pixel bytes.
+#[derive(Debug, Clone, Copy)]
+struct SampleLayout {
+    bits_allocated: u16,
+    bits_stored: u16,
+    high_bit: u16,
+    signed: bool,
+}
+
+impl SampleLayout {
+    /// The first `count` samples as numbers: bits `high_bit − bits_stored + 1 ..= high_bit` of
+    /// each sample, sign-extended when signed (as pydicom and the standard read them).
+    fn to_f64(self, bytes: &[u8], count: usize) -> std::result::Result<Vec<f64>, String> {
+        let ba = u32::from(self.bits_allocated);
+        let bs = u32::from(self.bits_stored);
+        let hb = u32::from(self.high_bit);
+        if !matches!(ba, 1 | 8 | 16 | 32) {
+            return Err(format!("BitsAllocated {ba} is not 1, 8, 16 or 32"));
+        }
+        if bs == 0 || bs > ba || hb >= ba || hb + 1 < bs {
+            return Err(format!(
+                "BitsStored {bs} / HighBit {hb} do not fit BitsAllocated {ba}"
+            ));
+        }
+        let need = (count * ba as usize).div_ceil(8);
+        if bytes.len() < need {
+            return Err(format!(
+                "pixel data holds {} bytes, {count} samples of {ba} bits need {need}",
+                bytes.len()
+            ));
+        }
+        let shift = hb + 1 - bs;
+        let convert = |raw: u32| -> f64 {
+            let v = if bs == 32 { raw } else { (raw >> shift) & ((1u32 << bs) - 1) };
+            if self.signed && v & (1u32 << (bs - 1)) != 0 {
+                f64::from(v) - 2f64.powi(bs as i32)
+            } else {
+                f64::from(v)
+            }
+        };
+        let b = bytes.get(..need).unwrap_or(&[]);
+        Ok(match ba {
+            1 => (0..count)
+                .map(|n| f64::from((b.get(n / 8).copied().unwrap_or(0) >> (n % 8)) & 1))
+                .collect(),
+            8 => b.iter().map(|&x| convert(u32::from(x))).collect(),
+            16 => b
+                .chunks_exact(2)
+                .map(|c| convert(u32::from(u16::from_le_bytes([c[0], c[1]]))))
+                .collect(),
+            _ => b
+                .chunks_exact(4)
+                .map(|c| convert(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+        })
+    }
+}
+
+/// Names the transfer syntax for messages: `UID (name)`.
+pub(crate) fn ts_label(uid: &str) -> String {
+    match dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(uid) {
+        Some(ts) => format!("{uid} {}", ts.name()),
+        None => format!("{uid} (unknown)"),
+    }
+}
+
+/// Why a transfer syntax known to fail cannot be decoded, in words for the user.
+fn known_limitation(ts: &str, bits_stored: Option<u32>) -> Option<&'static str> {
+    match ts {
+        // jpeg-decoder (dicom-pixeldata's JPEG backend) has no 12-bit DCT support.
+        "1.2.840.10008.1.2.4.51" if bits_stored.is_some_and(|b| b > 8) => Some(
+            "JPEG extended 12-bit is not supported by the JPEG decoder; convert the series to \
+             an uncompressed or lossless transfer syntax",
+        ),
+        _ => None,
+    }
+}
+
+
 pub(crate) fn tag_name(tag: Tag) -> String {
     use dicom_core::dictionary::DataDictionary;
     let name = dicom_dictionary_std::StandardDataDictionary
@@ -123,6 +214,62 @@ pub(crate) fn tag_name(tag: Tag) -> String {
 }
 
 impl DicomFile {
+    /// Decodes the pixel data: stored values of every frame (no rescale, no VOI).
+    /// Only single-sample (grayscale) images; failures are [`Error::PixelData`] naming the
+    /// file and transfer syntax.
+    pub fn stored_pixels(&self) -> Result<StoredPixels> {
+        use dicom_pixeldata::{PixelDecoder, PixelRepresentation};
+        let ts = self.transfer_syntax();
+        let bits_stored = self.opt_u32(tags::BITS_STORED)?;
+        let pixel_err = |reason: String| {
+            let reason = match known_limitation(&ts, bits_stored) {
+                Some(why) => format!("{why} ({reason})"),
+                None => reason,
+            };
+            Error::PixelData {
+                path: self.path.clone(),
+                transfer_syntax: ts_label(&ts),
+                reason,
+            }
+        };
+        let spp = self.opt_u32(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
+        if spp != 1 {
+            return Err(self.invalid(
+                tags::SAMPLES_PER_PIXEL,
+                format!("{spp} samples per pixel; only grayscale (1) is read"),
+            ));
+        }
+        if self.obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+            return Err(self.missing(tags::PIXEL_DATA));
+        }
+        let decoded = self
+            .obj
+            .decode_pixel_data()
+            .map_err(|e| pixel_err(e.to_string()))?;
+        let (rows, cols, frames) = (
+            decoded.rows(),
+            decoded.columns(),
+            decoded.number_of_frames(),
+        );
+        let count = rows as usize * cols as usize * frames as usize;
+        let layout = SampleLayout {
+            bits_allocated: decoded.bits_allocated(),
+            bits_stored: decoded.bits_stored(),
+            high_bit: decoded.high_bit(),
+            signed: decoded.pixel_representation() == PixelRepresentation::Signed,
+        };
+        let values = layout
+            .to_f64(decoded.data(), count)
+            .map_err(pixel_err)?;
+        Ok(StoredPixels {
+            rows,
+            cols,
+            frames,
+            values,
+        })
+    }
+
+
     /// Transfer syntax UID from the file meta group.
     pub fn transfer_syntax(&self) -> String {
         self.obj
@@ -218,5 +365,49 @@ impl DicomFile {
             tag: tag_name(tag),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(ba: u16, bs: u16, hb: u16, signed: bool) -> SampleLayout {
+        SampleLayout {
+            bits_allocated: ba,
+            bits_stored: bs,
+            high_bit: hb,
+            signed,
+        }
+    }
+
+    #[test]
+    fn samples_are_masked_and_sign_extended() {
+        // 12 bits stored in 16, signed: 0x0FFF is -1, 0xF800 has junk above bit 11.
+        let b = [0xFF, 0x0F, 0x00, 0xF8, 0x00, 0x08];
+        assert_eq!(
+            layout(16, 12, 11, true).to_f64(&b, 3).unwrap(),
+            vec![-1.0, 0.0, -2048.0]
+        );
+        assert_eq!(
+            layout(16, 12, 11, false).to_f64(&b, 3).unwrap(),
+            vec![4095.0, 0.0, 2048.0]
+        );
+        // 32-bit unsigned and signed.
+        let b = 0xFFFF_FFFEu32.to_le_bytes();
+        assert_eq!(layout(32, 32, 31, false).to_f64(&b, 1).unwrap(), vec![4294967294.0]);
+        assert_eq!(layout(32, 32, 31, true).to_f64(&b, 1).unwrap(), vec![-2.0]);
+        // 1 bit, least significant bit first.
+        assert_eq!(
+            layout(1, 1, 0, false).to_f64(&[0b0000_0101], 4).unwrap(),
+            vec![1.0, 0.0, 1.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn bad_layouts_and_short_data_are_errors() {
+        assert!(layout(12, 12, 11, false).to_f64(&[0; 8], 2).is_err());
+        assert!(layout(16, 17, 16, false).to_f64(&[0; 8], 2).is_err());
+        assert!(layout(16, 12, 11, false).to_f64(&[0; 3], 2).is_err());
     }
 }

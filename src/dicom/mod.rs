@@ -4,7 +4,7 @@
 mod file;
 mod series;
 
-pub use file::{DicomFile, read_file, read_header};
+pub use file::{DicomFile, StoredPixels, read_file, read_header};
 pub use series::{
     CtSeries, LoadOptions, SeriesInfo, SeriesSummary, SliceRef, discover, load_series,
     load_series_files,

@@ -8,12 +8,10 @@ use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
-use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::file::{DicomFile, read_file, read_header};
+use super::file::{DicomFile, read_file, read_header, ts_label};
 use crate::error::{Error, Result};
 use crate::volume::{Geometry, Volume, cross, dot};
 
@@ -147,11 +145,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<String>) {
-    let results: Vec<std::result::Result<Header, String>> = files
+fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<Error>) {
+    let results: Vec<Result<Header>> = files
         .par_iter()
         .map(|p| {
-            let file = read_header(p).map_err(|e| e.to_string())?;
+            let file = read_header(p)?;
             if file
                 .obj
                 .meta()
@@ -159,7 +157,10 @@ fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<String>) {
                 .trim_end_matches('\0')
                 == "1.2.840.10008.1.3.10"
             {
-                return Err(format!("{}: DICOMDIR ignored", p.display()));
+                return Err(Error::NotDicom {
+                    path: p.clone(),
+                    reason: "a DICOMDIR (media directory), ignored".into(),
+                });
             }
             let modality = file
                 .opt_str(tags::MODALITY)
@@ -209,6 +210,7 @@ pub fn discover(dir: &Path) -> Result<SeriesSummary> {
     let mut files = Vec::new();
     walk(dir, &mut files)?;
     let (headers, ignored) = read_headers(&files);
+    let ignored: Vec<String> = ignored.iter().map(|e| e.to_string()).collect();
     let mut series: Vec<SeriesInfo> = group(headers)
         .into_iter()
         .map(|(uid, hs)| describe(uid, &hs))
@@ -536,8 +538,8 @@ pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<
 /// Loads exactly these files as one CT series (all must belong to the same series).
 pub fn load_series_files(files: &[PathBuf], opts: &LoadOptions) -> Result<CtSeries> {
     let (headers, ignored) = read_headers(files);
-    if let Some(first_bad) = ignored.first() {
-        return Err(Error::InvalidArgument(first_bad.clone()));
+    if let Some(first_bad) = ignored.into_iter().next() {
+        return Err(first_bad);
     }
     let groups = group(headers);
     if groups.len() > 1 {
@@ -613,56 +615,25 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions) -> Result<CtSeries> {
     })
 }
 
-fn ts_label(uid: &str) -> String {
-    match dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(uid) {
-        Some(ts) => format!("{uid} {}", ts.name()),
-        None => format!("{uid} (unknown)"),
-    }
-}
-
 fn decode_slice(path: &Path, nx: usize, ny: usize, out: &mut [f32]) -> Result<()> {
     let f = read_file(path)?;
-    let ts = f.transfer_syntax();
-    let pixel_err = |reason: String| Error::PixelData {
-        path: path.to_path_buf(),
-        transfer_syntax: ts_label(&ts),
-        reason,
-    };
-    let spp = f.opt_u32(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
-    if spp != 1 {
-        return Err(f.invalid(
-            tags::SAMPLES_PER_PIXEL,
-            format!("{spp} samples per pixel; CT needs 1"),
-        ));
-    }
     let slope = f.opt_f64(tags::RESCALE_SLOPE)?.unwrap_or(1.0);
     let intercept = f.opt_f64(tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
     if slope == 0.0 {
         return Err(f.invalid(tags::RESCALE_SLOPE, "slope is 0"));
     }
-    if f.obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
-        return Err(f.missing(tags::PIXEL_DATA));
+    let px = f.stored_pixels()?;
+    if px.values.len() != nx * ny || out.len() != px.values.len() {
+        return Err(Error::PixelData {
+            path: path.to_path_buf(),
+            transfer_syntax: ts_label(&f.transfer_syntax()),
+            reason: format!(
+                "decoded {}×{}×{} samples, expected {nx}×{ny}",
+                px.cols, px.rows, px.frames
+            ),
+        });
     }
-    let decoded = f
-        .obj
-        .decode_pixel_data()
-        .map_err(|e| pixel_err(e.to_string()))?;
-    let raw: Vec<f64> = decoded
-        .to_vec_frame_with_options(
-            0,
-            &ConvertOptions::new().with_modality_lut(ModalityLutOption::None),
-        )
-        .map_err(|e| pixel_err(e.to_string()))?;
-    if raw.len() != nx * ny || out.len() != raw.len() {
-        return Err(pixel_err(format!(
-            "decoded {} samples, expected {}×{} = {}",
-            raw.len(),
-            nx,
-            ny,
-            nx * ny
-        )));
-    }
-    for (o, r) in out.iter_mut().zip(raw) {
+    for (o, r) in out.iter_mut().zip(px.values) {
         *o = (r * slope + intercept) as f32;
     }
     Ok(())

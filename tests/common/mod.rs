@@ -45,3 +45,14 @@ pub fn ort_lib() -> PathBuf {
 pub fn cli() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_autocontour"))
 }
+
+/// The Python of the test environment (target/pyenv, made by tests/run-all.sh).
+pub fn python() -> PathBuf {
+    let p = root().join("target/pyenv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run tests/run-all.sh once (it creates the venv with tests/requirements.txt)",
+        p.display()
+    );
+    p
+}

@@ -1,0 +1,19 @@
+//! DICOM RT Structure Set: writing contours of a label map, reading structure sets (expert
+//! contours, other vendors' files) and rasterising them onto a CT grid.
+//!
+//! * [`write_rtstruct`] / [`build_rtstruct`]: one ROI per [`RoiSpec`], Implicit VR Little
+//!   Endian, references to every CT slice, written to a temporary file and renamed.
+//! * [`read_rtstruct`]: ROIs with their contours, from files with or without preamble.
+//! * [`rasterise_roi`]: a contour set to a mask on a CT grid (voxel centre inside, even-odd).
+
+mod read;
+mod write;
+
+pub use read::{
+    RasterOptions, RtStruct, RtStructContour, RtStructRoi, check_frame_of_reference, rasterise_roi,
+    read_rtstruct,
+};
+pub use write::{
+    OutputInfo, RoiCode, RoiContours, RoiSpec, build_rtstruct, format_ds, new_uid,
+    rois_from_labels, write_rtstruct,
+};

@@ -1,0 +1,396 @@
+//! RT Structure Set reader and rasteriser.
+//!
+//! # Rasterisation convention
+//!
+//! A voxel belongs to an ROI when its **centre** lies inside the ROI's contours on that slice,
+//! all contours of the slice taken together by the even-odd rule (so holes written as separate
+//! contours, `CLOSEDPLANAR_XOR` contours and keyholes all subtract). A centre exactly on an
+//! edge counts as inside for edges on its left or bottom side in (i, j) (half-open rule). Each
+//! contour is placed on the slice nearest to its mean position along the slice normal and is
+//! used only when that is within half a slice gap; its Contour Image reference is not trusted
+//! (real files have missing or wrong references), a disagreement is logged at debug level.
+//! `POINT` and `OPEN_PLANAR` contours are skipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use rayon::prelude::*;
+
+use crate::dicom::{SliceRef, read_file};
+use crate::error::{Error, Result};
+use crate::volume::{Geometry, Volume};
+
+/// One contour as stored in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtStructContour {
+    /// Contour Geometric Type (`CLOSED_PLANAR`, `CLOSEDPLANAR_XOR`, `OPEN_PLANAR`, `POINT`…).
+    pub geometric_type: String,
+    /// Contour Data, patient mm.
+    pub points: Vec<[f64; 3]>,
+    /// The first Referenced SOP Instance UID of its Contour Image Sequence, if any.
+    pub referenced_sop_instance_uid: Option<String>,
+}
+
+/// One ROI with its contours (possibly none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtStructRoi {
+    /// ROI Number.
+    pub number: i64,
+    /// ROI Name (empty when absent).
+    pub name: String,
+    /// ROI Display Color.
+    pub color: Option<[u8; 3]>,
+    /// RT ROI Interpreted Type, when an observation gives one.
+    pub interpreted_type: Option<String>,
+    /// Referenced Frame of Reference UID of the ROI.
+    pub frame_of_reference_uid: Option<String>,
+    /// Contours.
+    pub contours: Vec<RtStructContour>,
+}
+
+/// A parsed RT Structure Set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtStruct {
+    /// The file read.
+    pub path: PathBuf,
+    /// SOP Instance UID.
+    pub sop_instance_uid: Option<String>,
+    /// The first Referenced Frame of Reference UID.
+    pub frame_of_reference_uid: Option<String>,
+    /// The first referenced image series UID.
+    pub referenced_series_uid: Option<String>,
+    /// ROIs in Structure Set ROI Sequence order.
+    pub rois: Vec<RtStructRoi>,
+}
+
+impl RtStruct {
+    /// The ROI with this name (exact match, then case-insensitive).
+    pub fn roi(&self, name: &str) -> Option<&RtStructRoi> {
+        self.rois
+            .iter()
+            .find(|r| r.name == name)
+            .or_else(|| self.rois.iter().find(|r| r.name.eq_ignore_ascii_case(name)))
+    }
+}
+
+fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
+    obj.get(tag).and_then(|e| e.items()).unwrap_or(&[])
+}
+
+fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let e = obj.get(tag)?;
+    let s = e.to_str().ok()?;
+    let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    text(obj, tag)?.split('\\').next()?.trim().parse().ok()
+}
+
+/// Reads an RT Structure Set (with or without preamble and file meta).
+pub fn read_rtstruct(path: &Path) -> Result<RtStruct> {
+    let file = read_file(path)?;
+    let obj: &InMemDicomObject = &file.obj;
+    let invalid = |tag: Tag, reason: String| file.invalid(tag, reason);
+    if let Some(m) = text(obj, tags::MODALITY)
+        && m != "RTSTRUCT"
+    {
+        return Err(invalid(tags::MODALITY, format!("{m} is not RTSTRUCT")));
+    }
+    if obj.get(tags::STRUCTURE_SET_ROI_SEQUENCE).is_none()
+        && obj.get(tags::ROI_CONTOUR_SEQUENCE).is_none()
+    {
+        return Err(file.missing(tags::STRUCTURE_SET_ROI_SEQUENCE));
+    }
+    let mut frame = None;
+    let mut series = None;
+    for f in items(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE) {
+        frame = frame.or_else(|| text(f, tags::FRAME_OF_REFERENCE_UID));
+        for st in items(f, tags::RT_REFERENCED_STUDY_SEQUENCE) {
+            for se in items(st, tags::RT_REFERENCED_SERIES_SEQUENCE) {
+                series = series.or_else(|| text(se, tags::SERIES_INSTANCE_UID));
+            }
+        }
+    }
+    let mut rois: Vec<RtStructRoi> = Vec::new();
+    let mut by_number: HashMap<i64, usize> = HashMap::new();
+    for (n, it) in items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE).iter().enumerate() {
+        let number = int(it, tags::ROI_NUMBER).ok_or_else(|| {
+            invalid(
+                tags::ROI_NUMBER,
+                format!("item {} of StructureSetROISequence has no ROI Number", n + 1),
+            )
+        })?;
+        by_number.insert(number, rois.len());
+        rois.push(RtStructRoi {
+            number,
+            name: text(it, tags::ROI_NAME).unwrap_or_default(),
+            color: None,
+            interpreted_type: None,
+            frame_of_reference_uid: text(it, tags::REFERENCED_FRAME_OF_REFERENCE_UID),
+            contours: Vec::new(),
+        });
+    }
+    for (n, it) in items(obj, tags::ROI_CONTOUR_SEQUENCE).iter().enumerate() {
+        let Some(number) = int(it, tags::REFERENCED_ROI_NUMBER) else {
+            log::warn!(
+                "{}: item {} of ROIContourSequence has no Referenced ROI Number; skipped",
+                path.display(),
+                n + 1
+            );
+            continue;
+        };
+        let idx = match by_number.get(&number) {
+            Some(&i) => i,
+            None => {
+                log::warn!(
+                    "{}: ROI contour {number} has no StructureSetROISequence item",
+                    path.display()
+                );
+                by_number.insert(number, rois.len());
+                rois.push(RtStructRoi {
+                    number,
+                    name: String::new(),
+                    color: None,
+                    interpreted_type: None,
+                    frame_of_reference_uid: None,
+                    contours: Vec::new(),
+                });
+                rois.len() - 1
+            }
+        };
+        let color = text(it, tags::ROI_DISPLAY_COLOR).and_then(|s| {
+            let v: Vec<u8> = s
+                .split('\\')
+                .filter_map(|x| x.trim().parse::<f64>().ok())
+                .map(|x| x.clamp(0.0, 255.0) as u8)
+                .collect();
+            (v.len() == 3).then(|| [v[0], v[1], v[2]])
+        });
+        let mut contours = Vec::new();
+        for (c, ci) in items(it, tags::CONTOUR_SEQUENCE).iter().enumerate() {
+            let Some(e) = ci.get(tags::CONTOUR_DATA) else {
+                continue;
+            };
+            let data = e.to_multi_float64().map_err(|err| {
+                invalid(
+                    tags::CONTOUR_DATA,
+                    format!("ROI {number} contour {}: {err}", c + 1),
+                )
+            })?;
+            if data.len() % 3 != 0 || data.iter().any(|v| !v.is_finite()) {
+                return Err(invalid(
+                    tags::CONTOUR_DATA,
+                    format!(
+                        "ROI {number} contour {}: {} values, not finite (x, y, z) triplets",
+                        c + 1,
+                        data.len()
+                    ),
+                ));
+            }
+            let referenced = items(ci, tags::CONTOUR_IMAGE_SEQUENCE)
+                .first()
+                .and_then(|r| text(r, tags::REFERENCED_SOP_INSTANCE_UID));
+            contours.push(RtStructContour {
+                geometric_type: text(ci, tags::CONTOUR_GEOMETRIC_TYPE)
+                    .unwrap_or_else(|| "CLOSED_PLANAR".into()),
+                points: data.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+                referenced_sop_instance_uid: referenced,
+            });
+        }
+        if let Some(r) = rois.get_mut(idx) {
+            r.color = color.or(r.color);
+            r.contours.extend(contours);
+        }
+    }
+    for it in items(obj, tags::RTROI_OBSERVATIONS_SEQUENCE) {
+        if let (Some(number), Some(t)) = (
+            int(it, tags::REFERENCED_ROI_NUMBER),
+            text(it, tags::RTROI_INTERPRETED_TYPE),
+        ) && let Some(r) = by_number.get(&number).and_then(|&i| rois.get_mut(i))
+        {
+            r.interpreted_type = Some(t);
+        }
+    }
+    Ok(RtStruct {
+        path: path.to_path_buf(),
+        sop_instance_uid: text(obj, tags::SOP_INSTANCE_UID),
+        frame_of_reference_uid: frame,
+        referenced_series_uid: series,
+        rois,
+    })
+}
+
+/// Options for [`rasterise_roi`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RasterOptions<'a> {
+    /// The CT slices (volume order), only used to log contours whose Contour Image reference
+    /// disagrees with their position.
+    pub slices: Option<&'a [SliceRef]>,
+}
+
+/// Rasterises an ROI onto a grid: 1 inside, 0 outside (see the module docs for the rule).
+pub fn rasterise_roi(
+    roi: &RtStructRoi,
+    geometry: &Geometry,
+    opts: &RasterOptions<'_>,
+) -> Result<Volume<u8>> {
+    let [cols, rows, nk] = geometry.size;
+    let mut by_slice: BTreeMap<usize, Vec<Vec<[f64; 2]>>> = BTreeMap::new();
+    let uid_to_k: HashMap<&str, usize> = opts
+        .slices
+        .map(|s| {
+            s.iter()
+                .enumerate()
+                .map(|(k, r)| (r.sop_instance_uid.as_str(), k))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (n, c) in roi.contours.iter().enumerate() {
+        if !matches!(
+            c.geometric_type.as_str(),
+            "CLOSED_PLANAR" | "CLOSEDPLANAR_XOR"
+        ) {
+            log::debug!(
+                "ROI '{}': contour {} is {}, not closed; skipped",
+                roi.name,
+                n + 1,
+                c.geometric_type
+            );
+            continue;
+        }
+        if c.points.len() < 3 {
+            continue;
+        }
+        let idx: Vec<[f64; 3]> = c.points.iter().map(|p| geometry.patient_to_index(*p)).collect();
+        let kz = idx.iter().map(|p| p[2]).sum::<f64>() / idx.len() as f64;
+        let k = kz.round();
+        if (kz - k).abs() > 0.5 + 1e-6 || k < 0.0 || k >= nk as f64 {
+            log::debug!(
+                "ROI '{}': contour {} at slice position {kz:.2} is off the grid; skipped",
+                roi.name,
+                n + 1
+            );
+            continue;
+        }
+        let k = k as usize;
+        if let Some(r) = c.referenced_sop_instance_uid.as_deref()
+            && let Some(&rk) = uid_to_k.get(r)
+            && rk != k
+        {
+            log::debug!(
+                "ROI '{}': contour {} references slice {rk} but lies on slice {k}",
+                roi.name,
+                n + 1
+            );
+        }
+        by_slice
+            .entry(k)
+            .or_default()
+            .push(idx.iter().map(|p| [p[0], p[1]]).collect());
+    }
+    let filled: Vec<(usize, Vec<u8>)> = by_slice
+        .into_par_iter()
+        .map(|(k, polys)| (k, fill_even_odd(&polys, cols, rows)))
+        .collect();
+    let mut data = vec![0u8; geometry.voxel_count()];
+    let plane = cols * rows;
+    for (k, m) in filled {
+        if let Some(dst) = data.get_mut(k * plane..(k + 1) * plane) {
+            dst.copy_from_slice(&m);
+        }
+    }
+    Volume::new(*geometry, data)
+}
+
+/// Even-odd scanline fill at voxel centres of polygons in (i, j) index coordinates.
+pub(crate) fn fill_even_odd(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize) -> Vec<u8> {
+    let mut out = vec![0u8; cols * rows];
+    // Edges bucketed by the rows they cross.
+    let mut edges: Vec<(f64, f64, f64, f64)> = Vec::new();
+    for p in polys {
+        let n = p.len();
+        for a in 0..n {
+            let (p1, p2) = (p[a], p[(a + 1) % n]);
+            if p1[1] != p2[1] {
+                edges.push((p1[0], p1[1], p2[0], p2[1]));
+            }
+        }
+    }
+    let mut starts: Vec<Vec<usize>> = vec![Vec::new(); rows];
+    for (e, &(_, y1, _, y2)) in edges.iter().enumerate() {
+        let lo = y1.min(y2);
+        // First row centre j with j >= lo (half-open [lo, hi)).
+        let j0 = lo.ceil().max(0.0);
+        if j0 < rows as f64 {
+            starts[j0 as usize].push(e);
+        }
+    }
+    let mut active: Vec<usize> = Vec::new();
+    let mut xs: Vec<f64> = Vec::new();
+    for (j, row) in out.chunks_exact_mut(cols.max(1)).enumerate().take(rows) {
+        let y = j as f64;
+        active.extend_from_slice(&starts[j]);
+        active.retain(|&e| {
+            let (_, y1, _, y2) = edges[e];
+            y < y1.max(y2)
+        });
+        xs.clear();
+        for &e in &active {
+            let (x1, y1, x2, y2) = edges[e];
+            xs.push(x1 + (y - y1) / (y2 - y1) * (x2 - x1));
+        }
+        xs.sort_by(f64::total_cmp);
+        for pair in xs.chunks_exact(2) {
+            let a = pair[0].ceil().max(0.0);
+            let b = pair[1].ceil().min(cols as f64);
+            if a < b {
+                for v in &mut row[a as usize..b as usize] {
+                    *v = 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks that the file's frame of reference matches the CT's (a warning only: many files
+/// carry none).
+pub fn check_frame_of_reference(rs: &RtStruct, ct_frame: &str) -> Result<()> {
+    match rs.frame_of_reference_uid.as_deref() {
+        Some(f) if f != ct_frame => Err(Error::InvalidTag {
+            path: rs.path.clone(),
+            tag: "FrameOfReferenceUID (0020,0052)".into(),
+            reason: format!("structure set is drawn on {f}, the CT is {ct_frame}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_square_and_hole() {
+        let outer = vec![[0.5, 0.5], [4.5, 0.5], [4.5, 4.5], [0.5, 4.5]];
+        let hole = vec![[1.5, 1.5], [1.5, 2.5], [2.5, 2.5], [2.5, 1.5]];
+        let m = fill_even_odd(&[outer, hole], 6, 6);
+        let count: usize = m.iter().map(|&v| v as usize).sum();
+        assert_eq!(count, 16 - 1);
+        assert_eq!(m[2 * 6 + 2], 0);
+        assert_eq!(m[6 + 1], 1);
+        assert_eq!(m[0], 0);
+    }
+
+    #[test]
+    fn fill_clips_outside_grid() {
+        let big = vec![[-10.0, -10.0], [10.0, -10.0], [10.0, 10.0], [-10.0, 10.0]];
+        let m = fill_even_odd(&[big], 3, 2);
+        assert!(m.iter().all(|&v| v == 1));
+    }
+}

@@ -1,0 +1,338 @@
+//! Every named rejection of the CT loader, each provoked by a generated series (a phantom with
+//! slices deleted, copied or altered) or a real file, asserting the error kind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use autocontour::Error;
+use autocontour::dicom::{LoadOptions, discover, load_series, load_series_files};
+use autocontour::phantom::{Orientation, Phantom, PhantomSpec, PhantomSyntax};
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{DataElement, Tag, VR};
+use dicom_dictionary_std::tags;
+
+struct Series {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+fn phantom(o: Orientation) -> Series {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ct");
+    let ph = Phantom::new(PhantomSpec {
+        orientation: o,
+        size: [16, 12, 10],
+        ..PhantomSpec::default()
+    })
+    .unwrap();
+    let files = ph.write_series(&dir, PhantomSyntax::ImplicitLittle).unwrap();
+    Series {
+        _tmp: tmp,
+        dir,
+        files,
+    }
+}
+
+fn alter(path: &Path, f: impl FnOnce(&mut dicom_object::InMemDicomObject)) {
+    let mut obj = dicom_object::open_file(path).unwrap();
+    f(&mut obj);
+    obj.write_to_file(path).unwrap();
+}
+
+fn put(obj: &mut dicom_object::InMemDicomObject, tag: Tag, vr: VR, v: PrimitiveValue) {
+    obj.put(DataElement::new(tag, vr, v));
+}
+
+fn strs(v: &[&str]) -> PrimitiveValue {
+    PrimitiveValue::Strs(v.iter().map(|s| s.to_string()).collect())
+}
+
+fn load(dir: &Path) -> autocontour::Result<autocontour::dicom::CtSeries> {
+    load_series(dir, None, &LoadOptions::default())
+}
+
+fn ipp_of(path: &Path) -> Vec<f64> {
+    let obj = dicom_object::open_file(path).unwrap();
+    obj.element(tags::IMAGE_POSITION_PATIENT)
+        .unwrap()
+        .to_multi_float64()
+        .unwrap()
+}
+
+fn set_ipp(path: &Path, p: &[f64]) {
+    let v: Vec<String> = p.iter().map(|x| format!("{x:.4}")).collect();
+    let v: Vec<&str> = v.iter().map(|s| s.as_str()).collect();
+    alter(path, |o| put(o, tags::IMAGE_POSITION_PATIENT, VR::DS, strs(&v)));
+}
+
+#[test]
+fn intact_phantom_loads() {
+    let s = phantom(Orientation::AxialHfs);
+    let ct = load(&s.dir).unwrap();
+    assert_eq!(ct.volume.geometry().size, [16, 12, 10]);
+    assert!(ct.skipped.is_empty());
+}
+
+#[test]
+fn missing_slice_is_irregular_spacing() {
+    let s = phantom(Orientation::Coronal);
+    std::fs::remove_file(&s.files[4]).unwrap();
+    match load(&s.dir) {
+        Err(Error::IrregularSpacing {
+            path,
+            gap_mm,
+            median_mm,
+            ..
+        }) => {
+            assert_eq!(path, s.files[5]);
+            assert!((gap_mm - 10.0).abs() < 1e-6 && (median_mm - 5.0).abs() < 1e-6);
+        }
+        other => panic!("expected IrregularSpacing, got {:?}", other.err()),
+    }
+    // A caller that opts in to a larger tolerance gets the volume.
+    let lax = LoadOptions {
+        gap_tolerance_mm: 6.0,
+        ..LoadOptions::default()
+    };
+    assert!(load_series(&s.dir, None, &lax).is_ok());
+}
+
+#[test]
+fn uneven_gap_is_irregular_spacing_but_jitter_is_tolerated() {
+    let s = phantom(Orientation::AxialHfs);
+    let mut p = ipp_of(&s.files[3]);
+    p[2] += 0.05; // within 0.1 mm
+    set_ipp(&s.files[3], &p);
+    assert!(load(&s.dir).is_ok());
+    p[2] += 0.4;
+    set_ipp(&s.files[3], &p);
+    assert!(matches!(load(&s.dir), Err(Error::IrregularSpacing { .. })));
+}
+
+#[test]
+fn duplicate_position_is_duplicate_slice() {
+    let s = phantom(Orientation::NegatedRow);
+    let copy = s.dir.join("copy.dcm");
+    std::fs::copy(&s.files[2], &copy).unwrap();
+    alter(&copy, |o| {
+        put(o, tags::SOP_INSTANCE_UID, VR::UI, "2.25.12345".into());
+    });
+    match load(&s.dir) {
+        Err(Error::DuplicateSlice { path, other, .. }) => {
+            let pair = [path, other];
+            assert!(pair.contains(&copy) && pair.contains(&s.files[2]), "{pair:?}");
+        }
+        other => panic!("expected DuplicateSlice, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn rotated_slice_is_mixed_orientation() {
+    let s = phantom(Orientation::AxialHfs);
+    alter(&s.files[6], |o| {
+        put(
+            o,
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            strs(&["0.999848", "0.017452", "0", "-0.017452", "0.999848", "0"]),
+        )
+    });
+    match load(&s.dir) {
+        Err(Error::MixedOrientation { path, .. }) => assert_eq!(path, s.files[6]),
+        other => panic!("expected MixedOrientation, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn sheared_stack_is_gantry_tilt() {
+    let s = phantom(Orientation::AxialHfs);
+    for (k, f) in s.files.iter().enumerate() {
+        let mut p = ipp_of(f);
+        p[1] += 0.5 * k as f64; // 0.5 mm per slice along y: a 5.7° tilt
+        set_ipp(f, &p);
+    }
+    assert!(matches!(load(&s.dir), Err(Error::GantryTilt { .. })));
+}
+
+#[test]
+fn other_rows_or_spacing_is_mixed_size() {
+    let s = phantom(Orientation::Sagittal);
+    alter(&s.files[1], |o| {
+        put(o, tags::ROWS, VR::US, PrimitiveValue::from(13u16))
+    });
+    assert!(matches!(
+        load(&s.dir),
+        Err(Error::MixedSize { what: "Rows", .. })
+    ));
+    let s = phantom(Orientation::Sagittal);
+    alter(&s.files[7], |o| {
+        put(o, tags::PIXEL_SPACING, VR::DS, strs(&["4.5", "4"]))
+    });
+    assert!(matches!(
+        load(&s.dir),
+        Err(Error::MixedSize {
+            what: "PixelSpacing",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn localizer_is_skipped_and_reported() {
+    let s = phantom(Orientation::AxialHfs);
+    let scout = s.dir.join("scout.dcm");
+    std::fs::copy(&s.files[0], &scout).unwrap();
+    alter(&scout, |o| {
+        put(o, tags::SOP_INSTANCE_UID, VR::UI, "2.25.777".into());
+        put(
+            o,
+            tags::IMAGE_TYPE,
+            VR::CS,
+            strs(&["ORIGINAL", "PRIMARY", "LOCALIZER"]),
+        );
+        put(
+            o,
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            strs(&["1", "0", "0", "0", "0", "-1"]),
+        );
+    });
+    let ct = load(&s.dir).unwrap();
+    assert_eq!(ct.volume.geometry().size[2], 10);
+    assert_eq!(ct.skipped.len(), 1);
+    assert_eq!(ct.skipped[0].0, scout);
+    let d = discover(&s.dir).unwrap();
+    assert_eq!(d.series[0].skipped.len(), 1);
+    assert!(d.series[0].unusable.is_none());
+}
+
+#[test]
+fn non_ct_is_not_ct() {
+    let s = phantom(Orientation::AxialHfs);
+    for f in &s.files {
+        alter(f, |o| put(o, tags::MODALITY, VR::CS, "MR".into()));
+    }
+    assert!(matches!(
+        load_series_files(&s.files, &LoadOptions::default()),
+        Err(Error::NotCt { .. })
+    ));
+    assert!(matches!(load(&s.dir), Err(Error::NoSeries { .. })));
+    let d = discover(&s.dir).unwrap();
+    assert!(d.series[0].unusable.as_deref().unwrap().contains("not CT"));
+}
+
+#[test]
+fn multi_frame_is_refused_by_name() {
+    let s = phantom(Orientation::AxialHfs);
+    alter(&s.files[0], |o| {
+        put(o, tags::NUMBER_OF_FRAMES, VR::IS, "2".into())
+    });
+    assert!(matches!(
+        load(&s.dir),
+        Err(Error::MultiFrame { frames: 2, .. })
+    ));
+    // A real Enhanced CT object (pydicom's corpus).
+    let ect = common::require("pydicom-data/eCT_Supplemental.dcm");
+    assert!(matches!(
+        load_series_files(&[ect], &LoadOptions::default()),
+        Err(Error::MultiFrame { frames: 2, .. })
+    ));
+}
+
+#[test]
+fn missing_position_is_missing_tag() {
+    let s = phantom(Orientation::AxialHfs);
+    alter(&s.files[5], |o| {
+        o.remove_element(tags::IMAGE_POSITION_PATIENT);
+    });
+    match load(&s.dir) {
+        Err(Error::MissingTag { path, tag }) => {
+            assert_eq!(path, s.files[5]);
+            assert!(tag.contains("ImagePositionPatient"), "{tag}");
+        }
+        other => panic!("expected MissingTag, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn non_orthogonal_orientation_is_invalid_tag() {
+    let s = phantom(Orientation::AxialHfs);
+    for f in &s.files {
+        alter(f, |o| {
+            put(
+                o,
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                strs(&["1", "0", "0", "0.5", "0.866", "0"]),
+            )
+        });
+    }
+    assert!(matches!(
+        load_series_files(&s.files, &LoadOptions::default()),
+        Err(Error::InvalidTag { .. })
+    ));
+}
+
+#[test]
+fn truncated_pixels_are_pixel_data_error() {
+    let s = phantom(Orientation::AxialHfs);
+    alter(&s.files[3], |o| {
+        put(
+            o,
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(vec![0u16; 100].into()),
+        )
+    });
+    match load(&s.dir) {
+        Err(Error::PixelData { path, .. }) => assert_eq!(path, s.files[3]),
+        other => panic!("expected PixelData, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn over_the_limit_is_too_large() {
+    let s = phantom(Orientation::AxialHfs);
+    let small = LoadOptions {
+        max_voxels: 1000,
+        ..LoadOptions::default()
+    };
+    assert!(matches!(
+        load_series(&s.dir, None, &small),
+        Err(Error::TooLarge {
+            voxels: 1920,
+            limit: 1000
+        })
+    ));
+}
+
+#[test]
+fn unknown_uid_is_series_not_found() {
+    let s = phantom(Orientation::AxialHfs);
+    assert!(matches!(
+        load_series(&s.dir, Some("1.2.3"), &LoadOptions::default()),
+        Err(Error::SeriesNotFound { .. })
+    ));
+}
+
+#[test]
+fn garbage_file_is_not_dicom() {
+    let s = phantom(Orientation::AxialHfs);
+    let junk = s.dir.join("junk.dcm");
+    std::fs::write(&junk, vec![0x55u8; 4000]).unwrap();
+    // In a folder it is ignored (and listed); given explicitly it is an error.
+    assert!(load(&s.dir).is_ok());
+    assert!(
+        discover(&s.dir)
+            .unwrap()
+            .ignored
+            .iter()
+            .any(|m| m.contains("junk.dcm"))
+    );
+    assert!(matches!(
+        load_series_files(&[junk], &LoadOptions::default()),
+        Err(Error::NotDicom { .. })
+    ));
+}
