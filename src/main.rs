@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+mod cli_segment;
+
 use autocontour::dicom::{LoadOptions, discover, load_series};
 use autocontour::runtime::{self, RuntimeOptions};
 use autocontour::{Error, Result};
@@ -47,6 +49,8 @@ enum Command {
         #[arg(long, default_value_t = 0.1)]
         gap_tolerance: f64,
     },
+    /// Segment CT series with a model package: RT Structure Set, preview PNG, JSON summary.
+    Segment(cli_segment::SegmentArgs),
     /// Load ONNX Runtime, print its version and path; optionally run a model once on zeros.
     OrtCheck {
         /// An ONNX model to open and run once with zero inputs.
@@ -146,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
             &transfer_syntax,
             seed,
         ),
+        Command::Segment(args) => cli_segment::run(args, rt),
         Command::OrtCheck { model } => {
             let info = runtime::ensure_loaded(&rt)?;
             println!(

@@ -470,7 +470,12 @@ impl Phantom {
         put(
             tags::IMAGE_TYPE,
             VR::CS,
-            PrimitiveValue::Strs(["ORIGINAL", "PRIMARY", "AXIAL"].map(String::from).to_vec().into()),
+            PrimitiveValue::Strs(
+                ["ORIGINAL", "PRIMARY", "AXIAL"]
+                    .map(String::from)
+                    .to_vec()
+                    .into(),
+            ),
         );
         put(tags::SOP_CLASS_UID, VR::UI, s(uids::CT_IMAGE_STORAGE));
         put(
@@ -487,7 +492,11 @@ impl Phantom {
         put(tags::ACCESSION_NUMBER, VR::SH, PrimitiveValue::Empty);
         put(tags::MODALITY, VR::CS, s("CT"));
         put(tags::MANUFACTURER, VR::LO, s("autocontour phantom"));
-        put(tags::REFERRING_PHYSICIAN_NAME, VR::PN, PrimitiveValue::Empty);
+        put(
+            tags::REFERRING_PHYSICIAN_NAME,
+            VR::PN,
+            PrimitiveValue::Empty,
+        );
         put(
             tags::SERIES_DESCRIPTION,
             VR::LO,
@@ -515,7 +524,11 @@ impl Phantom {
             VR::UI,
             s(&self.uids.frame_of_reference),
         );
-        put(tags::POSITION_REFERENCE_INDICATOR, VR::LO, PrimitiveValue::Empty);
+        put(
+            tags::POSITION_REFERENCE_INDICATOR,
+            VR::LO,
+            PrimitiveValue::Empty,
+        );
         put(tags::SLICE_LOCATION, VR::DS, s(&ds(slice_location)));
         put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
         put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, s("MONOCHROME2"));
@@ -529,7 +542,11 @@ impl Phantom {
         put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
         put(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
         put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16));
-        put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+        put(
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        );
         put(tags::WINDOW_CENTER, VR::DS, s("40"));
         put(tags::WINDOW_WIDTH, VR::DS, s("400"));
         put(tags::RESCALE_INTERCEPT, VR::DS, s("-1024"));
@@ -633,7 +650,11 @@ mod tests {
                 for dy in [-1.0, 0.0, 1.0] {
                     for dz in [-1.0, 0.0, 1.0] {
                         let n = f64::sqrt(dx * dx + dy * dy + dz * dz).max(1.0);
-                        let q = [d[0] + 4.0 * dx / n, d[1] + 4.0 * dy / n, d[2] + 4.0 * dz / n];
+                        let q = [
+                            d[0] + 4.0 * dx / n,
+                            d[1] + 4.0 * dy / n,
+                            d[2] + 4.0 * dz / n,
+                        ];
                         assert_eq!(label_at_offset(q), label, "{d:?} + {dx},{dy},{dz}");
                     }
                 }
@@ -677,7 +698,9 @@ mod tests {
             assert!(p.labels.data().contains(&s.label), "{} missing", s.name);
         }
         let g = p.geometry();
-        let idx = g.patient_to_index([40.0, -5.0, 15.0]).map(|x| x.round() as usize);
+        let idx = g
+            .patient_to_index([40.0, -5.0, 15.0])
+            .map(|x| x.round() as usize);
         assert_eq!(p.labels.get(idx[0], idx[1], idx[2]), Some(&2));
     }
 

@@ -39,7 +39,9 @@ fn round_trip(o: Orientation, syntax: PhantomSyntax) {
     // Slices come out along the normal whatever the Instance Numbers say.
     let n = g.axis(2);
     for w in s.slices.windows(2) {
-        let d: f64 = (0..3).map(|r| (w[1].position[r] - w[0].position[r]) * n[r]).sum();
+        let d: f64 = (0..3)
+            .map(|r| (w[1].position[r] - w[0].position[r]) * n[r])
+            .sum();
         assert!(d > 0.0);
     }
     // Every voxel: HU as written.
@@ -65,7 +67,11 @@ fn round_trip(o: Orientation, syntax: PhantomSyntax) {
                     continue;
                 }
                 let hu = *s.volume.get(i, j, k).unwrap();
-                assert_eq!(hu, f32::from(hu_of(l)), "{o:?} voxel ({i},{j},{k}) at {p:?}");
+                assert_eq!(
+                    hu,
+                    f32::from(hu_of(l)),
+                    "{o:?} voxel ({i},{j},{k}) at {p:?}"
+                );
                 checked += 1;
             }
         }

@@ -27,7 +27,9 @@ fn phantom(o: Orientation) -> Series {
         ..PhantomSpec::default()
     })
     .unwrap();
-    let files = ph.write_series(&dir, PhantomSyntax::ImplicitLittle).unwrap();
+    let files = ph
+        .write_series(&dir, PhantomSyntax::ImplicitLittle)
+        .unwrap();
     Series {
         _tmp: tmp,
         dir,
@@ -64,7 +66,9 @@ fn ipp_of(path: &Path) -> Vec<f64> {
 fn set_ipp(path: &Path, p: &[f64]) {
     let v: Vec<String> = p.iter().map(|x| format!("{x:.4}")).collect();
     let v: Vec<&str> = v.iter().map(|s| s.as_str()).collect();
-    alter(path, |o| put(o, tags::IMAGE_POSITION_PATIENT, VR::DS, strs(&v)));
+    alter(path, |o| {
+        put(o, tags::IMAGE_POSITION_PATIENT, VR::DS, strs(&v))
+    });
 }
 
 #[test]
@@ -122,7 +126,10 @@ fn duplicate_position_is_duplicate_slice() {
     match load(&s.dir) {
         Err(Error::DuplicateSlice { path, other, .. }) => {
             let pair = [path, other];
-            assert!(pair.contains(&copy) && pair.contains(&s.files[2]), "{pair:?}");
+            assert!(
+                pair.contains(&copy) && pair.contains(&s.files[2]),
+                "{pair:?}"
+            );
         }
         other => panic!("expected DuplicateSlice, got {:?}", other.err()),
     }

@@ -30,6 +30,8 @@ export AUTOCONTOUR_ORT_LIB="$root/target/onnxruntime/libonnxruntime.so.1.31.1"
 
 step "cargo test"
 cargo test --all-targets
+# real-data metrics check against DeepMind surface-distance and plastimatch (slow in debug)
+cargo test --features slow-tests --test metrics_rider
 cargo test --doc
 
 step "C sample against the shared library"

@@ -132,6 +132,9 @@ struct SampleLayout {
     bits_stored: u16,
     high_bit: u16,
     signed: bool,
+    /// 32-bit samples of an explicit big-endian file read as OW: the parser swapped each
+    /// 16-bit word, so the two halves are in the wrong order.
+    swap_halves: bool,
 }
 
 impl SampleLayout {
@@ -158,7 +161,11 @@ impl SampleLayout {
         }
         let shift = hb + 1 - bs;
         let convert = |raw: u32| -> f64 {
-            let v = if bs == 32 { raw } else { (raw >> shift) & ((1u32 << bs) - 1) };
+            let v = if bs == 32 {
+                raw
+            } else {
+                (raw >> shift) & ((1u32 << bs) - 1)
+            };
             if self.signed && v & (1u32 << (bs - 1)) != 0 {
                 f64::from(v) - 2f64.powi(bs as i32)
             } else {
@@ -167,6 +174,12 @@ impl SampleLayout {
         };
         let b = bytes.get(..need).unwrap_or(&[]);
         Ok(match ba {
+            // dicom-pixeldata expands native 1-bit data to one byte (0 or 255) per sample.
+            1 if bytes.len() >= count => bytes
+                .iter()
+                .take(count)
+                .map(|&x| f64::from(u8::from(x != 0)))
+                .collect(),
             1 => (0..count)
                 .map(|n| f64::from((b.get(n / 8).copied().unwrap_or(0) >> (n % 8)) & 1))
                 .collect(),
@@ -174,6 +187,10 @@ impl SampleLayout {
             16 => b
                 .chunks_exact(2)
                 .map(|c| convert(u32::from(u16::from_le_bytes([c[0], c[1]]))))
+                .collect(),
+            _ if self.swap_halves => b
+                .chunks_exact(4)
+                .map(|c| convert(u32::from_le_bytes([c[2], c[3], c[0], c[1]])))
                 .collect(),
             _ => b
                 .chunks_exact(4)
@@ -192,8 +209,16 @@ pub(crate) fn ts_label(uid: &str) -> String {
 }
 
 /// Why a transfer syntax known to fail cannot be decoded, in words for the user.
-fn known_limitation(ts: &str, bits_stored: Option<u32>) -> Option<&'static str> {
+fn known_limitation(
+    ts: &str,
+    bits_stored: Option<u32>,
+    bits_allocated: Option<u32>,
+) -> Option<&'static str> {
     match ts {
+        // dicom-rs' RLE decoder handles 8- and 16-bit samples only.
+        "1.2.840.10008.1.2.5" if bits_allocated.is_some_and(|b| b > 16) => {
+            Some("RLE Lossless with 32 bits allocated is not supported")
+        }
         // jpeg-decoder (dicom-pixeldata's JPEG backend) has no 12-bit DCT support.
         "1.2.840.10008.1.2.4.51" if bits_stored.is_some_and(|b| b > 8) => Some(
             "JPEG extended 12-bit is not supported by the JPEG decoder; convert the series to \
@@ -202,7 +227,6 @@ fn known_limitation(ts: &str, bits_stored: Option<u32>) -> Option<&'static str> 
         _ => None,
     }
 }
-
 
 pub(crate) fn tag_name(tag: Tag) -> String {
     use dicom_core::dictionary::DataDictionary;
@@ -221,8 +245,9 @@ impl DicomFile {
         use dicom_pixeldata::{PixelDecoder, PixelRepresentation};
         let ts = self.transfer_syntax();
         let bits_stored = self.opt_u32(tags::BITS_STORED)?;
+        let bits_allocated = self.opt_u32(tags::BITS_ALLOCATED)?;
         let pixel_err = |reason: String| {
-            let reason = match known_limitation(&ts, bits_stored) {
+            let reason = match known_limitation(&ts, bits_stored, bits_allocated) {
                 Some(why) => format!("{why} ({reason})"),
                 None => reason,
             };
@@ -239,7 +264,13 @@ impl DicomFile {
                 format!("{spp} samples per pixel; only grayscale (1) is read"),
             ));
         }
-        if self.obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        if self
+            .obj
+            .element_opt(tags::PIXEL_DATA)
+            .ok()
+            .flatten()
+            .is_none()
+        {
             return Err(self.missing(tags::PIXEL_DATA));
         }
         let decoded = self
@@ -257,10 +288,15 @@ impl DicomFile {
             bits_stored: decoded.bits_stored(),
             high_bit: decoded.high_bit(),
             signed: decoded.pixel_representation() == PixelRepresentation::Signed,
+            swap_halves: ts == "1.2.840.10008.1.2.2"
+                && self
+                    .obj
+                    .element_opt(tags::PIXEL_DATA)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|e| e.vr() == dicom_core::VR::OW),
         };
-        let values = layout
-            .to_f64(decoded.data(), count)
-            .map_err(pixel_err)?;
+        let values = layout.to_f64(decoded.data(), count).map_err(pixel_err)?;
         Ok(StoredPixels {
             rows,
             cols,
@@ -268,7 +304,6 @@ impl DicomFile {
             values,
         })
     }
-
 
     /// Transfer syntax UID from the file meta group.
     pub fn transfer_syntax(&self) -> String {
@@ -378,13 +413,14 @@ mod tests {
             bits_stored: bs,
             high_bit: hb,
             signed,
+            swap_halves: false,
         }
     }
 
     #[test]
     fn samples_are_masked_and_sign_extended() {
         // 12 bits stored in 16, signed: 0x0FFF is -1, 0xF800 has junk above bit 11.
-        let b = [0xFF, 0x0F, 0x00, 0xF8, 0x00, 0x08];
+        let b = [0xFF, 0x0F, 0x00, 0xF0, 0x00, 0x08];
         assert_eq!(
             layout(16, 12, 11, true).to_f64(&b, 3).unwrap(),
             vec![-1.0, 0.0, -2048.0]
@@ -395,7 +431,10 @@ mod tests {
         );
         // 32-bit unsigned and signed.
         let b = 0xFFFF_FFFEu32.to_le_bytes();
-        assert_eq!(layout(32, 32, 31, false).to_f64(&b, 1).unwrap(), vec![4294967294.0]);
+        assert_eq!(
+            layout(32, 32, 31, false).to_f64(&b, 1).unwrap(),
+            vec![4294967294.0]
+        );
         assert_eq!(layout(32, 32, 31, true).to_f64(&b, 1).unwrap(), vec![-2.0]);
         // 1 bit, least significant bit first.
         assert_eq!(

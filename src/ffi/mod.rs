@@ -3,7 +3,22 @@
 //! `include/autocontour.h` is generated from this module by cbindgen (`cbindgen.toml`); the test
 //! `tests/header.rs` fails when the committed header differs from a fresh generation.
 
+// Item names follow the C API (`ac_status`, `ac_engine`...), not Rust's conventions.
+#![allow(non_camel_case_types)]
+
 use std::ffi::c_char;
+
+pub(crate) mod boundary;
+pub mod engine;
+pub(crate) mod handle;
+pub mod log;
+pub mod segment;
+pub mod status;
+
+pub use engine::*;
+pub use log::*;
+pub use segment::*;
+pub use status::*;
 
 /// Major version of the library (the `MAJOR` in `MAJOR.MINOR.PATCH`).
 pub const AC_VERSION_MAJOR: u32 = 0;
@@ -38,6 +53,13 @@ static VERSION_CSTR: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 #[unsafe(no_mangle)]
 pub extern "C" fn ac_version() -> *const c_char {
     VERSION_CSTR.as_ptr().cast()
+}
+
+/// Number of live handles of all types in this process (engines, models, series, results,
+/// tokens, buffers). For leak checks in tests and diagnostics; any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn ac_live_handle_count() -> usize {
+    boundary::boundary_value("ac_live_handle_count", 0, || Ok(handle::live_count()))
 }
 
 #[cfg(test)]

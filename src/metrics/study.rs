@@ -269,11 +269,16 @@ pub fn mann_whitney_u(x: &[f64], y: &[f64], method: MwuMethod) -> Result<MannWhi
     let mut i = 0;
     while i < all.len() {
         let mut j = i + 1;
-        while all.get(j).is_some_and(|e| all.get(i).is_some_and(|s| e.0 == s.0)) {
+        while all
+            .get(j)
+            .is_some_and(|e| all.get(i).is_some_and(|s| e.0 == s.0))
+        {
             j += 1;
         }
         let rank = (i + 1 + j) as f64 / 2.0;
-        let in_x = all.get(i..j).map_or(0, |g| g.iter().filter(|e| e.1).count());
+        let in_x = all
+            .get(i..j)
+            .map_or(0, |g| g.iter().filter(|e| e.1).count());
         r1 += rank * in_x as f64;
         ties.push((j - i) as f64);
         i = j;

@@ -1,0 +1,344 @@
+//! RT Structure Sets on the real RIDER Lung CT, checked against independent tools:
+//! the RIDER DICOM SEG (read by pydicom), pydicom, `dciodvfy` (dicom3tools) and plastimatch.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use autocontour::contour::{ContourOptions, polygon_area};
+use autocontour::dicom::{CtSeries, LoadOptions, load_series};
+use autocontour::postprocess::{Connectivity, FillHoles, PostprocessOptions, postprocess_label};
+use autocontour::rtstruct::{
+    OutputInfo, RasterOptions, RoiSpec, rasterise_roi, read_rtstruct, rois_from_labels,
+    write_rtstruct,
+};
+use autocontour::volume::{Geometry, Volume};
+
+fn python() -> PathBuf {
+    let venv = common::root().join("target/pyenv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn dice(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let (mut inter, mut sa, mut sb) = (0usize, 0usize, 0usize);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x != 0, y != 0);
+        inter += (x && y) as usize;
+        sa += x as usize;
+        sb += y as usize;
+    }
+    if sa + sb == 0 {
+        1.0
+    } else {
+        2.0 * inter as f64 / (sa + sb) as f64
+    }
+}
+
+fn grid_json(g: &Geometry, path: &Path) {
+    let j = serde_json::json!({
+        "size": g.size, "origin": g.origin, "spacing": g.spacing, "direction": g.direction,
+    });
+    std::fs::write(path, j.to_string()).unwrap();
+}
+
+fn rider_ct() -> CtSeries {
+    load_series(&common::require("rider/ct"), None, &LoadOptions::default()).unwrap()
+}
+
+/// Our reader + rasteriser on the Varian RTSTRUCT against the dcmqi SEG of the same tumours
+/// (labels swapped between the two files, see DATA.md), SEG read by pydicom.
+#[test]
+fn rider_rtstruct_rasterises_to_the_seg() {
+    let ct = rider_ct();
+    let g = *ct.volume.geometry();
+    let rs = read_rtstruct(&common::require("rider/rtstruct.dcm")).unwrap();
+    assert_eq!(rs.frame_of_reference_uid.as_deref(), Some(ct.frame_of_reference_uid.as_str()));
+    let names: Vec<&str> = rs.rois.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["GTVp_test_auto", "GTVp_test_man"]);
+    assert_eq!(rs.roi("GTVp_test_man").unwrap().contours.len(), 83);
+    assert_eq!(rs.roi("GTVp_test_auto").unwrap().contours.len(), 69);
+
+    let tmp = tempfile::tempdir().unwrap();
+    grid_json(&g, &tmp.path().join("grid.json"));
+    let raw = tmp.path().join("seg.raw");
+    let info = run(Command::new(python())
+        .arg(common::root().join("tests/python/rt_seg_to_raw.py"))
+        .arg(common::require("rider/seg.dcm"))
+        .arg(tmp.path().join("grid.json"))
+        .arg(&raw));
+    let segs: serde_json::Value = serde_json::from_str(info.trim()).unwrap();
+    let seg_data = std::fs::read(&raw).unwrap();
+    let n = g.voxel_count();
+    assert_eq!(seg_data.len(), 2 * n);
+    let seg_of = |desc: &str| {
+        let i = segs
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|s| s["description"] == desc)
+            .unwrap();
+        &seg_data[i * n..(i + 1) * n]
+    };
+    let opts = RasterOptions {
+        slices: Some(&ct.slices),
+    };
+    for (roi, seg) in [
+        ("GTVp_test_man", "GTVp_test_auto"),
+        ("GTVp_test_auto", "GTVp_test_man"),
+    ] {
+        let mask = rasterise_roi(rs.roi(roi).unwrap(), &g, &opts).unwrap();
+        let d = dice(mask.data(), seg_of(seg));
+        let voxels = mask.data().iter().filter(|&&v| v != 0).count();
+        eprintln!("RTSTRUCT {roi} vs SEG {seg}: Dice {d:.5} ({voxels} voxels)");
+        assert!(voxels > 1000);
+        assert!(d >= 0.999, "{roi}: Dice {d}");
+    }
+}
+
+/// pydicom's `rtstruct.dcm` has no preamble and no file meta; its contours match pydicom's.
+#[test]
+fn reads_rtstruct_without_preamble_like_pydicom() {
+    let path = common::require("pydicom/rtstruct.dcm");
+    let rs = read_rtstruct(&path).unwrap();
+    let script = "import sys, json, pydicom\n\
+        ds = pydicom.dcmread(sys.argv[1], force=True)\n\
+        names = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}\n\
+        out = []\n\
+        for rc in ds.ROIContourSequence:\n\
+        \x20   cs = getattr(rc, 'ContourSequence', [])\n\
+        \x20   out.append([names[int(rc.ReferencedROINumber)], len(cs), sum(float(v) for c in cs for v in c.ContourData)])\n\
+        print(json.dumps(out))\n";
+    let text = run(Command::new(python()).arg("-c").arg(script).arg(&path));
+    let want: Vec<(String, usize, f64)> = serde_json::from_str(text.trim()).unwrap();
+    assert!(!want.is_empty());
+    for (name, count, sum) in want {
+        let roi = rs.roi(&name).unwrap_or_else(|| panic!("ROI {name} missing"));
+        assert_eq!(roi.contours.len(), count, "{name}");
+        let ours: f64 = roi.contours.iter().flat_map(|c| c.points.iter().flatten()).sum();
+        assert!((ours - sum).abs() < 1e-6 * (1.0 + sum.abs()), "{name}: {ours} vs {sum}");
+    }
+}
+
+/// Structures drawn on the RIDER CT: body (HU > −500, largest component; the lungs are its
+/// holes), internal air/lungs, a ring with a hole, and an empty structure.
+fn rider_labels(ct: &CtSeries) -> Volume<u8> {
+    let g = *ct.volume.geometry();
+    let hu = ct.volume.data();
+    let body: Vec<u8> = hu.iter().map(|&v| u8::from(v > -500.0)).collect();
+    let mut body = Volume::new(g, body).unwrap();
+    postprocess_label(
+        &mut body,
+        1,
+        &PostprocessOptions {
+            largest_component: true,
+            connectivity: Connectivity::Six,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut outline = body.clone();
+    postprocess_label(
+        &mut outline,
+        1,
+        &PostprocessOptions {
+            fill_holes: FillHoles::Slice2d,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut labels: Vec<u8> = body.data().to_vec();
+    for (n, l) in labels.iter_mut().enumerate() {
+        if *l == 0 && outline.data()[n] == 1 {
+            *l = 2;
+        }
+    }
+    // A ring (outer radius 40 mm, inner 20 mm) around the grid centre, slices 100..140.
+    let [ni, nj, _] = g.size;
+    for k in 100..140 {
+        for j in 0..nj {
+            for i in 0..ni {
+                let dx = (i as f64 - ni as f64 / 2.0) * g.spacing[0];
+                let dy = (j as f64 - nj as f64 / 2.0) * g.spacing[1];
+                let r = (dx * dx + dy * dy).sqrt();
+                if (20.0..=40.0).contains(&r) {
+                    labels[(k * nj + j) * ni + i] = 3;
+                }
+            }
+        }
+    }
+    Volume::new(g, labels).unwrap()
+}
+
+fn specs() -> Vec<(u8, RoiSpec)> {
+    let s = |number: u32, name: &str, color, t: &str| RoiSpec {
+        number,
+        name: name.into(),
+        color,
+        interpreted_type: t.into(),
+        code: None,
+    };
+    vec![
+        (1, s(1, "Body", [0, 255, 0], "EXTERNAL")),
+        (2, s(2, "InternalAir", [0, 128, 255], "ORGAN")),
+        (3, s(3, "Ring", [255, 0, 0], "AVOIDANCE")),
+        (4, s(4, "Empty", [255, 255, 0], "ORGAN")),
+    ]
+}
+
+/// Minimal MetaImage reader for plastimatch's uncompressed `.mha` output.
+fn read_mha(path: &Path) -> (Vec<usize>, Vec<f64>, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut pos = 0;
+    let (mut dims, mut offset, mut etype) = (Vec::new(), Vec::new(), String::new());
+    loop {
+        let end = bytes[pos..].iter().position(|&b| b == b'\n').unwrap() + pos;
+        let line = String::from_utf8_lossy(&bytes[pos..end]).into_owned();
+        pos = end + 1;
+        let (k, v) = line.split_once('=').map(|(k, v)| (k.trim(), v.trim())).unwrap();
+        match k {
+            "DimSize" => dims = v.split_whitespace().map(|x| x.parse().unwrap()).collect(),
+            "Offset" => offset = v.split_whitespace().map(|x| x.parse().unwrap()).collect(),
+            "ElementType" => etype = v.to_string(),
+            "CompressedData" => assert_eq!(v, "False", "{}", path.display()),
+            "TransformMatrix" => {
+                let m: Vec<f64> = v.split_whitespace().map(|x| x.parse().unwrap()).collect();
+                assert_eq!(m, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+            }
+            "ElementDataFile" => {
+                assert_eq!(v, "LOCAL");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(etype, "MET_UCHAR", "{}", path.display());
+    (dims, offset, bytes[pos..].to_vec())
+}
+
+/// Label map → our RTSTRUCT → dciodvfy, pydicom, plastimatch and our own reader.
+#[test]
+fn rider_round_trip_through_independent_tools() {
+    let ct = rider_ct();
+    let g = *ct.volume.geometry();
+    let labels = rider_labels(&ct);
+    let rois = rois_from_labels(&labels, &specs(), &ContourOptions::default()).unwrap();
+
+    // Voxel-edge tracing: each slice's contour area equals its voxel area exactly (in mm²,
+    // computed from the patient coordinates in the plane of the slice).
+    let pixel = g.spacing[0] * g.spacing[1];
+    for (label, roi) in [1u8, 2, 3].iter().zip(&rois) {
+        let mut area = vec![0.0; g.size[2]];
+        for c in &roi.contours {
+            let plane: Vec<[f64; 2]> = c
+                .points
+                .iter()
+                .map(|p| {
+                    let d = [p[0] - g.origin[0], p[1] - g.origin[1], p[2] - g.origin[2]];
+                    let u = autocontour::volume::dot(g.axis(0), d);
+                    let v = autocontour::volume::dot(g.axis(1), d);
+                    [u, v]
+                })
+                .collect();
+            area[c.slice] += polygon_area(&plane);
+        }
+        for (k, a) in area.iter().enumerate() {
+            let voxels = labels.slice(k).unwrap().iter().filter(|&&v| v == *label).count();
+            assert!(
+                (a - voxels as f64 * pixel).abs() < 1e-6 * (1.0 + a.abs()),
+                "label {label} slice {k}: area {a} vs {} voxels",
+                voxels
+            );
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("rtstruct.dcm");
+    let info = OutputInfo {
+        model_name: "rider-threshold".into(),
+        model_version: "1.0".into(),
+        model_sha256: "0".repeat(64),
+        ..Default::default()
+    };
+    write_rtstruct(&out, &ct, &rois, &info).unwrap();
+    // No temporary file left behind.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+
+    // dciodvfy (dicom3tools): no errors.
+    let v = Command::new("dciodvfy").arg(&out).output().expect("dciodvfy (apt dicom3tools)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    eprintln!("dciodvfy:\n{report}");
+    assert!(!report.contains("Error"), "dciodvfy reports errors:\n{report}");
+
+    // pydicom: structure and references.
+    let summary = run(Command::new(python())
+        .arg(common::root().join("tests/python/rt_check_rtstruct.py"))
+        .arg(&out)
+        .arg(common::require("rider/ct")));
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    let rois_py = summary["rois"].as_array().unwrap();
+    assert_eq!(rois_py.len(), 4);
+    assert_eq!(rois_py[3]["name"], "Empty");
+    assert_eq!(rois_py[3]["contours"], 0);
+    assert_eq!(rois_py[0]["type"], "EXTERNAL");
+    assert_eq!(rois_py[2]["color"], serde_json::json!([255, 0, 0]));
+    assert!(rois_py.iter().all(|r| r["algorithm"] == "AUTOMATIC"));
+    assert_eq!(summary["manufacturer"], "autocontour");
+    assert_eq!(summary["charset"], "ISO_IR 192");
+
+    // plastimatch rasterises it back on the CT grid.
+    let pm = tmp.path().join("pm");
+    run(Command::new("plastimatch")
+        .arg("convert")
+        .arg("--input")
+        .arg(&out)
+        .arg("--referenced-ct")
+        .arg(common::require("rider/ct"))
+        .arg("--output-prefix")
+        .arg(&pm));
+    let our = read_rtstruct(&out).unwrap();
+    for (label, spec) in specs() {
+        let truth: Vec<u8> = labels.data().iter().map(|&v| u8::from(v == label)).collect();
+        let roi = our.roi(&spec.name).unwrap();
+        let back = rasterise_roi(roi, &g, &RasterOptions::default()).unwrap();
+        assert_eq!(
+            back.data(),
+            &truth[..],
+            "our reader does not give back {}",
+            spec.name
+        );
+        let mha = pm.join(format!("{}.mha", spec.name));
+        let (dims, offset, data) = read_mha(&mha);
+        assert_eq!(dims, g.size.to_vec());
+        for a in 0..3 {
+            assert!((offset[a] - g.origin[a]).abs() < 1e-3, "{offset:?} vs {:?}", g.origin);
+        }
+        let d = dice(&data, &truth);
+        eprintln!("plastimatch {}: Dice {d:.5}", spec.name);
+        if label == 4 {
+            assert!(data.iter().all(|&v| v == 0));
+        } else {
+            assert!(d >= 0.99, "{}: Dice {d}", spec.name);
+        }
+    }
+}
