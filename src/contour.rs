@@ -194,7 +194,11 @@ fn trace_loops(mask: &[bool], w: usize, h: usize) -> Vec<(u32, Loop)> {
     let vw = w + 1;
     let mut out = vec![0u8; vw * (h + 1)];
     let fg = |x: i64, y: i64| -> bool {
-        x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h && mask[y as usize * w + x as usize]
+        x >= 0
+            && y >= 0
+            && (x as usize) < w
+            && (y as usize) < h
+            && mask[y as usize * w + x as usize]
     };
     for y in 0..h {
         for x in 0..w {
@@ -587,7 +591,10 @@ mod tests {
 
     #[test]
     fn square_has_four_corners() {
-        let p = check_exact(&["....", ".##.", ".##.", "...."], &ContourOptions::default());
+        let p = check_exact(
+            &["....", ".##.", ".##.", "...."],
+            &ContourOptions::default(),
+        );
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].points.len(), 4);
         assert!(p[0].points.contains(&[0.5, 0.5]));
@@ -652,7 +659,9 @@ mod tests {
             for _ in 0..h {
                 let mut r = String::new();
                 for _ in 0..w {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     r.push(if (s >> 33) % 100 < 60 { '#' } else { '.' });
                 }
                 rows.push(r);
@@ -689,7 +698,10 @@ mod tests {
         assert_eq!(exact.len(), 1);
         assert_eq!(simple.len(), 1);
         assert!(simple[0].points.len() < exact[0].points.len() / 2);
-        let (a, b) = (polygon_area(&exact[0].points), polygon_area(&simple[0].points));
+        let (a, b) = (
+            polygon_area(&exact[0].points),
+            polygon_area(&simple[0].points),
+        );
         assert!((a - b).abs() / a < 0.05, "{a} vs {b}");
     }
 

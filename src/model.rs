@@ -274,7 +274,9 @@ impl Manifest {
             )));
         }
         if self.labels.len() < 2 {
-            return Err(bad("at least background and one structure are needed".into()));
+            return Err(bad(
+                "at least background and one structure are needed".into()
+            ));
         }
         for (n, l) in self.labels.iter().enumerate() {
             if l.index != n {
@@ -309,10 +311,16 @@ impl Manifest {
             return Err(bad(format!("patch_size {:?} has a zero", self.patch_size)));
         }
         if self.patch_size.iter().product::<usize>() > 512 * 512 * 512 {
-            return Err(bad(format!("patch_size {:?} is implausibly large", self.patch_size)));
+            return Err(bad(format!(
+                "patch_size {:?} is implausibly large",
+                self.patch_size
+            )));
         }
         if !(self.tile_step > 0.0 && self.tile_step <= 1.0) {
-            return Err(bad(format!("tile_step {} must be in (0, 1]", self.tile_step)));
+            return Err(bad(format!(
+                "tile_step {} must be in (0, 1]",
+                self.tile_step
+            )));
         }
         if let Spacing::Mm(s) = self.spacing_mm
             && s.iter().any(|v| !(v.is_finite() && *v > 0.0))
@@ -320,7 +328,10 @@ impl Manifest {
             return Err(bad(format!("spacing_mm {s:?} must be positive")));
         }
         if self.mirror_axes.iter().any(|&a| a > 2) {
-            return Err(bad(format!("mirror_axes {:?}: axes are 0, 1, 2", self.mirror_axes)));
+            return Err(bad(format!(
+                "mirror_axes {:?}: axes are 0, 1, 2",
+                self.mirror_axes
+            )));
         }
         match self.normalization {
             Normalization::CtWindow { width, range, .. } => {
@@ -334,11 +345,14 @@ impl Manifest {
                 }
             }
         }
-        if self.onnx.sha256.len() != 64 || !self.onnx.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        if self.onnx.sha256.len() != 64 || !self.onnx.sha256.chars().all(|c| c.is_ascii_hexdigit())
+        {
             return Err(bad("onnx.sha256 must be 64 hex digits".into()));
         }
         if self.onnx.file.contains("..") || Path::new(&self.onnx.file).is_absolute() {
-            return Err(bad("onnx.file must be a plain file name inside the package".into()));
+            return Err(bad(
+                "onnx.file must be a plain file name inside the package".into(),
+            ));
         }
         Ok(())
     }
@@ -552,17 +566,18 @@ fn build_session(
             if !available {
                 Err("the ONNX Runtime library has no CUDA execution provider".to_string())
             } else {
-                base().and_then(|b| {
-                    b.with_execution_providers([ep::CUDA::default()
-                        .with_device_id(id)
-                        .build()
-                        .error_on_failure()])
-                        .map_err(|e| err(e.into()))?
-                        .commit_from_file(onnx)
-                        .map_err(&err)
-                })
-                .map(|s| (s, format!("CUDA:{id}")))
-                .map_err(|e| e.to_string())
+                base()
+                    .and_then(|b| {
+                        b.with_execution_providers([ep::CUDA::default()
+                            .with_device_id(id)
+                            .build()
+                            .error_on_failure()])
+                            .map_err(|e| err(e.into()))?
+                            .commit_from_file(onnx)
+                            .map_err(&err)
+                    })
+                    .map(|s| (s, format!("CUDA:{id}")))
+                    .map_err(|e| e.to_string())
             }
         }
         Device::TensorRt(id) => {
@@ -570,20 +585,21 @@ fn build_session(
             if !available {
                 Err("the ONNX Runtime library has no TensorRT execution provider".to_string())
             } else {
-                base().and_then(|b| {
-                    b.with_execution_providers([
-                        ep::TensorRT::default()
-                            .with_device_id(id)
-                            .build()
-                            .error_on_failure(),
-                        ep::CUDA::default().with_device_id(id).build(),
-                    ])
-                    .map_err(|e| err(e.into()))?
-                    .commit_from_file(onnx)
-                    .map_err(&err)
-                })
-                .map(|s| (s, format!("TensorRT:{id}")))
-                .map_err(|e| e.to_string())
+                base()
+                    .and_then(|b| {
+                        b.with_execution_providers([
+                            ep::TensorRT::default()
+                                .with_device_id(id)
+                                .build()
+                                .error_on_failure(),
+                            ep::CUDA::default().with_device_id(id).build(),
+                        ])
+                        .map_err(|e| err(e.into()))?
+                        .commit_from_file(onnx)
+                        .map_err(&err)
+                    })
+                    .map(|s| (s, format!("TensorRT:{id}")))
+                    .map_err(|e| e.to_string())
             }
         }
     };
@@ -598,7 +614,10 @@ fn build_session(
         )),
         Err(reason) => match options.fallback {
             Fallback::ToCpu => {
-                log::warn!("{:?} unavailable ({reason}); running on the CPU", options.device);
+                log::warn!(
+                    "{:?} unavailable ({reason}); running on the CPU",
+                    options.device
+                );
                 cpu(Some(reason))
             }
             Fallback::Fail => Err(Error::ExecutionProvider {
@@ -629,7 +648,11 @@ fn check_graph(session: &ort::session::Session, m: &Manifest, path: &Path) -> Re
             bad(format!(
                 "no input named {:?} (graph inputs: {:?})",
                 m.onnx.input,
-                session.inputs().iter().map(|i| i.name()).collect::<Vec<_>>()
+                session
+                    .inputs()
+                    .iter()
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
             ))
         })?;
     if session.inputs().len() != 1 {
@@ -646,7 +669,11 @@ fn check_graph(session: &ort::session::Session, m: &Manifest, path: &Path) -> Re
             bad(format!(
                 "no output named {:?} (graph outputs: {:?})",
                 m.onnx.output,
-                session.outputs().iter().map(|o| o.name()).collect::<Vec<_>>()
+                session
+                    .outputs()
+                    .iter()
+                    .map(|o| o.name())
+                    .collect::<Vec<_>>()
             ))
         })?;
     let dims = |v: &ValueType, what: &str| -> Result<Vec<i64>> {

@@ -142,7 +142,8 @@ pub fn segment(model: &Model, ct: &CtSeries, opts: &InferOptions<'_>) -> Result<
                     "volume {volume_ml:.0} ml outside the expected {lo:.0}–{hi:.0} ml"
                 ));
             }
-            let (removed_voxels, filled_voxels) = changes.get(spec.index).copied().unwrap_or((0, 0));
+            let (removed_voxels, filled_voxels) =
+                changes.get(spec.index).copied().unwrap_or((0, 0));
             StructureSummary {
                 label: spec.index as u8,
                 name: spec.name.clone(),
@@ -167,11 +168,7 @@ pub fn segment(model: &Model, ct: &CtSeries, opts: &InferOptions<'_>) -> Result<
             infer: pred.timings,
             postprocess_s,
         },
-        model: (
-            m.name.clone(),
-            m.version.clone(),
-            m.onnx.sha256.clone(),
-        ),
+        model: (m.name.clone(), m.version.clone(), m.onnx.sha256.clone()),
     })
 }
 
@@ -222,7 +219,12 @@ impl Segmentation {
         if !external.is_empty() {
             // The label map is mutually exclusive, so the body label excludes the organs inside
             // it; an EXTERNAL ROI must enclose them: contour the union of all structures.
-            let union: Vec<u8> = self.labels.data().iter().map(|&l| u8::from(l != 0)).collect();
+            let union: Vec<u8> = self
+                .labels
+                .data()
+                .iter()
+                .map(|&l| u8::from(l != 0))
+                .collect();
             let union = Volume::new(*self.labels.geometry(), union)?;
             let ext = external
                 .into_iter()

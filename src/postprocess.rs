@@ -256,9 +256,7 @@ fn fill_holes_2d(labels: &mut Volume<u8>, label: u8) -> usize {
             let mut stack = Vec::new();
             let seed = |i: usize, j: usize, outside: &mut Vec<bool>, stack: &mut Vec<usize>| {
                 let p = j * ni + i;
-                if slice.get(p).is_some_and(|&v| v != label)
-                    && outside.get(p) == Some(&false)
-                {
+                if slice.get(p).is_some_and(|&v| v != label) && outside.get(p) == Some(&false) {
                     outside[p] = true;
                     stack.push(p);
                 }

@@ -131,13 +131,15 @@ fn render_panel(
             if l == 0 {
                 continue;
             }
-            let edge = [(1i64, 0i64), (-1, 0), (0, 1), (0, -1)].iter().any(|&(dx, dy)| {
-                let (nx, ny) = (x as i64 + dx, y as i64 + dy);
-                if nx < 0 || ny < 0 || nx >= PANEL as i64 || ny >= PANEL as i64 {
-                    return true;
-                }
-                lab.get(ny as usize * PANEL + nx as usize).copied() != Some(l)
-            });
+            let edge = [(1i64, 0i64), (-1, 0), (0, 1), (0, -1)]
+                .iter()
+                .any(|&(dx, dy)| {
+                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                    if nx < 0 || ny < 0 || nx >= PANEL as i64 || ny >= PANEL as i64 {
+                        return true;
+                    }
+                    lab.get(ny as usize * PANEL + nx as usize).copied() != Some(l)
+                });
             if edge {
                 let c = colors.get(l as usize).copied().unwrap_or([255, 255, 0]);
                 canvas.set(ox + x, oy + y, c);

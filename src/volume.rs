@@ -210,9 +210,10 @@ impl<T> Volume<T> {
         for k in lo[2]..hi[2] {
             for j in lo[1]..hi[1] {
                 let start = (k * g.size[1] + j) * g.size[0] + lo[0];
-                let row = self.data.get(start..start + size[0]).ok_or_else(|| {
-                    Error::InvalidArgument("crop outside the data".to_string())
-                })?;
+                let row = self
+                    .data
+                    .get(start..start + size[0])
+                    .ok_or_else(|| Error::InvalidArgument("crop outside the data".to_string()))?;
                 data.extend_from_slice(row);
             }
         }

@@ -46,7 +46,11 @@ fn write_crop(v: &Volume<f32>, dir: &Path) -> PathBuf {
 }
 
 fn compare_with_reference(pkg: &str, tolerance: f32) {
-    compare_dir(pkg, &common::root().join("models/test").join(pkg), tolerance);
+    compare_dir(
+        pkg,
+        &common::root().join("models/test").join(pkg),
+        tolerance,
+    );
 }
 
 #[test]
@@ -102,12 +106,13 @@ fn compare_dir(pkg: &str, model_dir: &Path, tolerance: f32) {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     eprintln!("{pkg}: {} tiles, max |Δp| = {max:e}", pred.tiles);
-    assert!(max <= tolerance, "{pkg}: max abs probability difference {max}");
+    assert!(
+        max <= tolerance,
+        "{pkg}: max abs probability difference {max}"
+    );
     // The label map covers the CT grid and uses more than one class.
     assert_eq!(pred.labels.geometry(), crop.geometry());
-    let used = (0..3u8)
-        .filter(|c| pred.labels.data().contains(c))
-        .count();
+    let used = (0..3u8).filter(|c| pred.labels.data().contains(c)).count();
     assert!(used >= 2);
 }
 
@@ -122,13 +127,18 @@ fn center_crop_mirrored_native_zscore_float32_matches_reference() {
     // with half-to-even rounded starts).
     let dir = tempfile::tempdir().unwrap();
     let src = common::root().join("models/test");
-    std::fs::copy(src.join("tiny-unet/model.onnx"), dir.path().join("model.onnx")).unwrap();
+    std::fs::copy(
+        src.join("tiny-unet/model.onnx"),
+        dir.path().join("model.onnx"),
+    )
+    .unwrap();
     let f32_json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("tiny-unet/model.json")).unwrap())
             .unwrap();
-    let mut tta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("tiny-unet-tta/model.json")).unwrap())
-            .unwrap();
+    let mut tta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(src.join("tiny-unet-tta/model.json")).unwrap(),
+    )
+    .unwrap();
     tta["onnx"] = f32_json["onnx"].clone();
     std::fs::write(dir.path().join("model.json"), tta.to_string()).unwrap();
     compare_dir("tta-float32", dir.path(), 1e-4);
@@ -237,7 +247,10 @@ fn broken_packages_give_named_errors() {
         copy(&j, &onnx);
         let e = Model::open(pkg, &options()).unwrap_err();
         assert!(
-            matches!(e, Error::ModelMismatch { .. } | Error::InvalidManifest { .. }),
+            matches!(
+                e,
+                Error::ModelMismatch { .. } | Error::InvalidManifest { .. }
+            ),
             "{from}: {e}"
         );
     }
@@ -260,4 +273,63 @@ fn unavailable_gpu_falls_back_or_fails_as_asked() {
     o.fallback = Fallback::Fail;
     let e = Model::open(&src, &o).unwrap_err();
     assert!(matches!(e, Error::ExecutionProvider { .. }), "{e}");
+}
+
+#[test]
+fn cancel_from_another_thread_stops_the_run() {
+    let model = Model::open(&common::root().join("models/test/tiny-unet"), &options()).unwrap();
+    // The full RIDER CT at the test network's 4 mm grid: many tiles, so the run is long enough
+    // for a cancel from another thread to land in the middle of it.
+    let s = load_series(&common::require("rider/ct"), None, &LoadOptions::default()).unwrap();
+    let token = CancelToken::new();
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let cb = |p: autocontour::infer::Progress<'_>| {
+        if p.stage == "inference" {
+            started.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let cancelled_at = std::sync::Mutex::new(None);
+    let r = std::thread::scope(|sc| {
+        let t = token.clone();
+        let started = &started;
+        let cancelled_at = &cancelled_at;
+        sc.spawn(move || {
+            while !started.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            *cancelled_at.lock().unwrap() = Some(std::time::Instant::now());
+            t.cancel();
+        });
+        predict(
+            &model,
+            &s.volume,
+            &InferOptions {
+                progress: Some(&cb),
+                cancel: Some(token.clone()),
+                ..InferOptions::default()
+            },
+        )
+    });
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+    if let Some(at) = *cancelled_at.lock().unwrap() {
+        // Reported, not asserted: timing belongs to benchmarks, not tests.
+        eprintln!("cancel latency: {:.1} ms", at.elapsed().as_secs_f64() * 1e3);
+    }
+    // The model stays usable after a cancelled run.
+    assert!(predict(&model, rider_crop(), &InferOptions::default()).is_ok());
+}
+
+#[test]
+fn memory_limit_is_checked_before_allocating() {
+    let model = Model::open(&common::root().join("models/test/tiny-unet"), &options()).unwrap();
+    let r = predict(
+        &model,
+        rider_crop(),
+        &InferOptions {
+            memory_limit_bytes: 1 << 10,
+            ..InferOptions::default()
+        },
+    );
+    assert!(matches!(r, Err(Error::MemoryLimit { .. })), "{r:?}");
 }

@@ -25,7 +25,9 @@ fn python() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -69,7 +71,10 @@ fn rider_rtstruct_rasterises_to_the_seg() {
     let ct = rider_ct();
     let g = *ct.volume.geometry();
     let rs = read_rtstruct(&common::require("rider/rtstruct.dcm")).unwrap();
-    assert_eq!(rs.frame_of_reference_uid.as_deref(), Some(ct.frame_of_reference_uid.as_str()));
+    assert_eq!(
+        rs.frame_of_reference_uid.as_deref(),
+        Some(ct.frame_of_reference_uid.as_str())
+    );
     let names: Vec<&str> = rs.rois.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["GTVp_test_auto", "GTVp_test_man"]);
     assert_eq!(rs.roi("GTVp_test_man").unwrap().contours.len(), 83);
@@ -129,10 +134,19 @@ fn reads_rtstruct_without_preamble_like_pydicom() {
     let want: Vec<(String, usize, f64)> = serde_json::from_str(text.trim()).unwrap();
     assert!(!want.is_empty());
     for (name, count, sum) in want {
-        let roi = rs.roi(&name).unwrap_or_else(|| panic!("ROI {name} missing"));
+        let roi = rs
+            .roi(&name)
+            .unwrap_or_else(|| panic!("ROI {name} missing"));
         assert_eq!(roi.contours.len(), count, "{name}");
-        let ours: f64 = roi.contours.iter().flat_map(|c| c.points.iter().flatten()).sum();
-        assert!((ours - sum).abs() < 1e-6 * (1.0 + sum.abs()), "{name}: {ours} vs {sum}");
+        let ours: f64 = roi
+            .contours
+            .iter()
+            .flat_map(|c| c.points.iter().flatten())
+            .sum();
+        assert!(
+            (ours - sum).abs() < 1e-6 * (1.0 + sum.abs()),
+            "{name}: {ours} vs {sum}"
+        );
     }
 }
 
@@ -211,7 +225,10 @@ fn read_mha(path: &Path) -> (Vec<usize>, Vec<f64>, Vec<u8>) {
         let end = bytes[pos..].iter().position(|&b| b == b'\n').unwrap() + pos;
         let line = String::from_utf8_lossy(&bytes[pos..end]).into_owned();
         pos = end + 1;
-        let (k, v) = line.split_once('=').map(|(k, v)| (k.trim(), v.trim())).unwrap();
+        let (k, v) = line
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .unwrap();
         match k {
             "DimSize" => dims = v.split_whitespace().map(|x| x.parse().unwrap()).collect(),
             "Offset" => offset = v.split_whitespace().map(|x| x.parse().unwrap()).collect(),
@@ -234,11 +251,19 @@ fn read_mha(path: &Path) -> (Vec<usize>, Vec<f64>, Vec<u8>) {
 
 /// Label map → our RTSTRUCT → dciodvfy, pydicom, plastimatch and our own reader.
 #[test]
+#[cfg_attr(
+    not(feature = "slow-tests"),
+    ignore = "slow in debug builds: run with --features slow-tests"
+)]
 fn rider_round_trip_through_independent_tools() {
+    let t0 = std::time::Instant::now();
     let ct = rider_ct();
     let g = *ct.volume.geometry();
+    eprintln!("CT loaded: {:.1} s", t0.elapsed().as_secs_f64());
     let labels = rider_labels(&ct);
+    eprintln!("labels made: {:.1} s", t0.elapsed().as_secs_f64());
     let rois = rois_from_labels(&labels, &specs(), &ContourOptions::default()).unwrap();
+    eprintln!("contours traced: {:.1} s", t0.elapsed().as_secs_f64());
 
     // Voxel-edge tracing: each slice's contour area equals its voxel area exactly (in mm²,
     // computed from the patient coordinates in the plane of the slice).
@@ -259,7 +284,12 @@ fn rider_round_trip_through_independent_tools() {
             area[c.slice] += polygon_area(&plane);
         }
         for (k, a) in area.iter().enumerate() {
-            let voxels = labels.slice(k).unwrap().iter().filter(|&&v| v == *label).count();
+            let voxels = labels
+                .slice(k)
+                .unwrap()
+                .iter()
+                .filter(|&&v| v == *label)
+                .count();
             assert!(
                 (a - voxels as f64 * pixel).abs() < 1e-6 * (1.0 + a.abs()),
                 "label {label} slice {k}: area {a} vs {} voxels",
@@ -277,18 +307,25 @@ fn rider_round_trip_through_independent_tools() {
         ..Default::default()
     };
     write_rtstruct(&out, &ct, &rois, &info).unwrap();
+    eprintln!("RTSTRUCT written: {:.1} s", t0.elapsed().as_secs_f64());
     // No temporary file left behind.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
 
     // dciodvfy (dicom3tools): no errors.
-    let v = Command::new("dciodvfy").arg(&out).output().expect("dciodvfy (apt dicom3tools)");
+    let v = Command::new("dciodvfy")
+        .arg(&out)
+        .output()
+        .expect("dciodvfy (apt dicom3tools)");
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&v.stdout),
         String::from_utf8_lossy(&v.stderr)
     );
     eprintln!("dciodvfy:\n{report}");
-    assert!(!report.contains("Error"), "dciodvfy reports errors:\n{report}");
+    assert!(
+        !report.contains("Error"),
+        "dciodvfy reports errors:\n{report}"
+    );
 
     // pydicom: structure and references.
     let summary = run(Command::new(python())
@@ -316,9 +353,14 @@ fn rider_round_trip_through_independent_tools() {
         .arg(common::require("rider/ct"))
         .arg("--output-prefix")
         .arg(&pm));
+    eprintln!("plastimatch done: {:.1} s", t0.elapsed().as_secs_f64());
     let our = read_rtstruct(&out).unwrap();
     for (label, spec) in specs() {
-        let truth: Vec<u8> = labels.data().iter().map(|&v| u8::from(v == label)).collect();
+        let truth: Vec<u8> = labels
+            .data()
+            .iter()
+            .map(|&v| u8::from(v == label))
+            .collect();
         let roi = our.roi(&spec.name).unwrap();
         let back = rasterise_roi(roi, &g, &RasterOptions::default()).unwrap();
         assert_eq!(
@@ -331,7 +373,11 @@ fn rider_round_trip_through_independent_tools() {
         let (dims, offset, data) = read_mha(&mha);
         assert_eq!(dims, g.size.to_vec());
         for a in 0..3 {
-            assert!((offset[a] - g.origin[a]).abs() < 1e-3, "{offset:?} vs {:?}", g.origin);
+            assert!(
+                (offset[a] - g.origin[a]).abs() < 1e-3,
+                "{offset:?} vs {:?}",
+                g.origin
+            );
         }
         let d = dice(&data, &truth);
         eprintln!("plastimatch {}: Dice {d:.5}", spec.name);

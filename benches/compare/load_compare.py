@@ -21,7 +21,14 @@ CT = os.path.join(ROOT, "target/testdata/rider/ct")
 PYDICOM = r"""
 import os, sys, numpy as np, pydicom
 d = sys.argv[1]
-dss = [pydicom.dcmread(os.path.join(d, f)) for f in os.listdir(d)]
+dss = []
+for f in os.listdir(d):
+    if not f.endswith(".dcm"):
+        continue  # RIDER's folder also holds a LICENSE file
+    ds = pydicom.dcmread(os.path.join(d, f), force=True)  # RIDER files have no file meta
+    ds.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
+    ds.file_meta.setdefault("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian)
+    dss.append(ds)
 n = np.cross([float(x) for x in dss[0].ImageOrientationPatient[:3]],
              [float(x) for x in dss[0].ImageOrientationPatient[3:]])
 dss.sort(key=lambda ds: float(np.dot(n, [float(x) for x in ds.ImagePositionPatient])))

@@ -14,10 +14,12 @@ against this script, so every step is spelled out and kept simple:
    Sample position of new voxel i' in old voxel units: i' * s_new / s_old;
 4. normalise (ct_window or ct_zscore);
 5. nnU-Net sliding window: per axis n_tiles = ceil((size - patch) / (patch * step)) + 1, starts
-   spread evenly (rounded), last tile flush with the border; images smaller than the patch are
-   padded at the end with the normalised value of -1024 HU... (see pad_value()); Gaussian
-   importance map sigma = patch/8, normalised to max 1, zeros replaced by the smallest non-zero
-   value; weighted logits and weights accumulated, divided at the end;
+   spread evenly (start_i = round(i * (size - patch) / (n - 1))), last tile flush with the border;
+   an axis smaller than the patch is padded at its end with the normalised value of -1024 HU
+   (pad_value()) and cropped back afterwards; Gaussian importance map with centre c = patch // 2
+   and sigma = patch / 8 per axis, normalised to max 1 (for even patch sizes this is exactly
+   w = exp(-sum_a (i_a - c_a)^2 / (2 sigma_a^2)); zeros, if any, replaced by the smallest non-zero
+   value); weighted logits and weights accumulated, divided at the end;
 6. per-class logits resampled back to the LPS CT grid with trilinear interpolation (the inverse of
    step 3: old voxel i at position i * s_old / s_new in model voxels, clamped to the model grid),
    argmax; then undo the reorientation so the label map matches the CT's own voxel order.
@@ -199,7 +201,8 @@ def tile_starts(size: int, patch: int, step: float):
         return [0]
     n = int(math.ceil((size - patch) / (patch * step))) + 1
     last = size - patch
-    return [int(round(i * last / (n - 1))) for i in range(n)]
+    # round half away from zero (as Rust's f64::round), not Python's round-half-to-even
+    return [int(math.floor(i * last / (n - 1) + 0.5)) for i in range(n)]
 
 
 def gaussian_importance(patch, sigma_scale=1.0 / 8):

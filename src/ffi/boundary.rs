@@ -23,10 +23,7 @@ impl FfiError {
     }
 
     pub fn null(arg: &str) -> Self {
-        Self::new(
-            ac_status::NullArgument,
-            format!("argument `{arg}` is NULL"),
-        )
+        Self::new(ac_status::NullArgument, format!("argument `{arg}` is NULL"))
     }
 }
 
@@ -98,17 +95,6 @@ pub extern "C" fn ac_last_error_message() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
 }
 
-/// `&T` from a `*const T` argument, or return `AC_STATUS_NULL_ARGUMENT`.
-macro_rules! try_ref {
-    ($p:expr, $name:literal) => {{
-        // SAFETY: the C caller promises a non-NULL pointer is valid for reads; NULL is checked.
-        match unsafe { $p.as_ref() } {
-            Some(r) => r,
-            None => return Err($crate::ffi::boundary::FfiError::null($name)),
-        }
-    }};
-}
-
 /// `&mut T` from an output pointer argument, or return `AC_STATUS_NULL_ARGUMENT`.
 macro_rules! try_out {
     ($p:expr, $name:literal) => {{
@@ -158,7 +144,7 @@ macro_rules! try_opt_str {
     }};
 }
 
-pub(crate) use {try_opt_str, try_out, try_ref, try_str};
+pub(crate) use {try_opt_str, try_out, try_str};
 
 #[cfg(test)]
 mod tests {

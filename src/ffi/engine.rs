@@ -195,7 +195,9 @@ pub extern "C" fn ac_engine_new(
             n => {
                 return Err(FfiError::new(
                     ac_status::InvalidArgument,
-                    format!("options->fallback is {n}: expected AC_FALLBACK_CPU (0) or AC_FALLBACK_FAIL (1)"),
+                    format!(
+                        "options->fallback is {n}: expected AC_FALLBACK_CPU (0) or AC_FALLBACK_FAIL (1)"
+                    ),
                 ));
             }
         };

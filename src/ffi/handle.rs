@@ -69,7 +69,9 @@ fn lookup(key: usize, want: &'static str, arg: &str) -> FfiResult<Arc<dyn Any + 
     match r.live.get(&key) {
         None => Err(FfiError::new(
             ac_status::InvalidHandle,
-            format!("argument `{arg}` ({key:#x}) is not a live {want} handle (already freed, or never created)"),
+            format!(
+                "argument `{arg}` ({key:#x}) is not a live {want} handle (already freed, or never created)"
+            ),
         )),
         Some(e) if e.kind != want => Err(FfiError::new(
             ac_status::WrongHandleType,
@@ -140,10 +142,19 @@ mod tests {
         let a = register::<A>(5);
         assert_eq!(*get(a, "a").unwrap(), 5);
         let wrong = a.cast::<B>();
-        assert_eq!(get(wrong, "x").unwrap_err().status, ac_status::WrongHandleType);
-        assert_eq!(release(wrong, "x").unwrap_err().status, ac_status::WrongHandleType);
+        assert_eq!(
+            get(wrong, "x").unwrap_err().status,
+            ac_status::WrongHandleType
+        );
+        assert_eq!(
+            release(wrong, "x").unwrap_err().status,
+            ac_status::WrongHandleType
+        );
         assert!(release(a, "a").is_ok());
-        assert_eq!(release(a, "a").unwrap_err().status, ac_status::InvalidHandle);
+        assert_eq!(
+            release(a, "a").unwrap_err().status,
+            ac_status::InvalidHandle
+        );
         assert_eq!(get(a, "a").unwrap_err().status, ac_status::InvalidHandle);
         assert!(release::<A>(std::ptr::null_mut(), "a").is_ok());
         assert_eq!(

@@ -38,7 +38,10 @@ pub type ac_log_callback = Option<
     ),
 >;
 
-type Sink = (unsafe extern "C" fn(*mut c_void, u32, *const c_char, *const c_char), usize);
+type Sink = (
+    unsafe extern "C" fn(*mut c_void, u32, *const c_char, *const c_char),
+    usize,
+);
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 
@@ -66,7 +69,14 @@ impl log::Log for CLogger {
             let target = cstring(record.target());
             let message = cstring(&record.args().to_string());
             // SAFETY: the host installed this callback and user data for exactly this use.
-            unsafe { cb(ud as *mut c_void, level as u32, target.as_ptr(), message.as_ptr()) };
+            unsafe {
+                cb(
+                    ud as *mut c_void,
+                    level as u32,
+                    target.as_ptr(),
+                    message.as_ptr(),
+                )
+            };
         }
     }
 

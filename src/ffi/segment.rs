@@ -192,11 +192,19 @@ pub extern "C" fn ac_segment(
             ..InferOptions::default()
         };
         let run = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
-        log::debug!("ac_segment run {run}: {} on {}", m.model.manifest.name, s.ct.series_uid);
+        log::debug!(
+            "ac_segment run {run}: {} on {}",
+            m.model.manifest.name,
+            s.ct.series_uid
+        );
         let seg = segment(&m.model, &s.ct, &opts)?;
         let body = ResultBody {
             names: seg.structures.iter().map(|x| cstring(&x.name)).collect(),
-            roi_types: seg.structures.iter().map(|x| cstring(&x.rt_roi_type)).collect(),
+            roi_types: seg
+                .structures
+                .iter()
+                .map(|x| cstring(&x.rt_roi_type))
+                .collect(),
             flags: seg
                 .structures
                 .iter()

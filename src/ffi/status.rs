@@ -282,7 +282,9 @@ mod tests {
         for s in ac_status::ALL.iter().skip(1) {
             seen.insert(*s as u32);
             // SAFETY: static NUL-terminated strings.
-            let t = unsafe { CStr::from_ptr(ac_status_str(*s as u32)) }.to_str().unwrap();
+            let t = unsafe { CStr::from_ptr(ac_status_str(*s as u32)) }
+                .to_str()
+                .unwrap();
             assert!(t.starts_with("AC_STATUS_"), "{t}");
         }
         assert_eq!(seen.len(), ac_status::ALL.len() - 1);
@@ -297,6 +299,9 @@ mod tests {
         assert_eq!(ac_status::InvalidHandle as u32, 3);
         assert_eq!(ac_status::Io as u32, 200);
         assert_eq!(ac_status::Cancelled as u32, 409);
-        assert_eq!(ac_status::from_error(&Error::Cancelled), ac_status::Cancelled);
+        assert_eq!(
+            ac_status::from_error(&Error::Cancelled),
+            ac_status::Cancelled
+        );
     }
 }

@@ -210,7 +210,12 @@ type AxisTaps = (Vec<(usize, f32)>, usize, usize);
 
 /// Brings per-class scores on the model grid (`[c][z][y][x]`) back to the CT grid: trilinear per
 /// class at each CT voxel, then argmax. Never holds more than one CT slice of scores.
-pub fn scores_to_ct_labels(scores: &[f32], classes: usize, grid: &ModelGrid, ct: &Geometry) -> Vec<u8> {
+pub fn scores_to_ct_labels(
+    scores: &[f32],
+    classes: usize,
+    grid: &ModelGrid,
+    ct: &Geometry,
+) -> Vec<u8> {
     let [nx, ny, nz] = [grid.axes[0].len, grid.axes[1].len, grid.axes[2].len];
     let plane = nx * ny;
     let vol = plane * nz;
@@ -287,7 +292,10 @@ pub fn labels_to_ct_nearest(labels: &[u8], grid: &ModelGrid, ct: &Geometry) -> V
             let ax = grid.axes[m];
             (0..ct.size[a])
                 .map(|c| {
-                    let v = ax.to_model(c as f64).round().clamp(0.0, (model_len[m] - 1) as f64);
+                    let v = ax
+                        .to_model(c as f64)
+                        .round()
+                        .clamp(0.0, (model_len[m] - 1) as f64);
                     v as usize * model_stride[m]
                 })
                 .collect()
@@ -338,7 +346,9 @@ mod tests {
         assert_eq!(m.geometry.axis(2), [0.0, 0.0, 1.0]);
         // Each model voxel sits on the CT voxel at the same patient point.
         for (mi, mj, mk) in [(0, 0, 0), (3, 5, 2), (9, 7, 5)] {
-            let p = m.geometry.index_to_patient([mi as f64, mj as f64, mk as f64]);
+            let p = m
+                .geometry
+                .index_to_patient([mi as f64, mj as f64, mk as f64]);
             let c = g.patient_to_index(p);
             let mapped = [
                 m.axes[0].to_ct(mi as f64),

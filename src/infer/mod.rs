@@ -76,11 +76,7 @@ impl CancelToken {
     }
 
     fn set_current(&self, r: Option<Arc<ort::session::RunOptions>>) {
-        *self
-            .inner
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = r;
+        *self.inner.current.lock().unwrap_or_else(|p| p.into_inner()) = r;
     }
 }
 
@@ -314,10 +310,7 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
         let mut evaluations = 0usize;
         let total = tiles.len().max(1) * mirrors.len();
         let mut done = 0usize;
-        let mut session = model
-            .session
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
         for (chunk_no, chunk) in tiles.chunks(batch).enumerate() {
             // gather input tiles
             let mut input = vec![0f32; chunk.len() * pv];
@@ -418,10 +411,8 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
                                 *ws += w;
                             }
                             for c in 0..classes {
-                                let v = sum
-                                    .get((b * classes + c) * pv + pi)
-                                    .copied()
-                                    .unwrap_or(0.0);
+                                let v =
+                                    sum.get((b * classes + c) * pv + pi).copied().unwrap_or(0.0);
                                 if let Some(a) = acc.get_mut(c * pvox + gi) {
                                     *a += v * scale * w;
                                 }
@@ -448,7 +439,8 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
         for z in 0..sz {
             for y in 0..sy {
                 for x in 0..sx {
-                    let gi = ((z + pad_lo[0]) * padded[1] + y + pad_lo[1]) * padded[2] + x + pad_lo[2];
+                    let gi =
+                        ((z + pad_lo[0]) * padded[1] + y + pad_lo[1]) * padded[2] + x + pad_lo[2];
                     let w = wsum.get(gi).copied().unwrap_or(0.0);
                     let v = acc.get(c * pvox + gi).copied().unwrap_or(0.0);
                     if let Some(s) = scores.get_mut(c * vox + (z * sy + y) * sx + x) {
@@ -587,10 +579,7 @@ fn run_tiles(
         }
     };
     let outputs = session
-        .run_with_options(
-            ort::inputs![m.onnx.input.as_str() => input],
-            run_options,
-        )
+        .run_with_options(ort::inputs![m.onnx.input.as_str() => input], run_options)
         .map_err(|e| {
             if run_options_cancelled(&e) {
                 Error::Cancelled
@@ -613,7 +602,10 @@ fn run_tiles(
             let (s, d) = value
                 .try_extract_tensor::<half::f16>()
                 .map_err(|e| fail(e.to_string()))?;
-            (d.iter().map(|v| v.to_f32()).collect(), s.iter().copied().collect())
+            (
+                d.iter().map(|v| v.to_f32()).collect(),
+                s.iter().copied().collect(),
+            )
         }
     };
     if dims.len() != 5 || dims.iter().zip(want.iter()).any(|(&a, &b)| a != b as i64) {

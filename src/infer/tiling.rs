@@ -11,7 +11,11 @@ pub fn tile_starts(size: usize, patch: usize, step: f64) -> Vec<usize> {
     let target = patch as f64 * step;
     let n = ((size - patch) as f64 / target).ceil() as usize + 1;
     let max_start = (size - patch) as f64;
-    let actual = if n > 1 { max_start / (n - 1) as f64 } else { 0.0 };
+    let actual = if n > 1 {
+        max_start / (n - 1) as f64
+    } else {
+        0.0
+    };
     (0..n)
         .map(|i| (actual * i as f64).round_ties_even() as usize)
         .collect()
@@ -114,7 +118,10 @@ mod tests {
         let stride = 16;
         let mut cover = vec![0.0f32; size];
         for &s in &starts {
-            for (i, w) in center_crop_weights(s, patch, size, stride).iter().enumerate() {
+            for (i, w) in center_crop_weights(s, patch, size, stride)
+                .iter()
+                .enumerate()
+            {
                 cover[s + i] += w;
             }
         }

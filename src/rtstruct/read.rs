@@ -118,11 +118,17 @@ pub fn read_rtstruct(path: &Path) -> Result<RtStruct> {
     }
     let mut rois: Vec<RtStructRoi> = Vec::new();
     let mut by_number: HashMap<i64, usize> = HashMap::new();
-    for (n, it) in items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE).iter().enumerate() {
+    for (n, it) in items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE)
+        .iter()
+        .enumerate()
+    {
         let number = int(it, tags::ROI_NUMBER).ok_or_else(|| {
             invalid(
                 tags::ROI_NUMBER,
-                format!("item {} of StructureSetROISequence has no ROI Number", n + 1),
+                format!(
+                    "item {} of StructureSetROISequence has no ROI Number",
+                    n + 1
+                ),
             )
         })?;
         by_number.insert(number, rois.len());
@@ -266,7 +272,11 @@ pub fn rasterise_roi(
         if c.points.len() < 3 {
             continue;
         }
-        let idx: Vec<[f64; 3]> = c.points.iter().map(|p| geometry.patient_to_index(*p)).collect();
+        let idx: Vec<[f64; 3]> = c
+            .points
+            .iter()
+            .map(|p| geometry.patient_to_index(*p))
+            .collect();
         let kz = idx.iter().map(|p| p[2]).sum::<f64>() / idx.len() as f64;
         let k = kz.round();
         if (kz - k).abs() > 0.5 + 1e-6 || k < 0.0 || k >= nk as f64 {

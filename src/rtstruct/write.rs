@@ -153,11 +153,7 @@ fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<String>) {
 }
 
 fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
-    obj.put(DataElement::new(
-        tag,
-        VR::SQ,
-        DataSetSequence::from(items),
-    ));
+    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
 }
 
 /// Truncates to `n` characters (LO is 64).
@@ -243,10 +239,33 @@ pub fn build_rtstruct(
             None => {}
         }
     }
-    put(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, ct.study_uid.as_str());
+    put(
+        &mut o,
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        ct.study_uid.as_str(),
+    );
+    // Frame of Reference (the CT's)
+    put(
+        &mut o,
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        ct.frame_of_reference_uid.as_str(),
+    );
+    match ct.header.get(tags::POSITION_REFERENCE_INDICATOR) {
+        Some(e) => {
+            o.put(e.clone());
+        }
+        None => put(&mut o, tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
+    }
     // RT Series
     put(&mut o, tags::MODALITY, VR::CS, "RTSTRUCT");
-    put(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, series_uid.as_str());
+    put(
+        &mut o,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        series_uid.as_str(),
+    );
     put(&mut o, tags::SERIES_NUMBER, VR::IS, "");
     put(&mut o, tags::SERIES_DATE, VR::DA, date.as_str());
     put(&mut o, tags::SERIES_TIME, VR::TM, time.as_str());
@@ -258,7 +277,12 @@ pub fn build_rtstruct(
     put(&mut o, tags::OPERATORS_NAME, VR::PN, "");
     // General Equipment
     put(&mut o, tags::MANUFACTURER, VR::LO, "autocontour");
-    put(&mut o, tags::MANUFACTURER_MODEL_NAME, VR::LO, lo(&info.model_name));
+    put(
+        &mut o,
+        tags::MANUFACTURER_MODEL_NAME,
+        VR::LO,
+        lo(&info.model_name),
+    );
     let versions = [
         format!("autocontour {}", crate::VERSION),
         format!("{} {}", info.model_name, info.model_version),
@@ -288,12 +312,31 @@ pub fn build_rtstruct(
         .map(|s| image_ref(sop_class(&s.sop_class_uid), &s.sop_instance_uid))
         .collect();
     let mut series = InMemDicomObject::new_empty();
-    put(&mut series, tags::SERIES_INSTANCE_UID, VR::UI, ct.series_uid.as_str());
+    put(
+        &mut series,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        ct.series_uid.as_str(),
+    );
     put_seq(&mut series, tags::CONTOUR_IMAGE_SEQUENCE, images);
     let mut study = InMemDicomObject::new_empty();
-    put(&mut study, tags::REFERENCED_SOP_CLASS_UID, VR::UI, STUDY_SOP_CLASS);
-    put(&mut study, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, ct.study_uid.as_str());
-    put_seq(&mut study, tags::RT_REFERENCED_SERIES_SEQUENCE, vec![series]);
+    put(
+        &mut study,
+        tags::REFERENCED_SOP_CLASS_UID,
+        VR::UI,
+        STUDY_SOP_CLASS,
+    );
+    put(
+        &mut study,
+        tags::REFERENCED_SOP_INSTANCE_UID,
+        VR::UI,
+        ct.study_uid.as_str(),
+    );
+    put_seq(
+        &mut study,
+        tags::RT_REFERENCED_SERIES_SEQUENCE,
+        vec![series],
+    );
     let mut frame = InMemDicomObject::new_empty();
     put(
         &mut frame,
@@ -302,7 +345,11 @@ pub fn build_rtstruct(
         ct.frame_of_reference_uid.as_str(),
     );
     put_seq(&mut frame, tags::RT_REFERENCED_STUDY_SEQUENCE, vec![study]);
-    put_seq(&mut o, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE, vec![frame]);
+    put_seq(
+        &mut o,
+        tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
+        vec![frame],
+    );
 
     let generation = lo(&format!(
         "autocontour {} {} {}",
@@ -325,12 +372,22 @@ pub fn build_rtstruct(
         );
         put(&mut s, tags::ROI_NAME, VR::LO, lo(&roi.spec.name));
         put(&mut s, tags::ROI_GENERATION_ALGORITHM, VR::CS, "AUTOMATIC");
-        put(&mut s, tags::ROI_GENERATION_DESCRIPTION, VR::LO, generation.as_str());
+        put(
+            &mut s,
+            tags::ROI_GENERATION_DESCRIPTION,
+            VR::LO,
+            generation.as_str(),
+        );
         ss_rois.push(s);
 
         let mut rc = InMemDicomObject::new_empty();
         let [r, g, b] = roi.spec.color;
-        put(&mut rc, tags::ROI_DISPLAY_COLOR, VR::IS, format!("{r}\\{g}\\{b}"));
+        put(
+            &mut rc,
+            tags::ROI_DISPLAY_COLOR,
+            VR::IS,
+            format!("{r}\\{g}\\{b}"),
+        );
         let mut items = Vec::with_capacity(roi.contours.len());
         for (c_idx, c) in roi.contours.iter().enumerate() {
             let slice = ct.slices.get(c.slice).ok_or_else(|| {
@@ -360,30 +417,60 @@ pub fn build_rtstruct(
                     &slice.sop_instance_uid,
                 )],
             );
-            put(&mut it, tags::CONTOUR_GEOMETRIC_TYPE, VR::CS, c.geometric_type.as_str());
+            put(
+                &mut it,
+                tags::CONTOUR_GEOMETRIC_TYPE,
+                VR::CS,
+                c.geometric_type.as_str(),
+            );
             put(
                 &mut it,
                 tags::NUMBER_OF_CONTOUR_POINTS,
                 VR::IS,
                 c.points.len().to_string(),
             );
-            put(&mut it, tags::CONTOUR_NUMBER, VR::IS, (c_idx + 1).to_string());
+            put(
+                &mut it,
+                tags::CONTOUR_NUMBER,
+                VR::IS,
+                (c_idx + 1).to_string(),
+            );
             put(&mut it, tags::CONTOUR_DATA, VR::DS, data);
             items.push(it);
         }
         if !items.is_empty() {
             put_seq(&mut rc, tags::CONTOUR_SEQUENCE, items);
         }
-        put(&mut rc, tags::REFERENCED_ROI_NUMBER, VR::IS, number.as_str());
+        put(
+            &mut rc,
+            tags::REFERENCED_ROI_NUMBER,
+            VR::IS,
+            number.as_str(),
+        );
         roi_contours.push(rc);
 
         let mut ob = InMemDicomObject::new_empty();
-        put(&mut ob, tags::OBSERVATION_NUMBER, VR::IS, (n + 1).to_string());
-        put(&mut ob, tags::REFERENCED_ROI_NUMBER, VR::IS, number.as_str());
+        put(
+            &mut ob,
+            tags::OBSERVATION_NUMBER,
+            VR::IS,
+            (n + 1).to_string(),
+        );
+        put(
+            &mut ob,
+            tags::REFERENCED_ROI_NUMBER,
+            VR::IS,
+            number.as_str(),
+        );
         if let Some(code) = &roi.spec.code {
             let mut ci = InMemDicomObject::new_empty();
             put(&mut ci, tags::CODE_VALUE, VR::SH, code.value.as_str());
-            put(&mut ci, tags::CODING_SCHEME_DESIGNATOR, VR::SH, code.scheme.as_str());
+            put(
+                &mut ci,
+                tags::CODING_SCHEME_DESIGNATOR,
+                VR::SH,
+                code.scheme.as_str(),
+            );
             put(&mut ci, tags::CODE_MEANING, VR::LO, lo(&code.meaning));
             put_seq(&mut ob, tags::RTROI_IDENTIFICATION_CODE_SEQUENCE, vec![ci]);
         }
@@ -406,7 +493,7 @@ pub fn build_rtstruct(
         FileMetaTableBuilder::new()
             .transfer_syntax(IMPLICIT_VR_LE)
             .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name(format!("AUTOCONTOUR_{}", crate::VERSION)),
+            .implementation_version_name(format!("AC_{}", crate::VERSION)),
     )
     .map_err(|e| Error::InvalidArgument(format!("cannot build the RTSTRUCT file meta: {e}")))
 }
@@ -425,7 +512,11 @@ pub fn write_rtstruct(
     info: &OutputInfo,
 ) -> Result<String> {
     let obj = build_rtstruct(ct, rois, info)?;
-    let uid = obj.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
+    let uid = obj
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_string();
     write_atomically(path, |f| {
         obj.write_all(f)
             .map_err(|e| std::io::Error::other(e.to_string()))

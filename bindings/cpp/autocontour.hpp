@@ -1,0 +1,313 @@
+// autocontour C++ wrapper: header-only RAII over the C API in autocontour.h (C++17).
+//
+// Every class owns one C handle, is move-only, and frees it in its destructor. A failing call
+// throws autocontour::Error carrying the status and the library's message. The C header stays
+// the single source of truth; threading rules are those of the C handles (Engine, Model, Series,
+// Result and CancelToken are all safe to use from several threads at once; see autocontour.h).
+#ifndef AUTOCONTOUR_HPP
+#define AUTOCONTOUR_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autocontour.h"
+
+namespace autocontour {
+
+/// A failed C API call: the status code and the message of ac_last_error_message().
+class Error : public std::runtime_error {
+public:
+    Error(ac_status status, const std::string &message)
+        : std::runtime_error(message), status_(status) {}
+    /// The C status code (AC_STATUS_...).
+    ac_status status() const noexcept { return status_; }
+    /// The status as text ("AC_STATUS_IO: ...").
+    const char *status_text() const noexcept { return ac_status_str(status_); }
+
+private:
+    ac_status status_;
+};
+
+namespace detail {
+/// Throws Error when `status` is not AC_STATUS_OK.
+inline void check(ac_status status) {
+    if (status != AC_STATUS_OK) throw Error(status, ac_last_error_message());
+}
+
+/// Move-only owner of one C handle, freed with `Free`.
+template <typename T, ac_status (*Free)(T *)>
+class Handle {
+public:
+    Handle() noexcept = default;
+    explicit Handle(T *raw) noexcept : raw_(raw) {}
+    Handle(const Handle &) = delete;
+    Handle &operator=(const Handle &) = delete;
+    Handle(Handle &&other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+    Handle &operator=(Handle &&other) noexcept {
+        if (this != &other) {
+            reset();
+            raw_ = std::exchange(other.raw_, nullptr);
+        }
+        return *this;
+    }
+    ~Handle() { reset(); }
+    /// The C handle, still owned by this object.
+    T *get() const noexcept { return raw_; }
+    explicit operator bool() const noexcept { return raw_ != nullptr; }
+
+private:
+    void reset() noexcept {
+        if (raw_) Free(raw_);
+        raw_ = nullptr;
+    }
+    T *raw_ = nullptr;
+};
+}  // namespace detail
+
+/// The library version ("0.1.0").
+inline std::string version() { return ac_version(); }
+
+/// Engine options (see ac_engine_options); empty strings mean the library's defaults.
+struct EngineOptions {
+    /// Path of the ONNX Runtime library; empty: $AUTOCONTOUR_ORT_LIB, then next to the program.
+    std::string ort_library;
+    /// "cpu", "cuda", "cuda:N", "tensorrt:N".
+    std::string device = "cpu";
+    /// ONNX Runtime intra-op threads; 0 = its default.
+    uint32_t threads = 0;
+    /// Fall back to the CPU when the device cannot run (otherwise fail).
+    bool fallback_to_cpu = true;
+    /// Inference memory limit in bytes; 0 = default (8 GiB).
+    uint64_t memory_limit_bytes = 0;
+};
+
+/// ONNX Runtime loaded plus execution options. Shareable across threads.
+class Engine {
+public:
+    explicit Engine(const EngineOptions &o = EngineOptions()) {
+        ac_engine_options c;
+        detail::check(ac_engine_options_init(&c));
+        c.ort_library = o.ort_library.empty() ? nullptr : o.ort_library.c_str();
+        c.device = o.device.empty() ? nullptr : o.device.c_str();
+        c.threads = o.threads;
+        c.fallback = o.fallback_to_cpu ? AC_FALLBACK_CPU : AC_FALLBACK_FAIL;
+        c.memory_limit_bytes = o.memory_limit_bytes;
+        ac_engine *raw = nullptr;
+        detail::check(ac_engine_new(&c, &raw));
+        h_ = Handle(raw);
+    }
+    /// Version of the loaded ONNX Runtime.
+    std::string ort_version() const {
+        const char *v = nullptr;
+        detail::check(ac_engine_ort_version(h_.get(), &v));
+        return v;
+    }
+    /// The C handle (owned by this object).
+    ac_engine *get() const noexcept { return h_.get(); }
+
+private:
+    using Handle = detail::Handle<ac_engine, ac_engine_free>;
+    Handle h_;
+};
+
+/// A model package opened on an engine. Many threads may segment with one model at once.
+class Model {
+public:
+    Model(const Engine &engine, const std::string &dir) {
+        ac_model *raw = nullptr;
+        detail::check(ac_model_open(engine.get(), dir.c_str(), &raw));
+        h_ = Handle(raw);
+    }
+    /// Model name from its manifest.
+    std::string name() const {
+        const char *n = nullptr;
+        detail::check(ac_model_info(h_.get(), &n, nullptr));
+        return n;
+    }
+    /// Model version from its manifest.
+    std::string version() const {
+        const char *v = nullptr;
+        detail::check(ac_model_info(h_.get(), nullptr, &v));
+        return v;
+    }
+    /// The C handle (owned by this object).
+    ac_model *get() const noexcept { return h_.get(); }
+
+private:
+    using Handle = detail::Handle<ac_model, ac_model_free>;
+    Handle h_;
+};
+
+/// A CT series in memory.
+class Series {
+public:
+    /// Loads the largest usable CT series under `dir`, or the one with `series_uid`.
+    static Series load_dir(const std::string &dir,
+                           const std::optional<std::string> &series_uid = std::nullopt) {
+        ac_series *raw = nullptr;
+        detail::check(
+            ac_series_load_dir(dir.c_str(), series_uid ? series_uid->c_str() : nullptr, &raw));
+        return Series(raw);
+    }
+    /// Voxel grid (size, origin, spacing, direction; LPS mm).
+    ac_geometry geometry() const {
+        ac_geometry g;
+        detail::check(ac_series_geometry(h_.get(), &g));
+        return g;
+    }
+    /// Series Instance UID.
+    std::string uid() const {
+        const char *u = nullptr;
+        detail::check(ac_series_uid(h_.get(), &u));
+        return u;
+    }
+    /// The C handle (owned by this object).
+    ac_series *get() const noexcept { return h_.get(); }
+
+private:
+    explicit Series(ac_series *raw) : h_(raw) {}
+    using Handle = detail::Handle<ac_series, ac_series_free>;
+    Handle h_;
+};
+
+/// Cancels a running segmentation from any thread.
+class CancelToken {
+public:
+    CancelToken() {
+        ac_cancel_token *raw = nullptr;
+        detail::check(ac_cancel_token_new(&raw));
+        h_ = Handle(raw);
+    }
+    /// Requests cancellation; the run returns AC_STATUS_CANCELLED (thrown as Error).
+    void cancel() const { detail::check(ac_cancel_token_cancel(h_.get())); }
+    /// The C handle (owned by this object).
+    ac_cancel_token *get() const noexcept { return h_.get(); }
+
+private:
+    using Handle = detail::Handle<ac_cancel_token, ac_cancel_token_free>;
+    Handle h_;
+};
+
+/// One structure of a result; strings copied.
+struct Structure {
+    std::string name;
+    std::string rt_roi_type;
+    std::string flags;
+    uint8_t label;
+    uint8_t color[3];
+    uint64_t voxels;
+    double volume_ml;
+    std::optional<double> confidence;
+};
+
+/// The outcome of a segmentation.
+class Result {
+public:
+    /// Number of structures.
+    std::size_t structure_count() const {
+        std::size_t n = 0;
+        detail::check(ac_result_structure_count(h_.get(), &n));
+        return n;
+    }
+    /// Structure `index` (0-based).
+    Structure structure(std::size_t index) const {
+        ac_structure s;
+        detail::check(ac_result_structure(h_.get(), index, &s));
+        Structure out{s.name, s.rt_roi_type, s.flags, s.label, {s.color[0], s.color[1], s.color[2]},
+                      s.voxels, s.volume_ml, std::nullopt};
+        if (s.has_confidence) out.confidence = s.confidence;
+        return out;
+    }
+    /// All structures.
+    std::vector<Structure> structures() const {
+        std::vector<Structure> v;
+        for (std::size_t i = 0, n = structure_count(); i < n; ++i) v.push_back(structure(i));
+        return v;
+    }
+    /// Execution provider that ran ("CPU", "CUDA:0").
+    std::string execution_provider() const {
+        const char *p = nullptr;
+        detail::check(ac_result_execution(h_.get(), &p, nullptr));
+        return p;
+    }
+    /// Label map view (valid while this Result lives) and its geometry.
+    std::pair<const uint8_t *, std::size_t> labels(ac_geometry *geometry = nullptr) const {
+        const uint8_t *data = nullptr;
+        std::size_t len = 0;
+        detail::check(ac_result_labels(h_.get(), geometry, &data, &len));
+        return {data, len};
+    }
+    /// Seconds per stage.
+    ac_timings timings() const {
+        ac_timings t;
+        detail::check(ac_result_timings(h_.get(), &t));
+        return t;
+    }
+    /// Writes the RT Structure Set to `path` (atomically).
+    void write_rtstruct(const std::string &path) const {
+        detail::check(ac_result_write_rtstruct(h_.get(), path.c_str()));
+    }
+    /// The RT Structure Set as bytes (a DICOM file).
+    std::vector<uint8_t> rtstruct_bytes() const {
+        ac_buffer *raw = nullptr;
+        detail::check(ac_result_rtstruct_buffer(h_.get(), &raw));
+        detail::Handle<ac_buffer, ac_buffer_free> buf(raw);
+        const uint8_t *data = nullptr;
+        std::size_t len = 0;
+        detail::check(ac_buffer_data(buf.get(), &data, &len));
+        return std::vector<uint8_t>(data, data + len);
+    }
+    /// The C handle (owned by this object).
+    ac_result *get() const noexcept { return h_.get(); }
+
+private:
+    friend Result segment(const Model &, const Series &,
+                          const std::function<void(const char *, double)> &, const CancelToken *);
+    explicit Result(ac_result *raw) : h_(raw) {}
+    using Handle = detail::Handle<ac_result, ac_result_free>;
+    Handle h_;
+};
+
+namespace detail {
+struct ProgressContext {
+    const std::function<void(const char *, double)> *fn;
+    std::exception_ptr error;
+};
+/// Trampoline: calls the std::function; an exception is stored, never thrown through C.
+extern "C" inline void progress_trampoline(void *user_data, const char *stage, double fraction) {
+    auto *ctx = static_cast<ProgressContext *>(user_data);
+    if (ctx->error) return;
+    try {
+        (*ctx->fn)(stage, fraction);
+    } catch (...) {
+        ctx->error = std::current_exception();
+    }
+}
+}  // namespace detail
+
+/// Segments `series` with `model`. `progress` (may be empty) runs on this thread; an exception it
+/// throws is rethrown after the run. `cancel` (may be null) stops the run from another thread.
+inline Result segment(const Model &model, const Series &series,
+                      const std::function<void(const char *, double)> &progress = {},
+                      const CancelToken *cancel = nullptr) {
+    detail::ProgressContext ctx{&progress, nullptr};
+    ac_result *raw = nullptr;
+    ac_status s = ac_segment(model.get(), series.get(),
+                             progress ? detail::progress_trampoline : nullptr, &ctx,
+                             cancel ? cancel->get() : nullptr, &raw);
+    Result result(raw);  // owns raw (NULL on failure) so nothing leaks on the paths below
+    if (ctx.error) std::rethrow_exception(ctx.error);
+    detail::check(s);
+    return result;
+}
+
+}  // namespace autocontour
+
+#endif  // AUTOCONTOUR_HPP

@@ -1,0 +1,41 @@
+// Segments a CT series with a model package and writes an RT Structure Set, through the C++
+// wrapper (bindings/cpp/autocontour.hpp).
+//
+//   segment_cpp CT_DIR MODEL_DIR OUT.dcm [ORT_LIBRARY]
+//
+// ORT_LIBRARY defaults to $AUTOCONTOUR_ORT_LIB. Exits 1 with the library's message on failure.
+#include <cstdio>
+#include <iostream>
+
+#include "autocontour.hpp"
+
+int main(int argc, char **argv) {
+    if (argc < 4 || argc > 5) {
+        std::cerr << "usage: " << argv[0] << " CT_DIR MODEL_DIR OUT.dcm [ORT_LIBRARY]\n";
+        return 2;
+    }
+    try {
+        autocontour::EngineOptions options;
+        if (argc == 5) options.ort_library = argv[4];
+        options.threads = 2;
+        autocontour::Engine engine(options);
+        autocontour::Model model(engine, argv[2]);
+        autocontour::Series series = autocontour::Series::load_dir(argv[1]);
+        ac_geometry g = series.geometry();
+        std::printf("autocontour %s, ONNX Runtime %s, model %s %s\n",
+                    autocontour::version().c_str(), engine.ort_version().c_str(),
+                    model.name().c_str(), model.version().c_str());
+        std::printf("CT %zu x %zu x %zu\n", g.size[0], g.size[1], g.size[2]);
+        autocontour::Result result = autocontour::segment(model, series);
+        std::printf("ran on %s\n", result.execution_provider().c_str());
+        for (const auto &s : result.structures())
+            std::printf("  %u %-12s %10.1f ml %s\n", unsigned(s.label), s.name.c_str(), s.volume_ml,
+                        s.flags.c_str());
+        result.write_rtstruct(argv[3]);
+        std::printf("wrote %s\n", argv[3]);
+    } catch (const autocontour::Error &e) {
+        std::cerr << "error: " << e.status_text() << "\n  " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
