@@ -308,6 +308,9 @@ fn rider_round_trip_through_independent_tools() {
     };
     write_rtstruct(&out, &ct, &rois, &info).unwrap();
     eprintln!("RTSTRUCT written: {:.1} s", t0.elapsed().as_secs_f64());
+    if let Some(keep) = std::env::var_os("AUTOCONTOUR_KEEP_RTSTRUCT") {
+        std::fs::copy(&out, keep).unwrap();
+    }
     // No temporary file left behind.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
 
@@ -321,7 +324,7 @@ fn rider_round_trip_through_independent_tools() {
         String::from_utf8_lossy(&v.stdout),
         String::from_utf8_lossy(&v.stderr)
     );
-    eprintln!("dciodvfy:\n{report}");
+    eprintln!("dciodvfy ({:.1} s):\n{report}", t0.elapsed().as_secs_f64());
     assert!(
         !report.contains("Error"),
         "dciodvfy reports errors:\n{report}"

@@ -40,9 +40,13 @@ def main():
         if f.tell() != size:
             fail(f"{size - f.tell()} bytes after the last element")
     ct = {}
-    for name in os.listdir(ct_dir):
-        c = pydicom.dcmread(os.path.join(ct_dir, name), stop_before_pixels=True)
-        ct[c.SOPInstanceUID] = c
+    for name in sorted(os.listdir(ct_dir)):
+        try:
+            c = pydicom.dcmread(os.path.join(ct_dir, name), stop_before_pixels=True)
+        except pydicom.errors.InvalidDicomError:
+            continue  # LICENSE and other non-DICOM files
+        if c.get("Modality") == "CT":
+            ct[c.SOPInstanceUID] = c
     first = next(iter(ct.values()))
     normal = [
         first.ImageOrientationPatient[1] * first.ImageOrientationPatient[5]

@@ -1,0 +1,51 @@
+// Segments a CT series with a model package and writes an RT Structure Set, through the C#
+// binding (bindings/csharp/Autocontour.cs).
+//
+//   mono segment.exe CT_DIR MODEL_DIR OUT.dcm [ORT_LIBRARY]
+//
+// ORT_LIBRARY defaults to $AUTOCONTOUR_ORT_LIB. Exits 1 with the library's message on failure.
+using System;
+using Autocontour;
+
+public static class SegmentSample
+{
+    public static int Main(string[] args)
+    {
+        if (args.Length < 3 || args.Length > 4)
+        {
+            Console.Error.WriteLine("usage: segment CT_DIR MODEL_DIR OUT.dcm [ORT_LIBRARY]");
+            return 2;
+        }
+        try
+        {
+            using (var engine = new Engine(args.Length == 4 ? args[3] : null, "cpu", 2))
+            using (var model = new Model(engine, args[1]))
+            using (var series = Series.LoadDir(args[0]))
+            {
+                Geometry g = series.Geometry;
+                Console.WriteLine("autocontour {0}, ONNX Runtime {1}, model {2}", Library.Version,
+                                  engine.OrtVersion, model.Name);
+                Console.WriteLine("CT {0} x {1} x {2}", g.Size[0], g.Size[1], g.Size[2]);
+                int last = -25;
+                using (var result = model.Segment(series, (stage, f) =>
+                {
+                    int percent = (int)(f * 100);
+                    if (percent >= last + 25) { last = percent; Console.WriteLine("  {0,-10} {1,3}%", stage, percent); }
+                }))
+                {
+                    Console.WriteLine("ran on {0}", result.ExecutionProvider);
+                    foreach (var s in result.Structures)
+                        Console.WriteLine("  {0} {1,-12} {2,10:F1} ml {3}", s.Label, s.Name, s.VolumeMl, s.Flags);
+                    result.WriteRtStruct(args[2]);
+                    Console.WriteLine("wrote {0}", args[2]);
+                }
+            }
+            return 0;
+        }
+        catch (AutocontourException e)
+        {
+            Console.Error.WriteLine("error: {0}\n  {1}", e.StatusText, e.Message);
+            return 1;
+        }
+    }
+}

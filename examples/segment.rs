@@ -1,0 +1,68 @@
+//! Segments a CT folder with a model package through the Rust API and writes an RTSTRUCT.
+//!
+//!     cargo run --release --example segment -- <ct_dir> <model_dir> <out.dcm> [threads]
+//!
+//! Prints a JSON line with the time per stage and the process's peak resident memory, which
+//! `benches/compare/infer_compare.py` reads.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use autocontour::contour::ContourOptions;
+use autocontour::dicom::{LoadOptions, load_series};
+use autocontour::infer::InferOptions;
+use autocontour::model::{Model, ModelOptions};
+use autocontour::pipeline::segment;
+
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [ct, model, out, rest @ ..] = args.as_slice() else {
+        eprintln!("usage: segment <ct_dir> <model_dir> <out.dcm> [threads]");
+        std::process::exit(2);
+    };
+    let threads = rest.first().map(|t| t.parse()).transpose()?.unwrap_or(0);
+    let t0 = Instant::now();
+    let model = Model::open(
+        &PathBuf::from(model),
+        &ModelOptions {
+            threads,
+            ..ModelOptions::default()
+        },
+    )?;
+    let open_s = t0.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let series = load_series(&PathBuf::from(ct), None, &LoadOptions::default())?;
+    let load_s = t.elapsed().as_secs_f64();
+    let seg = segment(&model, &series, &InferOptions::default())?;
+    let t = Instant::now();
+    seg.write_rtstruct(&model, &series, &PathBuf::from(out), &ContourOptions::default())?;
+    let write_s = t.elapsed().as_secs_f64();
+    for s in &seg.structures {
+        eprintln!("{:<12} {:>10.1} ml", s.name, s.volume_ml);
+    }
+    let i = &seg.timings.infer;
+    println!(
+        "{}",
+        serde_json::json!({
+            "open_model_s": open_s,
+            "load_s": load_s,
+            "preprocess_s": i.preprocess_s,
+            "inference_s": i.inference_s,
+            "ort_run_s": i.ort_run_s,
+            "resample_s": i.resample_s,
+            "postprocess_s": seg.timings.postprocess_s,
+            "rtstruct_s": write_s,
+            "total_s": t0.elapsed().as_secs_f64(),
+            "peak_rss_mb": peak_rss_mb(),
+            "provider": seg.execution.provider,
+        })
+    );
+    Ok(())
+}
