@@ -2,6 +2,9 @@
 //!
 //!     cargo run --release --example segment -- <ct_dir> <model_dir> <out.dcm> [threads]
 //!
+//! `AUTOCONTOUR_DEVICE=cuda:0` (or `tensorrt:0`) picks the execution provider; the run fails
+//! rather than falling back when it is unavailable.
+//!
 //! Prints a JSON line with the time per stage and the process's peak resident memory, which
 //! `benches/compare/infer_compare.py` reads.
 
@@ -11,7 +14,7 @@ use std::time::Instant;
 use autocontour::contour::ContourOptions;
 use autocontour::dicom::{LoadOptions, load_series};
 use autocontour::infer::InferOptions;
-use autocontour::model::{Model, ModelOptions};
+use autocontour::model::{Device, Fallback, Model, ModelOptions};
 use autocontour::pipeline::segment;
 
 fn peak_rss_mb() -> Option<f64> {
@@ -29,10 +32,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let threads = rest.first().map(|t| t.parse()).transpose()?.unwrap_or(0);
     let t0 = Instant::now();
+    let device: Device = std::env::var("AUTOCONTOUR_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()?;
     let model = Model::open(
         &PathBuf::from(model),
         &ModelOptions {
             threads,
+            device,
+            fallback: Fallback::Fail,
             ..ModelOptions::default()
         },
     )?;

@@ -23,6 +23,298 @@
 // Patch version of the library.
 #define AC_VERSION_PATCH 0
 
+// The manifest schema version this SDK reads.
+#define SCHEMA_VERSION 1
+
+// A structure's confidence below this is flagged for review.
+#define LOW_CONFIDENCE 0.85
+
+// The result of every C API call that can fail.
+//
+// The numbers are part of the ABI: a code is never reused or renumbered, new codes get new
+// numbers. `AC_STATUS_OK` (0) is success; everything else is a failure, and
+// `ac_last_error_message()` then holds a message naming what and where (file, tag, argument).
+// Codes 1-99 are mistakes in the call itself (NULL pointer, bad handle, invalid UTF-8...);
+// 100-199 ONNX Runtime loading; 200-299 files and DICOM; 300-399 series geometry; 400-499 models
+// and inference. Turn any code into text with `ac_status_str()`.
+enum ac_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Success.
+  AC_STATUS_OK = 0,
+  // A required pointer argument (input or output) was NULL.
+  AC_STATUS_NULL_ARGUMENT = 1,
+  // A string argument is not valid UTF-8.
+  AC_STATUS_INVALID_UTF8 = 2,
+  // The handle is not a live object of this library: already freed, never created, or garbage.
+  AC_STATUS_INVALID_HANDLE = 3,
+  // The handle is a live object of another type (e.g. an `ac_series*` passed as `ac_model*`).
+  AC_STATUS_WRONG_HANDLE_TYPE = 4,
+  // A bug inside the library was caught at the API boundary (a Rust panic); the call had no
+  // effect on its outputs. Please report it with the message.
+  AC_STATUS_PANIC = 5,
+  // An argument is out of range or inconsistent.
+  AC_STATUS_INVALID_ARGUMENT = 6,
+  // An index argument is past the end (e.g. a structure index >= the structure count).
+  AC_STATUS_INDEX_OUT_OF_RANGE = 7,
+  // `ac_set_log_callback()`: another logger is already installed in this process through Rust's
+  // `log` facade (e.g. by a Rust host), so log records cannot be forwarded.
+  AC_STATUS_LOGGER_IN_USE = 8,
+  // No ONNX Runtime library path given, `AUTOCONTOUR_ORT_LIB` unset, none next to the program.
+  AC_STATUS_ORT_NOT_CONFIGURED = 100,
+  // The ONNX Runtime library file given does not exist.
+  AC_STATUS_ORT_NOT_FOUND = 101,
+  // The ONNX Runtime file exists but cannot be loaded as a shared library (truncated, wrong
+  // architecture, missing dependencies).
+  AC_STATUS_ORT_LOAD = 102,
+  // The library is not ONNX Runtime (no usable `OrtGetApiBase`).
+  AC_STATUS_ORT_NOT_ORT = 103,
+  // The ONNX Runtime library is older than this SDK needs.
+  AC_STATUS_ORT_TOO_OLD = 104,
+  // ONNX Runtime was already loaded in this process from another file.
+  AC_STATUS_ORT_ALREADY_LOADED = 105,
+  // ONNX Runtime reported an error.
+  AC_STATUS_ORT = 106,
+  // Reading or writing a file failed.
+  AC_STATUS_IO = 200,
+  // A file could not be parsed as DICOM.
+  AC_STATUS_NOT_DICOM = 201,
+  // A required DICOM attribute is absent or empty.
+  AC_STATUS_MISSING_TAG = 202,
+  // A DICOM attribute is present but unusable.
+  AC_STATUS_INVALID_TAG = 203,
+  // Pixel data could not be decoded.
+  AC_STATUS_PIXEL_DATA = 204,
+  // The folder holds no usable CT series.
+  AC_STATUS_NO_SERIES = 205,
+  // The Series Instance UID asked for is not in the folder.
+  AC_STATUS_SERIES_NOT_FOUND = 206,
+  // The series is not CT.
+  AC_STATUS_NOT_CT = 207,
+  // Slices do not share one orientation.
+  AC_STATUS_MIXED_ORIENTATION = 300,
+  // Slices do not share rows, columns or pixel spacing.
+  AC_STATUS_MIXED_SIZE = 301,
+  // Two slices share one position.
+  AC_STATUS_DUPLICATE_SLICE = 302,
+  // Slice gaps are irregular (missing or uneven slices).
+  AC_STATUS_IRREGULAR_SPACING = 303,
+  // Slices do not step along the slice normal (gantry tilt or sheared stack).
+  AC_STATUS_GANTRY_TILT = 304,
+  // The volume exceeds the voxel limit.
+  AC_STATUS_TOO_LARGE = 305,
+  // A multi-frame image where single-frame slices are required.
+  AC_STATUS_MULTI_FRAME = 306,
+  // The model package (`model.json` or its ONNX file) is missing.
+  AC_STATUS_MODEL_NOT_FOUND = 400,
+  // `model.json` is malformed or inconsistent.
+  AC_STATUS_INVALID_MANIFEST = 401,
+  // The ONNX file does not match the manifest's SHA-256.
+  AC_STATUS_MODEL_HASH_MISMATCH = 402,
+  // ONNX Runtime cannot load the model file.
+  AC_STATUS_MODEL_LOAD = 403,
+  // The model graph disagrees with its manifest.
+  AC_STATUS_MODEL_MISMATCH = 404,
+  // The requested execution provider is unavailable and fallback was not allowed.
+  AC_STATUS_EXECUTION_PROVIDER = 405,
+  // Running the model failed.
+  AC_STATUS_INFERENCE = 406,
+  // The model produced NaN or infinite values.
+  AC_STATUS_NON_FINITE_OUTPUT = 407,
+  // A memory limit would be exceeded.
+  AC_STATUS_MEMORY_LIMIT = 408,
+  // The run was cancelled through its `ac_cancel_token`.
+  AC_STATUS_CANCELLED = 409,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ac_status ac_status;
+#else
+typedef uint32_t ac_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// What `ac_engine_options.fallback` asks for when the requested execution provider (device)
+// cannot run.
+enum ac_fallback
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Fall back to the CPU; the result reports it (`ac_result_execution`).
+  AC_FALLBACK_CPU = 0,
+  // Fail with `AC_STATUS_EXECUTION_PROVIDER`.
+  AC_FALLBACK_FAIL = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ac_fallback ac_fallback;
+#else
+typedef uint32_t ac_fallback;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Severity of a log record (`ac_log_callback`'s `level`, `ac_set_log_callback`'s `max_level`).
+enum ac_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Logging off (only meaningful as `max_level`).
+  AC_LOG_LEVEL_OFF = 0,
+  // Errors.
+  AC_LOG_LEVEL_ERROR = 1,
+  // Warnings (e.g. an execution provider fell back to the CPU).
+  AC_LOG_LEVEL_WARN = 2,
+  // Progress of the main steps (ONNX Runtime loaded, model opened...).
+  AC_LOG_LEVEL_INFO = 3,
+  // Details for debugging.
+  AC_LOG_LEVEL_DEBUG = 4,
+  // Very verbose details.
+  AC_LOG_LEVEL_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ac_log_level ac_log_level;
+#else
+typedef uint32_t ac_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A byte buffer owned by the library (e.g. an RT Structure Set in memory). Read it with
+// `ac_buffer_data`, free it with `ac_buffer_free` (never with C `free`).
+//
+// Threading: immutable; readable from any thread.
+typedef struct ac_buffer ac_buffer;
+
+// A cancellation flag for `ac_segment`.
+//
+// Threading: `ac_cancel_token_cancel` may be called from any thread at any time, also while a
+// segmentation using the token runs on another thread; that run then returns
+// `AC_STATUS_CANCELLED` soon (checked between tiles; a tile inside ONNX Runtime is terminated).
+// A token stays cancelled; use a new one for the next run.
+typedef struct ac_cancel_token ac_cancel_token;
+
+// An engine: ONNX Runtime loaded, plus execution options shared by the models opened with it.
+//
+// Threading: immutable after creation; any call taking `const ac_engine*` may run on any
+// thread, concurrently. Free it once, when no other call uses it (models opened from it stay
+// valid after it is freed).
+typedef struct ac_engine ac_engine;
+
+// A model package opened for inference (`model.json` + its ONNX file, hash checked).
+//
+// Threading: shareable. Any number of threads may run `ac_segment` on one model at once (runs
+// of the ONNX session are serialised inside; pre- and postprocessing run in parallel).
+typedef struct ac_model ac_model;
+
+// The outcome of `ac_segment`: label map, structures, execution provider, timings. It keeps the
+// model and series it was made from alive, so it can write an RT Structure Set on its own.
+//
+// Threading: immutable; every `const ac_result*` getter may run on any thread, concurrently.
+// Pointers it hands out (names, label map) stay valid until `ac_result_free`.
+typedef struct ac_result ac_result;
+
+// A CT series loaded into memory (HU volume, geometry, and the DICOM references an RT Structure
+// Set needs).
+//
+// Threading: immutable; any call taking `const ac_series*` may run on any thread, concurrently
+// (e.g. several models segmenting one series).
+typedef struct ac_series ac_series;
+
+// Options for `ac_engine_new`. Fill with `ac_engine_options_init()` first, then set fields;
+// strings are only read during `ac_engine_new` (the engine keeps copies).
+typedef struct {
+  // Path of the ONNX Runtime shared library (UTF-8), or NULL: the environment variable
+  // `AUTOCONTOUR_ORT_LIB`, then `libonnxruntime.so.1` next to the executable. ONNX Runtime is
+  // loaded once per process: a later engine naming another file fails with
+  // `AC_STATUS_ORT_ALREADY_LOADED`.
+  const char *ort_library;
+  // Execution provider: `"cpu"` (NULL means this), `"cuda"`, `"cuda:N"`, `"tensorrt:N"`.
+  const char *device;
+  // CPU threads for ONNX Runtime's intra-op pool; 0 = ONNX Runtime's default.
+  uint32_t threads;
+  // An `ac_fallback` value: what happens when `device` cannot run.
+  uint32_t fallback;
+  // Upper bound for the inference score buffers, bytes; 0 = the default (8 GiB). A CT that
+  // would need more fails with `AC_STATUS_MEMORY_LIMIT` before allocating.
+  uint64_t memory_limit_bytes;
+} ac_engine_options;
+
+// Position, spacing and orientation of a voxel grid in the DICOM patient frame (LPS, mm).
+//
+// Voxel (i, j, k) = (column, row, slice); data are slice-major: `index = (k*rows + j)*cols + i`.
+// patient = origin + direction * diag(spacing) * (i, j, k).
+typedef struct {
+  // Voxels along i (columns), j (rows), k (slices).
+  size_t size[3];
+  // Patient position of the centre of voxel (0, 0, 0), mm (Image Position (Patient) of the
+  // first slice).
+  double origin[3];
+  // Distance between voxel centres along i, j, k, mm.
+  double spacing[3];
+  // Row-major 3x3 matrix (`direction[3*row + col]`) whose columns are the unit vectors of the
+  // i, j and k axes in the patient frame.
+  double direction[9];
+} ac_geometry;
+
+// Log callback: `user_data` as given to `ac_set_log_callback`, `level` an `ac_log_level`,
+// `target` the library module (e.g. `"autocontour::model"`), `message` the text. Both strings
+// are NUL-terminated UTF-8, valid only during the call. Called from whichever thread logs (any
+// thread the library runs on, concurrently): it must be thread-safe and must not unwind.
+typedef void (*ac_log_callback)(void *user_data,
+                                uint32_t level,
+                                const char *target,
+                                const char *message);
+
+// Progress callback for `ac_segment`: `user_data` as given, `stage` one of `"preprocess"`,
+// `"inference"`, `"resample"` (NUL-terminated, valid only during the call), `fraction` the
+// overall progress 0-1, never decreasing. Called on the thread that called `ac_segment`.
+// It must not unwind (no C++ exception may leave it).
+typedef void (*ac_progress_callback)(void *user_data, const char *stage, double fraction);
+
+// One segmented structure, as reported by `ac_result_structure`. The strings are owned by the
+// result and valid until `ac_result_free`.
+typedef struct {
+  // Structure name from the model manifest (UTF-8).
+  const char *name;
+  // RT ROI Interpreted Type (`ORGAN`, `EXTERNAL`...).
+  const char *rt_roi_type;
+  // Review flags joined by `"; "` (empty, low confidence, volume outside the expected range);
+  // an empty string when none.
+  const char *flags;
+  // Value of this structure in the label map.
+  uint8_t label;
+  // Display colour, RGB.
+  uint8_t color[3];
+  // Voxels in the final label map.
+  uint64_t voxels;
+  // Volume in millilitres.
+  double volume_ml;
+  // Mean model probability over the structure (valid when `has_confidence`).
+  double confidence;
+  // Whether `confidence` is known (false when the structure is empty).
+  bool has_confidence;
+} ac_structure;
+
+// Seconds spent per stage of one `ac_segment` call.
+typedef struct {
+  // Reorientation, resampling to the model grid, normalisation.
+  double preprocess_s;
+  // The tile loop, ONNX Runtime included.
+  double inference_s;
+  // Inside ONNX Runtime's `Run` only.
+  double ort_run_s;
+  // Scores back to the CT grid and argmax.
+  double resample_s;
+  // Postprocessing (largest component, hole filling).
+  double postprocess_s;
+} ac_timings;
+
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -32,6 +324,164 @@ extern "C" {
 // The string is static: do not free it. Safe to call from any thread at any time, before any
 // other call.
 const char *ac_version(void);
+
+// Number of live handles of all types in this process (engines, models, series, results,
+// tokens, buffers). For leak checks in tests and diagnostics; any thread.
+size_t ac_live_handle_count(void);
+
+// Returns the message of the most recent failed call made on this thread: what failed and where
+// (file, DICOM tag, argument name). An empty string when no call has failed on this thread.
+//
+// The pointer stays valid until the next failing call on the same thread; copy the text to keep
+// it. Do not free it. Successful calls leave the message alone.
+const char *ac_last_error_message(void);
+
+// Fills `options` with the defaults: ONNX Runtime from `AUTOCONTOUR_ORT_LIB` or next to the
+// executable, CPU, ONNX Runtime's default thread count, fall back to the CPU, 8 GiB memory limit.
+//
+// Returns `AC_STATUS_NULL_ARGUMENT` when `options` is NULL. Any thread.
+ac_status ac_engine_options_init(ac_engine_options *options);
+
+// Creates an engine: loads ONNX Runtime (checked: present, complete, really ONNX Runtime,
+// version >= 1.22) and validates the options. `options` may be NULL for the defaults.
+//
+// On success `*out` receives a new engine, to be freed with `ac_engine_free`; on failure `*out`
+// is left untouched. Errors: `AC_STATUS_ORT_*`, `AC_STATUS_INVALID_ARGUMENT` (unknown device or
+// fallback), `AC_STATUS_INVALID_UTF8`. Any thread.
+ac_status ac_engine_new(const ac_engine_options *options, ac_engine **out);
+
+// Sets `*version` to the version string of the loaded ONNX Runtime (e.g. `"1.31.1"`), valid
+// while the engine lives. Any thread.
+ac_status ac_engine_ort_version(const ac_engine *engine, const char **version);
+
+// Frees an engine. NULL is a no-op (`AC_STATUS_OK`); a freed or foreign handle returns
+// `AC_STATUS_INVALID_HANDLE` / `AC_STATUS_WRONG_HANDLE_TYPE` and changes nothing.
+ac_status ac_engine_free(ac_engine *engine);
+
+// Opens the model package in folder `dir` (`model.json` and the ONNX file it names; the file's
+// SHA-256 and the graph's inputs/outputs are checked against the manifest) on the engine's
+// execution provider.
+//
+// On success `*out` receives a new model, freed with `ac_model_free`. Errors:
+// `AC_STATUS_MODEL_*`, `AC_STATUS_INVALID_MANIFEST`, `AC_STATUS_EXECUTION_PROVIDER`. Any thread.
+ac_status ac_model_open(const ac_engine *engine, const char *dir, ac_model **out);
+
+// Sets `*name` and `*version` (either may be NULL if not wanted) to the model's name and
+// version from its manifest, valid while the model lives. Any thread.
+ac_status ac_model_info(const ac_model *model, const char **name, const char **version);
+
+// Frees a model. NULL is a no-op. Results made with it stay valid. A call still running on
+// another thread keeps the model alive until it returns.
+ac_status ac_model_free(ac_model *model);
+
+// Loads a CT series from the folder `dir` (searched recursively, any file names). With
+// `series_uid` NULL the largest usable CT series is taken; otherwise the series with that
+// Series Instance UID.
+//
+// Slices are sorted along the slice normal; irregular gaps, duplicates, mixed orientation or
+// size, gantry tilt and multi-frame images are refused with their own status and a message
+// naming the file. On success `*out` receives a new series, freed with `ac_series_free`.
+// Any thread.
+ac_status ac_series_load_dir(const char *dir, const char *series_uid, ac_series **out);
+
+// Writes the series' voxel grid to `*geometry`. Any thread.
+ac_status ac_series_geometry(const ac_series *series, ac_geometry *geometry);
+
+// Sets `*uid` to the Series Instance UID, valid while the series lives. Any thread.
+ac_status ac_series_uid(const ac_series *series, const char **uid);
+
+// Gives a view of the CT voxels in Hounsfield units: `*data` points to `*len` floats laid out
+// as described for `ac_geometry`, valid while the series lives. Read only. Any thread.
+ac_status ac_series_voxels(const ac_series *series, const float **data, size_t *len);
+
+// Frees a series. NULL is a no-op. Results made from it keep what they need.
+ac_status ac_series_free(ac_series *series);
+
+// Installs `callback` to receive the library's log records up to `max_level` (an
+// `ac_log_level`), replacing any previous callback; `callback` NULL (or `max_level`
+// `AC_LOG_LEVEL_OFF`) turns forwarding off. The library logs nothing anywhere until this is
+// called.
+//
+// The setting is process-wide. Returns `AC_STATUS_LOGGER_IN_USE` when the process already has
+// another logger installed through Rust's `log` facade, `AC_STATUS_INVALID_ARGUMENT` for a level
+// above 5. Any thread.
+ac_status ac_set_log_callback(ac_log_callback callback, void *user_data, uint32_t max_level);
+
+// Creates a cancellation token (not cancelled), freed with `ac_cancel_token_free`. Any thread.
+ac_status ac_cancel_token_new(ac_cancel_token **out);
+
+// Cancels every run using `token`. Any thread, any time, any number of times.
+ac_status ac_cancel_token_cancel(const ac_cancel_token *token);
+
+// Sets `*cancelled` to whether `token` was cancelled. Any thread.
+ac_status ac_cancel_token_is_cancelled(const ac_cancel_token *token, bool *cancelled);
+
+// Frees a token. NULL is a no-op. A run still using it keeps it alive until it returns.
+ac_status ac_cancel_token_free(ac_cancel_token *token);
+
+// Segments `series` with `model`: inference on the engine's execution provider, then the
+// manifest's postprocessing. Blocks until done.
+//
+// `progress` (may be NULL) is called with `user_data` on this thread. `cancel` (may be NULL) lets
+// another thread stop the run (`AC_STATUS_CANCELLED`). On success `*out` receives a new result,
+// freed with `ac_result_free`; on failure `*out` is untouched. The same inputs on the same
+// execution provider give the same label map. Many threads may segment with one model at once.
+ac_status ac_segment(const ac_model *model,
+                     const ac_series *series,
+                     ac_progress_callback progress,
+                     void *user_data,
+                     const ac_cancel_token *cancel,
+                     ac_result **out);
+
+// Gives the label map: `*geometry` (may be NULL) receives its grid (the CT's), `*data` points to
+// `*len` bytes (0 = background, n = the structure whose `label` is n), slice-major as described
+// for `ac_geometry`, valid until `ac_result_free`. Read only. Any thread.
+ac_status ac_result_labels(const ac_result *result,
+                           ac_geometry *geometry,
+                           const uint8_t **data,
+                           size_t *len);
+
+// Sets `*count` to the number of structures (the model's labels without background). Any thread.
+ac_status ac_result_structure_count(const ac_result *result, size_t *count);
+
+// Writes structure number `index` (0-based, < count) to `*structure`; an index past the end
+// returns `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+ac_status ac_result_structure(const ac_result *result, size_t index, ac_structure *structure);
+
+// Reports which execution provider ran: `*provider` (`"CPU"`, `"CUDA:0"`, `"TensorRT:0"`) and,
+// when the requested device could not run and the CPU ran instead, `*fallback_reason` (set to
+// NULL otherwise; pass NULL if not wanted). Strings valid until `ac_result_free`. Any thread.
+ac_status ac_result_execution(const ac_result *result,
+                              const char **provider,
+                              const char **fallback_reason);
+
+// Writes the seconds spent per stage to `*timings`. Any thread.
+ac_status ac_result_timings(const ac_result *result, ac_timings *timings);
+
+// Writes the RT Structure Set of `result` (one ROI per structure, empty ones included; contours
+// per slice in patient mm, holes as keyholes) to the file `path`. The file is written beside
+// its destination and renamed, so a failure leaves no partial file. Any thread.
+ac_status ac_result_write_rtstruct(const ac_result *result, const char *path);
+
+// Like `ac_result_write_rtstruct`, but into memory: `*out` receives a new `ac_buffer` holding
+// the DICOM file (with preamble and file meta), freed with `ac_buffer_free`. Any thread.
+ac_status ac_result_rtstruct_buffer(const ac_result *result, ac_buffer **out);
+
+// Frees a result. NULL is a no-op. Pointers obtained from it become invalid.
+ac_status ac_result_free(ac_result *result);
+
+// Gives the contents of a buffer: `*data` points to `*len` bytes, valid until
+// `ac_buffer_free`. Any thread.
+ac_status ac_buffer_data(const ac_buffer *buffer, const uint8_t **data, size_t *len);
+
+// Frees a buffer made by the library. NULL is a no-op.
+ac_status ac_buffer_free(ac_buffer *buffer);
+
+// Returns a static, NUL-terminated description of a status code (`"AC_STATUS_IO: reading or
+// writing a file failed"`), or `"unknown status"` for a number that is not a status.
+//
+// Takes a plain integer so that any value from C is safe. Do not free the string. Any thread.
+const char *ac_status_str(uint32_t status);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -150,36 +150,46 @@ fn reads_rtstruct_without_preamble_like_pydicom() {
     }
 }
 
-/// Structures drawn on the RIDER CT: body (HU > −500, largest component; the lungs are its
-/// holes), internal air/lungs, a ring with a hole, and an empty structure.
+/// Structures drawn on the RIDER CT: the lungs (air below −500 HU inside the body outline,
+/// components above 10 % of the largest, holes filled per slice), the body (HU > −500, largest
+/// component, holes filled per slice, minus the lungs: a structure with two holes per slice), a
+/// ring with a hole, and an empty structure.
 fn rider_labels(ct: &CtSeries) -> Volume<u8> {
     let g = *ct.volume.geometry();
     let hu = ct.volume.data();
     let body: Vec<u8> = hu.iter().map(|&v| u8::from(v > -500.0)).collect();
-    let mut body = Volume::new(g, body).unwrap();
-    postprocess_label(
-        &mut body,
-        1,
-        &PostprocessOptions {
-            largest_component: true,
-            connectivity: Connectivity::Six,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut outline = body.clone();
+    let mut outline = Volume::new(g, body).unwrap();
     postprocess_label(
         &mut outline,
         1,
         &PostprocessOptions {
+            largest_component: true,
+            connectivity: Connectivity::Six,
             fill_holes: FillHoles::Slice2d,
             ..Default::default()
         },
     )
     .unwrap();
-    let mut labels: Vec<u8> = body.data().to_vec();
-    for (n, l) in labels.iter_mut().enumerate() {
-        if *l == 0 && outline.data()[n] == 1 {
+    let air: Vec<u8> = hu
+        .iter()
+        .zip(outline.data())
+        .map(|(&v, &o)| u8::from(o == 1 && v <= -500.0))
+        .collect();
+    let mut lungs = Volume::new(g, air).unwrap();
+    postprocess_label(
+        &mut lungs,
+        1,
+        &PostprocessOptions {
+            min_component_fraction: Some(0.1),
+            connectivity: Connectivity::Six,
+            fill_holes: FillHoles::Slice2d,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut labels: Vec<u8> = outline.data().to_vec();
+    for (l, &m) in labels.iter_mut().zip(lungs.data()) {
+        if m == 1 {
             *l = 2;
         }
     }
@@ -210,7 +220,7 @@ fn specs() -> Vec<(u8, RoiSpec)> {
     };
     vec![
         (1, s(1, "Body", [0, 255, 0], "EXTERNAL")),
-        (2, s(2, "InternalAir", [0, 128, 255], "ORGAN")),
+        (2, s(2, "Lungs", [0, 128, 255], "ORGAN")),
         (3, s(3, "Ring", [255, 0, 0], "AVOIDANCE")),
         (4, s(4, "Empty", [255, 255, 0], "ORGAN")),
     ]
@@ -373,6 +383,9 @@ fn rider_round_trip_through_independent_tools() {
             spec.name
         );
         let mha = pm.join(format!("{}.mha", spec.name));
+        if label == 4 && !mha.exists() {
+            continue; // plastimatch writes no image for an ROI without contours
+        }
         let (dims, offset, data) = read_mha(&mha);
         assert_eq!(dims, g.size.to_vec());
         for a in 0..3 {

@@ -32,6 +32,8 @@ step "cargo test"
 cargo test --all-targets
 # real-data metrics check against DeepMind surface-distance and plastimatch (slow in debug)
 cargo test --features slow-tests --test metrics_rider
+# RIDER label map → RTSTRUCT → dciodvfy, pydicom, plastimatch, our reader (slow in debug)
+cargo test --features slow-tests --test rtstruct_rider
 cargo test --doc
 
 step "C sample against the shared library"

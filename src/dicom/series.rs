@@ -622,6 +622,9 @@ fn decode_slice(path: &Path, nx: usize, ny: usize, out: &mut [f32]) -> Result<()
     if slope == 0.0 {
         return Err(f.invalid(tags::RESCALE_SLOPE, "slope is 0"));
     }
+    if decode_native_16(&f, slope, intercept, out)? {
+        return Ok(());
+    }
     let px = f.stored_pixels()?;
     if px.values.len() != nx * ny || out.len() != px.values.len() {
         return Err(Error::PixelData {
@@ -637,6 +640,52 @@ fn decode_slice(path: &Path, nx: usize, ny: usize, out: &mut [f32]) -> Result<()
         *o = (r * slope + intercept) as f32;
     }
     Ok(())
+}
+
+/// Fast path for the common CT case: uncompressed little-endian, one frame, 16 bits allocated.
+/// Converts straight from the file's bytes into HU, with the same masking and sign extension as
+/// [`DicomFile::stored_pixels`]. Returns `Ok(false)` when the file is not that case.
+fn decode_native_16(f: &DicomFile, slope: f64, intercept: f64, out: &mut [f32]) -> Result<bool> {
+    let ts = f.transfer_syntax();
+    if !matches!(ts.as_str(), "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1") {
+        return Ok(false);
+    }
+    let ba = f.opt_u32(tags::BITS_ALLOCATED)?;
+    let bs = f.opt_u32(tags::BITS_STORED)?.or(ba);
+    let hb = f.opt_u32(tags::HIGH_BIT)?.or(bs.map(|b| b.saturating_sub(1)));
+    let spp = f.opt_u32(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
+    let frames = f.opt_u32(tags::NUMBER_OF_FRAMES)?.unwrap_or(1);
+    let signed = f.opt_u32(tags::PIXEL_REPRESENTATION)?.unwrap_or(0) == 1;
+    let (Some(16), Some(bs), Some(hb)) = (ba, bs, hb) else {
+        return Ok(false);
+    };
+    if spp != 1 || frames != 1 || bs == 0 || bs > 16 || hb >= 16 || hb + 1 < bs {
+        return Ok(false);
+    }
+    let Some(e) = f.obj.element_opt(tags::PIXEL_DATA).ok().flatten() else {
+        return Ok(false);
+    };
+    let Ok(bytes) = e.to_bytes() else {
+        return Ok(false);
+    };
+    if bytes.len() < out.len() * 2 {
+        return Ok(false);
+    }
+    let shift = hb + 1 - bs;
+    let mask = if bs == 16 { 0xffff } else { (1u32 << bs) - 1 };
+    let sign = 1u32 << (bs - 1);
+    let full = 1i64 << bs;
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let raw = u32::from(u16::from_le_bytes([c[0], c[1]]));
+        let v = (raw >> shift) & mask;
+        let v = if signed && v & sign != 0 {
+            i64::from(v) - full
+        } else {
+            i64::from(v)
+        };
+        *o = (v as f64 * slope + intercept) as f32;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
