@@ -39,7 +39,10 @@ fn body(g: &Geometry) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let g = geometry();
-    let hu: Vec<f32> = body(&g).iter().map(|&b| if b == 1 { 40.0 } else { -1000.0 }).collect();
+    let hu: Vec<f32> = body(&g)
+        .iter()
+        .map(|&b| if b == 1 { 40.0 } else { -1000.0 })
+        .collect();
     let ct = Volume::new(g, hu).unwrap();
     let norm = Normalization::CtWindow {
         level: -300.0,
@@ -54,7 +57,9 @@ fn bench(c: &mut Criterion) {
     });
     let classes = 5;
     let mvox = grid.geometry.voxel_count();
-    let scores: Vec<f32> = (0..classes * mvox).map(|n| ((n * 7919) % 1000) as f32 / 1000.0).collect();
+    let scores: Vec<f32> = (0..classes * mvox)
+        .map(|n| ((n * 7919) % 1000) as f32 / 1000.0)
+        .collect();
     group.bench_function("scores_back_to_ct_argmax_5_classes", |b| {
         b.iter(|| scores_to_ct_labels(&scores, classes, &grid, &g))
     });

@@ -50,7 +50,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load_s = t.elapsed().as_secs_f64();
     let seg = segment(&model, &series, &InferOptions::default())?;
     let t = Instant::now();
-    seg.write_rtstruct(&model, &series, &PathBuf::from(out), &ContourOptions::default())?;
+    seg.write_rtstruct(
+        &model,
+        &series,
+        &PathBuf::from(out),
+        &ContourOptions::default(),
+    )?;
     let write_s = t.elapsed().as_secs_f64();
     for s in &seg.structures {
         eprintln!("{:<12} {:>10.1} ml", s.name, s.volume_ml);

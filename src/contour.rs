@@ -300,10 +300,13 @@ fn keyhole(outer: &mut Vec<(i64, i64, bool)>, hole: &[(i64, i64, bool)]) -> bool
     for s in 0..m {
         let a = outer[s];
         let b = outer[(s + 1) % m];
-        if a.1 == b.1 && a.1 < hy && a.0.min(b.0) < cx && cx < a.0.max(b.0) {
-            if hit.is_none_or(|(y, _)| a.1 > y) {
-                hit = Some((a.1, s));
-            }
+        if a.1 == b.1
+            && a.1 < hy
+            && a.0.min(b.0) < cx
+            && cx < a.0.max(b.0)
+            && hit.is_none_or(|(y, _)| a.1 > y)
+        {
+            hit = Some((a.1, s));
         }
     }
     let Some((py, s)) = hit else {

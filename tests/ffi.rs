@@ -113,11 +113,29 @@ fn cdylib_path() -> PathBuf {
         std::env::consts::DLL_SUFFIX
     );
     let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built (cargo test builds it)",
-        p.display()
-    );
+    let stale = "run `cargo build --lib` (same profile and target dir) before these tests";
+    let built = std::fs::metadata(&p)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {stale}", p.display()));
+    // `cargo test` does not rebuild the cdylib: refuse one older than a source it was built from
+    // (listed in cargo's dep-info file beside it).
+    let dep_info = std::fs::read_to_string(dir.join("libautocontour.d")).unwrap_or_default();
+    let sources: Vec<PathBuf> = dep_info
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(": "))
+        .map(|(_, deps)| deps.split_whitespace().map(PathBuf::from).collect())
+        .unwrap_or_default();
+    for src in sources {
+        if let Ok(t) = std::fs::metadata(&src).and_then(|m| m.modified()) {
+            assert!(
+                built >= t,
+                "{} is older than {}: {stale}",
+                p.display(),
+                src.display()
+            );
+        }
+    }
     p
 }
 
@@ -603,8 +621,8 @@ fn child_case() {
                     while !IN_INFERENCE.load(Ordering::SeqCst) {
                         std::thread::yield_now();
                     }
-                    // SAFETY: a live token handle.
-                    let st = unsafe { (api().token_cancel)(token as H) };
+                    // A live token handle (inside the case's unsafe block).
+                    let st = (api().token_cancel)(token as H);
                     CANCELLED_FLAG.store(true, Ordering::SeqCst);
                     st
                 });

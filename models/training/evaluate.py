@@ -63,6 +63,15 @@ def scores(pred, gt, spacing, cut_z=False):
             "vol_ref_ml": float(np.count_nonzero(gt) * v)}
 
 
+OUTLINE = "Body outline"
+
+
+def outline(lab):
+    """The body outline an RT External contour encloses: every non-background voxel, holes filled
+    per slice (the External label itself excludes the lungs and trachea: labels are exclusive)."""
+    return np.stack([ndimage.binary_fill_holes(s) for s in lab > 0])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/thorax-basic")
@@ -95,6 +104,7 @@ def main(argv=None):
     for kind, lab in (("postprocessed", post), ("raw", raw)):
         real[kind] = {names[c]: scores(lab[k0:k1] == c, gt[k0:k1] == c, sp, cut_z=True)
                       for c in range(1, len(names))}
+        real[kind][OUTLINE] = scores(outline(lab[k0:k1]), gt[k0:k1] > 0, sp, cut_z=True)
     report["rider_holdout"] = {
         "slices": [k0, k1], "z_mm": split["z_mm_holdout"], "scores": real,
         "timing_s": {"load_dicom": round(t1 - t0, 2), "inference_threads": args.threads,
@@ -102,19 +112,22 @@ def main(argv=None):
     }
     # whole-volume agreement (includes the training slab; for information only)
     report["rider_whole_volume_not_held_out"] = {
-        names[c]: round(scores(post == c, gt == c, sp)["dice"], 4) for c in range(1, len(names))}
+        names[c]: round(2 * np.count_nonzero((post == c) & (gt == c))
+                        / max(1, np.count_nonzero(post == c) + np.count_nonzero(gt == c)), 4)
+        for c in range(1, len(names))}
     if args.png:
         nz = hu_lps.shape[0]
         prepare.overlay_png(args.png, hu_lps, post, [k1 // 4, k1 // 2, 3 * k1 // 4, int(nz * 0.6), nz - 5], sp)
 
     # ---- synthetic phantoms (unseen seed)
     rng = np.random.default_rng(args.phantom_seed)
-    ph = {n: [] for n in names[1:]}
+    ph = {n: [] for n in names[1:] + [OUTLINE]}
     for _ in range(args.phantoms):
         img, lab = prepare.phantom(rng)
         pr = ref.postprocess(ref.predict_lps(session, img, np.array([4.0, 4.0, 4.0]), manifest), manifest)
         for c in range(1, len(names)):
             ph[names[c]].append(scores(pr == c, lab == c, np.array([4.0, 4.0, 4.0])))
+        ph[OUTLINE].append(scores(outline(pr), lab > 0, np.array([4.0, 4.0, 4.0])))
     report["phantoms"] = {
         "n": args.phantoms, "seed": args.phantom_seed,
         "scores": {n: {"dice_mean": float(np.mean([s["dice"] for s in v])),
@@ -131,7 +144,7 @@ def main(argv=None):
         "",
         f"Model sha256 `{manifest['onnx']['sha256']}`.",
         "",
-        "Command: `python models/training/evaluate.py --model models/thorax-basic "
+        f"Command: `python models/training/evaluate.py --model {args.model} "
         f"--threads {args.threads}` (reference inference, ONNX Runtime CPU).",
         "",
         f"## RIDER Lung CT, held-out caudal slab (slices {k0}-{k1 - 1} of 236, z {split['z_mm_holdout'][0]:.1f} "
@@ -140,13 +153,16 @@ def main(argv=None):
         "| Structure | Dice (postprocessed) | HD95 mm | Dice (raw argmax) | HD95 mm (raw) | volume pred / ref ml |",
         "|---|---|---|---|---|---|",
     ]
-    for n in names[1:]:
+    for n in names[1:] + [OUTLINE]:
         a, b = real["postprocessed"][n], real["raw"][n]
         f2 = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
         lines.append(f"| {n} | {a['dice']:.4f} | {f2(a['hd95_mm'])} | {b['dice']:.4f} | {f2(b['hd95_mm'])} | "
                      f"{a['vol_pred_ml']:.1f} / {a['vol_ref_ml']:.1f} |")
     tm = report["rider_holdout"]["timing_s"]
-    lines += ["", f"Timing on this 2-core machine (shared): DICOM load {tm['load_dicom']} s, inference "
+    lines += ["", "External is the label as the model outputs it (labels are mutually exclusive, so it is "
+              "the body minus the lungs and trachea); Body outline is what an RT External contour "
+              "encloses: all non-background voxels with holes filled per slice, against the rule "
+              "labels' body mask.", "", f"Timing on this 2-core machine (shared): DICOM load {tm['load_dicom']} s, inference "
               f"({args.threads} threads, whole CT, resampling + {manifest['patch_size']} tiles + back) "
               f"{tm['inference']} s, postprocessing {tm['postprocess']} s.", "",
               "Whole-volume Dice (includes the training slab, not a held-out figure): "

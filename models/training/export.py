@@ -49,11 +49,23 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", default="target/train-run/checkpoint.pt")
     ap.add_argument("--out", default="models/thorax-basic")
+    ap.add_argument("--drop", nargs="*", default=[],
+                    help="label names whose output channels are removed from the exported graph "
+                         "(the 1x1x1 head is sliced; the remaining channels are unchanged)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     st = torch.load(args.ckpt, map_location="cpu")
     model = UNet3D(N_CLASSES, tuple(st.get("widths", WIDTHS)))
     model.load_state_dict(st["model"])
+    keep = [lab for lab in LABELS if lab["name"] not in args.drop]
+    if len(keep) != len(LABELS):
+        idx = [lab["index"] for lab in keep]
+        head = torch.nn.Conv3d(model.head.in_channels, len(idx), 1)
+        with torch.no_grad():
+            head.weight.copy_(model.head.weight[idx])
+            head.bias.copy_(model.head.bias[idx])
+        model.head = head
+        keep = [dict(lab, index=i) for i, lab in enumerate(keep)]
     model.eval()
     os.makedirs(args.out, exist_ok=True)
     onnx_path = os.path.join(args.out, "model.onnx")
@@ -82,8 +94,9 @@ def main(argv=None):
         "schema_version": 1,
         "name": "thorax-basic",
         "version": VERSION,
-        "description": "Small 3D U-Net (4 levels, widths 8-64, InstanceNorm, LeakyReLU) for External, "
-                       "Lung_L, Lung_R and Trachea on thorax CT at 4 mm. Trained by models/training on "
+        "description": "Small 3D U-Net (4 levels, widths 8-64, InstanceNorm, LeakyReLU) for "
+                       + ", ".join(lab["name"] for lab in keep[1:]) +
+                       " on thorax CT at 4 mm. Trained by models/training on "
                        "one real CT (RIDER Lung CT, CC BY 4.0) with rule-based labels plus synthetic "
                        "phantoms. Not for clinical use.",
         "onnx": {"file": "model.onnx", "sha256": sha, "input": "image", "output": "logits",
@@ -97,13 +110,13 @@ def main(argv=None):
         "mirror_axes": [],
         "output_kind": "logits",
         "resample_output": "logits_linear",
-        "labels": LABELS,
+        "labels": keep,
     }
     with open(os.path.join(args.out, "model.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_check.json"), "w") as f:
-        json.dump({"checkpoint_steps": int(st.get("step", 0)), "onnx_sha256": sha,
+        json.dump({"checkpoint_steps": int(st.get("step", 0)), "onnx_sha256": sha, "dropped_labels": args.drop,
                    "onnx_vs_pytorch_max_abs_diff": diffs, "torch": torch.__version__,
                    "onnxruntime": ort.__version__, "opset": 17}, f, indent=2)
         f.write("\n")

@@ -652,7 +652,9 @@ fn decode_native_16(f: &DicomFile, slope: f64, intercept: f64, out: &mut [f32]) 
     }
     let ba = f.opt_u32(tags::BITS_ALLOCATED)?;
     let bs = f.opt_u32(tags::BITS_STORED)?.or(ba);
-    let hb = f.opt_u32(tags::HIGH_BIT)?.or(bs.map(|b| b.saturating_sub(1)));
+    let hb = f
+        .opt_u32(tags::HIGH_BIT)?
+        .or(bs.map(|b| b.saturating_sub(1)));
     let spp = f.opt_u32(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
     let frames = f.opt_u32(tags::NUMBER_OF_FRAMES)?.unwrap_or(1);
     let signed = f.opt_u32(tags::PIXEL_REPRESENTATION)?.unwrap_or(0) == 1;

@@ -18,6 +18,8 @@
 //! * **MONAI** `compute_hausdorff_distance` / `compute_average_surface_distance` use boundary
 //!   voxel centres (erosion), unweighted, and `numpy.percentile` (interpolated) for HD95.
 //!
+//! Structure-name matching with a synonym table for evaluating structure sets: [`names`].
+//!
 //! Study tools (majority vote, Cohen's and Fleiss' kappa, Mann-Whitney U, Bland-Altman) live in
 //! [`study`].
 //!
@@ -27,6 +29,7 @@
 //! NaN or inf for the distances).
 
 pub mod distance;
+pub mod names;
 pub mod overlap;
 pub mod study;
 pub mod surface;
