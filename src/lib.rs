@@ -23,12 +23,14 @@ pub mod ffi;
 pub mod infer;
 pub mod metrics;
 pub mod model;
+pub mod nifti;
 pub mod phantom;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preview;
 pub mod rtstruct;
 pub mod runtime;
+pub mod seg;
 pub mod volume;
 
 pub use error::{Error, Result};

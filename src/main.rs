@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+mod cli_evaluate;
 mod cli_segment;
 
 use autocontour::dicom::{LoadOptions, discover, load_series};
@@ -51,6 +52,8 @@ enum Command {
     },
     /// Segment CT series with a model package: RT Structure Set, preview PNG, JSON summary.
     Segment(cli_segment::SegmentArgs),
+    /// Compare test structure sets with reference ones (Dice, HD95, ASSD, surface Dice…).
+    Evaluate(cli_evaluate::EvaluateArgs),
     /// Load ONNX Runtime, print its version and path; optionally run a model once on zeros.
     OrtCheck {
         /// An ONNX model to open and run once with zero inputs.
@@ -151,6 +154,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
         ),
         Command::Segment(args) => cli_segment::run(args, rt),
+        Command::Evaluate(args) => cli_evaluate::run(args),
         Command::OrtCheck { model } => {
             let info = runtime::ensure_loaded(&rt)?;
             println!(

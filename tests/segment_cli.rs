@@ -93,3 +93,39 @@ fn default_model_puts_each_lung_on_its_side() {
         "Lung_L x {left:.1} should be left (+x) of Lung_R x {right:.1}"
     );
 }
+
+#[test]
+fn batch_continues_past_a_failed_case() {
+    let out = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let list = out.path().join("cases.txt");
+    std::fs::write(
+        &list,
+        format!("# one bad case, one good\n{}\n", empty.path().display()),
+    )
+    .unwrap();
+    let run = Command::new(common::cli())
+        .arg("segment")
+        .arg(common::require("rider/ct"))
+        .arg("--list")
+        .arg(&list)
+        .arg("--model")
+        .arg(common::root().join("models/test/tiny-unet"))
+        .arg("--out")
+        .arg(out.path())
+        .args(["--no-preview", "--ort-lib"])
+        .arg(common::ort_lib())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let csv = std::fs::read_to_string(out.path().join("summary.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows[0].starts_with("case,input,status,error,seconds,Alpha_ml,Beta_ml"), "{csv}");
+    assert!(rows.iter().any(|r| r.starts_with("ct,") && r.contains(",ok,")), "{csv}");
+    assert!(
+        rows.iter().any(|r| r.contains(",failed,") && r.contains("no usable CT series")),
+        "{csv}"
+    );
+    assert!(out.path().join("ct/rtstruct.dcm").exists());
+}

@@ -125,7 +125,7 @@ pub fn new_uid(seed: &str) -> String {
 }
 
 /// (date YYYYMMDD, time HHMMSS) in UTC.
-fn now_utc() -> (String, String) {
+pub(crate) fn now_utc() -> (String, String) {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -179,7 +179,7 @@ pub fn rois_from_labels(
 }
 
 /// Patient and General Study attributes copied from the CT, type 2 ones created empty.
-const COPIED: &[(Tag, VR, bool)] = &[
+pub(crate) const COPIED: &[(Tag, VR, bool)] = &[
     (tags::PATIENT_NAME, VR::PN, true),
     (tags::PATIENT_ID, VR::LO, true),
     (tags::ISSUER_OF_PATIENT_ID, VR::LO, false),
