@@ -47,6 +47,12 @@ pub struct SegmentArgs {
     /// Skip the preview PNG.
     #[arg(long)]
     pub no_preview: bool,
+    /// Also write the label map as a DICOM Segmentation (seg.dcm).
+    #[arg(long)]
+    pub seg: bool,
+    /// Also write the label map as NIfTI (labels.nii.gz, labels.json).
+    #[arg(long)]
+    pub nifti: bool,
 }
 
 /// Where the default model package is.
@@ -223,6 +229,8 @@ fn run_case(
     let rtstruct = out.join("rtstruct.dcm");
     let sop = seg.write_rtstruct(model, &ct, &rtstruct, &ContourOptions::default())?;
     let write_s = t.elapsed().as_secs_f64();
+    let (seg_path, nifti_path) =
+        crate::cli_convert::segment_outputs(&seg, model, &ct, out, args.seg, args.nifti)?;
     let t = Instant::now();
     let preview = out.join("preview.png");
     if !args.no_preview {
@@ -264,6 +272,8 @@ fn run_case(
             "rtstruct": rtstruct,
             "rtstruct_sop_instance_uid": sop,
             "preview": if args.no_preview { None } else { Some(&preview) },
+            "seg": seg_path,
+            "nifti": nifti_path,
         },
     });
     let text = serde_json::to_string_pretty(&summary)
@@ -290,6 +300,11 @@ fn run_case(
         );
     }
     println!("  RTSTRUCT {}", rtstruct.display());
+    for (what, p) in [("SEG     ", &seg_path), ("NIfTI   ", &nifti_path)] {
+        if let Some(p) = p {
+            println!("  {what} {}", p.display());
+        }
+    }
     if !args.no_preview {
         println!("  preview  {}", preview.display());
     }

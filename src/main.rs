@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+mod cli_convert;
 mod cli_evaluate;
 mod cli_segment;
 
@@ -52,6 +53,12 @@ enum Command {
     },
     /// Segment CT series with a model package: RT Structure Set, preview PNG, JSON summary.
     Segment(cli_segment::SegmentArgs),
+    /// Rasterise an RT Structure Set on a CT grid: a NIfTI label map (+ JSON sidecar) or one
+    /// NIfTI mask per ROI in a folder.
+    RtstructToMask(cli_convert::ToMaskArgs),
+    /// Contour a label map (NIfTI, or labels.raw + labels.json) on a CT grid into an RT
+    /// Structure Set.
+    MaskToRtstruct(cli_convert::ToRtstructArgs),
     /// Compare test structure sets with reference ones (Dice, HD95, ASSD, surface Dice…).
     Evaluate(cli_evaluate::EvaluateArgs),
     /// Load ONNX Runtime, print its version and path; optionally run a model once on zeros.
@@ -154,6 +161,8 @@ fn run(cli: Cli) -> Result<()> {
             seed,
         ),
         Command::Segment(args) => cli_segment::run(args, rt),
+        Command::RtstructToMask(args) => cli_convert::to_mask(args),
+        Command::MaskToRtstruct(args) => cli_convert::to_rtstruct(args),
         Command::Evaluate(args) => cli_evaluate::run(args),
         Command::OrtCheck { model } => {
             let info = runtime::ensure_loaded(&rt)?;

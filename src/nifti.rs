@@ -96,7 +96,7 @@ fn quaternion(r: [[f64; 3]; 3]) -> ([f64; 3], f64) {
 /// The 352-byte little-endian NIfTI-1 header (with the empty extension flag) for a `u8` volume.
 pub fn header_bytes(g: &Geometry, description: &str) -> Result<Vec<u8>> {
     let mut h = vec![0u8; DATA_OFFSET];
-    let mut put_i16 = |h: &mut Vec<u8>, off: usize, v: i16| {
+    let put_i16 = |h: &mut Vec<u8>, off: usize, v: i16| {
         h[off..off + 2].copy_from_slice(&v.to_le_bytes());
     };
     let put_f32 = |h: &mut Vec<u8>, off: usize, v: f64| {
@@ -123,7 +123,16 @@ pub fn header_bytes(g: &Geometry, description: &str) -> Result<Vec<u8>> {
         std::array::from_fn(|a| sign * g.direction[row][a])
     });
     let (q, qfac) = quaternion(r);
-    let pixdim = [qfac, g.spacing[0], g.spacing[1], g.spacing[2], 1.0, 1.0, 1.0, 1.0];
+    let pixdim = [
+        qfac,
+        g.spacing[0],
+        g.spacing[1],
+        g.spacing[2],
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    ];
     for (n, p) in pixdim.iter().enumerate() {
         put_f32(&mut h, 76 + 4 * n, *p);
     }
@@ -135,7 +144,11 @@ pub fn header_bytes(g: &Geometry, description: &str) -> Result<Vec<u8>> {
     put_i16(&mut h, 252, 1); // qform_code: scanner
     put_i16(&mut h, 254, 1); // sform_code: scanner
     let m = ras_affine(g);
-    for (n, v) in q.iter().chain([m[0][3], m[1][3], m[2][3]].iter()).enumerate() {
+    for (n, v) in q
+        .iter()
+        .chain([m[0][3], m[1][3], m[2][3]].iter())
+        .enumerate()
+    {
         put_f32(&mut h, 256 + 4 * n, *v);
     }
     for (row, vals) in m.iter().enumerate() {
@@ -208,11 +221,7 @@ pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
         (v, _) => return Err(bad(path, "sizeof_hdr", format!("{v}, expected 348"))),
     };
     if &bytes[344..347] != b"n+1" {
-        return Err(bad(
-            path,
-            "magic",
-            "not a single-file NIfTI-1 image (n+1)",
-        ));
+        return Err(bad(path, "magic", "not a single-file NIfTI-1 image (n+1)"));
     }
     let i16_at = |o: usize| {
         let b = [bytes[o], bytes[o + 1]];
@@ -324,9 +333,21 @@ pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
         let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
         let qfac = if f32_at(76) < 0.0 { -1.0 } else { 1.0 };
         let rot = [
-            [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
-            [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
-            [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
+            [
+                a * a + b * b - c * c - d * d,
+                2.0 * (b * c - a * d),
+                2.0 * (b * d + a * c),
+            ],
+            [
+                2.0 * (b * c + a * d),
+                a * a + c * c - b * b - d * d,
+                2.0 * (c * d - a * b),
+            ],
+            [
+                2.0 * (b * d - a * c),
+                2.0 * (c * d + a * b),
+                a * a + d * d - c * c - b * b,
+            ],
         ];
         let px = [f32_at(80), f32_at(84), f32_at(88) * qfac];
         let off = [f32_at(268), f32_at(272), f32_at(276)];

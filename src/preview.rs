@@ -124,7 +124,8 @@ fn render_panel(
             canvas.set(ox + x, oy + y, [gray, gray, gray]);
         }
     }
-    // outlines: a pixel of label l > 0 with a 4-neighbour of another label
+    // Outlines: a pixel of label l > 0 with a 4-neighbour of background or of a lower label, so
+    // where two structures touch only the higher label's outline is drawn (no double lines).
     for y in 0..PANEL {
         for x in 0..PANEL {
             let l = lab.get(y * PANEL + x).copied().unwrap_or(0);
@@ -138,7 +139,8 @@ fn render_panel(
                     if nx < 0 || ny < 0 || nx >= PANEL as i64 || ny >= PANEL as i64 {
                         return true;
                     }
-                    lab.get(ny as usize * PANEL + nx as usize).copied() != Some(l)
+                    lab.get(ny as usize * PANEL + nx as usize)
+                    .is_some_and(|&n| n < l)
                 });
             if edge {
                 let c = colors.get(l as usize).copied().unwrap_or([255, 255, 0]);

@@ -208,7 +208,12 @@ pub fn build_seg(
             None => {}
         }
     }
-    put(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, ct.study_uid.as_str());
+    put(
+        &mut o,
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        ct.study_uid.as_str(),
+    );
     put(
         &mut o,
         tags::FRAME_OF_REFERENCE_UID,
@@ -223,7 +228,12 @@ pub fn build_seg(
     }
     // Segmentation Series
     put(&mut o, tags::MODALITY, VR::CS, "SEG");
-    put(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, series_uid.as_str());
+    put(
+        &mut o,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        series_uid.as_str(),
+    );
     put(&mut o, tags::SERIES_NUMBER, VR::IS, "901");
     put(&mut o, tags::SERIES_DATE, VR::DA, date.as_str());
     put(&mut o, tags::SERIES_TIME, VR::TM, time.as_str());
@@ -239,7 +249,12 @@ pub fn build_seg(
     } else {
         lo(info.model_name.trim())
     };
-    put(&mut o, tags::MANUFACTURER_MODEL_NAME, VR::LO, model_name.as_str());
+    put(
+        &mut o,
+        tags::MANUFACTURER_MODEL_NAME,
+        VR::LO,
+        model_name.as_str(),
+    );
     put(&mut o, tags::DEVICE_SERIAL_NUMBER, VR::LO, "0");
     let versions: Vec<String> = [
         format!("autocontour {}", crate::VERSION),
@@ -268,14 +283,29 @@ pub fn build_seg(
     put(&mut o, tags::CONTENT_LABEL, VR::CS, label.as_str());
     put(&mut o, tags::CONTENT_DESCRIPTION, VR::LO, lo(desc.trim()));
     put(&mut o, tags::CONTENT_CREATOR_NAME, VR::PN, "");
-    put_v(&mut o, tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, [1]));
-    put(&mut o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+    put_v(
+        &mut o,
+        tags::SAMPLES_PER_PIXEL,
+        VR::US,
+        dicom_value!(U16, [1]),
+    );
+    put(
+        &mut o,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "MONOCHROME2",
+    );
     put_v(&mut o, tags::ROWS, VR::US, dicom_value!(U16, [rows16]));
     put_v(&mut o, tags::COLUMNS, VR::US, dicom_value!(U16, [cols16]));
     put_v(&mut o, tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, [1]));
     put_v(&mut o, tags::BITS_STORED, VR::US, dicom_value!(U16, [1]));
     put_v(&mut o, tags::HIGH_BIT, VR::US, dicom_value!(U16, [0]));
-    put_v(&mut o, tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, [0]));
+    put_v(
+        &mut o,
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        dicom_value!(U16, [0]),
+    );
     put(&mut o, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00");
     put(&mut o, tags::SEGMENTATION_TYPE, VR::CS, "BINARY");
     put(
@@ -298,7 +328,12 @@ pub fn build_seg(
         let number = u16::try_from(s + 1)
             .map_err(|_| Error::InvalidArgument("more than 65535 segments".into()))?;
         seg_items.push(item(|it| {
-            put_v(it, tags::SEGMENT_NUMBER, VR::US, dicom_value!(U16, [number]));
+            put_v(
+                it,
+                tags::SEGMENT_NUMBER,
+                VR::US,
+                dicom_value!(U16, [number]),
+            );
             put(it, tags::SEGMENT_LABEL, VR::LO, lo(&seg.name));
             put(it, tags::SEGMENT_ALGORITHM_TYPE, VR::CS, "AUTOMATIC");
             put(it, tags::SEGMENT_ALGORITHM_NAME, VR::LO, algorithm.as_str());
@@ -328,14 +363,34 @@ pub fn build_seg(
         &mut o,
         tags::DIMENSION_ORGANIZATION_SEQUENCE,
         vec![item(|it| {
-            put(it, tags::DIMENSION_ORGANIZATION_UID, VR::UI, dim_uid.as_str())
+            put(
+                it,
+                tags::DIMENSION_ORGANIZATION_UID,
+                VR::UI,
+                dim_uid.as_str(),
+            )
         })],
     );
     let dim = |index: Tag, group: Tag, label: &str| {
         item(|it| {
-            put(it, tags::DIMENSION_ORGANIZATION_UID, VR::UI, dim_uid.as_str());
-            put_v(it, tags::DIMENSION_INDEX_POINTER, VR::AT, dicom_value!(Tags, [index]));
-            put_v(it, tags::FUNCTIONAL_GROUP_POINTER, VR::AT, dicom_value!(Tags, [group]));
+            put(
+                it,
+                tags::DIMENSION_ORGANIZATION_UID,
+                VR::UI,
+                dim_uid.as_str(),
+            );
+            put_v(
+                it,
+                tags::DIMENSION_INDEX_POINTER,
+                VR::AT,
+                dicom_value!(Tags, [index]),
+            );
+            put_v(
+                it,
+                tags::FUNCTIONAL_GROUP_POINTER,
+                VR::AT,
+                dicom_value!(Tags, [group]),
+            );
             put(it, tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label);
         })
     };
@@ -365,7 +420,9 @@ pub fn build_seg(
         put_seq(
             it,
             tags::PLANE_ORIENTATION_SEQUENCE,
-            vec![item(|p| put(p, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, iop.as_str()))],
+            vec![item(|p| {
+                put(p, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, iop.as_str())
+            })],
         );
         put_seq(
             it,
@@ -377,7 +434,11 @@ pub fn build_seg(
             })],
         );
     });
-    put_seq(&mut o, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]);
+    put_seq(
+        &mut o,
+        tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+        vec![shared],
+    );
 
     let class = |s: &str| {
         if s.is_empty() {
@@ -393,12 +454,26 @@ pub fn build_seg(
         let seg_no = s as u16;
         let k32 = u32::try_from(k + 1).unwrap_or(u32::MAX);
         let source = item(|src| {
-            put(src, tags::REFERENCED_SOP_CLASS_UID, VR::UI, class(&slice.sop_class_uid));
-            put(src, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, slice.sop_instance_uid.as_str());
+            put(
+                src,
+                tags::REFERENCED_SOP_CLASS_UID,
+                VR::UI,
+                class(&slice.sop_class_uid),
+            );
+            put(
+                src,
+                tags::REFERENCED_SOP_INSTANCE_UID,
+                VR::UI,
+                slice.sop_instance_uid.as_str(),
+            );
             put_seq(
                 src,
                 tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-                vec![code("121322", "DCM", "Source image for image processing operation")],
+                vec![code(
+                    "121322",
+                    "DCM",
+                    "Source image for image processing operation",
+                )],
             );
         });
         per_frame.push(item(|it| {
@@ -429,18 +504,29 @@ pub fn build_seg(
             put_seq(
                 it,
                 tags::PLANE_POSITION_SEQUENCE,
-                vec![item(|p| put(p, tags::IMAGE_POSITION_PATIENT, VR::DS, ipp.as_str()))],
+                vec![item(|p| {
+                    put(p, tags::IMAGE_POSITION_PATIENT, VR::DS, ipp.as_str())
+                })],
             );
             put_seq(
                 it,
                 tags::SEGMENT_IDENTIFICATION_SEQUENCE,
                 vec![item(|p| {
-                    put_v(p, tags::REFERENCED_SEGMENT_NUMBER, VR::US, dicom_value!(U16, [seg_no]))
+                    put_v(
+                        p,
+                        tags::REFERENCED_SEGMENT_NUMBER,
+                        VR::US,
+                        dicom_value!(U16, [seg_no]),
+                    )
                 })],
             );
         }));
     }
-    put_seq(&mut o, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame);
+    put_seq(
+        &mut o,
+        tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+        per_frame,
+    );
 
     // Common Instance Reference: every CT slice a frame derives from.
     let mut used: Vec<usize> = frames.iter().map(|&(_, k)| k).collect();
@@ -451,8 +537,18 @@ pub fn build_seg(
         .map(|&k| {
             let sl = &ct.slices[k];
             item(|it| {
-                put(it, tags::REFERENCED_SOP_CLASS_UID, VR::UI, class(&sl.sop_class_uid));
-                put(it, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, sl.sop_instance_uid.as_str());
+                put(
+                    it,
+                    tags::REFERENCED_SOP_CLASS_UID,
+                    VR::UI,
+                    class(&sl.sop_class_uid),
+                );
+                put(
+                    it,
+                    tags::REFERENCED_SOP_INSTANCE_UID,
+                    VR::UI,
+                    sl.sop_instance_uid.as_str(),
+                );
             })
         })
         .collect();
@@ -460,11 +556,21 @@ pub fn build_seg(
         &mut o,
         tags::REFERENCED_SERIES_SEQUENCE,
         vec![item(|it| {
-            put(it, tags::SERIES_INSTANCE_UID, VR::UI, ct.series_uid.as_str());
+            put(
+                it,
+                tags::SERIES_INSTANCE_UID,
+                VR::UI,
+                ct.series_uid.as_str(),
+            );
             put_seq(it, tags::REFERENCED_INSTANCE_SEQUENCE, refs);
         })],
     );
-    put_v(&mut o, tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(pixels));
+    put_v(
+        &mut o,
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::from(pixels),
+    );
 
     o.with_meta(
         FileMetaTableBuilder::new()

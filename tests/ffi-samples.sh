@@ -90,7 +90,7 @@ def canonical(path):
             elif el.VR in ("DA", "TM", "DT"):
                 el.value = ""
             elif el.VR == "UI" and el.value in fresh:
-                el.value = "new"
+                el.value = "1.2.3"
     blank(ds)
     blank(ds.file_meta)
     return ds

@@ -359,7 +359,7 @@ fn segments_writes_rtstruct_and_frees_everything() {
                 OK,
             );
             assert!(CALLS.load(Ordering::SeqCst) >= 2);
-            let (mut provider, mut reason) = (null(), 1 as *const c_char);
+            let (mut provider, mut reason) = (null(), std::ptr::dangling::<c_char>());
             expect((a.result_execution)(r, &mut provider, &mut reason), OK);
             assert_eq!(cstr(provider), "CPU");
             assert!(reason.is_null());

@@ -7,7 +7,8 @@
 #    (tests/requirements.txt);
 # 2. real data and ONNX Runtime from the package registry (tests/setup/fetch.py, SHA-256 checked);
 # 3. cargo test (unit, integration, header drift check);
-# 4. the C sample compiled against the built library and run.
+# 4. the C sample compiled against the built library and run;
+# 5. the C API samples (tests/ffi-samples.sh): C under Valgrind, C++ via CMake, C# via Mono.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -33,6 +34,8 @@ step "cargo test"
 # metrics_rider (RIDER GTVs vs DeepMind surface-distance and plastimatch) and rtstruct_rider
 # (RIDER label map → RTSTRUCT → dciodvfy, pydicom, plastimatch, our reader). Benches are
 # type-checked by clippy; run them with `cargo bench`.
+# tests/ffi.rs loads the cdylib, which `cargo test` does not rebuild: build it (and the CLI) first.
+cargo build --lib --bins --features slow-tests
 cargo test --features slow-tests --lib --bins --tests --examples
 cargo test --features slow-tests --doc
 
@@ -42,5 +45,8 @@ mkdir -p target/c-samples
 cc -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude examples/c/version.c \
    -Ltarget/debug -lautocontour -o target/c-samples/version
 LD_LIBRARY_PATH="$root/target/debug" target/c-samples/version
+
+step "C API samples: C under Valgrind, C++ (CMake), C# (Mono); RTSTRUCTs equal to the CLI's"
+tests/ffi-samples.sh
 
 printf '\nall tests passed\n'

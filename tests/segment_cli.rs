@@ -117,14 +117,27 @@ fn batch_continues_past_a_failed_case() {
         .arg(common::ort_lib())
         .output()
         .unwrap();
-    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let csv = std::fs::read_to_string(out.path().join("summary.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows.len(), 3, "{csv}");
-    assert!(rows[0].starts_with("case,input,status,error,seconds,Alpha_ml,Beta_ml"), "{csv}");
-    assert!(rows.iter().any(|r| r.starts_with("ct,") && r.contains(",ok,")), "{csv}");
     assert!(
-        rows.iter().any(|r| r.contains(",failed,") && r.contains("no usable CT series")),
+        rows[0].starts_with("case,input,status,error,seconds,Alpha_ml,Beta_ml"),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("ct,") && r.contains(",ok,")),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(",failed,") && r.contains("no usable CT series")),
         "{csv}"
     );
     assert!(out.path().join("ct/rtstruct.dcm").exists());

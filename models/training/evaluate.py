@@ -160,7 +160,7 @@ def main(argv=None):
                      f"{a['vol_pred_ml']:.1f} / {a['vol_ref_ml']:.1f} |")
     tm = report["rider_holdout"]["timing_s"]
     lines += ["", "External is the label as the model outputs it (labels are mutually exclusive, so it is "
-              "the body minus the lungs and trachea); Body outline is what an RT External contour "
+              "the body minus the other structures); Body outline is what an RT External contour "
               "encloses: all non-background voxels with holes filled per slice, against the rule "
               "labels' body mask.", "", f"Timing on this 2-core machine (shared): DICOM load {tm['load_dicom']} s, inference "
               f"({args.threads} threads, whole CT, resampling + {manifest['patch_size']} tiles + back) "

@@ -163,7 +163,7 @@ pub(crate) fn cstring(s: &str) -> CString {
 ///
 /// Returns `AC_STATUS_NULL_ARGUMENT` when `options` is NULL. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_engine_options_init(options: *mut ac_engine_options) -> ac_status {
+pub unsafe extern "C" fn ac_engine_options_init(options: *mut ac_engine_options) -> ac_status {
     boundary("ac_engine_options_init", || {
         *try_out!(options, "options") = ac_engine_options::default();
         Ok(())
@@ -177,7 +177,7 @@ pub extern "C" fn ac_engine_options_init(options: *mut ac_engine_options) -> ac_
 /// is left untouched. Errors: `AC_STATUS_ORT_*`, `AC_STATUS_INVALID_ARGUMENT` (unknown device or
 /// fallback), `AC_STATUS_INVALID_UTF8`. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_engine_new(
+pub unsafe extern "C" fn ac_engine_new(
     options: *const ac_engine_options,
     out: *mut *mut ac_engine,
 ) -> ac_status {
@@ -225,7 +225,7 @@ pub extern "C" fn ac_engine_new(
 /// Sets `*version` to the version string of the loaded ONNX Runtime (e.g. `"1.31.1"`), valid
 /// while the engine lives. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_engine_ort_version(
+pub unsafe extern "C" fn ac_engine_ort_version(
     engine: *const ac_engine,
     version: *mut *const c_char,
 ) -> ac_status {
@@ -241,7 +241,7 @@ pub extern "C" fn ac_engine_ort_version(
 /// Frees an engine. NULL is a no-op (`AC_STATUS_OK`); a freed or foreign handle returns
 /// `AC_STATUS_INVALID_HANDLE` / `AC_STATUS_WRONG_HANDLE_TYPE` and changes nothing.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_engine_free(engine: *mut ac_engine) -> ac_status {
+pub unsafe extern "C" fn ac_engine_free(engine: *mut ac_engine) -> ac_status {
     boundary("ac_engine_free", || release(engine, "engine"))
 }
 
@@ -252,7 +252,7 @@ pub extern "C" fn ac_engine_free(engine: *mut ac_engine) -> ac_status {
 /// On success `*out` receives a new model, freed with `ac_model_free`. Errors:
 /// `AC_STATUS_MODEL_*`, `AC_STATUS_INVALID_MANIFEST`, `AC_STATUS_EXECUTION_PROVIDER`. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_model_open(
+pub unsafe extern "C" fn ac_model_open(
     engine: *const ac_engine,
     dir: *const c_char,
     out: *mut *mut ac_model,
@@ -276,7 +276,7 @@ pub extern "C" fn ac_model_open(
 /// Sets `*name` and `*version` (either may be NULL if not wanted) to the model's name and
 /// version from its manifest, valid while the model lives. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_model_info(
+pub unsafe extern "C" fn ac_model_info(
     model: *const ac_model,
     name: *mut *const c_char,
     version: *mut *const c_char,
@@ -298,7 +298,7 @@ pub extern "C" fn ac_model_info(
 /// Frees a model. NULL is a no-op. Results made with it stay valid. A call still running on
 /// another thread keeps the model alive until it returns.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_model_free(model: *mut ac_model) -> ac_status {
+pub unsafe extern "C" fn ac_model_free(model: *mut ac_model) -> ac_status {
     boundary("ac_model_free", || release(model, "model"))
 }
 
@@ -311,7 +311,7 @@ pub extern "C" fn ac_model_free(model: *mut ac_model) -> ac_status {
 /// naming the file. On success `*out` receives a new series, freed with `ac_series_free`.
 /// Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_series_load_dir(
+pub unsafe extern "C" fn ac_series_load_dir(
     dir: *const c_char,
     series_uid: *const c_char,
     out: *mut *mut ac_series,
@@ -332,7 +332,7 @@ pub extern "C" fn ac_series_load_dir(
 
 /// Writes the series' voxel grid to `*geometry`. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_series_geometry(
+pub unsafe extern "C" fn ac_series_geometry(
     series: *const ac_series,
     geometry: *mut ac_geometry,
 ) -> ac_status {
@@ -346,7 +346,10 @@ pub extern "C" fn ac_series_geometry(
 
 /// Sets `*uid` to the Series Instance UID, valid while the series lives. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_series_uid(series: *const ac_series, uid: *mut *const c_char) -> ac_status {
+pub unsafe extern "C" fn ac_series_uid(
+    series: *const ac_series,
+    uid: *mut *const c_char,
+) -> ac_status {
     boundary("ac_series_uid", || {
         let out = try_out!(uid, "uid");
         let s = get(series, "series")?;
@@ -358,7 +361,7 @@ pub extern "C" fn ac_series_uid(series: *const ac_series, uid: *mut *const c_cha
 /// Gives a view of the CT voxels in Hounsfield units: `*data` points to `*len` floats laid out
 /// as described for `ac_geometry`, valid while the series lives. Read only. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_series_voxels(
+pub unsafe extern "C" fn ac_series_voxels(
     series: *const ac_series,
     data: *mut *const f32,
     len: *mut usize,
@@ -376,6 +379,6 @@ pub extern "C" fn ac_series_voxels(
 
 /// Frees a series. NULL is a no-op. Results made from it keep what they need.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_series_free(series: *mut ac_series) -> ac_status {
+pub unsafe extern "C" fn ac_series_free(series: *mut ac_series) -> ac_status {
     boundary("ac_series_free", || release(series, "series"))
 }

@@ -92,7 +92,7 @@ impl log::Log for CLogger {
 /// another logger installed through Rust's `log` facade, `AC_STATUS_INVALID_ARGUMENT` for a level
 /// above 5. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_set_log_callback(
+pub unsafe extern "C" fn ac_set_log_callback(
     callback: ac_log_callback,
     user_data: *mut c_void,
     max_level: u32,

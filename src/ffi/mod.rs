@@ -2,9 +2,21 @@
 //!
 //! `include/autocontour.h` is generated from this module by cbindgen (`cbindgen.toml`); the test
 //! `tests/header.rs` fails when the committed header differs from a fresh generation.
+//!
+//! # Safety
+//!
+//! The functions taking pointers are `unsafe` for Rust callers and share one contract, stated
+//! here instead of on each: every pointer argument is NULL (checked: a NULL where a value is
+//! required returns `AC_STATUS_NULL_ARGUMENT`) or valid for the access the function's
+//! documentation describes (reads for inputs, writes for outputs); strings are NUL-terminated;
+//! handles are values this library handed out (others are detected where feasible: freed,
+//! foreign-type and garbage handles return a status, never dereferenced); callbacks are sound to
+//! call with the `user_data` given.
 
 // Item names follow the C API (`ac_status`, `ac_engine`...), not Rust's conventions.
 #![allow(non_camel_case_types)]
+// The safety contract is the module's `# Safety` section above (and the header's docs).
+#![allow(clippy::missing_safety_doc)]
 
 use std::ffi::c_char;
 

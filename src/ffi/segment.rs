@@ -117,7 +117,7 @@ pub struct ac_timings {
 
 /// Creates a cancellation token (not cancelled), freed with `ac_cancel_token_free`. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_cancel_token_new(out: *mut *mut ac_cancel_token) -> ac_status {
+pub unsafe extern "C" fn ac_cancel_token_new(out: *mut *mut ac_cancel_token) -> ac_status {
     boundary("ac_cancel_token_new", || {
         let out = try_out!(out, "out");
         *out = register::<ac_cancel_token>(CancelToken::new());
@@ -127,7 +127,7 @@ pub extern "C" fn ac_cancel_token_new(out: *mut *mut ac_cancel_token) -> ac_stat
 
 /// Cancels every run using `token`. Any thread, any time, any number of times.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_cancel_token_cancel(token: *const ac_cancel_token) -> ac_status {
+pub unsafe extern "C" fn ac_cancel_token_cancel(token: *const ac_cancel_token) -> ac_status {
     boundary("ac_cancel_token_cancel", || {
         get(token, "token")?.cancel();
         Ok(())
@@ -136,7 +136,7 @@ pub extern "C" fn ac_cancel_token_cancel(token: *const ac_cancel_token) -> ac_st
 
 /// Sets `*cancelled` to whether `token` was cancelled. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_cancel_token_is_cancelled(
+pub unsafe extern "C" fn ac_cancel_token_is_cancelled(
     token: *const ac_cancel_token,
     cancelled: *mut bool,
 ) -> ac_status {
@@ -149,7 +149,7 @@ pub extern "C" fn ac_cancel_token_is_cancelled(
 
 /// Frees a token. NULL is a no-op. A run still using it keeps it alive until it returns.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_cancel_token_free(token: *mut ac_cancel_token) -> ac_status {
+pub unsafe extern "C" fn ac_cancel_token_free(token: *mut ac_cancel_token) -> ac_status {
     boundary("ac_cancel_token_free", || release(token, "token"))
 }
 
@@ -163,7 +163,7 @@ static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// freed with `ac_result_free`; on failure `*out` is untouched. The same inputs on the same
 /// execution provider give the same label map. Many threads may segment with one model at once.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_segment(
+pub unsafe extern "C" fn ac_segment(
     model: *const ac_model,
     series: *const ac_series,
     progress: ac_progress_callback,
@@ -225,7 +225,7 @@ pub extern "C" fn ac_segment(
 /// `*len` bytes (0 = background, n = the structure whose `label` is n), slice-major as described
 /// for `ac_geometry`, valid until `ac_result_free`. Read only. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_result_labels(
+pub unsafe extern "C" fn ac_result_labels(
     result: *const ac_result,
     geometry: *mut ac_geometry,
     data: *mut *const u8,
@@ -248,7 +248,7 @@ pub extern "C" fn ac_result_labels(
 
 /// Sets `*count` to the number of structures (the model's labels without background). Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_result_structure_count(
+pub unsafe extern "C" fn ac_result_structure_count(
     result: *const ac_result,
     count: *mut usize,
 ) -> ac_status {
@@ -262,7 +262,7 @@ pub extern "C" fn ac_result_structure_count(
 /// Writes structure number `index` (0-based, < count) to `*structure`; an index past the end
 /// returns `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_result_structure(
+pub unsafe extern "C" fn ac_result_structure(
     result: *const ac_result,
     index: usize,
     structure: *mut ac_structure,
@@ -300,7 +300,7 @@ pub extern "C" fn ac_result_structure(
 /// when the requested device could not run and the CPU ran instead, `*fallback_reason` (set to
 /// NULL otherwise; pass NULL if not wanted). Strings valid until `ac_result_free`. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_result_execution(
+pub unsafe extern "C" fn ac_result_execution(
     result: *const ac_result,
     provider: *mut *const c_char,
     fallback_reason: *mut *const c_char,
@@ -322,7 +322,7 @@ pub extern "C" fn ac_result_execution(
 
 /// Writes the seconds spent per stage to `*timings`. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_result_timings(
+pub unsafe extern "C" fn ac_result_timings(
     result: *const ac_result,
     timings: *mut ac_timings,
 ) -> ac_status {
@@ -355,7 +355,7 @@ fn write_rtstruct_file(r: &ResultBody, path: &Path) -> Result<(), FfiError> {
 /// per slice in patient mm, holes as keyholes) to the file `path`. The file is written beside
 /// its destination and renamed, so a failure leaves no partial file. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_result_write_rtstruct(
+pub unsafe extern "C" fn ac_result_write_rtstruct(
     result: *const ac_result,
     path: *const c_char,
 ) -> ac_status {
@@ -371,7 +371,7 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Like `ac_result_write_rtstruct`, but into memory: `*out` receives a new `ac_buffer` holding
 /// the DICOM file (with preamble and file meta), freed with `ac_buffer_free`. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_result_rtstruct_buffer(
+pub unsafe extern "C" fn ac_result_rtstruct_buffer(
     result: *const ac_result,
     out: *mut *mut ac_buffer,
 ) -> ac_status {
@@ -396,14 +396,14 @@ pub extern "C" fn ac_result_rtstruct_buffer(
 
 /// Frees a result. NULL is a no-op. Pointers obtained from it become invalid.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_result_free(result: *mut ac_result) -> ac_status {
+pub unsafe extern "C" fn ac_result_free(result: *mut ac_result) -> ac_status {
     boundary("ac_result_free", || release(result, "result"))
 }
 
 /// Gives the contents of a buffer: `*data` points to `*len` bytes, valid until
 /// `ac_buffer_free`. Any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_buffer_data(
+pub unsafe extern "C" fn ac_buffer_data(
     buffer: *const ac_buffer,
     data: *mut *const u8,
     len: *mut usize,
@@ -420,6 +420,6 @@ pub extern "C" fn ac_buffer_data(
 
 /// Frees a buffer made by the library. NULL is a no-op.
 #[unsafe(no_mangle)]
-pub extern "C" fn ac_buffer_free(buffer: *mut ac_buffer) -> ac_status {
+pub unsafe extern "C" fn ac_buffer_free(buffer: *mut ac_buffer) -> ac_status {
     boundary("ac_buffer_free", || release(buffer, "buffer"))
 }

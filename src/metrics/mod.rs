@@ -87,11 +87,11 @@ pub fn compare_masks(
     }
     let size = geometry.size;
     let spacing = geometry.spacing;
-    let (counts, surf) = rayon::join(
-        || OverlapCounts::count(reference, test, size),
-        || surface_distances(reference, test, size, spacing),
-    );
-    let (counts, surf) = (counts?, surf?);
+    surface::check_inputs(reference, test, size, spacing)?;
+    // One pass over the full grid for the overlap counts and the crop box; everything after
+    // works on the crop only.
+    let (counts, bbox) = surface::scan(reference, test, size);
+    let surf = surface::surface_distances_in(reference, test, size, spacing, bbox)?;
     let voxel = spacing[0] * spacing[1] * spacing[2];
     let (m_rt, m_tr) = surf.mean_distances();
     let rv = counts.reference as f64 * voxel;

@@ -45,7 +45,10 @@ pub const ALIASES: &[(&str, &[&str])] = &[
             "externalcontour",
         ],
     ),
-    ("spinalcord", &["spinalcord", "cord", "spinecord", "spinalcanal"]),
+    (
+        "spinalcord",
+        &["spinalcord", "cord", "spinecord", "spinalcanal"],
+    ),
     ("lung", &["lung"]),
     (
         "lungs",
@@ -137,7 +140,14 @@ mod tests {
     #[test]
     fn lung_spellings_match() {
         for n in [
-            "Lung_L", "Left Lung", "LungLeft", "L Lung", "lung-l", "LUNG L", "Lung Lt", "LungL",
+            "Lung_L",
+            "Left Lung",
+            "LungLeft",
+            "L Lung",
+            "lung-l",
+            "LUNG L",
+            "Lung Lt",
+            "LungL",
         ] {
             assert_eq!(structure_key(n), "lung_l", "{n}");
         }
@@ -153,7 +163,13 @@ mod tests {
         for n in ["External", "BODY", "Skin", "body contour"] {
             assert_eq!(structure_key(n), "external", "{n}");
         }
-        for n in ["SpinalCord", "Spinal Cord", "spinal_cord", "Cord", "SPINAL-CORD"] {
+        for n in [
+            "SpinalCord",
+            "Spinal Cord",
+            "spinal_cord",
+            "Cord",
+            "SPINAL-CORD",
+        ] {
             assert_eq!(structure_key(n), "spinalcord", "{n}");
         }
         assert!(same_structure("Oesophagus", "Esophagus"));

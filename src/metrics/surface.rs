@@ -89,35 +89,48 @@ pub(crate) fn check_inputs(
 
 /// Bounding box of the voxels non-zero in `a` or `b`, or `None` when both are empty.
 pub(crate) fn union_bbox(a: &[u8], b: &[u8], size: [usize; 3]) -> Option<BBox> {
+    scan(a, b, size).1
+}
+
+/// Whether any byte of a row is non-zero (an OR reduction the compiler vectorises).
+#[inline]
+fn any_set(row: &[u8]) -> bool {
+    let mut acc = 0u8;
+    for chunk in row.chunks(64) {
+        acc |= chunk.iter().fold(0u8, |x, &v| x | v);
+    }
+    acc != 0
+}
+
+/// Non-zero counts of one row: (`a`, `b`, both), in `u32` lanes so the loop vectorises.
+#[inline]
+fn row_counts(ra: &[u8], rb: &[u8]) -> (u64, u64, u64) {
+    let (mut ca, mut cb, mut cab) = (0u32, 0u32, 0u32);
+    for (&x, &y) in ra.iter().zip(rb) {
+        let (x, y) = (u32::from(x != 0), u32::from(y != 0));
+        ca += x;
+        cb += y;
+        cab += x & y;
+    }
+    (u64::from(ca), u64::from(cb), u64::from(cab))
+}
+
+/// One pass over both masks: the overlap counts and the bounding box of their union (`None`
+/// when both are empty). Empty rows cost one OR reduction each; only rows with voxels are
+/// counted and searched. Inputs must have passed [`check_inputs`].
+pub(crate) fn scan(
+    a: &[u8],
+    b: &[u8],
+    size: [usize; 3],
+) -> (super::overlap::OverlapCounts, Option<BBox>) {
+    use super::overlap::OverlapCounts;
     let [ni, nj, nk] = size;
     let plane = ni * nj;
-    if plane == 0 {
-        return None;
+    if plane == 0 || nk == 0 {
+        return (OverlapCounts::default(), None);
     }
-    a.par_chunks(plane)
-        .zip(b.par_chunks(plane))
-        .enumerate()
-        .filter_map(|(k, (sa, sb))| {
-            let mut bb: Option<BBox> = None;
-            for (j, (ra, rb)) in sa.chunks(ni).zip(sb.chunks(ni)).enumerate() {
-                let first = ra.iter().zip(rb).position(|(x, y)| (x | y) != 0);
-                let Some(first) = first else { continue };
-                let last = ra
-                    .iter()
-                    .zip(rb)
-                    .rposition(|(x, y)| (x | y) != 0)
-                    .unwrap_or(first);
-                let b = bb.get_or_insert(BBox {
-                    lo: [k, j, first],
-                    hi: [k + 1, j + 1, last + 1],
-                });
-                b.lo[2] = b.lo[2].min(first);
-                b.hi[2] = b.hi[2].max(last + 1);
-                b.hi[1] = j + 1;
-            }
-            bb
-        })
-        .reduce_with(|x, y| BBox {
+    let merge_box = |x: Option<BBox>, y: Option<BBox>| match (x, y) {
+        (Some(x), Some(y)) => Some(BBox {
             lo: [
                 x.lo[0].min(y.lo[0]),
                 x.lo[1].min(y.lo[1]),
@@ -128,8 +141,53 @@ pub(crate) fn union_bbox(a: &[u8], b: &[u8], size: [usize; 3]) -> Option<BBox> {
                 x.hi[1].max(y.hi[1]),
                 x.hi[2].max(y.hi[2]),
             ],
+        }),
+        (x, None) => x,
+        (None, y) => y,
+    };
+    a.par_chunks(plane)
+        .zip(b.par_chunks(plane))
+        .enumerate()
+        .map(|(k, (sa, sb))| {
+            let mut c = OverlapCounts::default();
+            let mut bb: Option<BBox> = None;
+            for (j, (ra, rb)) in sa.chunks(ni).zip(sb.chunks(ni)).enumerate() {
+                let (sa_, sb_) = (any_set(ra), any_set(rb));
+                if !(sa_ || sb_) {
+                    continue;
+                }
+                let (x, y, xy) = row_counts(ra, rb);
+                c.reference += x;
+                c.test += y;
+                c.both += xy;
+                let hit = |(x, y): (&u8, &u8)| (x | y) != 0;
+                let Some(first) = ra.iter().zip(rb).position(hit) else {
+                    continue;
+                };
+                let last = ra.iter().zip(rb).rposition(hit).unwrap_or(first);
+                let b = bb.get_or_insert(BBox {
+                    lo: [k, j, first],
+                    hi: [k + 1, j + 1, last + 1],
+                });
+                b.lo[2] = b.lo[2].min(first);
+                b.hi[2] = b.hi[2].max(last + 1);
+                b.hi[1] = j + 1;
+            }
+            (c, bb)
         })
-        .filter(|_| nk > 0)
+        .reduce(
+            || (OverlapCounts::default(), None),
+            |(c1, b1), (c2, b2)| {
+                (
+                    OverlapCounts {
+                        reference: c1.reference + c2.reference,
+                        test: c1.test + c2.test,
+                        both: c1.both + c2.both,
+                    },
+                    merge_box(b1, b2),
+                )
+            },
+        )
 }
 
 /// A mask seen through the crop: voxel coordinates relative to the bounding box.
@@ -405,7 +463,24 @@ pub fn surface_distances(
     spacing: [f64; 3],
 ) -> Result<SurfaceDistances> {
     check_inputs(reference, test, size, spacing)?;
-    let Some(bbox) = union_bbox(reference, test, size) else {
+    surface_distances_in(
+        reference,
+        test,
+        size,
+        spacing,
+        union_bbox(reference, test, size),
+    )
+}
+
+/// [`surface_distances`] on checked inputs with the union bounding box already known.
+pub(crate) fn surface_distances_in(
+    reference: &[u8],
+    test: &[u8],
+    size: [usize; 3],
+    spacing: [f64; 3],
+    bbox: Option<BBox>,
+) -> Result<SurfaceDistances> {
+    let Some(bbox) = bbox else {
         return Ok(SurfaceDistances::default());
     };
     let r = Cropped::new(reference, size, bbox);

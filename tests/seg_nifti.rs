@@ -1,0 +1,217 @@
+//! DICOM SEG and NIfTI label-map output, and the rtstruct-to-mask / mask-to-rtstruct CLI, on a
+//! small phantom: checked with dciodvfy (dicom3tools), pydicom and SimpleITK.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use autocontour::dicom::{LoadOptions, load_series};
+use autocontour::nifti::{read_nifti_labels, write_nifti_labels};
+use autocontour::phantom::{Orientation, Phantom, PhantomSpec, PhantomSyntax, STRUCTURES};
+use autocontour::rtstruct::OutputInfo;
+use autocontour::seg::{SegSegment, write_seg};
+
+fn phantom(dir: &Path, o: Orientation) -> Phantom {
+    let ph = Phantom::new(PhantomSpec {
+        orientation: o,
+        size: [30, 26, 12],
+        spacing: [6.0, 6.5, 8.0],
+        center: [12.5, -30.25, 250.0],
+        seed: None,
+    })
+    .unwrap();
+    ph.write_series(&dir.join("ct"), PhantomSyntax::ImplicitLittle)
+        .unwrap();
+    ph.write_labels(dir).unwrap();
+    ph
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn seg_and_nifti_read_back_by_independent_tools() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ph = phantom(tmp.path(), Orientation::NegatedRow);
+    let ct = load_series(&tmp.path().join("ct"), None, &LoadOptions::default()).unwrap();
+    let g = *ct.volume.geometry();
+    assert_eq!(g.size, ph.geometry().size);
+    let segments: Vec<SegSegment> = STRUCTURES[1..]
+        .iter()
+        .map(|s| SegSegment {
+            label: s.label,
+            name: s.name.to_string(),
+            color: [200, 40 * s.label, 0],
+            code: None,
+        })
+        .collect();
+    let info = OutputInfo {
+        model_name: "phantom".into(),
+        model_version: "1".into(),
+        ..OutputInfo::default()
+    };
+    let seg = tmp.path().join("seg.dcm");
+    write_seg(&seg, &ct, &ph.labels, &segments, &info).unwrap();
+    let nii = tmp.path().join("labels.nii.gz");
+    write_nifti_labels(&nii, &ph.labels, "phantom").unwrap();
+    assert_eq!(read_nifti_labels(&nii).unwrap().data(), ph.labels.data());
+
+    let v = Command::new("dciodvfy")
+        .arg(&seg)
+        .output()
+        .expect("dciodvfy (apt dicom3tools)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(
+        !report.contains("Error"),
+        "dciodvfy reports errors:\n{report}"
+    );
+
+    let out = tmp.path().join("py");
+    std::fs::create_dir_all(&out).unwrap();
+    let summary = run(Command::new(common::python())
+        .arg(common::root().join("tests/python/seg_nifti_check.py"))
+        .arg(&seg)
+        .arg(tmp.path().join("ct"))
+        .arg(&nii)
+        .arg(&out));
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(summary["bad_positions"], 0, "{summary}");
+    assert_eq!(summary["segments"].as_array().unwrap().len(), 5);
+    // Frames only where a segment is present.
+    let expected_frames: usize = segments
+        .iter()
+        .map(|s| {
+            (0..g.size[2])
+                .filter(|&k| ph.labels.slice(k).unwrap().contains(&s.label))
+                .count()
+        })
+        .sum();
+    assert_eq!(summary["frames"], expected_frames);
+    // pydicom's frames, placed by their Source Image, give back the label map.
+    let from_seg = std::fs::read(out.join("seg_labels.raw")).unwrap();
+    assert!(from_seg == ph.labels.data(), "SEG frames differ from the mask");
+    // SimpleITK reads the same voxels and puts them at our LPS points.
+    let from_nii = std::fs::read(out.join("nifti_labels.raw")).unwrap();
+    assert!(from_nii == ph.labels.data(), "NIfTI voxels differ");
+    for (key, p) in summary["nifti_lps"].as_object().unwrap() {
+        let idx: Vec<f64> = key.split(',').map(|v| v.parse().unwrap()).collect();
+        let want = g.index_to_patient([idx[0], idx[1], idx[2]]);
+        for a in 0..3 {
+            let got = p[a].as_f64().unwrap();
+            assert!((got - want[a]).abs() < 1e-3, "{key}: {p} vs {want:?}");
+        }
+    }
+}
+
+#[test]
+fn cli_mask_to_rtstruct_and_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ph = phantom(tmp.path(), Orientation::AxialFfs);
+    let ct = tmp.path().join("ct");
+    let rs = tmp.path().join("rs.dcm");
+    let text = run(Command::new(common::cli())
+        .arg("mask-to-rtstruct")
+        .arg(tmp.path().join("labels.raw"))
+        .arg("--ct")
+        .arg(&ct)
+        .arg("--out")
+        .arg(&rs));
+    assert!(text.contains("lung_left"), "{text}");
+    let nii = tmp.path().join("back.nii.gz");
+    run(Command::new(common::cli())
+        .arg("rtstruct-to-mask")
+        .arg(&rs)
+        .arg("--ct")
+        .arg(&ct)
+        .arg("--out")
+        .arg(&nii));
+    let back = read_nifti_labels(&nii).unwrap();
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("back.json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = side["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["body", "lung_left", "lung_right", "tube", "ring"]);
+    // ROI n of the structure set is label n of the phantom: the round trip is voxel-exact.
+    let diff = back
+        .data()
+        .iter()
+        .zip(ph.labels.data())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(diff, 0, "{diff} voxels differ after label map → RTSTRUCT → label map");
+
+    // Folder output: one 0/1 mask per ROI.
+    let dir = tmp.path().join("masks");
+    run(Command::new(common::cli())
+        .arg("rtstruct-to-mask")
+        .arg(&rs)
+        .arg("--ct")
+        .arg(&ct)
+        .arg("--out")
+        .arg(&dir));
+    let lung = read_nifti_labels(&dir.join("02_lung_left.nii.gz")).unwrap();
+    assert!(
+        lung.data()
+            .iter()
+            .zip(ph.labels.data())
+            .all(|(&m, &l)| (m == 1) == (l == 2))
+    );
+
+    // --names, and a grid that is not the CT's is refused with a reason.
+    let rs2 = tmp.path().join("rs2.dcm");
+    run(Command::new(common::cli())
+        .arg("mask-to-rtstruct")
+        .arg(&nii)
+        .args(["--names", "Body,LungL,LungR,Tube,Ring", "--ct"])
+        .arg(&ct)
+        .arg("--out")
+        .arg(&rs2));
+    let names2: Vec<String> = autocontour::rtstruct::read_rtstruct(&rs2)
+        .unwrap()
+        .rois
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(names2, ["Body", "LungL", "LungR", "Tube", "Ring"]);
+    let other = tempfile::tempdir().unwrap();
+    let ph2 = Phantom::new(PhantomSpec {
+        orientation: Orientation::AxialFfs,
+        size: [30, 26, 12],
+        spacing: [6.0, 6.5, 8.0],
+        center: [0.0, 0.0, 0.0],
+        seed: None,
+    })
+    .unwrap();
+    let shifted = other.path().join("shifted.nii");
+    write_nifti_labels(&shifted, &ph2.labels, "").unwrap();
+    let out = Command::new(common::cli())
+        .arg("mask-to-rtstruct")
+        .arg(&shifted)
+        .arg("--ct")
+        .arg(&ct)
+        .arg("--out")
+        .arg(other.path().join("x.dcm"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not on the CT grid") && err.contains("origin"), "{err}");
+}
