@@ -140,7 +140,7 @@ fn render_panel(
                         return true;
                     }
                     lab.get(ny as usize * PANEL + nx as usize)
-                    .is_some_and(|&n| n < l)
+                        .is_some_and(|&n| n < l)
                 });
             if edge {
                 let c = colors.get(l as usize).copied().unwrap_or([255, 255, 0]);

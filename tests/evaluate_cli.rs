@@ -94,7 +94,11 @@ fn rider_pair_and_three_observers() {
     close("hd95", &row["hd95_mm"], m.hd95_mm);
     close("assd", &row["assd_mm"], m.assd_mm);
     close("surface dice", &row["surface_dice"], m.surface_dice);
-    close("volume", &row["reference_volume_mm3"], m.reference_volume_mm3);
+    close(
+        "volume",
+        &row["reference_volume_mm3"],
+        m.reference_volume_mm3,
+    );
     let seg = read_binary_seg(&common::require("rider/seg.dcm"), &g);
     let seg_dice = OverlapCounts::count(&seg["GTVp_test_man"], &seg["GTVp_test_auto"], g.size)
         .unwrap()

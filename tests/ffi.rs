@@ -93,7 +93,10 @@ struct Api {
     result_free: unsafe extern "C" fn(H) -> Status,
     buffer_data: unsafe extern "C" fn(H, *mut *const u8, *mut usize) -> Status,
     buffer_free: unsafe extern "C" fn(H) -> Status,
+    set_log_callback: unsafe extern "C" fn(LogCb, *mut c_void, u32) -> Status,
 }
+
+type LogCb = Option<unsafe extern "C" fn(*mut c_void, u32, *const c_char, *const c_char)>;
 
 // SAFETY: the API is a table of C function pointers into a library that stays loaded.
 unsafe impl Sync for Api {}
@@ -178,6 +181,7 @@ fn api() -> &'static Api {
             result_free: sym!("ac_result_free"),
             buffer_data: sym!("ac_buffer_data"),
             buffer_free: sym!("ac_buffer_free"),
+            set_log_callback: sym!("ac_set_log_callback"),
             _lib: lib,
         }
     })
@@ -383,6 +387,44 @@ fn segments_writes_rtstruct_and_frees_everything() {
     }
     let rs = autocontour::rtstruct::read_rtstruct(&out).expect("the RTSTRUCT reads back");
     assert_eq!(rs.rois.len(), 2, "one ROI per tiny-unet structure");
+}
+
+#[test]
+fn log_records_reach_the_callback_only_when_asked() {
+    static RECORDS: std::sync::Mutex<Vec<(u32, String, String)>> =
+        std::sync::Mutex::new(Vec::new());
+    unsafe extern "C" fn on_log(
+        ud: *mut c_void,
+        level: u32,
+        target: *const c_char,
+        msg: *const c_char,
+    ) {
+        assert_eq!(ud as usize, 7);
+        RECORDS
+            .lock()
+            .unwrap()
+            .push((level, cstr(target), cstr(msg)));
+    }
+    let a = api();
+    // SAFETY: a valid callback; levels checked by the library.
+    unsafe {
+        expect((a.set_log_callback)(Some(on_log), 7 as *mut c_void, 9), 6);
+        expect((a.set_log_callback)(Some(on_log), 7 as *mut c_void, 3), OK);
+    }
+    drop(open_session());
+    // SAFETY: turning forwarding off.
+    unsafe { expect((a.set_log_callback)(None, null_mut(), 0), OK) };
+    let records = RECORDS.lock().unwrap().clone();
+    assert!(
+        records
+            .iter()
+            .any(|(l, t, m)| *l == 3 && t.starts_with("autocontour") && m.contains("tiny-unet")),
+        "no info record about the model: {records:?}"
+    );
+    assert!(
+        records.iter().all(|(l, _, _)| (1..=3).contains(l)),
+        "{records:?}"
+    );
 }
 
 /// 8 threads × 2 segmentations on one model give the same label map as a single run.

@@ -102,7 +102,10 @@ fn seg_and_nifti_read_back_by_independent_tools() {
     assert_eq!(summary["frames"], expected_frames);
     // pydicom's frames, placed by their Source Image, give back the label map.
     let from_seg = std::fs::read(out.join("seg_labels.raw")).unwrap();
-    assert!(from_seg == ph.labels.data(), "SEG frames differ from the mask");
+    assert!(
+        from_seg == ph.labels.data(),
+        "SEG frames differ from the mask"
+    );
     // SimpleITK reads the same voxels and puts them at our LPS points.
     let from_nii = std::fs::read(out.join("nifti_labels.raw")).unwrap();
     assert!(from_nii == ph.labels.data(), "NIfTI voxels differ");
@@ -156,7 +159,10 @@ fn cli_mask_to_rtstruct_and_back() {
         .zip(ph.labels.data())
         .filter(|(a, b)| a != b)
         .count();
-    assert_eq!(diff, 0, "{diff} voxels differ after label map → RTSTRUCT → label map");
+    assert_eq!(
+        diff, 0,
+        "{diff} voxels differ after label map → RTSTRUCT → label map"
+    );
 
     // Folder output: one 0/1 mask per ROI.
     let dir = tmp.path().join("masks");
@@ -213,5 +219,8 @@ fn cli_mask_to_rtstruct_and_back() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not on the CT grid") && err.contains("origin"), "{err}");
+    assert!(
+        err.contains("not on the CT grid") && err.contains("origin"),
+        "{err}"
+    );
 }

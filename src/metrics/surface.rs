@@ -18,7 +18,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::distance::{Envelope, edt_line};
+use super::distance::Envelope;
 use super::tables::NEIGHBOUR_CODE_TO_NORMALS;
 use crate::error::{Error, Result};
 
@@ -375,7 +375,8 @@ fn directed(
             }
         });
     let zbuf: &[u16] = zbuf;
-    // Passes 2 and 3 per slice, evaluated at the surface points of `from` only.
+    // Per slice: pass 2 along the rows (contiguous in `zbuf`), then pass 3 along the columns,
+    // evaluated only in columns holding surface points of `from`, and only at those points.
     let per_slice: Vec<Vec<SurfacePoint>> = (0..cz)
         .into_par_iter()
         .map(|z| {
@@ -383,59 +384,116 @@ fn directed(
             if bits.iter().all(|&w| w == 0) {
                 return Vec::new();
             }
-            let mut g = vec![f64::INFINITY; cy * cx];
+            let mut env = Envelope::default();
+            let mut h = vec![f64::INFINITY; cy * cx];
+            let mut f = vec![f64::INFINITY; cx];
+            for y in 0..cy {
+                let start = (y * cz + z) * cx;
+                let (Some(src), Some(row)) =
+                    (zbuf.get(start..start + cx), h.get_mut(y * cx..(y + 1) * cx))
+                else {
+                    continue;
+                };
+                let mut any = false;
+                for (o, &d) in f.iter_mut().zip(src) {
+                    *o = if d == u16::MAX {
+                        f64::INFINITY
+                    } else {
+                        any = true;
+                        let dz = f64::from(d) * sz;
+                        dz * dz
+                    };
+                }
+                if any && env.build(&f, sx) {
+                    env.eval_sorted(&f, sx, 0..cx, |x, d2| {
+                        if let Some(v) = row.get_mut(x) {
+                            *v = d2;
+                        }
+                    });
+                }
+            }
+            // Surface points of this slice grouped by column (counting sort), rows ascending.
+            let mut start = vec![0usize; cx + 1];
+            let mut npts = 0usize;
+            let set = |b: usize| bits.get(b / 64).is_some_and(|w| (w >> (b % 64)) & 1 == 1);
+            for (w, &word) in bits.iter().enumerate() {
+                let mut word = word;
+                while word != 0 {
+                    let b = w * 64 + word.trailing_zeros() as usize;
+                    word &= word - 1;
+                    if let Some(s) = start.get_mut(b % cx + 1) {
+                        *s += 1;
+                        npts += 1;
+                    }
+                }
+            }
+            for x in 0..cx {
+                let prev = start.get(x).copied().unwrap_or(0);
+                if let Some(s) = start.get_mut(x + 1) {
+                    *s += prev;
+                }
+            }
+            let mut fill = start.clone();
+            let mut ys = vec![0usize; npts];
             for y in 0..cy {
                 for x in 0..cx {
-                    let d = zbuf.get((y * cz + z) * cx + x).copied().unwrap_or(u16::MAX);
-                    if d != u16::MAX
-                        && let Some(v) = g.get_mut(y * cx + x)
+                    if set(y * cx + x)
+                        && let Some(p) = fill.get_mut(x)
                     {
-                        let dz = f64::from(d) * sz;
-                        *v = dz * dz;
+                        if let Some(slot) = ys.get_mut(*p) {
+                            *slot = y;
+                        }
+                        *p += 1;
                     }
                 }
             }
-            let mut env = Envelope::default();
-            let mut tmp = Vec::new();
-            let mut col = vec![0.0; cy];
-            for x in 0..cx {
-                for (y, c) in col.iter_mut().enumerate() {
-                    *c = g.get(y * cx + x).copied().unwrap_or(f64::INFINITY);
-                }
-                edt_line(&mut col, sy, &mut env, &mut tmp);
-                for (y, c) in col.iter().enumerate() {
-                    if let Some(v) = g.get_mut(y * cx + x) {
-                        *v = *c;
-                    }
-                }
-            }
-            let mut out = Vec::new();
-            let mut xs = Vec::new();
-            for y in 0..cy {
-                xs.clear();
-                xs.extend((0..cx).filter(|&x| {
-                    let b = y * cx + x;
-                    bits.get(b / 64).is_some_and(|w| (w >> (b % 64)) & 1 == 1)
-                }));
-                if xs.is_empty() {
+            let mut out = Vec::with_capacity(npts);
+            const BLOCK: usize = 8;
+            let mut cols = vec![f64::INFINITY; BLOCK * cy];
+            for x0 in (0..cx).step_by(BLOCK) {
+                let x1 = (x0 + BLOCK).min(cx);
+                let (lo, hi) = (
+                    start.get(x0).copied().unwrap_or(0),
+                    start.get(x1).copied().unwrap_or(0),
+                );
+                if lo == hi {
                     continue;
                 }
-                let row = g.get(y * cx..(y + 1) * cx).unwrap_or(&[]);
-                if !env.build(row, sx) {
-                    for &x in &xs {
-                        out.push(SurfacePoint {
-                            distance_mm: f64::INFINITY,
-                            area_mm2: areas[usize::from(from.code(z, y, x))],
+                // Gather the block's columns (one cache line of each row at a time).
+                for y in 0..cy {
+                    if let Some(src) = h.get(y * cx + x0..y * cx + x1) {
+                        for (c, &v) in src.iter().enumerate() {
+                            if let Some(d) = cols.get_mut(c * cy + y) {
+                                *d = v;
+                            }
+                        }
+                    }
+                }
+                for x in x0..x1 {
+                    let (a, b) = (
+                        start.get(x).copied().unwrap_or(0),
+                        start.get(x + 1).copied().unwrap_or(0),
+                    );
+                    let Some(rows) = ys.get(a..b).filter(|r| !r.is_empty()) else {
+                        continue;
+                    };
+                    let c = x - x0;
+                    let col = cols.get(c * cy..(c + 1) * cy).unwrap_or(&[]);
+                    let area = |y: usize| areas[usize::from(from.code(z, y, x))];
+                    if env.build(col, sy) {
+                        env.eval_sorted(col, sy, rows.iter().copied(), |y, d2| {
+                            out.push(SurfacePoint {
+                                distance_mm: d2.sqrt(),
+                                area_mm2: area(y),
+                            });
                         });
+                    } else {
+                        out.extend(rows.iter().map(|&y| SurfacePoint {
+                            distance_mm: f64::INFINITY,
+                            area_mm2: area(y),
+                        }));
                     }
-                    continue;
                 }
-                env.eval_sorted(row, sx, xs.iter().copied(), |x, d2| {
-                    out.push(SurfacePoint {
-                        distance_mm: d2.sqrt(),
-                        area_mm2: areas[usize::from(from.code(z, y, x))],
-                    });
-                });
             }
             out
         })
