@@ -32,8 +32,8 @@ pub fn ras_affine(g: &Geometry) -> [[f64; 4]; 3] {
     let mut m = [[0.0; 4]; 3];
     for (r, row) in m.iter_mut().enumerate() {
         let sign = if r < 2 { -1.0 } else { 1.0 };
-        for a in 0..3 {
-            row[a] = sign * g.direction[r][a] * g.spacing[a];
+        for (a, v) in row.iter_mut().take(3).enumerate() {
+            *v = sign * g.direction[r][a] * g.spacing[a];
         }
         row[3] = sign * g.origin[r];
     }
@@ -274,7 +274,7 @@ pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
         }
     };
     let offset = f32_at(108);
-    if !(offset >= HEADER_LEN as f64) || offset.fract() != 0.0 {
+    if offset.is_nan() || offset < HEADER_LEN as f64 || offset.fract() != 0.0 {
         return Err(bad(path, "vox_offset", format!("{offset}")));
     }
     let offset = offset as usize;

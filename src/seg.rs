@@ -315,9 +315,7 @@ pub fn build_seg(
         frames.len().to_string(),
     );
 
-    let algorithm = lo(&format!("{} {}", info.model_name, info.model_version)
-        .trim()
-        .to_string());
+    let algorithm = lo(format!("{} {}", info.model_name, info.model_version).trim());
     let algorithm = if algorithm.is_empty() {
         "autocontour".to_string()
     } else {

@@ -224,3 +224,56 @@ fn cli_mask_to_rtstruct_and_back() {
         "{err}"
     );
 }
+
+#[test]
+fn segment_writes_seg_and_nifti_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ph = phantom(tmp.path(), Orientation::AxialHfs);
+    let out = tmp.path().join("out");
+    run(Command::new(common::cli())
+        .arg("segment")
+        .arg(tmp.path().join("ct"))
+        .arg("--model")
+        .arg(common::root().join("models/test/tiny-unet"))
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--no-preview",
+            "--seg",
+            "--nifti",
+            "--threads",
+            "2",
+            "--ort-lib",
+        ])
+        .arg(common::ort_lib()));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["outputs"]["seg"]
+            .as_str()
+            .unwrap()
+            .ends_with("seg.dcm")
+    );
+    let labels = read_nifti_labels(&out.join("labels.nii.gz")).unwrap();
+    autocontour::nifti::check_same_grid(labels.geometry(), ph.geometry(), &out).unwrap();
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("labels.json")).unwrap()).unwrap();
+    let n = side["labels"].as_array().unwrap().len();
+    assert_eq!(n, summary["structures"].as_array().unwrap().len());
+    let text = run(Command::new(common::python())
+        .arg("-c")
+        .arg(
+            "import sys, pydicom\n\
+             ds = pydicom.dcmread(sys.argv[1])\n\
+             print(len(ds.SegmentSequence), int(ds.NumberOfFrames), int(ds.pixel_array.sum()))",
+        )
+        .arg(out.join("seg.dcm")));
+    let v: Vec<usize> = text
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(v[0], n);
+    // Every labelled voxel is in exactly one frame (the label map is exclusive).
+    assert_eq!(v[2], labels.data().iter().filter(|&&l| l != 0).count());
+    assert!(v[1] > 0);
+}

@@ -10,7 +10,7 @@ use autocontour::volume::Geometry;
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, open_file};
 
-fn first_item<'a>(obj: &'a InMemDicomObject, tag: dicom_core::Tag) -> &'a InMemDicomObject {
+fn first_item(obj: &InMemDicomObject, tag: dicom_core::Tag) -> &InMemDicomObject {
     obj.element(tag)
         .unwrap_or_else(|e| panic!("{tag}: {e}"))
         .items()
