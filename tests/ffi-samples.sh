@@ -121,4 +121,5 @@ for p in others:
                      f"{a[max(0, i - 40):i + 40]!r} vs {b[max(0, i - 40):i + 40]!r}")
 print(f"identical to the CLI's RTSTRUCT apart from UIDs, dates and times "
       f"({len(ref[1])} bytes compared): {', '.join(others)}")
-EOFecho "ffi samples passed"
+EOF
+echo "ffi samples passed"
