@@ -258,12 +258,26 @@ fn print_summary(s: &autocontour::dicom::SeriesSummary) {
 
 fn print_loaded(s: &autocontour::dicom::CtSeries, secs: f64, json: bool) -> Result<()> {
     let g = s.volume.geometry();
-    let (mut lo, mut hi, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f64);
-    for &v in s.volume.data() {
-        lo = lo.min(v);
-        hi = hi.max(v);
-        sum += v as f64;
-    }
+    // HU range and mean, per slice in parallel (f32 within a slice, f64 across slices).
+    use rayon::prelude::*;
+    let plane = (g.size[0] * g.size[1]).max(1);
+    let (lo, hi, sum) = s
+        .volume
+        .data()
+        .par_chunks(plane)
+        .map(|c| {
+            let (mut lo, mut hi, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f32);
+            for &v in c {
+                lo = lo.min(v);
+                hi = hi.max(v);
+                sum += v;
+            }
+            (lo, hi, sum as f64)
+        })
+        .reduce(
+            || (f32::INFINITY, f32::NEG_INFINITY, 0f64),
+            |a, b| (a.0.min(b.0), a.1.max(b.1), a.2 + b.2),
+        );
     let mean = sum / s.volume.data().len().max(1) as f64;
     let last = g.index_to_patient([0.0, 0.0, (g.size[2].saturating_sub(1)) as f64]);
     if json {
