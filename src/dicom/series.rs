@@ -647,41 +647,82 @@ fn decode_slice(path: &Path, nx: usize, ny: usize, out: &mut [f32]) -> Result<()
     Ok(())
 }
 
-/// Fastest path, using the header already read (up to Pixel Data): when the file is uncompressed
-/// little endian with 16 bits allocated and its Pixel Data element is the last thing in the file,
-/// the element's own header is checked right before the file's last `rows × columns × 2` bytes
-/// (tag (7FE0,0010) and that exact length, implicit or explicit VR) and only those bytes are
-/// read, instead of parsing the file a second time. Returns `Ok(false)` when the layout does not
-/// match exactly; the caller then parses the whole file.
+/// The sample layout of an uncompressed little-endian, single-frame, 16-bit grayscale image,
+/// the common CT case both fast paths below handle. `None` for anything else.
+struct Native16 {
+    explicit: bool,
+    shift: u32,
+    mask: u32,
+    bits_stored: u32,
+    signed: bool,
+}
+
+impl Native16 {
+    fn of(f: &DicomFile) -> Result<Option<Native16>> {
+        let explicit = match f.transfer_syntax().as_str() {
+            "1.2.840.10008.1.2" => false,
+            "1.2.840.10008.1.2.1" => true,
+            _ => return Ok(None),
+        };
+        let ba = f.opt_u32(tags::BITS_ALLOCATED)?;
+        let bs = f.opt_u32(tags::BITS_STORED)?.or(ba);
+        let hb = f
+            .opt_u32(tags::HIGH_BIT)?
+            .or(bs.map(|b| b.saturating_sub(1)));
+        let spp = f.opt_u32(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
+        let frames = f.opt_u32(tags::NUMBER_OF_FRAMES)?.unwrap_or(1);
+        let signed = f.opt_u32(tags::PIXEL_REPRESENTATION)?.unwrap_or(0) == 1;
+        let (Some(16), Some(bs), Some(hb)) = (ba, bs, hb) else {
+            return Ok(None);
+        };
+        if spp != 1 || frames != 1 || bs == 0 || bs > 16 || hb >= 16 || hb + 1 < bs {
+            return Ok(None);
+        }
+        Ok(Some(Native16 {
+            explicit,
+            shift: hb + 1 - bs,
+            mask: if bs == 16 { 0xffff } else { (1u32 << bs) - 1 },
+            bits_stored: bs,
+            signed,
+        }))
+    }
+
+    /// Stored values → HU, with the same masking and sign extension as
+    /// [`DicomFile::stored_pixels`].
+    fn to_hu(&self, bytes: &[u8], slope: f64, intercept: f64, out: &mut [f32]) {
+        let sign = 1u32 << (self.bits_stored - 1);
+        let full = 1i64 << self.bits_stored;
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let raw = u32::from(u16::from_le_bytes([c[0], c[1]]));
+            let v = (raw >> self.shift) & self.mask;
+            let v = if self.signed && v & sign != 0 {
+                i64::from(v) - full
+            } else {
+                i64::from(v)
+            };
+            *o = (v as f64 * slope + intercept) as f32;
+        }
+    }
+}
+
+/// Fastest path, using the header already read (up to Pixel Data): when the file is
+/// [`Native16`] and its Pixel Data element is the last thing in the file, the element's own
+/// header is checked right before the file's last `rows × columns × 2` bytes (tag (7FE0,0010)
+/// and that exact length, implicit or explicit VR) and only those bytes are read, instead of
+/// parsing the file a second time. Returns `Ok(false)` when the layout does not match exactly;
+/// the caller then parses the whole file.
 fn read_native_tail(h: &DicomFile, out: &mut [f32]) -> Result<bool> {
     use std::io::{Read, Seek, SeekFrom};
-    let ts = h.transfer_syntax();
-    let explicit = match ts.as_str() {
-        "1.2.840.10008.1.2" => false,
-        "1.2.840.10008.1.2.1" => true,
-        _ => return Ok(false),
-    };
-    let ba = h.opt_u32(tags::BITS_ALLOCATED)?;
-    let bs = h.opt_u32(tags::BITS_STORED)?.or(ba);
-    let hb = h
-        .opt_u32(tags::HIGH_BIT)?
-        .or(bs.map(|b| b.saturating_sub(1)));
-    let spp = h.opt_u32(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
-    let frames = h.opt_u32(tags::NUMBER_OF_FRAMES)?.unwrap_or(1);
-    let signed = h.opt_u32(tags::PIXEL_REPRESENTATION)?.unwrap_or(0) == 1;
-    let (Some(16), Some(bs), Some(hb)) = (ba, bs, hb) else {
+    let Some(layout) = Native16::of(h)? else {
         return Ok(false);
     };
-    if spp != 1 || frames != 1 || bs == 0 || bs > 16 || hb >= 16 || hb + 1 < bs {
-        return Ok(false);
-    }
     let slope = h.opt_f64(tags::RESCALE_SLOPE)?.unwrap_or(1.0);
     let intercept = h.opt_f64(tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
     if slope == 0.0 {
         return Ok(false);
     }
     let value_len = (out.len() * 2) as u64;
-    let head_len: u64 = if explicit { 12 } else { 8 };
+    let head_len: u64 = if layout.explicit { 12 } else { 8 };
     let path = &h.path;
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -696,7 +737,7 @@ fn read_native_tail(h: &DicomFile, out: &mut [f32]) -> Result<bool> {
     let len_field =
         |b: &[u8]| -> Option<u64> { Some(u64::from(u32::from_le_bytes(b.try_into().ok()?))) };
     let ok = head.get(..4) == Some(&[0xE0, 0x7F, 0x10, 0x00][..])
-        && if explicit {
+        && if layout.explicit {
             matches!(head.get(4..6), Some(b"OW") | Some(b"OB"))
                 && head.get(6..8) == Some(&[0, 0][..])
                 && head.get(8..12).and_then(len_field) == Some(value_len)
@@ -708,45 +749,16 @@ fn read_native_tail(h: &DicomFile, out: &mut [f32]) -> Result<bool> {
     }
     let mut bytes = vec![0u8; value_len as usize];
     f.read_exact(&mut bytes).map_err(|e| Error::io(path, e))?;
-    let shift = hb + 1 - bs;
-    let mask = if bs == 16 { 0xffff } else { (1u32 << bs) - 1 };
-    let sign = 1u32 << (bs - 1);
-    let full = 1i64 << bs;
-    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let raw = u32::from(u16::from_le_bytes([c[0], c[1]]));
-        let v = (raw >> shift) & mask;
-        let v = if signed && v & sign != 0 {
-            i64::from(v) - full
-        } else {
-            i64::from(v)
-        };
-        *o = (v as f64 * slope + intercept) as f32;
-    }
+    layout.to_hu(&bytes, slope, intercept, out);
     Ok(true)
 }
 
-/// Fast path for the common CT case: uncompressed little-endian, one frame, 16 bits allocated.
-/// Converts straight from the file's bytes into HU, with the same masking and sign extension as
-/// [`DicomFile::stored_pixels`]. Returns `Ok(false)` when the file is not that case.
+/// Fast path on a fully parsed file: a [`Native16`] image converts straight from the Pixel Data
+/// element's bytes into HU. Returns `Ok(false)` when the file is not that case.
 fn decode_native_16(f: &DicomFile, slope: f64, intercept: f64, out: &mut [f32]) -> Result<bool> {
-    let ts = f.transfer_syntax();
-    if !matches!(ts.as_str(), "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1") {
-        return Ok(false);
-    }
-    let ba = f.opt_u32(tags::BITS_ALLOCATED)?;
-    let bs = f.opt_u32(tags::BITS_STORED)?.or(ba);
-    let hb = f
-        .opt_u32(tags::HIGH_BIT)?
-        .or(bs.map(|b| b.saturating_sub(1)));
-    let spp = f.opt_u32(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
-    let frames = f.opt_u32(tags::NUMBER_OF_FRAMES)?.unwrap_or(1);
-    let signed = f.opt_u32(tags::PIXEL_REPRESENTATION)?.unwrap_or(0) == 1;
-    let (Some(16), Some(bs), Some(hb)) = (ba, bs, hb) else {
+    let Some(layout) = Native16::of(f)? else {
         return Ok(false);
     };
-    if spp != 1 || frames != 1 || bs == 0 || bs > 16 || hb >= 16 || hb + 1 < bs {
-        return Ok(false);
-    }
     let Some(e) = f.obj.element_opt(tags::PIXEL_DATA).ok().flatten() else {
         return Ok(false);
     };
@@ -756,20 +768,7 @@ fn decode_native_16(f: &DicomFile, slope: f64, intercept: f64, out: &mut [f32]) 
     if bytes.len() < out.len() * 2 {
         return Ok(false);
     }
-    let shift = hb + 1 - bs;
-    let mask = if bs == 16 { 0xffff } else { (1u32 << bs) - 1 };
-    let sign = 1u32 << (bs - 1);
-    let full = 1i64 << bs;
-    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let raw = u32::from(u16::from_le_bytes([c[0], c[1]]));
-        let v = (raw >> shift) & mask;
-        let v = if signed && v & sign != 0 {
-            i64::from(v) - full
-        } else {
-            i64::from(v)
-        };
-        *o = (v as f64 * slope + intercept) as f32;
-    }
+    layout.to_hu(&bytes, slope, intercept, out);
     Ok(true)
 }
 
