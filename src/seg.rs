@@ -199,33 +199,7 @@ pub fn build_seg(
     put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid.as_str());
     put(&mut o, tags::INSTANCE_CREATION_DATE, VR::DA, date.as_str());
     put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
-    for &(tag, vr, type2) in crate::rtstruct::COPIED {
-        match ct.header.get(tag) {
-            Some(e) => {
-                o.put(e.clone());
-            }
-            None if type2 => put(&mut o, tag, vr, ""),
-            None => {}
-        }
-    }
-    put(
-        &mut o,
-        tags::STUDY_INSTANCE_UID,
-        VR::UI,
-        ct.study_uid.as_str(),
-    );
-    put(
-        &mut o,
-        tags::FRAME_OF_REFERENCE_UID,
-        VR::UI,
-        ct.frame_of_reference_uid.as_str(),
-    );
-    match ct.header.get(tags::POSITION_REFERENCE_INDICATOR) {
-        Some(e) => {
-            o.put(e.clone());
-        }
-        None => put(&mut o, tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
-    }
+    crate::rtstruct::put_patient_study_frame(&mut o, ct);
     // Segmentation Series
     put(&mut o, tags::MODALITY, VR::CS, "SEG");
     put(

@@ -13,8 +13,8 @@ pub use read::{
     RasterOptions, RtStruct, RtStructContour, RtStructRoi, check_frame_of_reference, rasterise_roi,
     read_rtstruct,
 };
-pub(crate) use write::{COPIED, now_utc, write_atomically};
 pub use write::{
     OutputInfo, RoiCode, RoiContours, RoiSpec, build_rtstruct, format_ds, new_uid,
     rois_from_labels, write_rtstruct,
 };
+pub(crate) use write::{now_utc, put_patient_study_frame, write_atomically};

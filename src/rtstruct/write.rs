@@ -178,7 +178,36 @@ pub fn rois_from_labels(
         .collect()
 }
 
-/// Patient and General Study attributes copied from the CT, type 2 ones created empty.
+/// Writes the Patient, General Study and Frame of Reference modules of `ct` into `o`: the
+/// attributes in [`COPIED`] (type 2 ones created empty when the CT lacks them), the Study
+/// Instance UID, the CT's Frame of Reference UID and its Position Reference Indicator. Shared by
+/// every object the SDK derives from a CT (RT Structure Set, Segmentation).
+pub(crate) fn put_patient_study_frame(o: &mut InMemDicomObject, ct: &CtSeries) {
+    for &(tag, vr, type2) in COPIED {
+        match ct.header.get(tag) {
+            Some(e) => {
+                o.put(e.clone());
+            }
+            None if type2 => put(o, tag, vr, ""),
+            None => {}
+        }
+    }
+    put(o, tags::STUDY_INSTANCE_UID, VR::UI, ct.study_uid.as_str());
+    put(
+        o,
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        ct.frame_of_reference_uid.as_str(),
+    );
+    match ct.header.get(tags::POSITION_REFERENCE_INDICATOR) {
+        Some(e) => {
+            o.put(e.clone());
+        }
+        None => put(o, tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
+    }
+}
+
+/// Patient and General Study attributes copied from the CT.
 pub(crate) const COPIED: &[(Tag, VR, bool)] = &[
     (tags::PATIENT_NAME, VR::PN, true),
     (tags::PATIENT_ID, VR::LO, true),
@@ -230,34 +259,7 @@ pub fn build_rtstruct(
     put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid.as_str());
     put(&mut o, tags::INSTANCE_CREATION_DATE, VR::DA, date.as_str());
     put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
-    for &(tag, vr, type2) in COPIED {
-        match ct.header.get(tag) {
-            Some(e) => {
-                o.put(e.clone());
-            }
-            None if type2 => put(&mut o, tag, vr, ""),
-            None => {}
-        }
-    }
-    put(
-        &mut o,
-        tags::STUDY_INSTANCE_UID,
-        VR::UI,
-        ct.study_uid.as_str(),
-    );
-    // Frame of Reference (the CT's)
-    put(
-        &mut o,
-        tags::FRAME_OF_REFERENCE_UID,
-        VR::UI,
-        ct.frame_of_reference_uid.as_str(),
-    );
-    match ct.header.get(tags::POSITION_REFERENCE_INDICATOR) {
-        Some(e) => {
-            o.put(e.clone());
-        }
-        None => put(&mut o, tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
-    }
+    put_patient_study_frame(&mut o, ct);
     // RT Series
     put(&mut o, tags::MODALITY, VR::CS, "RTSTRUCT");
     put(
