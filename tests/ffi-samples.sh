@@ -87,10 +87,11 @@ DATE_TIME_TAGS = [(0x0008, 0x0012), (0x0008, 0x0013), (0x0008, 0x0020), (0x0008,
 def canonical(path):
     data = open(path, "rb").read()
     assert data[128:132] == b"DICM", f"{path}: not a DICOM file"
-    # File meta (explicit VR LE): skip its group length, mask its UIDs.
+    # File meta (explicit VR LE): skip its group length, mask its fresh UIDs with their VR and
+    # 2-byte length (a `2.25.<decimal>` UID's length varies from run to run).
     (meta_len,) = struct.unpack_from("<I", data, 132 + 8)
     meta, body = data[144:144 + meta_len], data[144 + meta_len:]
-    meta = re.sub(rb"2\.25\.[0-9]+\x00?", b"<uid>", meta)
+    meta = re.sub(rb"(?s)UI..2\.25\.[0-9]+\x00?", b"UI<uid>", meta)
     # Data set (implicit VR LE): mask fresh UIDs with their 4-byte length, and date/time values.
     body = re.sub(rb"(?s).{4}2\.25\.[0-9]+\x00?", b"<uid>", body)
     for g, e in DATE_TIME_TAGS:
