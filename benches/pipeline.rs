@@ -1,6 +1,7 @@
 //! Criterion benches of the pipeline stages that are ours (not ONNX Runtime's) on a RIDER-sized
 //! grid (512 × 512 × 236, 0.576 × 0.576 × 1.25 mm): resampling to a 4 mm model grid, bringing
-//! 5-class scores back with per-class trilinear interpolation + argmax, and postprocessing a
+//! 5-class scores back with per-class trilinear interpolation + argmax (noise: every model cell
+//! a boundary; smooth: organ-like, most cells inside one structure), and postprocessing a
 //! body-sized label (largest component + 2-D hole filling). Synthetic data keeps the bench free
 //! of downloads; `benches/compare/infer_compare.py` measures the whole job on the real CT.
 
@@ -60,8 +61,31 @@ fn bench(c: &mut Criterion) {
     let scores: Vec<f32> = (0..classes * mvox)
         .map(|n| ((n * 7919) % 1000) as f32 / 1000.0)
         .collect();
-    group.bench_function("scores_back_to_ct_argmax_5_classes", |b| {
+    group.bench_function("scores_back_to_ct_argmax_5_classes_noise", |b| {
         b.iter(|| scores_to_ct_labels(&scores, classes, &grid, &g))
+    });
+    // Organ-like scores: smooth fields with curved boundaries, so most model cells are inside
+    // one structure (the case the engine meets; the noise above makes every cell a boundary).
+    let [mz, my, mx] = grid.zyx();
+    let mut smooth = vec![0f32; classes * mvox];
+    for z in 0..mz {
+        for y in 0..my {
+            for x in 0..mx {
+                let v = (z * my + y) * mx + x;
+                let (fx, fy) = (x as f32 / mx as f32 - 0.5, y as f32 / my as f32 - 0.5);
+                let body = 1.0 - 4.0 * (fx * fx + 2.0 * fy * fy);
+                smooth[v] = -body;
+                smooth[mvox + v] = body - 0.2;
+                for c in 2..classes {
+                    let cx = -0.3 + 0.2 * (c - 2) as f32;
+                    let d = (fx - cx).powi(2) + fy.powi(2) + (z as f32 / mz as f32 - 0.5).powi(2);
+                    smooth[c * mvox + v] = 0.5 - 20.0 * d;
+                }
+            }
+        }
+    }
+    group.bench_function("scores_back_to_ct_argmax_5_classes_smooth", |b| {
+        b.iter(|| scores_to_ct_labels(&smooth, classes, &grid, &g))
     });
     let labels = Volume::new(g, body(&g)).unwrap();
     group.bench_function("postprocess_body_largest_component_fill2d", |b| {

@@ -5,7 +5,8 @@
 //! `AUTOCONTOUR_DEVICE=cuda:0` (or `tensorrt:0`) picks the execution provider; the run fails
 //! rather than falling back when it is unavailable.
 //!
-//! Prints a JSON line with the time per stage and the process's peak resident memory, which
+//! Prints a JSON line with the time per stage (`stages`: every step of the engine, see
+//! `autocontour::infer::Timings`) and the process's peak resident memory, which
 //! `benches/compare/infer_compare.py` reads.
 
 use std::path::PathBuf;
@@ -70,6 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "inference_s": i.inference_s,
             "ort_run_s": i.ort_run_s,
             "resample_s": i.resample_s,
+            "stages": i,
             "postprocess_s": seg.timings.postprocess_s,
             "rtstruct_s": write_s,
             "total_s": t0.elapsed().as_secs_f64(),

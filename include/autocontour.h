@@ -23,12 +23,6 @@
 // Patch version of the library.
 #define AC_VERSION_PATCH 0
 
-// The manifest schema version this SDK reads.
-#define SCHEMA_VERSION 1
-
-// A structure's confidence below this is flagged for review.
-#define LOW_CONFIDENCE 0.85
-
 // The result of every C API call that can fail.
 //
 // The numbers are part of the ABI: a code is never reused or renumbered, new codes get new
@@ -93,6 +87,8 @@ enum ac_status
   AC_STATUS_SERIES_NOT_FOUND = 206,
   // The series is not CT.
   AC_STATUS_NOT_CT = 207,
+  // No ROI of that name in the RT Structure Set (`ac_rtstruct_find_roi`).
+  AC_STATUS_ROI_NOT_FOUND = 208,
   // Slices do not share one orientation.
   AC_STATUS_MIXED_ORIENTATION = 300,
   // Slices do not share rows, columns or pixel spacing.
@@ -217,12 +213,31 @@ typedef struct ac_model ac_model;
 // Pointers it hands out (names, label map) stay valid until `ac_result_free`.
 typedef struct ac_result ac_result;
 
+// An RT Structure Set read from a file or a memory buffer: its ROIs and their contours.
+//
+// Threading: immutable; every call taking `const ac_rtstruct*` may run on any thread,
+// concurrently. Strings it hands out stay valid until `ac_rtstruct_free`.
+typedef struct ac_rtstruct ac_rtstruct;
+
 // A CT series loaded into memory (HU volume, geometry, and the DICOM references an RT Structure
 // Set needs).
 //
 // Threading: immutable; any call taking `const ac_series*` may run on any thread, concurrently
 // (e.g. several models segmenting one series).
 typedef struct ac_series ac_series;
+
+// Collects DICOM files a host already holds in memory (from a PACS query, an archive, its own
+// database) and loads them as one `ac_series`, without touching the disk.
+//
+// Use: `ac_series_builder_new`, `ac_series_builder_add_buffer` once per file (the bytes are
+// copied: the host may free its buffer when the call returns), `ac_series_builder_build`, then
+// `ac_series_builder_free`.
+//
+// Threading: `ac_series_builder_add_buffer` takes `ac_series_builder*`: one thread at a time
+// per builder (calls are serialised inside, so a mistake cannot corrupt it, but the order of
+// buffers from racing threads is unspecified; it does not affect the series). Different
+// builders are independent.
+typedef struct ac_series_builder ac_series_builder;
 
 // Options for `ac_engine_new`. Fill with `ac_engine_options_init()` first, then set fields;
 // strings are only read during `ac_engine_new` (the engine keeps copies).
@@ -269,6 +284,56 @@ typedef void (*ac_log_callback)(void *user_data,
                                 const char *target,
                                 const char *message);
 
+// Metrics of a test mask against a reference mask (`ac_compare_masks`). Definitions follow
+// DeepMind's surface-distance library: surface elements at voxel corners weighted by their
+// area, exact Euclidean distances in mm with the grid's spacing.
+//
+// Empty masks: both empty gives Dice = Jaccard = surface Dice = 1 and every distance 0; exactly
+// one empty gives Dice = Jaccard = surface Dice = 0 and every distance `INFINITY`. Never NaN.
+typedef struct {
+  // Reference volume, mm^3.
+  double reference_volume_mm3;
+  // Test volume, mm^3.
+  double test_volume_mm3;
+  // Test minus reference volume, mm^3.
+  double volume_difference_mm3;
+  // Dice similarity coefficient, 0-1.
+  double dice;
+  // Jaccard index (intersection over union), 0-1.
+  double jaccard;
+  // Hausdorff distance (largest surface distance either way), mm.
+  double hausdorff_mm;
+  // 95 % Hausdorff distance (larger of the two area-weighted 95th percentiles), mm.
+  double hd95_mm;
+  // Area-weighted mean distance from the reference surface to the test surface, mm.
+  double mean_distance_reference_to_test_mm;
+  // Area-weighted mean distance from the test surface to the reference surface, mm.
+  double mean_distance_test_to_reference_mm;
+  // Average symmetric surface distance (area-weighted over both surfaces), mm.
+  double assd_mm;
+  // Surface Dice at `tolerance_mm`, 0-1.
+  double surface_dice;
+  // The surface Dice tolerance used, mm.
+  double tolerance_mm;
+} ac_metrics;
+
+// One ROI of an RT Structure Set, as reported by `ac_rtstruct_roi`. Strings are owned by the
+// `ac_rtstruct` and valid until `ac_rtstruct_free`.
+typedef struct {
+  // ROI Name (UTF-8).
+  const char *name;
+  // ROI Number (referenced by the file's other sequences).
+  int64_t number;
+  // ROI Display Color, RGB (valid when `has_color`).
+  uint8_t color[3];
+  // Whether the file gives a display colour.
+  bool has_color;
+  // RT ROI Interpreted Type (`ORGAN`, `GTV`, `EXTERNAL`...); an empty string when absent.
+  const char *interpreted_type;
+  // Number of contours (all slices, all geometric types).
+  size_t contour_count;
+} ac_roi;
+
 // Progress callback for `ac_segment`: `user_data` as given, `stage` one of `"preprocess"`,
 // `"inference"`, `"resample"` (NUL-terminated, valid only during the call), `fraction` the
 // overall progress 0-1, never decreasing. Called on the thread that called `ac_segment`.
@@ -313,6 +378,33 @@ typedef struct {
   double postprocess_s;
 } ac_timings;
 
+// One contour of a structure, as reported by `ac_result_contour`.
+typedef struct {
+  // Index k (0-based) of the CT slice / label-map plane it lies on.
+  size_t slice;
+  // Number of points (at least 3).
+  size_t point_count;
+  // `3 * point_count` doubles: x, y, z of each point in the DICOM patient frame (LPS), mm.
+  // Owned by the result, valid until `ac_result_free`. The polygon is closed (the last point
+  // joins the first; it is not repeated).
+  const double *points;
+} ac_contour;
+
+// How strictly a series is checked when loaded (`ac_series_load_dir_with_options`,
+// `ac_series_builder_build`). Fill with `ac_load_options_init()` first, then set fields.
+typedef struct {
+  // Largest allowed difference between a slice gap and the median gap, mm (default 0.1);
+  // larger differences (a missing slice, uneven spacing) fail with
+  // `AC_STATUS_IRREGULAR_SPACING`.
+  double gap_tolerance_mm;
+  // Largest in-plane offset between neighbouring slices before the stack counts as tilted or
+  // sheared (`AC_STATUS_GANTRY_TILT`), mm (default 0.05).
+  double tilt_tolerance_mm;
+  // Largest number of voxels a volume may have, checked before any pixel is decoded
+  // (`AC_STATUS_TOO_LARGE`); default 1024 x 1024 x 2048.
+  uint64_t max_voxels;
+} ac_load_options;
+
 
 
 #ifdef __cplusplus
@@ -326,7 +418,7 @@ extern "C" {
 const char *ac_version(void);
 
 // Number of live handles of all types in this process (engines, models, series, results,
-// tokens, buffers). For leak checks in tests and diagnostics; any thread.
+// tokens, buffers, builders, structure sets). For leak checks in tests and diagnostics; any thread.
 size_t ac_live_handle_count(void);
 
 // Returns the message of the most recent failed call made on this thread: what failed and where
@@ -381,6 +473,7 @@ ac_status ac_model_free(ac_model *model);
 // Slices are sorted along the slice normal; irregular gaps, duplicates, mixed orientation or
 // size, gantry tilt and multi-frame images are refused with their own status and a message
 // naming the file. On success `*out` receives a new series, freed with `ac_series_free`.
+// Uses the default `ac_load_options`; `ac_series_load_dir_with_options` takes others.
 // Any thread.
 ac_status ac_series_load_dir(const char *dir, const char *series_uid, ac_series **out);
 
@@ -406,6 +499,59 @@ ac_status ac_series_free(ac_series *series);
 // another logger installed through Rust's `log` facade, `AC_STATUS_INVALID_ARGUMENT` for a level
 // above 5. Any thread.
 ac_status ac_set_log_callback(ac_log_callback callback, void *user_data, uint32_t max_level);
+
+// Compares a test mask with a reference mask on the same grid: `reference` and `test` each
+// point to `len` bytes (non-zero = inside) laid out as described for `ac_geometry`, and `len`
+// must equal `size[0] * size[1] * size[2]` of `*geometry` (only its size and spacing matter).
+// `tolerance_mm` (finite, >= 0) is the surface Dice tolerance. Writes `*metrics` on success.
+//
+// Typical inputs: two `ac_rtstruct_rasterise` masks on one series, or a rasterised ROI against
+// `ac_result_labels` == label. Errors: `AC_STATUS_INVALID_ARGUMENT` (length, geometry or
+// tolerance). Any thread; the inputs are only read during the call.
+ac_status ac_compare_masks(const uint8_t *reference,
+                           const uint8_t *test,
+                           size_t len,
+                           const ac_geometry *geometry,
+                           double tolerance_mm,
+                           ac_metrics *metrics);
+
+// Reads the RT Structure Set file `path` (with or without preamble and file meta; Modality
+// must be RTSTRUCT when present). On success `*out` receives a new `ac_rtstruct`, freed with
+// `ac_rtstruct_free`. Errors: `AC_STATUS_IO`, `AC_STATUS_NOT_DICOM`, `AC_STATUS_MISSING_TAG`,
+// `AC_STATUS_INVALID_TAG` (with the file and attribute in the message). Any thread.
+ac_status ac_rtstruct_open(const char *path, ac_rtstruct **out);
+
+// Like `ac_rtstruct_open`, from `len` bytes at `data` (a whole DICOM file held in memory; read
+// during the call, not kept). Any thread.
+ac_status ac_rtstruct_open_buffer(const uint8_t *data, size_t len, ac_rtstruct **out);
+
+// Sets `*count` to the number of ROIs (Structure Set ROI Sequence order). Any thread.
+ac_status ac_rtstruct_roi_count(const ac_rtstruct *rtstruct, size_t *count);
+
+// Writes ROI number `index` (0-based, < count, in the file's order) to `*roi`; an index past
+// the end returns `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+ac_status ac_rtstruct_roi(const ac_rtstruct *rtstruct, size_t index, ac_roi *roi);
+
+// Sets `*index` to the index of the ROI named `name`: an exact match first, then one ignoring
+// ASCII case. No such ROI returns `AC_STATUS_ROI_NOT_FOUND`. Any thread.
+ac_status ac_rtstruct_find_roi(const ac_rtstruct *rtstruct, const char *name, size_t *index);
+
+// Rasterises ROI `index` onto the voxel grid of `series`: `*mask` receives a new `ac_buffer` of
+// `cols * rows * slices` bytes laid out as described for `ac_geometry`, 1 inside and 0
+// outside, freed with `ac_buffer_free`.
+//
+// Rule: each closed planar contour is placed on the slice nearest to it (by position, so
+// missing or wrong Contour Image references do not matter) and filled even-odd at voxel
+// centres (holes and keyholes come out as holes); open contours and points are skipped, so such
+// an ROI gives an empty mask; contours off the grid are skipped. A Frame of Reference UID that
+// differs from the series' is logged as a warning (many files carry a wrong one). Any thread.
+ac_status ac_rtstruct_rasterise(const ac_rtstruct *rtstruct,
+                                size_t index,
+                                const ac_series *series,
+                                ac_buffer **mask);
+
+// Frees an RT Structure Set. NULL is a no-op. Masks made from it stay valid.
+ac_status ac_rtstruct_free(ac_rtstruct *rtstruct);
 
 // Creates a cancellation token (not cancelled), freed with `ac_cancel_token_free`. Any thread.
 ac_status ac_cancel_token_new(ac_cancel_token **out);
@@ -459,13 +605,50 @@ ac_status ac_result_execution(const ac_result *result,
 ac_status ac_result_timings(const ac_result *result, ac_timings *timings);
 
 // Writes the RT Structure Set of `result` (one ROI per structure, empty ones included; contours
-// per slice in patient mm, holes as keyholes) to the file `path`. The file is written beside
-// its destination and renamed, so a failure leaves no partial file. Any thread.
+// per slice in patient mm, holes as keyholes; the contours `ac_result_contour` gives) to the
+// file `path`. The file is written beside its destination and renamed, so a failure leaves no
+// partial file. Any thread.
 ac_status ac_result_write_rtstruct(const ac_result *result, const char *path);
 
 // Like `ac_result_write_rtstruct`, but into memory: `*out` receives a new `ac_buffer` holding
-// the DICOM file (with preamble and file meta), freed with `ac_buffer_free`. Any thread.
+// the DICOM file (preamble, file meta, data set; the same bytes a file would hold, apart from
+// the fresh UIDs and creation time of each call), freed with `ac_buffer_free`. Any thread.
 ac_status ac_result_rtstruct_buffer(const ac_result *result, ac_buffer **out);
+
+// Writes the label map as a DICOM Segmentation (SEG, binary, one segment per structure with
+// its name, colour and code, frames referencing the CT slices) to the file `path`, atomically
+// like `ac_result_write_rtstruct`. Any thread.
+ac_status ac_result_write_seg(const ac_result *result, const char *path);
+
+// Like `ac_result_write_seg`, but into memory: `*out` receives a new `ac_buffer` holding the
+// DICOM file, freed with `ac_buffer_free`. Any thread.
+ac_status ac_result_seg_buffer(const ac_result *result, ac_buffer **out);
+
+// Writes the label map as NIfTI-1 (`uint8`, voxel values as in `ac_result_labels`, affine from
+// the CT geometry converted to NIfTI's RAS) to the file `path`, gzipped when `path` ends in
+// `.gz`; atomically like `ac_result_write_rtstruct`. Any thread.
+ac_status ac_result_write_nifti(const ac_result *result, const char *path);
+
+// Like `ac_result_write_nifti`, but into memory, gzipped when `gzip` is true: `*out` receives a
+// new `ac_buffer` holding exactly the bytes the file (`.nii` or `.nii.gz`) would hold, freed
+// with `ac_buffer_free`. Any thread.
+ac_status ac_result_nifti_buffer(const ac_result *result, bool gzip, ac_buffer **out);
+
+// Sets `*count` to the number of contours of structure `structure_index` (numbered as by
+// `ac_result_structure`): the contours of its ROI in the RT Structure Set, all slices together,
+// ordered by slice. 0 for an empty structure. The contours are traced on the first call of
+// this, `ac_result_contour` or an RTSTRUCT writer, and kept by the result. Any thread.
+ac_status ac_result_contour_count(const ac_result *result, size_t structure_index, size_t *count);
+
+// Writes contour `contour_index` (< `ac_result_contour_count`) of structure `structure_index`
+// to `*contour`: its slice, its point count and a pointer to its points, owned by the result
+// and valid until `ac_result_free`. The points are those of the RT Structure Set's Contour
+// Data: closed planar polygons in patient mm, holes joined to their outline by keyholes, an
+// `EXTERNAL` structure traced around the union of all structures. Any thread.
+ac_status ac_result_contour(const ac_result *result,
+                            size_t structure_index,
+                            size_t contour_index,
+                            ac_contour *contour);
 
 // Frees a result. NULL is a no-op. Pointers obtained from it become invalid.
 ac_status ac_result_free(ac_result *result);
@@ -476,6 +659,53 @@ ac_status ac_buffer_data(const ac_buffer *buffer, const uint8_t **data, size_t *
 
 // Frees a buffer made by the library. NULL is a no-op.
 ac_status ac_buffer_free(ac_buffer *buffer);
+
+// Fills `options` with the defaults (gap tolerance 0.1 mm, tilt tolerance 0.05 mm, at most
+// 1024 x 1024 x 2048 voxels). Any thread.
+ac_status ac_load_options_init(ac_load_options *options);
+
+// Like `ac_series_load_dir`, with `options` (NULL: the defaults) saying how strictly the series
+// is checked. Out-of-range options return `AC_STATUS_INVALID_ARGUMENT`. Any thread.
+ac_status ac_series_load_dir_with_options(const char *dir,
+                                          const char *series_uid,
+                                          const ac_load_options *options,
+                                          ac_series **out);
+
+// Creates an empty series builder, freed with `ac_series_builder_free`. Any thread.
+ac_status ac_series_builder_new(ac_series_builder **out);
+
+// Adds one DICOM file held in memory: `len` bytes at `data` (with or without the 128-byte
+// preamble and file meta), copied. `name` (may be NULL) names the buffer in error messages and
+// stands for the file path (e.g. the SOP Instance UID or the host's file name); NULL gives
+// `"buffer #N"` (N counted from 1 in the order added).
+//
+// Nothing is parsed yet: `ac_series_builder_build` reports bad buffers. `data` NULL returns
+// `AC_STATUS_NULL_ARGUMENT`, `len` 0 `AC_STATUS_INVALID_ARGUMENT`.
+ac_status ac_series_builder_add_buffer(ac_series_builder *builder,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       const char *name);
+
+// Sets `*count` to the number of buffers added so far. Any thread.
+ac_status ac_series_builder_count(const ac_series_builder *builder, size_t *count);
+
+// Loads a CT series from the buffers added, exactly as `ac_series_load_dir_with_options` does
+// from a folder: with `series_uid` NULL the largest usable CT series among them, otherwise the
+// series with that Series Instance UID (`AC_STATUS_SERIES_NOT_FOUND` if absent). Objects of
+// other series (an RTSTRUCT, a scout) are ignored; a buffer that is not DICOM fails the call
+// with `AC_STATUS_NOT_DICOM` naming it. `options` NULL: the defaults.
+//
+// The same files give the same volume and geometry as loading them from a folder. On success
+// `*out` receives a new series, freed with `ac_series_free`; the builder is unchanged (it may
+// be built again, or freed).
+ac_status ac_series_builder_build(const ac_series_builder *builder,
+                                  const char *series_uid,
+                                  const ac_load_options *options,
+                                  ac_series **out);
+
+// Frees a builder and the copies of its buffers. NULL is a no-op. Series built from it stay
+// valid.
+ac_status ac_series_builder_free(ac_series_builder *builder);
 
 // Returns a static, NUL-terminated description of a status code (`"AC_STATUS_IO: reading or
 // writing a file failed"`), or `"unknown status"` for a number that is not a status.

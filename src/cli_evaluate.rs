@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use autocontour::dicom::{CtSeries, LoadOptions, load_series};
 use autocontour::metrics::names::structure_key;
 use autocontour::metrics::study::majority_vote;
-use autocontour::metrics::{Comparison, compare_masks};
+use autocontour::metrics::{Comparison, compare_masks, plots};
 use autocontour::rtstruct::{
     RasterOptions, RtStruct, check_frame_of_reference, rasterise_roi, read_rtstruct,
 };
@@ -50,6 +50,13 @@ pub struct EvaluateArgs {
     /// Series Instance UID when the CT folder holds several series.
     #[arg(long)]
     pub uid: Option<String>,
+    /// Write PNG plots into this folder (created if needed): `bland_altman_volume.png`
+    /// (test − reference volume against their mean, bias and ±1.96 SD limits),
+    /// `box_dice.png` and `box_hd95.png` (per structure, test and observer rows across
+    /// cases), and `worst_slice.png` (the CT slice where the lowest-Dice contour disagrees
+    /// most with its reference, both outlines and a legend).
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
 }
 
 /// One comparison: a test contour (or an observer) against its reference.
@@ -163,8 +170,49 @@ fn read_all(paths: &[PathBuf], ct: &CtSeries) -> Result<Vec<RtStruct>> {
         .collect()
 }
 
-/// Runs the evaluation and returns the rows plus the structures that could not be evaluated.
-pub fn evaluate(args: &EvaluateArgs) -> Result<(Vec<Row>, Vec<String>)> {
+/// The lowest-Dice comparison (test rows first, observer rows when there is no test), with its
+/// masks, for the overlay plot.
+struct Worst {
+    dice: f64,
+    row: usize,
+    reference: Vec<u8>,
+    test: Vec<u8>,
+}
+
+impl Worst {
+    /// Keeps (`row`, masks) when it is the first of its kind or has a lower Dice; test rows
+    /// replace observer rows.
+    fn offer(slot: &mut Option<Worst>, rows: &[Row], row: usize, reference: &[u8], test: &[u8]) {
+        let Some(r) = rows.get(row) else { return };
+        let dice = r.metrics.dice;
+        let better = match slot.as_ref().and_then(|w| rows.get(w.row).map(|o| (w, o))) {
+            None => true,
+            Some((w, old)) => {
+                (r.kind == "test" && old.kind != "test") || (r.kind == old.kind && dice < w.dice)
+            }
+        };
+        if better {
+            *slot = Some(Worst {
+                dice,
+                row,
+                reference: reference.to_vec(),
+                test: test.to_vec(),
+            });
+        }
+    }
+}
+
+/// What [`evaluate_all`] found: the rows, the structures that could not be evaluated, the CT,
+/// and the worst pair when plots were asked for.
+struct Evaluation {
+    rows: Vec<Row>,
+    missing: Vec<String>,
+    ct: CtSeries,
+    worst: Option<Worst>,
+}
+
+/// Runs the evaluation, keeping the worst pair's masks when `keep_worst`.
+fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> Result<Evaluation> {
     if args.tests.is_empty() && args.references.len() < 2 {
         return Err(Error::InvalidArgument(
             "evaluate needs at least one --test, or two or more --ref for inter-observer variability"
@@ -186,6 +234,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(Vec<Row>, Vec<String>)> {
     };
     let mut rows = Vec::new();
     let mut missing = Vec::new();
+    let mut worst: Option<Worst> = None;
     for s in structures(args, &refs)? {
         // Reference observers that have the structure: (file index, ROI name, mask).
         let mut observers: Vec<(usize, String, Vec<u8>)> = Vec::new();
@@ -230,6 +279,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(Vec<Row>, Vec<String>)> {
                     reference: format!("majority of the other {}", n - 1),
                     metrics: compare_masks(&maj, m, &g, args.tolerance)?,
                 });
+                if keep_worst {
+                    Worst::offer(&mut worst, &rows, rows.len() - 1, &maj, m);
+                }
             }
         }
         for (i, rs) in tests.iter().enumerate() {
@@ -250,9 +302,17 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(Vec<Row>, Vec<String>)> {
                 reference: ref_label.clone(),
                 metrics: compare_masks(reference, &mask, &g, args.tolerance)?,
             });
+            if keep_worst {
+                Worst::offer(&mut worst, &rows, rows.len() - 1, reference, &mask);
+            }
         }
     }
-    Ok((rows, missing))
+    Ok(Evaluation {
+        rows,
+        missing,
+        ct,
+        worst,
+    })
 }
 
 /// A file's path as given on the command line.
@@ -264,13 +324,14 @@ fn label(paths: &[PathBuf], i: usize) -> String {
 
 /// Runs `autocontour evaluate`.
 pub fn run(args: EvaluateArgs) -> Result<()> {
-    let (rows, missing) = evaluate(&args)?;
-    print!("{}", table(&rows));
-    for m in &missing {
+    let ev = evaluate_all(&args, args.plots.is_some())?;
+    let (rows, missing) = (&ev.rows, &ev.missing);
+    print!("{}", table(rows));
+    for m in missing {
         println!("not evaluated: {m}");
     }
     if let Some(p) = &args.csv {
-        write_file(p, &csv(&rows))?;
+        write_file(p, &csv(rows))?;
     }
     if let Some(p) = &args.json {
         let v = serde_json::json!({
@@ -285,7 +346,91 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             .map_err(|e| Error::InvalidArgument(format!("JSON: {e}")))?;
         write_file(p, &text)?;
     }
+    if let Some(dir) = &args.plots {
+        for p in write_plots(dir, &ev)? {
+            println!("plot: {}", p.display());
+        }
+    }
     Ok(())
+}
+
+/// Writes the PNG plots of `--plots` into `dir`; returns the files written.
+fn write_plots(dir: &Path, ev: &Evaluation) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let rows = &ev.rows;
+    let mut written = Vec::new();
+    // Bland-Altman of volumes (cc): test rows, or the observers when there is no test.
+    let kind = if rows.iter().any(|r| r.kind == "test") {
+        "test"
+    } else {
+        "observer"
+    };
+    let pairs: Vec<plots::Pair> = rows
+        .iter()
+        .filter(|r| r.kind == kind)
+        .map(|r| plots::Pair {
+            label: r.structure.clone(),
+            reference: r.metrics.reference_volume_mm3 / 1000.0,
+            test: r.metrics.test_volume_mm3 / 1000.0,
+        })
+        .collect();
+    let p = dir.join("bland_altman_volume.png");
+    plots::write_bland_altman(&p, &format!("Volume, {kind} vs reference"), "cc", &pairs)?;
+    written.push(p);
+    // Box plots per structure and kind.
+    for (file, title, label, get) in [
+        (
+            "box_dice.png",
+            "Dice per structure",
+            "Dice",
+            (|c: &Comparison| c.dice) as fn(&Comparison) -> f64,
+        ),
+        ("box_hd95.png", "HD95 per structure", "HD95 (mm)", |c| {
+            c.hd95_mm
+        }),
+    ] {
+        let mut series: Vec<plots::BoxSeries> = Vec::new();
+        for r in rows {
+            match series
+                .iter_mut()
+                .find(|s| s.structure == r.structure && s.group == r.kind)
+            {
+                Some(s) => s.values.push(get(&r.metrics)),
+                None => series.push(plots::BoxSeries {
+                    structure: r.structure.clone(),
+                    group: r.kind.to_string(),
+                    values: vec![get(&r.metrics)],
+                }),
+            }
+        }
+        let p = dir.join(file);
+        plots::write_box_plot(&p, title, label, &series)?;
+        written.push(p);
+    }
+    // The worst contour's most different slice.
+    if let Some(w) = &ev.worst
+        && let Some(r) = rows.get(w.row)
+    {
+        let g = ev.ct.volume.geometry();
+        match plots::worst_slice(&w.reference, &w.test, g.size) {
+            Some(k) => {
+                let z = g.index_to_patient([0.0, 0.0, k as f64]);
+                let labels = plots::OverlayLabels {
+                    title: format!(
+                        "{}: slice {k} (z {:.1} mm), Dice {:.4} over the volume",
+                        r.structure, z[2], w.dice
+                    ),
+                    reference: format!("reference: {}", file_name(&r.reference)),
+                    test: format!("{}: {} ({})", r.kind, r.roi, file_name(&r.source)),
+                };
+                let p = dir.join("worst_slice.png");
+                plots::write_overlay(&p, &ev.ct.volume, &w.reference, &w.test, k, &labels)?;
+                written.push(p);
+            }
+            None => log::info!("plots: the masks agree on every slice; no overlay written"),
+        }
+    }
+    Ok(written)
 }
 
 fn write_file(p: &Path, text: &str) -> Result<()> {

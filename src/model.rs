@@ -413,7 +413,8 @@ pub struct ModelOptions {
     pub runtime: RuntimeOptions,
     /// Execution provider.
     pub device: Device,
-    /// CPU threads for ONNX Runtime's intra-op pool (0 = ONNX Runtime's default).
+    /// CPU threads for ONNX Runtime's intra-op pool (0 = ONNX Runtime's default). Idle pool
+    /// threads block rather than spin, so the engine's own stages between calls get the cores.
     pub threads: usize,
     /// Behaviour when `device` is unavailable.
     pub fallback: Fallback,
@@ -546,6 +547,10 @@ fn build_session(
                 .map_err(|e| err(e.into()))?;
         }
         b = b.with_inter_threads(1).map_err(|e| err(e.into()))?;
+        // Idle intra-op threads block instead of spinning: the engine's own stages run between
+        // ONNX Runtime calls on the same cores, and spinning workers took CPU from them and from
+        // each other (measured in README "Performance": both got faster without it).
+        b = b.with_intra_op_spinning(false).map_err(|e| err(e.into()))?;
         Ok(b)
     };
     let cpu = |reason: Option<String>| -> Result<(ort::session::Session, Execution)> {

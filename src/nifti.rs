@@ -165,6 +165,22 @@ fn is_gz(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
+/// A label map as NIfTI-1 (`u8`) file bytes in memory, gzipped when `gzip`: the same bytes
+/// [`write_nifti_labels`] writes to a `.nii` / `.nii.gz` path.
+pub fn nifti_labels_bytes(labels: &Volume<u8>, description: &str, gzip: bool) -> Result<Vec<u8>> {
+    let mut out = header_bytes(labels.geometry(), description)?;
+    if gzip {
+        let mut e = GzEncoder::new(Vec::new(), Compression::new(6));
+        let io = |e: std::io::Error| Error::InvalidArgument(format!("gzip in memory: {e}"));
+        e.write_all(&out).map_err(io)?;
+        e.write_all(labels.data()).map_err(io)?;
+        out = e.finish().map_err(io)?;
+    } else {
+        out.extend_from_slice(labels.data());
+    }
+    Ok(out)
+}
+
 /// Writes a label map as NIfTI-1 (`u8`), gzipped when `path` ends in `.gz`; atomically.
 pub fn write_nifti_labels(path: &Path, labels: &Volume<u8>, description: &str) -> Result<()> {
     let header = header_bytes(labels.geometry(), description)?;

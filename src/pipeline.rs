@@ -12,7 +12,9 @@ use crate::dicom::CtSeries;
 use crate::error::Result;
 use crate::infer::{InferOptions, Timings, predict};
 use crate::model::{Execution, Model};
-use crate::rtstruct::{OutputInfo, RoiCode, RoiSpec, rois_from_labels, write_rtstruct};
+use crate::rtstruct::{
+    OutputInfo, RoiCode, RoiContours, RoiSpec, rois_from_labels, write_rtstruct,
+};
 use crate::volume::Volume;
 
 /// A structure's confidence below this is flagged for review.
@@ -211,6 +213,42 @@ impl Segmentation {
         path: &Path,
         contour: &ContourOptions,
     ) -> Result<String> {
+        let rois = self.rtstruct_rois(model, contour)?;
+        write_rtstruct(path, ct, &rois, &self.output_info())
+    }
+
+    /// Model name, version and hash for the outputs (RTSTRUCT, SEG) of this segmentation.
+    pub fn output_info(&self) -> OutputInfo {
+        OutputInfo {
+            model_name: self.model.0.clone(),
+            model_version: self.model.1.clone(),
+            model_sha256: self.model.2.clone(),
+            label: None,
+            series_description: None,
+        }
+    }
+
+    /// The SEG segments, one per structure (empty ones included).
+    pub fn seg_segments(&self, model: &Model) -> Vec<crate::seg::SegSegment> {
+        self.roi_specs(model)
+            .into_iter()
+            .map(|(label, s)| crate::seg::SegSegment {
+                label,
+                name: s.name,
+                color: s.color,
+                code: s.code,
+            })
+            .collect()
+    }
+
+    /// The ROIs and contours the RT Structure Set holds, sorted by ROI number (= label): one per
+    /// structure, empty ones included; an `EXTERNAL` ROI contours the union of all structures
+    /// so that it encloses the organs.
+    pub fn rtstruct_rois(
+        &self,
+        model: &Model,
+        contour: &ContourOptions,
+    ) -> Result<Vec<RoiContours>> {
         let specs = self.roi_specs(model);
         let (external, organs): (Vec<_>, Vec<_>) = specs
             .into_iter()
@@ -233,13 +271,6 @@ impl Segmentation {
             rois.extend(rois_from_labels(&union, &ext, contour)?);
         }
         rois.sort_by_key(|r| r.spec.number);
-        let info = OutputInfo {
-            model_name: self.model.0.clone(),
-            model_version: self.model.1.clone(),
-            model_sha256: self.model.2.clone(),
-            label: None,
-            series_description: None,
-        };
-        write_rtstruct(path, ct, &rois, &info)
+        Ok(rois)
     }
 }

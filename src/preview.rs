@@ -79,7 +79,9 @@ struct Plane {
     marks: [&'static str; 4], // left, right, top, bottom
 }
 
-fn window(hu: f32) -> u8 {
+/// CT grey level in the thorax overview window (level −300, width 1600); also used by the
+/// evaluation overlay (`metrics::plots`).
+pub(crate) fn window(hu: f32) -> u8 {
     // thorax overview: level -300, width 1600
     let t = ((hu + 1100.0) / 1600.0).clamp(0.0, 1.0);
     (t * 255.0) as u8

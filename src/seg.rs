@@ -7,7 +7,8 @@
 //!   Sequence but has no frame; a label map without any voxel of any segment is an error (a SEG
 //!   needs at least one frame).
 //! * Every frame carries Plane Position (the exact Image Position (Patient) of its CT slice),
-//!   Derivation Image / Source Image (the CT slice's SOP Instance UID) and Segment
+//!   Derivation Image / Source Image (the CT slice's SOP Instance UID, Spatial Locations
+//!   Preserved `YES`) and Segment
 //!   Identification; Plane Orientation and Pixel Measures are shared. Dimension Organization:
 //!   (Referenced Segment Number, Image Position (Patient)).
 //! * Patient and study attributes are copied from the CT, the Frame of Reference is the CT's.
@@ -447,6 +448,9 @@ pub fn build_seg(
                     "Source image for image processing operation",
                 )],
             );
+            // The frame is the CT slice's own grid: readers such as highdicom place frames by
+            // their source image only when this says so.
+            put(src, tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES");
         });
         per_frame.push(item(|it| {
             put_seq(

@@ -6,6 +6,7 @@
 //!   contours: DATA.md gives Dice ≈ 0.9995 between rasterised RTSTRUCT and SEG).
 //! * Three observers (the RTSTRUCT twice and a written file whose "GTVp test man" holds the
 //!   auto contour, matched by the synonym rule): majority vote reference and inter-observer rows.
+//! * `--plots`: the PNGs are written, decode, and have the documented sizes.
 
 mod common;
 mod metrics_common;
@@ -67,6 +68,8 @@ fn rider_pair_and_three_observers() {
             "1".as_ref(),
             "--csv".as_ref(),
             dir.path().join("out.csv").as_os_str(),
+            "--plots".as_ref(),
+            dir.path().join("plots1").as_os_str(),
         ],
         &dir.path().join("one.json"),
     );
@@ -110,6 +113,13 @@ fn rider_pair_and_three_observers() {
     );
     let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     assert_eq!(csv.lines().count(), 2, "{csv}");
+    // Plots: decodable PNGs of the documented sizes (no pixel checks).
+    let p1 = dir.path().join("plots1");
+    for f in ["bland_altman_volume.png", "box_dice.png", "box_hd95.png"] {
+        assert_eq!(png_size(&p1.join(f)), (900, 600), "{f}");
+    }
+    // The overlay: the 512×512 slice (square pixels) plus the 80-pixel legend band.
+    assert_eq!(png_size(&p1.join("worst_slice.png")), (512, 512 + 80));
 
     // --- three observers: the RTSTRUCT twice, and one whose "GTVp test man" is the auto ROI ---
     let auto_roi = rs.roi("GTVp_test_auto").unwrap();
@@ -161,6 +171,8 @@ fn rider_pair_and_three_observers() {
             rs_path.as_os_str(),
             "--structures".as_ref(),
             "gtvp-test-man".as_ref(),
+            "--plots".as_ref(),
+            dir.path().join("plots3").as_os_str(),
         ],
         &dir.path().join("three.json"),
     );
@@ -181,4 +193,27 @@ fn rider_pair_and_three_observers() {
     assert_eq!(fused, man);
     close("test dice", &rows[3]["dice"], 1.0);
     assert_eq!(rows[3]["reference"], "majority of 3 references");
+    // Box plots with two groups (observer, test); the test agrees with its reference on every
+    // slice, so there is no worst slice to draw.
+    let p3 = dir.path().join("plots3");
+    for f in ["bland_altman_volume.png", "box_dice.png", "box_hd95.png"] {
+        assert_eq!(png_size(&p3.join(f)), (900, 600), "{f}");
+    }
+    assert!(!p3.join("worst_slice.png").exists());
+}
+
+/// Decodes a PNG fully and returns its size.
+fn png_size(path: &Path) -> (u32, u32) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert!(
+        buf.iter().any(|&v| v != buf[0]),
+        "{}: blank image",
+        path.display()
+    );
+    (info.width, info.height)
 }

@@ -5,14 +5,14 @@
 # 1. include/autocontour.h compiles as C99 and C++17, bindings/cpp/autocontour.hpp as C++17,
 #    all with -Wall -Wextra -Werror -pedantic;
 # 2. examples/c/segment.c under Valgrind memcheck on a synthetic phantom (0 errors, 0 bytes
-#    definitely lost), then on the RIDER CT;
+#    definitely lost), under ASan + UBSan with leak detection (no reports), then on the RIDER CT;
 # 3. examples/cpp/segment.cpp built with CMake against a staged SDK prefix (find_package), and
 #    the pkg-config file checked;
 # 4. examples/csharp/Segment.cs built with Mono's mcs and run with mono;
 # 5. the C, C++ and C# RTSTRUCTs compared with the CLI's for the same CT and model: identical
 #    apart from UIDs, dates and times.
 #
-# Needs: cc, c++, cmake, pkg-config, valgrind, mcs + mono, and target/pyenv (pydicom).
+# Needs: cc (gcc, with its ASan/UBSan runtimes), c++, cmake, pkg-config, valgrind, mcs + mono, and target/pyenv (pydicom).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -48,6 +48,27 @@ valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
 }
 grep -E "ERROR SUMMARY|definitely lost|All heap blocks" "$out/valgrind.log"
 grep -q "ERROR SUMMARY: 0 errors" "$out/valgrind.log"
+
+echo "-- C sample under AddressSanitizer + UndefinedBehaviorSanitizer (phantom)"
+# The C side is instrumented; the Rust library and ONNX Runtime are not, but ASan's allocator and
+# LeakSanitizer see their heap too (leaks anywhere, and C-side misuse of library pointers).
+cc -std=c99 "${warn[@]}" -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=undefined -Iinclude examples/c/segment.c -L"$lib" -lautocontour \
+  -o "$out/segment_c_asan"
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  "$out/segment_c_asan" "$out/phantom/ct" "$model" "$out/phantom-c-asan.dcm" "$ort" \
+  >"$out/asan.log" 2>&1 || {
+  status=$?
+  cat "$out/asan.log"
+  echo "error: the C sample failed under ASan/UBSan (exit $status)" >&2
+  exit 1
+}
+if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$out/asan.log"; then
+  cat "$out/asan.log"
+  echo "error: sanitizer reports for the C sample" >&2
+  exit 1
+fi
+echo "no ASan, LSan or UBSan reports"
 
 echo "-- C sample on the RIDER CT"
 "$out/segment_c" "$ct" "$model" "$out/rider-c.dcm" "$ort"

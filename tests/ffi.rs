@@ -54,6 +54,50 @@ struct Structure {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct LoadOptions {
+    gap_tolerance_mm: f64,
+    tilt_tolerance_mm: f64,
+    max_voxels: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct ContourC {
+    slice: usize,
+    point_count: usize,
+    points: *const f64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct RoiC {
+    name: *const c_char,
+    number: i64,
+    color: [u8; 3],
+    has_color: bool,
+    interpreted_type: *const c_char,
+    contour_count: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Metrics {
+    reference_volume_mm3: f64,
+    test_volume_mm3: f64,
+    volume_difference_mm3: f64,
+    dice: f64,
+    jaccard: f64,
+    hausdorff_mm: f64,
+    hd95_mm: f64,
+    mean_distance_reference_to_test_mm: f64,
+    mean_distance_test_to_reference_mm: f64,
+    assd_mm: f64,
+    surface_dice: f64,
+    tolerance_mm: f64,
+}
+
+#[repr(C)]
 #[derive(Clone, Copy)]
 struct EngineOptions {
     ort_library: *const c_char,
@@ -94,6 +138,37 @@ struct Api {
     buffer_data: unsafe extern "C" fn(H, *mut *const u8, *mut usize) -> Status,
     buffer_free: unsafe extern "C" fn(H) -> Status,
     set_log_callback: unsafe extern "C" fn(LogCb, *mut c_void, u32) -> Status,
+    series_voxels: unsafe extern "C" fn(H, *mut *const f32, *mut usize) -> Status,
+    series_uid: unsafe extern "C" fn(H, *mut *const c_char) -> Status,
+    load_options_init: unsafe extern "C" fn(*mut LoadOptions) -> Status,
+    series_load_dir_with_options:
+        unsafe extern "C" fn(*const c_char, *const c_char, *const LoadOptions, *mut H) -> Status,
+    builder_new: unsafe extern "C" fn(*mut H) -> Status,
+    builder_add: unsafe extern "C" fn(H, *const u8, usize, *const c_char) -> Status,
+    builder_count: unsafe extern "C" fn(H, *mut usize) -> Status,
+    builder_build: unsafe extern "C" fn(H, *const c_char, *const LoadOptions, *mut H) -> Status,
+    builder_free: unsafe extern "C" fn(H) -> Status,
+    contour_count: unsafe extern "C" fn(H, usize, *mut usize) -> Status,
+    contour: unsafe extern "C" fn(H, usize, usize, *mut ContourC) -> Status,
+    write_seg: unsafe extern "C" fn(H, *const c_char) -> Status,
+    seg_buffer: unsafe extern "C" fn(H, *mut H) -> Status,
+    write_nifti: unsafe extern "C" fn(H, *const c_char) -> Status,
+    nifti_buffer: unsafe extern "C" fn(H, bool, *mut H) -> Status,
+    rtstruct_open: unsafe extern "C" fn(*const c_char, *mut H) -> Status,
+    rtstruct_open_buffer: unsafe extern "C" fn(*const u8, usize, *mut H) -> Status,
+    roi_count: unsafe extern "C" fn(H, *mut usize) -> Status,
+    roi: unsafe extern "C" fn(H, usize, *mut RoiC) -> Status,
+    find_roi: unsafe extern "C" fn(H, *const c_char, *mut usize) -> Status,
+    rasterise: unsafe extern "C" fn(H, usize, H, *mut H) -> Status,
+    rtstruct_free: unsafe extern "C" fn(H) -> Status,
+    compare_masks: unsafe extern "C" fn(
+        *const u8,
+        *const u8,
+        usize,
+        *const Geometry,
+        f64,
+        *mut Metrics,
+    ) -> Status,
 }
 
 type LogCb = Option<unsafe extern "C" fn(*mut c_void, u32, *const c_char, *const c_char)>;
@@ -182,6 +257,29 @@ fn api() -> &'static Api {
             buffer_data: sym!("ac_buffer_data"),
             buffer_free: sym!("ac_buffer_free"),
             set_log_callback: sym!("ac_set_log_callback"),
+            series_voxels: sym!("ac_series_voxels"),
+            series_uid: sym!("ac_series_uid"),
+            load_options_init: sym!("ac_load_options_init"),
+            series_load_dir_with_options: sym!("ac_series_load_dir_with_options"),
+            builder_new: sym!("ac_series_builder_new"),
+            builder_add: sym!("ac_series_builder_add_buffer"),
+            builder_count: sym!("ac_series_builder_count"),
+            builder_build: sym!("ac_series_builder_build"),
+            builder_free: sym!("ac_series_builder_free"),
+            contour_count: sym!("ac_result_contour_count"),
+            contour: sym!("ac_result_contour"),
+            write_seg: sym!("ac_result_write_seg"),
+            seg_buffer: sym!("ac_result_seg_buffer"),
+            write_nifti: sym!("ac_result_write_nifti"),
+            nifti_buffer: sym!("ac_result_nifti_buffer"),
+            rtstruct_open: sym!("ac_rtstruct_open"),
+            rtstruct_open_buffer: sym!("ac_rtstruct_open_buffer"),
+            roi_count: sym!("ac_rtstruct_roi_count"),
+            roi: sym!("ac_rtstruct_roi"),
+            find_roi: sym!("ac_rtstruct_find_roi"),
+            rasterise: sym!("ac_rtstruct_rasterise"),
+            rtstruct_free: sym!("ac_rtstruct_free"),
+            compare_masks: sym!("ac_compare_masks"),
             _lib: lib,
         }
     })
@@ -376,9 +474,12 @@ fn segments_writes_rtstruct_and_frees_everything() {
             let mem = std::slice::from_raw_parts(data, len);
             let file = std::fs::read(&out).unwrap();
             assert_eq!(&mem[128..132], b"DICM");
+            // Fresh UIDs (of varying length) per call: compare the parsed contents.
+            let from_mem =
+                autocontour::rtstruct::read_rtstruct_bytes(Path::new("mem"), mem).unwrap();
+            let from_file = autocontour::rtstruct::read_rtstruct_bytes(&out, &file).unwrap();
             assert_eq!(
-                mem.len(),
-                file.len(),
+                from_mem.rois, from_file.rois,
                 "same RTSTRUCT in memory and on disk (UIDs aside)"
             );
             expect((a.buffer_free)(buf), OK);
@@ -462,6 +563,425 @@ fn eight_threads_share_one_model() {
     });
 }
 
+/// Copies a library buffer's bytes and frees it.
+fn take_buffer(b: H) -> Vec<u8> {
+    let a = api();
+    // SAFETY: a live buffer handle; its bytes are copied before it is freed.
+    unsafe {
+        let (mut data, mut len) = (null(), 0usize);
+        expect((a.buffer_data)(b, &mut data, &mut len), OK);
+        let v = std::slice::from_raw_parts(data, len).to_vec();
+        expect((a.buffer_free)(b), OK);
+        v
+    }
+}
+
+fn rust_geometry(g: &Geometry) -> autocontour::volume::Geometry {
+    let d = g.direction;
+    autocontour::volume::Geometry::new(
+        g.size,
+        g.origin,
+        g.spacing,
+        [[d[0], d[1], d[2]], [d[3], d[4], d[5]], [d[6], d[7], d[8]]],
+    )
+    .unwrap()
+}
+
+/// RIDER from in-memory buffers equals RIDER from its folder; load options; the RIDER RTSTRUCT
+/// read through the C API equals the Rust reader's view, its GTVs rasterise to the Rust masks,
+/// and the C metrics equal `metrics::compare_masks` on them.
+#[test]
+fn rider_buffers_rtstruct_reading_and_metrics() {
+    const TOO_LARGE: Status = 305;
+    const INVALID_ARGUMENT: Status = 6;
+    const SERIES_NOT_FOUND: Status = 206;
+    const NOT_DICOM: Status = 201;
+    const ROI_NOT_FOUND: Status = 208;
+    let a = api();
+    let ct_dir = common::require("rider/ct");
+    let rs_path = common::require("rider/rtstruct.dcm");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&ct_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm")) // not the LICENSE file
+        .collect();
+    files.sort();
+    let rs_bytes = std::fs::read(&rs_path).unwrap();
+    // SAFETY: C calls with valid pointers and live handles throughout.
+    unsafe {
+        let dir = c(ct_dir.to_str().unwrap());
+        let mut folder = null_mut();
+        expect((a.series_load_dir)(dir.as_ptr(), null(), &mut folder), OK);
+        let mut g_folder = Geometry::default();
+        expect((a.series_geometry)(folder, &mut g_folder), OK);
+        assert_eq!(g_folder.size, [512, 512, 236]);
+
+        // The same files as buffers, in reverse order, with the RTSTRUCT among them (another
+        // series: ignored). Each buffer is dropped right after the call: the builder copies.
+        let mut b = null_mut();
+        expect((a.builder_new)(&mut b), OK);
+        for f in files.iter().rev() {
+            let bytes = std::fs::read(f).unwrap();
+            let name = c(&f.file_name().unwrap().to_string_lossy());
+            expect(
+                (a.builder_add)(b, bytes.as_ptr(), bytes.len(), name.as_ptr()),
+                OK,
+            );
+        }
+        expect(
+            (a.builder_add)(b, rs_bytes.as_ptr(), rs_bytes.len(), null()),
+            OK,
+        );
+        let mut n = 0usize;
+        expect((a.builder_count)(b, &mut n), OK);
+        assert_eq!(n, files.len() + 1);
+        let mut opts: LoadOptions = std::mem::zeroed();
+        expect((a.load_options_init)(&mut opts), OK);
+        assert_eq!(
+            (
+                opts.gap_tolerance_mm,
+                opts.tilt_tolerance_mm,
+                opts.max_voxels
+            ),
+            (0.1, 0.05, 1024 * 1024 * 2048)
+        );
+        let mut mem = null_mut();
+        expect((a.builder_build)(b, null(), &opts, &mut mem), OK);
+        let mut g_mem = Geometry::default();
+        expect((a.series_geometry)(mem, &mut g_mem), OK);
+        assert_eq!(g_mem, g_folder, "same geometry from buffers and folder");
+        let (mut v1, mut n1, mut v2, mut n2) = (null(), 0usize, null(), 0usize);
+        expect((a.series_voxels)(folder, &mut v1, &mut n1), OK);
+        expect((a.series_voxels)(mem, &mut v2, &mut n2), OK);
+        assert_eq!(n1, n2);
+        assert!(
+            std::slice::from_raw_parts(v1, n1) == std::slice::from_raw_parts(v2, n2),
+            "same HU volume from buffers and folder"
+        );
+        let (mut u1, mut u2) = (null(), null());
+        expect((a.series_uid)(folder, &mut u1), OK);
+        expect((a.series_uid)(mem, &mut u2), OK);
+        assert_eq!(cstr(u1), cstr(u2));
+        expect((a.series_free)(mem), OK);
+
+        // Load options: a voxel limit below the CT's size, a bad tolerance, a missing UID.
+        let mut small = opts;
+        small.max_voxels = 1000;
+        let mut h = null_mut();
+        expect((a.builder_build)(b, null(), &small, &mut h), TOO_LARGE);
+        expect(
+            (a.series_load_dir_with_options)(dir.as_ptr(), null(), &small, &mut h),
+            TOO_LARGE,
+        );
+        let mut bad = opts;
+        bad.gap_tolerance_mm = -1.0;
+        expect((a.builder_build)(b, null(), &bad, &mut h), INVALID_ARGUMENT);
+        assert!(
+            last_error().contains("gap_tolerance_mm"),
+            "{}",
+            last_error()
+        );
+        let nowhere = c("1.2.3.4");
+        expect(
+            (a.builder_build)(b, nowhere.as_ptr(), null(), &mut h),
+            SERIES_NOT_FOUND,
+        );
+        // A buffer that is not DICOM fails the build, named.
+        let junk = b"certainly not a DICOM file";
+        expect((a.builder_add)(b, junk.as_ptr(), junk.len(), null()), OK);
+        expect((a.builder_build)(b, null(), null(), &mut h), NOT_DICOM);
+        let want = format!("buffer #{}", files.len() + 2);
+        assert!(last_error().contains(&want), "{}", last_error());
+        assert!(h.is_null());
+        expect((a.builder_free)(b), OK);
+
+        // RTSTRUCT reading, from the file and from memory, against the Rust reader.
+        let rust = autocontour::rtstruct::read_rtstruct(&rs_path).unwrap();
+        let p = c(rs_path.to_str().unwrap());
+        let (mut from_file, mut from_mem) = (null_mut(), null_mut());
+        expect((a.rtstruct_open)(p.as_ptr(), &mut from_file), OK);
+        expect(
+            (a.rtstruct_open_buffer)(rs_bytes.as_ptr(), rs_bytes.len(), &mut from_mem),
+            OK,
+        );
+        for rs in [from_file, from_mem] {
+            let mut n = 0usize;
+            expect((a.roi_count)(rs, &mut n), OK);
+            assert_eq!(n, rust.rois.len());
+            for (i, want) in rust.rois.iter().enumerate() {
+                let mut roi: RoiC = std::mem::zeroed();
+                expect((a.roi)(rs, i, &mut roi), OK);
+                assert_eq!(cstr(roi.name), want.name);
+                assert_eq!(roi.number, want.number);
+                assert_eq!(roi.has_color.then_some(roi.color), want.color);
+                assert_eq!(
+                    cstr(roi.interpreted_type),
+                    want.interpreted_type.clone().unwrap_or_default()
+                );
+                assert_eq!(roi.contour_count, want.contours.len());
+            }
+            let mut roi: RoiC = std::mem::zeroed();
+            expect((a.roi)(rs, n, &mut roi), INDEX_OUT_OF_RANGE);
+        }
+        // Without the 128-byte preamble, and without "DICM" too (file meta first): the same.
+        for skip in [128, 132] {
+            let mut bare = null_mut();
+            let rest = &rs_bytes[skip..];
+            expect(
+                (a.rtstruct_open_buffer)(rest.as_ptr(), rest.len(), &mut bare),
+                OK,
+            );
+            let mut n_bare = 0usize;
+            expect((a.roi_count)(bare, &mut n_bare), OK);
+            assert_eq!(n_bare, rust.rois.len());
+            expect((a.rtstruct_free)(bare), OK);
+        }
+        let mut idx = 0usize;
+        let lower = c("gtvp_test_man");
+        expect((a.find_roi)(from_mem, lower.as_ptr(), &mut idx), OK);
+        assert_eq!(rust.rois[idx].name, "GTVp_test_man");
+        let none = c("Spinal cord");
+        expect(
+            (a.find_roi)(from_mem, none.as_ptr(), &mut idx),
+            ROI_NOT_FOUND,
+        );
+        assert!(last_error().contains("GTVp_test_auto"), "{}", last_error());
+
+        // Rasterised GTVs equal the Rust masks; C metrics equal the Rust metrics.
+        let g = rust_geometry(&g_folder);
+        let mut masks = Vec::new();
+        for name in ["GTVp_test_man", "GTVp_test_auto"] {
+            let nm = c(name);
+            expect((a.find_roi)(from_file, nm.as_ptr(), &mut idx), OK);
+            let mut m = null_mut();
+            expect((a.rasterise)(from_file, idx, folder, &mut m), OK);
+            let mask = take_buffer(m);
+            let want = autocontour::rtstruct::rasterise_roi(
+                rust.roi(name).unwrap(),
+                &g,
+                &autocontour::rtstruct::RasterOptions::default(),
+            )
+            .unwrap();
+            assert!(
+                mask == want.data(),
+                "{name}: C mask differs from the Rust mask"
+            );
+            assert!(mask.contains(&1));
+            masks.push(mask);
+        }
+        let mut m = Metrics::default();
+        expect(
+            (a.compare_masks)(
+                masks[0].as_ptr(),
+                masks[1].as_ptr(),
+                masks[0].len(),
+                &g_folder,
+                1.0,
+                &mut m,
+            ),
+            OK,
+        );
+        let want = autocontour::metrics::compare_masks(&masks[0], &masks[1], &g, 1.0).unwrap();
+        assert_eq!(
+            m,
+            Metrics {
+                reference_volume_mm3: want.reference_volume_mm3,
+                test_volume_mm3: want.test_volume_mm3,
+                volume_difference_mm3: want.volume_difference_mm3,
+                dice: want.dice,
+                jaccard: want.jaccard,
+                hausdorff_mm: want.hausdorff_mm,
+                hd95_mm: want.hd95_mm,
+                mean_distance_reference_to_test_mm: want.mean_distance_reference_to_test_mm,
+                mean_distance_test_to_reference_mm: want.mean_distance_test_to_reference_mm,
+                assd_mm: want.assd_mm,
+                surface_dice: want.surface_dice,
+                tolerance_mm: 1.0,
+            }
+        );
+        assert!(m.dice > 0.5 && m.dice < 1.0 && m.hd95_mm > 0.0, "{m:?}");
+        println!("RIDER GTVp_test_man vs GTVp_test_auto through ac_compare_masks: {m:?}");
+        expect(
+            (a.compare_masks)(
+                masks[0].as_ptr(),
+                masks[1].as_ptr(),
+                masks[0].len() - 1,
+                &g_folder,
+                1.0,
+                &mut m,
+            ),
+            INVALID_ARGUMENT,
+        );
+        expect(
+            (a.compare_masks)(
+                masks[0].as_ptr(),
+                masks[1].as_ptr(),
+                masks[0].len(),
+                &g_folder,
+                f64::NAN,
+                &mut m,
+            ),
+            INVALID_ARGUMENT,
+        );
+        expect((a.rtstruct_free)(from_file), OK);
+        expect((a.rtstruct_free)(from_mem), OK);
+        expect((a.series_free)(folder), OK);
+    }
+}
+
+/// Contours through the C API equal the RTSTRUCT's; SEG, RTSTRUCT and NIfTI in memory equal
+/// the files written to paths.
+#[test]
+fn contours_and_outputs_in_memory_match_files() {
+    let a = api();
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_session();
+    // SAFETY: C calls with valid pointers and live handles throughout.
+    unsafe {
+        let mut r = null_mut();
+        expect(
+            (a.segment)(s.model, s.series, None, null_mut(), null_mut(), &mut r),
+            OK,
+        );
+        let mut g = Geometry::default();
+        let (mut data, mut len) = (null(), 0usize);
+        expect((a.result_labels)(r, &mut g, &mut data, &mut len), OK);
+        let labels = std::slice::from_raw_parts(data, len).to_vec();
+        let geometry = rust_geometry(&g);
+
+        let rs_path = dir.path().join("rs.dcm");
+        let p = c(rs_path.to_str().unwrap());
+        expect((a.result_write_rtstruct)(r, p.as_ptr()), OK);
+        let file_rs = autocontour::rtstruct::read_rtstruct(&rs_path).unwrap();
+
+        let mut n = 0usize;
+        expect((a.result_structure_count)(r, &mut n), OK);
+        let mut total = 0;
+        for i in 0..n {
+            let mut st: Structure = std::mem::zeroed();
+            expect((a.result_structure)(r, i, &mut st), OK);
+            let roi = file_rs.roi(&cstr(st.name)).unwrap();
+            let mut count = 0usize;
+            expect((a.contour_count)(r, i, &mut count), OK);
+            assert_eq!(count, roi.contours.len(), "{}", cstr(st.name));
+            if st.voxels > 0 {
+                assert!(count > 0, "{} has voxels but no contour", cstr(st.name));
+            }
+            for (k, want) in roi.contours.iter().enumerate() {
+                let mut ct = ContourC {
+                    slice: 0,
+                    point_count: 0,
+                    points: null(),
+                };
+                expect((a.contour)(r, i, k, &mut ct), OK);
+                assert!(ct.point_count >= 3);
+                let pts = std::slice::from_raw_parts(ct.points, 3 * ct.point_count);
+                assert_eq!(ct.point_count, want.points.len());
+                for (p, q) in pts.chunks_exact(3).zip(&want.points) {
+                    for d in 0..3 {
+                        // The file holds them with 3 decimals.
+                        assert!((p[d] - q[d]).abs() <= 5.01e-4, "{p:?} vs {q:?}");
+                    }
+                    let idx = geometry.patient_to_index([p[0], p[1], p[2]]);
+                    assert!(
+                        (idx[2] - ct.slice as f64).abs() < 1e-6,
+                        "{idx:?} on {}",
+                        ct.slice
+                    );
+                    // On the boundary of this structure's voxels (edge tracing), inside the grid.
+                    assert!(idx[0] >= -0.5 - 1e-9 && idx[0] <= g.size[0] as f64 - 0.5 + 1e-9);
+                    assert!(idx[1] >= -0.5 - 1e-9 && idx[1] <= g.size[1] as f64 - 0.5 + 1e-9);
+                }
+                total += 1;
+            }
+            let mut ct: ContourC = std::mem::zeroed();
+            expect((a.contour)(r, i, count, &mut ct), INDEX_OUT_OF_RANGE);
+        }
+        assert!(total > 0, "tiny-unet contours something");
+        assert!(labels.iter().any(|&l| l != 0));
+        let mut count = 0usize;
+        expect((a.contour_count)(r, n, &mut count), INDEX_OUT_OF_RANGE);
+
+        // RTSTRUCT in memory: same ROIs and contours as the file.
+        let mut buf = null_mut();
+        expect((a.result_rtstruct_buffer)(r, &mut buf), OK);
+        let mem = take_buffer(buf);
+        let mem_rs = autocontour::rtstruct::read_rtstruct_bytes(Path::new("mem"), &mem).unwrap();
+        assert_eq!(mem_rs.rois, file_rs.rois);
+        assert_ne!(
+            mem_rs.sop_instance_uid, file_rs.sop_instance_uid,
+            "fresh UIDs"
+        );
+
+        // SEG: same frames, segments and pixel data.
+        let seg_path = dir.path().join("seg.dcm");
+        let p = c(seg_path.to_str().unwrap());
+        expect((a.write_seg)(r, p.as_ptr()), OK);
+        let mut buf = null_mut();
+        expect((a.seg_buffer)(r, &mut buf), OK);
+        let mem = take_buffer(buf);
+        assert_eq!(&mem[128..132], b"DICM");
+        let file_obj = dicom_object::open_file(&seg_path).unwrap();
+        let mem_obj = dicom_object::OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Always)
+            .from_reader(&mem[..])
+            .unwrap();
+        use dicom_dictionary_std::tags;
+        for tag in [
+            tags::SOP_CLASS_UID,
+            tags::NUMBER_OF_FRAMES,
+            tags::ROWS,
+            tags::COLUMNS,
+            tags::SERIES_DESCRIPTION,
+            tags::FRAME_OF_REFERENCE_UID,
+            tags::PIXEL_DATA,
+        ] {
+            let x = file_obj.element(tag).unwrap().to_bytes().unwrap();
+            let y = mem_obj.element(tag).unwrap().to_bytes().unwrap();
+            assert!(x == y, "SEG {tag:?} differs between file and buffer");
+        }
+        let segments = |o: &dicom_object::DefaultDicomObject| {
+            o.element(tags::SEGMENT_SEQUENCE)
+                .unwrap()
+                .items()
+                .unwrap()
+                .iter()
+                .map(|it| {
+                    it.element(tags::SEGMENT_LABEL)
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(segments(&file_obj), segments(&mem_obj));
+        assert_eq!(segments(&mem_obj).len(), n);
+
+        // NIfTI: the exact bytes of the file, plain and gzipped.
+        for (name, gz) in [("labels.nii", false), ("labels.nii.gz", true)] {
+            let path = dir.path().join(name);
+            let p = c(path.to_str().unwrap());
+            expect((a.write_nifti)(r, p.as_ptr()), OK);
+            let mut buf = null_mut();
+            expect((a.nifti_buffer)(r, gz, &mut buf), OK);
+            let mem = take_buffer(buf);
+            assert!(
+                mem == std::fs::read(&path).unwrap(),
+                "{name}: buffer != file"
+            );
+            if !gz {
+                assert_eq!(mem.len(), 352 + labels.len());
+                assert!(mem[352..] == labels[..]);
+            }
+        }
+        let back =
+            autocontour::nifti::read_nifti_labels(&dir.path().join("labels.nii.gz")).unwrap();
+        assert!(back.data() == &labels[..]);
+        expect((a.result_free)(r), OK);
+    }
+}
+
 // ---- crash cases, each in a child process ----
 
 const CASES: &[&str] = &[
@@ -538,6 +1058,40 @@ fn child_case() {
                     (a.buffer_data)(null_mut(), null_mut(), null_mut()),
                     NULL_ARGUMENT,
                 );
+                expect((a.load_options_init)(null_mut()), NULL_ARGUMENT);
+                expect((a.builder_new)(null_mut()), NULL_ARGUMENT);
+                let mut b = null_mut();
+                expect((a.builder_new)(&mut b), OK);
+                expect((a.builder_add)(b, null(), 10, null()), NULL_ARGUMENT);
+                expect((a.builder_add)(b, b"x".as_ptr(), 0, null()), 6);
+                expect(
+                    (a.builder_build)(b, null(), null(), null_mut()),
+                    NULL_ARGUMENT,
+                );
+                expect((a.builder_build)(b, null(), null(), &mut h), NO_SERIES);
+                expect((a.builder_free)(b), OK);
+                expect((a.rtstruct_open)(null(), &mut h), NULL_ARGUMENT);
+                expect((a.rtstruct_open_buffer)(null(), 5, &mut h), NULL_ARGUMENT);
+                expect((a.roi_count)(null_mut(), null_mut()), NULL_ARGUMENT);
+                expect(
+                    (a.rasterise)(null_mut(), 0, null_mut(), &mut h),
+                    NULL_ARGUMENT,
+                );
+                expect(
+                    (a.contour)(null_mut(), 0, 0, &mut std::mem::zeroed()),
+                    NULL_ARGUMENT,
+                );
+                expect((a.seg_buffer)(null_mut(), &mut h), NULL_ARGUMENT);
+                expect((a.nifti_buffer)(null_mut(), true, &mut h), NULL_ARGUMENT);
+                let g = Geometry::default();
+                expect(
+                    (a.compare_masks)(null(), null(), 0, &g, 1.0, &mut Metrics::default()),
+                    NULL_ARGUMENT,
+                );
+                expect(
+                    (a.compare_masks)(b"x".as_ptr(), b"x".as_ptr(), 1, null(), 1.0, null_mut()),
+                    NULL_ARGUMENT,
+                );
                 for free in [
                     a.engine_free,
                     a.model_free,
@@ -545,10 +1099,17 @@ fn child_case() {
                     a.result_free,
                     a.token_free,
                     a.buffer_free,
+                    a.builder_free,
+                    a.rtstruct_free,
                 ] {
                     expect(free(null_mut()), OK);
                 }
                 assert!(last_error().contains("is NULL"), "{}", last_error());
+                // Garbage bytes as an RTSTRUCT: a status, not a crash.
+                let junk = [0x08u8, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01];
+                let st = (a.rtstruct_open_buffer)(junk.as_ptr(), junk.len(), &mut h);
+                assert!(st == 201 || st == 202 || st == 203, "status {st}");
+                assert!(h.is_null(), "outputs untouched on failure");
             }
             "double_free" => {
                 let mut t = null_mut();
@@ -581,6 +1142,14 @@ fn child_case() {
                 expect((a.series_free)(t), WRONG_HANDLE_TYPE);
                 let mut g = Geometry::default();
                 expect((a.series_geometry)(t, &mut g), WRONG_HANDLE_TYPE);
+                expect(
+                    (a.builder_add)(t, b"x".as_ptr(), 1, null()),
+                    WRONG_HANDLE_TYPE,
+                );
+                let mut n = 0usize;
+                expect((a.roi_count)(t, &mut n), WRONG_HANDLE_TYPE);
+                expect((a.contour_count)(t, 0, &mut n), WRONG_HANDLE_TYPE);
+                expect((a.rtstruct_free)(t), WRONG_HANDLE_TYPE);
                 assert!(last_error().contains("ac_cancel_token"), "{}", last_error());
                 // A garbage pointer, never handed out.
                 expect((a.token_cancel)(0xdead_beef_usize as H), INVALID_HANDLE);

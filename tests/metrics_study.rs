@@ -1,5 +1,6 @@
 //! Study statistics against scipy (Mann-Whitney U, exact and asymptotic), sklearn (Cohen's
-//! kappa), statsmodels (Fleiss' kappa) and numpy (Bland-Altman) on fixed inputs, run through
+//! kappa), statsmodels (Fleiss' kappa) and numpy (Bland-Altman; box-plot quartiles and
+//! whiskers behind `metrics::plots`) on fixed inputs, run through
 //! `tests/python/study_reference.py` under target/pyenv.
 
 mod common;
@@ -7,6 +8,7 @@ mod metrics_common;
 
 use std::process::Command;
 
+use autocontour::metrics::plots::box_stats;
 use autocontour::metrics::study::{
     MwuMethod, bland_altman, cohen_kappa, fleiss_kappa_masks, majority_vote, mann_whitney_u,
 };
@@ -85,6 +87,26 @@ fn statistics_match_scipy_sklearn_statsmodels() {
         vec![41.2, 55.0, 12.7, 80.3, 33.3, 21.9, 64.4, 47.5],
         vec![39.8, 57.1, 13.9, 76.0, 35.2, 20.1, 66.0, 45.0],
     );
+    // Box plots: Dice and HD95-like samples, with ties, an outlier each side, an infinite value.
+    let boxes: Vec<Vec<f64>> = vec![
+        vec![0.91, 0.87, 0.78, 0.95, 0.93, 0.89, 0.9, 0.41, 0.92],
+        vec![
+            3.1,
+            2.5,
+            2.5,
+            4.0,
+            19.5,
+            2.8,
+            3.3,
+            f64::INFINITY,
+            2.9,
+            3.0,
+            0.2,
+        ],
+        vec![1.0, 2.0],
+        vec![5.0],
+        (0..37).map(|i| ((i * 13) % 17) as f64 * 0.37).collect(),
+    ];
     let spec = json!({
         "mwu": mwu.iter().map(|(x, y)| json!({"x": x, "y": y})).collect::<Vec<_>>(),
         "cohen": [
@@ -97,6 +119,8 @@ fn statistics_match_scipy_sklearn_statsmodels() {
             {"masks": [a, b, c, b], "roi": roi},
         ],
         "bland_altman": [{"a": ba.0, "b": ba.1}],
+        // JSON has no infinity: `null` stands for one (left out by both sides).
+        "box": boxes.iter().map(|v| v.iter().map(|x| x.is_finite().then_some(*x)).collect::<Vec<_>>()).collect::<Vec<_>>(),
     });
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("study.json");
@@ -172,6 +196,27 @@ fn statistics_match_scipy_sklearn_statsmodels() {
     rel("sd", ours.sd, &theirs["sd"]);
     rel("lower", ours.lower_loa, &theirs["lower"]);
     rel("upper", ours.upper_loa, &theirs["upper"]);
+
+    for (i, v) in boxes.iter().enumerate() {
+        let ours = box_stats(v).unwrap();
+        let theirs = &r["box"][i];
+        assert_eq!(ours.n as u64, theirs["n"].as_u64().unwrap(), "box {i} n");
+        rel(&format!("box {i} q1"), ours.q1, &theirs["q1"]);
+        rel(&format!("box {i} median"), ours.median, &theirs["median"]);
+        rel(&format!("box {i} q3"), ours.q3, &theirs["q3"]);
+        rel(
+            &format!("box {i} lower whisker"),
+            ours.lower_whisker,
+            &theirs["lower"],
+        );
+        rel(
+            &format!("box {i} upper whisker"),
+            ours.upper_whisker,
+            &theirs["upper"],
+        );
+        let outliers: Vec<f64> = serde_json::from_value(theirs["outliers"].clone()).unwrap();
+        assert_eq!(ours.outliers, outliers, "box {i} outliers");
+    }
 
     // Majority vote of three observers against numpy-free counting: a voxel is in when ≥ 2 say so.
     let mv = majority_vote(&[&a, &b, &c]).unwrap();

@@ -404,3 +404,175 @@ fn rider_round_trip_through_independent_tools() {
         }
     }
 }
+
+/// A RayStation-style structure set (tests/python/rt_raystation_fixture.py: Explicit VR, ISO_IR
+/// 100 with "Lunge_Öst", ROI numbers 7/3/12/1/5/20 out of order, no Contour Image references,
+/// GTV contours 0.3 slice gaps off their slice, a hole as a separate contour, two contours per
+/// slice, a POINT ROI, an ROI without Contour Sequence and one without ROI Contour item) on the
+/// RIDER grid: ROIs listed as in the file, the point reported, not rasterised; each area ROI
+/// against the fixture's analytic masks (numpy) and against plastimatch: Dice ≥ 0.99.
+#[test]
+fn raystation_style_structure_set() {
+    use autocontour::rtstruct::RoiKind;
+    let ct = rider_ct();
+    let g = *ct.volume.geometry();
+    let n = g.voxel_count();
+    let tmp = tempfile::tempdir().unwrap();
+    let rs_path = tmp.path().join("rs_raystation.dcm");
+    let ref_path = tmp.path().join("ref.raw");
+    let info = run(Command::new(python())
+        .arg(common::root().join("tests/python/rt_raystation_fixture.py"))
+        .arg(common::require("rider/ct"))
+        .arg(&rs_path)
+        .arg(&ref_path));
+    let info: serde_json::Value = serde_json::from_str(info.trim()).unwrap();
+    let reference = std::fs::read(&ref_path).unwrap();
+    assert_eq!(reference.len(), 3 * n);
+
+    let rs = read_rtstruct(&rs_path).unwrap();
+    assert_eq!(
+        rs.frame_of_reference_uid.as_deref(),
+        Some(ct.frame_of_reference_uid.as_str())
+    );
+    assert_eq!(
+        rs.referenced_series_uid.as_deref(),
+        Some(ct.series_uid.as_str())
+    );
+    let listed: Vec<(i64, &str, Option<&str>, RoiKind)> = rs
+        .rois
+        .iter()
+        .map(|r| {
+            (
+                r.number,
+                r.name.as_str(),
+                r.interpreted_type.as_deref(),
+                r.kind(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (7, "External", Some("EXTERNAL"), RoiKind::Area),
+            (3, "Lunge_Öst", Some("ORGAN"), RoiKind::Area),
+            (12, "GTV", Some("GTV"), RoiKind::Area),
+            (1, "Ref_Point", Some("MARKER"), RoiKind::Points),
+            (5, "Empty_ROI", Some("ORGAN"), RoiKind::Empty),
+            (20, "Not_Contoured", Some("AVOIDANCE"), RoiKind::Empty),
+        ]
+    );
+    for (roi, want) in rs.rois.iter().zip(info["rois"].as_array().unwrap()) {
+        assert_eq!(
+            roi.contours.len() as u64,
+            want["contours"].as_u64().unwrap()
+        );
+        assert!(
+            roi.contours
+                .iter()
+                .all(|c| c.referenced_sop_instance_uid.is_none())
+        );
+    }
+    assert_eq!(rs.roi("Lunge_Öst").unwrap().color, Some([0, 128, 255]));
+    assert_eq!(rs.roi("Not_Contoured").unwrap().color, None);
+    let point = rs.roi("Ref_Point").unwrap().points();
+    let want: Vec<f64> = serde_json::from_value(info["point"].clone()).unwrap();
+    assert_eq!(point, [[want[0], want[1], want[2]]]);
+
+    let opts = RasterOptions {
+        slices: Some(&ct.slices),
+    };
+    for name in ["Ref_Point", "Empty_ROI", "Not_Contoured"] {
+        let m = rasterise_roi(rs.roi(name).unwrap(), &g, &opts).unwrap();
+        assert!(m.data().iter().all(|&v| v == 0), "{name} rasterised");
+    }
+
+    let pm = tmp.path().join("pm");
+    run(Command::new("plastimatch")
+        .arg("convert")
+        .arg("--input")
+        .arg(&rs_path)
+        .arg("--referenced-ct")
+        .arg(common::require("rider/ct"))
+        .arg("--output-prefix")
+        .arg(&pm)
+        // plastimatch ORs overlapping contours unless told: a hole as a separate contour
+        // needs XOR (our reader's even-odd rule).
+        .arg("--xor-contours"));
+    // plastimatch names its files by the raw (Latin-1) ROI name: find them by prefix.
+    let pm_files: Vec<PathBuf> = std::fs::read_dir(&pm)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let plane = g.size[0] * g.size[1];
+    for (a, name) in ["External", "Lunge_Öst", "GTV"].iter().enumerate() {
+        let mask = rasterise_roi(rs.roi(name).unwrap(), &g, &opts).unwrap();
+        let truth = &reference[a * n..(a + 1) * n];
+        let d = dice(mask.data(), truth);
+        // Exactly the slices the fixture drew on (the GTV's are 0.3 gaps off).
+        let range = &info["slices"][*name];
+        let (k0, k1) = (
+            range[0].as_u64().unwrap() as usize,
+            range[1].as_u64().unwrap() as usize,
+        );
+        for k in 0..g.size[2] {
+            let any = mask.data()[k * plane..(k + 1) * plane].contains(&1);
+            assert_eq!(any, (k0..=k1).contains(&k), "{name} slice {k}");
+        }
+        let prefix = name.split('_').next().unwrap();
+        let mha = pm_files
+            .iter()
+            .find(|p| {
+                let f = p.file_name().unwrap().to_string_lossy();
+                f.starts_with(prefix) && f.ends_with(".mha")
+            })
+            .unwrap_or_else(|| panic!("no plastimatch image for {name} in {pm_files:?}"));
+        let (dims, _, pm_data) = read_mha(mha);
+        assert_eq!(dims, g.size.to_vec());
+        let d_pm = dice(mask.data(), &pm_data);
+        let d_pm_ref = dice(&pm_data, truth);
+        eprintln!(
+            "RayStation-style {name}: Dice vs analytic {d:.5}, vs plastimatch {d_pm:.5} \
+             (plastimatch vs analytic {d_pm_ref:.5})"
+        );
+        assert!(d >= 0.99, "{name}: Dice vs analytic {d}");
+        assert!(d_pm >= 0.99, "{name}: Dice vs plastimatch {d_pm}");
+    }
+    // Dice ≥ 0.99 on the ring also shows the hole was subtracted (it is 16 % of the disc).
+
+    // The CLI lists every ROI with its kind and the point, and draws only the areas.
+    let nii = tmp.path().join("labels.nii");
+    run(Command::new(common::cli())
+        .arg("rtstruct-to-mask")
+        .arg(&rs_path)
+        .arg("--ct")
+        .arg(common::require("rider/ct"))
+        .arg("--out")
+        .arg(&nii));
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("labels.json")).unwrap())
+            .unwrap();
+    let kinds: Vec<(&str, &str, u64)> = side["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap(),
+                l["kind"].as_str().unwrap(),
+                l["voxels"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 6);
+    assert_eq!(kinds[1].0, "Lunge_Öst");
+    assert!(kinds[..3].iter().all(|k| k.1 == "area" && k.2 > 1000));
+    assert_eq!(
+        &kinds[3..],
+        [
+            ("Ref_Point", "points", 0),
+            ("Empty_ROI", "empty", 0),
+            ("Not_Contoured", "empty", 0)
+        ]
+    );
+    assert_eq!(side["labels"][3]["points"][0][2].as_f64(), Some(want[2]));
+}

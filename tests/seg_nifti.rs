@@ -277,3 +277,98 @@ fn segment_writes_seg_and_nifti_on_request() {
     assert_eq!(v[2], labels.data().iter().filter(|&&l| l != 0).count());
     assert!(v[1] > 0);
 }
+
+/// The RIDER CT with a body outline (HU > −500), the manual GTV of the RIDER RTSTRUCT (read by
+/// our reader) and an empty segment: our SEG passes dciodvfy and highdicom decodes it to our
+/// label map, per CT instance and as a volume placed on the CT slices; our NIfTI is read by
+/// nibabel and SimpleITK as the same voxels at the CT's own voxel-centre positions (LPS vs RAS).
+#[test]
+fn rider_seg_and_nifti_read_by_highdicom_nibabel_simpleitk() {
+    use autocontour::rtstruct::{RasterOptions, rasterise_roi, read_rtstruct};
+    let ct = load_series(&common::require("rider/ct"), None, &LoadOptions::default()).unwrap();
+    let g = *ct.volume.geometry();
+    let rs = read_rtstruct(&common::require("rider/rtstruct.dcm")).unwrap();
+    let gtv = rasterise_roi(
+        rs.roi("GTVp_test_man").unwrap(),
+        &g,
+        &RasterOptions {
+            slices: Some(&ct.slices),
+        },
+    )
+    .unwrap();
+    let data: Vec<u8> = ct
+        .volume
+        .data()
+        .iter()
+        .zip(gtv.data())
+        .map(|(&hu, &t)| if t != 0 { 2 } else { u8::from(hu > -500.0) })
+        .collect();
+    let labels = autocontour::volume::Volume::new(g, data).unwrap();
+    let segments: Vec<SegSegment> = [(1, "Body"), (2, "GTV"), (3, "Empty")]
+        .iter()
+        .map(|&(label, name)| SegSegment {
+            label,
+            name: name.into(),
+            color: [255, 60 * label, 0],
+            code: None,
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let seg = tmp.path().join("seg.dcm");
+    let info = OutputInfo {
+        model_name: "rider-threshold".into(),
+        model_version: "1".into(),
+        ..OutputInfo::default()
+    };
+    write_seg(&seg, &ct, &labels, &segments, &info).unwrap();
+    let nii = tmp.path().join("labels.nii.gz");
+    write_nifti_labels(&nii, &labels, "rider").unwrap();
+    let raw = tmp.path().join("labels.raw");
+    std::fs::write(&raw, labels.data()).unwrap();
+
+    let v = Command::new("dciodvfy")
+        .arg(&seg)
+        .output()
+        .expect("dciodvfy (apt dicom3tools)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(
+        !report.contains("Error"),
+        "dciodvfy reports errors:\n{report}"
+    );
+
+    let text = run(Command::new(common::python())
+        .arg(common::root().join("tests/python/seg_nifti_rider_check.py"))
+        .arg(&seg)
+        .arg(common::require("rider/ct"))
+        .arg(&nii)
+        .arg(&raw));
+    let r: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    eprintln!("{r:#}");
+    let hd = &r["highdicom"];
+    let names: Vec<&str> = hd["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Body", "GTV", "Empty"]);
+    assert_eq!(hd["mismatch"], 0, "highdicom per instance: {hd}");
+    assert_eq!(hd["volume_mismatch"], 0, "highdicom volume: {hd}");
+    assert!(
+        hd["volume_position_error_mm"].as_f64().unwrap() < 1e-3,
+        "{hd}"
+    );
+    assert!(hd["volume_axes_error_mm"].as_f64().unwrap() < 1e-3, "{hd}");
+    for tool in ["nibabel", "simpleitk"] {
+        let t = &r[tool];
+        assert_eq!(t["mismatch"], 0, "{tool}: {t}");
+        assert!(t["max_error_mm"].as_f64().unwrap() < 1e-3, "{tool}: {t}");
+    }
+    assert_eq!(r["nibabel"]["sform_code"], 1);
+    assert_eq!(r["nibabel"]["qform_code"], 1);
+    assert!(r["nibabel"]["qform_sform_max_diff"].as_f64().unwrap() < 1e-4);
+}

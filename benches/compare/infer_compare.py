@@ -2,13 +2,20 @@
 """Side by side, one run, one machine: our engine vs a numpy + onnxruntime pipeline vs MONAI's
 sliding_window_inference with an onnxruntime predictor, same model, same CT, CPU.
 
-    python benches/compare/infer_compare.py [--ct DIR] [--model DIR] [--threads N]
+    python benches/compare/infer_compare.py [--ct DIR] [--model DIR] [--threads N] [--exe PATH]
 
-Needs: a release build of the example (`cargo build --release --example segment`), and a Python
+Needs: a release build of the example (`cargo build --release --example segment`; --exe points
+at another build of it), and a Python
 with numpy, scipy, pydicom, onnxruntime (target/pyenv has them); MONAI's column needs torch and
 monai (skipped with a note when missing). Each pipeline runs in its own process so its peak RSS
 (ru_maxrss) is its own. Every pipeline starts from the DICOM folder and ends with a label map on
 the CT grid; ours also writes the RTSTRUCT (its time is reported separately).
+
+"non-ORT %" is the share of a pipeline's inference wall time (model grid + tiles + back to the CT
+grid) spent outside ONNX Runtime's run calls; for ours it is printed a second time with the
+postprocessing (largest component, hole filling: a step the peers do not do) counted in, and
+our engine's own steps are listed one by one. The machine's load average is printed with the
+results: the figures are only comparable within one run.
 """
 import argparse
 import json
@@ -149,8 +156,11 @@ def main():
     ap.add_argument("--python", default=str(ROOT / "target/pyenv/bin/python"), help="Python for the numpy pipeline")
     ap.add_argument("--monai-python", default=str(ROOT / "target/train-venv/bin/python"),
                     help="Python with torch + monai for the MONAI pipeline")
+    ap.add_argument("--exe", default=str(ROOT / "target/release/examples/segment"),
+                    help="the segment example's binary")
     a = ap.parse_args()
-    exe = ROOT / "target/release/examples/segment"
+    exe = Path(a.exe)
+    load_before = os.getloadavg()
     if not exe.exists():
         sys.exit("build it first: cargo build --release --example segment")
     env = dict(os.environ, AUTOCONTOUR_ORT_LIB=str(ROOT / "target/onnxruntime/libonnxruntime.so.1.31.1"))
@@ -164,7 +174,10 @@ def main():
         rows["MONAI sliding_window + onnxruntime"] = run_child(a.monai_python, "monai", a.ct, a.model, a.threads)
     else:
         rows["MONAI sliding_window + onnxruntime"] = {"error": f"{a.monai_python} not found (needs torch + monai)"}
+    load_after = os.getloadavg()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.platform()}; threads={a.threads}")
+    print(f"load average (1, 5, 15 min): before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+          f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     print(f"CT: {a.ct}\nmodel: {a.model}\n")
     hdr = f"{'pipeline':<36}{'load':>7}{'pre':>7}{'infer':>8}{'ORT':>8}{'back':>7}{'total':>8}{'non-ORT %':>10}{'peak MB':>9}"
     print(hdr)
@@ -172,7 +185,7 @@ def main():
         if "error" in v:
             print(f"{name:<36} error: {v['error']}")
             continue
-        work = v["preprocess_s"] + v["inference_s"] + v["resample_s"] + v.get("postprocess_s", 0.0)
+        work = v["preprocess_s"] + v["inference_s"] + v["resample_s"]
         non_ort = 100 * (work - v["ort_run_s"]) / work
         print(f"{name:<36}{v['load_s']:>7.2f}{v['preprocess_s']:>7.2f}{v['inference_s']:>8.2f}{v['ort_run_s']:>8.2f}"
               f"{v['resample_s']:>7.2f}{v['total_s']:>8.2f}{non_ort:>9.1f}%{v['peak_rss_mb']:>9.0f}")
@@ -180,7 +193,19 @@ def main():
     for name, v in rows.items():
         if "error" not in v and v is not ours:
             print(f"\n{name}: {v['total_s'] / base:.2f}x our wall time, {v['peak_rss_mb'] / ours['peak_rss_mb']:.2f}x our peak RSS")
-    print(f"\nours: RTSTRUCT written in {ours['rtstruct_s']:.2f} s (not in the other pipelines), postprocess {ours['postprocess_s']:.2f} s")
+    work = ours["preprocess_s"] + ours["inference_s"] + ours["resample_s"]
+    with_pp = work + ours["postprocess_s"]
+    print(f"\nours: RTSTRUCT written in {ours['rtstruct_s']:.2f} s (not in the other pipelines), postprocess {ours['postprocess_s']:.2f} s;"
+          f" non-ORT share with postprocessing {100 * (with_pp - ours['ort_run_s']) / with_pp:.1f}%")
+    st = ours.get("stages")
+    if st:
+        print(f"\nours, engine steps (s) of {work:.3f} s inference wall:")
+        inner = ["model_grid_s", "pad_s", "weights_s", "tile_gather_s", "convert_s", "ort_run_s", "blend_s",
+                 "normalize_s", "confidence_s", "back_resample_s", "probabilities_s"]
+        for k in inner:
+            print(f"  {k[:-2]:<16}{st[k]:>8.3f}  {100 * st[k] / work:5.1f}%")
+        rest = work - sum(st[k] for k in inner)
+        print(f"  {'other':<16}{rest:>8.3f}  {100 * rest / work:5.1f}%")
 
 
 if __name__ == "__main__":

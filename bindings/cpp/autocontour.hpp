@@ -3,10 +3,12 @@
 // Every class owns one C handle, is move-only, and frees it in its destructor. A failing call
 // throws autocontour::Error carrying the status and the library's message. The C header stays
 // the single source of truth; threading rules are those of the C handles (Engine, Model, Series,
-// Result and CancelToken are all safe to use from several threads at once; see autocontour.h).
+// Result, CancelToken and RtStruct are all safe to use from several threads at once; a
+// SeriesBuilder is filled by one thread at a time; see autocontour.h).
 #ifndef AUTOCONTOUR_HPP
 #define AUTOCONTOUR_HPP
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -69,7 +71,22 @@ private:
     }
     T *raw_ = nullptr;
 };
+/// Copies a library buffer into a vector and frees it (also when copying throws).
+inline std::vector<uint8_t> take_buffer(ac_buffer *raw) {
+    Handle<ac_buffer, ac_buffer_free> buf(raw);
+    const uint8_t *data = nullptr;
+    std::size_t len = 0;
+    check(ac_buffer_data(buf.get(), &data, &len));
+    return std::vector<uint8_t>(data, data + len);
+}
 }  // namespace detail
+
+/// Load options (see ac_load_options), initialised to the library's defaults.
+inline ac_load_options default_load_options() {
+    ac_load_options o;
+    detail::check(ac_load_options_init(&o));
+    return o;
+}
 
 /// The library version ("0.1.0").
 inline std::string version() { return ac_version(); }
@@ -156,6 +173,14 @@ public:
             ac_series_load_dir(dir.c_str(), series_uid ? series_uid->c_str() : nullptr, &raw));
         return Series(raw);
     }
+    /// Like load_dir, with load options (tolerances, voxel limit).
+    static Series load_dir(const std::string &dir, const std::optional<std::string> &series_uid,
+                           const ac_load_options &options) {
+        ac_series *raw = nullptr;
+        detail::check(ac_series_load_dir_with_options(
+            dir.c_str(), series_uid ? series_uid->c_str() : nullptr, &options, &raw));
+        return Series(raw);
+    }
     /// Voxel grid (size, origin, spacing, direction; LPS mm).
     ac_geometry geometry() const {
         ac_geometry g;
@@ -168,13 +193,76 @@ public:
         detail::check(ac_series_uid(h_.get(), &u));
         return u;
     }
+    /// HU voxel view (valid while this Series lives), laid out as described for ac_geometry.
+    std::pair<const float *, std::size_t> voxels() const {
+        const float *data = nullptr;
+        std::size_t len = 0;
+        detail::check(ac_series_voxels(h_.get(), &data, &len));
+        return {data, len};
+    }
     /// The C handle (owned by this object).
     ac_series *get() const noexcept { return h_.get(); }
 
 private:
+    friend class SeriesBuilder;
     explicit Series(ac_series *raw) : h_(raw) {}
     using Handle = detail::Handle<ac_series, ac_series_free>;
     Handle h_;
+};
+
+/// Builds a Series from DICOM files held in memory (ac_series_builder). One thread at a time.
+class SeriesBuilder {
+public:
+    SeriesBuilder() {
+        ac_series_builder *raw = nullptr;
+        detail::check(ac_series_builder_new(&raw));
+        h_ = Handle(raw);
+    }
+    /// Adds one DICOM file (copied); `name` (may be empty) names it in error messages.
+    void add(const void *data, std::size_t len, const std::string &name = std::string()) {
+        detail::check(ac_series_builder_add_buffer(h_.get(), static_cast<const uint8_t *>(data),
+                                                   len, name.empty() ? nullptr : name.c_str()));
+    }
+    /// Adds one DICOM file (copied).
+    void add(const std::vector<uint8_t> &bytes, const std::string &name = std::string()) {
+        add(bytes.data(), bytes.size(), name);
+    }
+    /// Number of buffers added.
+    std::size_t count() const {
+        std::size_t n = 0;
+        detail::check(ac_series_builder_count(h_.get(), &n));
+        return n;
+    }
+    /// Loads the largest usable CT series among the buffers, or the one with `series_uid`.
+    Series build(const std::optional<std::string> &series_uid = std::nullopt,
+                 const std::optional<ac_load_options> &options = std::nullopt) const {
+        ac_series *raw = nullptr;
+        detail::check(ac_series_builder_build(h_.get(),
+                                              series_uid ? series_uid->c_str() : nullptr,
+                                              options ? &*options : nullptr, &raw));
+        return Series(raw);
+    }
+    /// The C handle (owned by this object).
+    ac_series_builder *get() const noexcept { return h_.get(); }
+
+private:
+    using Handle = detail::Handle<ac_series_builder, ac_series_builder_free>;
+    Handle h_;
+};
+
+/// One contour of a structure: its slice and its points (x, y, z in patient mm; copied).
+struct Contour {
+    std::size_t slice;
+    std::vector<std::array<double, 3>> points;
+};
+
+/// One ROI of an RT Structure Set; strings copied.
+struct Roi {
+    std::string name;
+    int64_t number;
+    std::optional<std::array<uint8_t, 3>> color;
+    std::string interpreted_type;
+    std::size_t contour_count;
 };
 
 /// Cancels a running segmentation from any thread.
@@ -258,11 +346,42 @@ public:
     std::vector<uint8_t> rtstruct_bytes() const {
         ac_buffer *raw = nullptr;
         detail::check(ac_result_rtstruct_buffer(h_.get(), &raw));
-        detail::Handle<ac_buffer, ac_buffer_free> buf(raw);
-        const uint8_t *data = nullptr;
-        std::size_t len = 0;
-        detail::check(ac_buffer_data(buf.get(), &data, &len));
-        return std::vector<uint8_t>(data, data + len);
+        return detail::take_buffer(raw);
+    }
+    /// Writes the label map as a DICOM SEG to `path` (atomically).
+    void write_seg(const std::string &path) const {
+        detail::check(ac_result_write_seg(h_.get(), path.c_str()));
+    }
+    /// The DICOM SEG as bytes (a DICOM file).
+    std::vector<uint8_t> seg_bytes() const {
+        ac_buffer *raw = nullptr;
+        detail::check(ac_result_seg_buffer(h_.get(), &raw));
+        return detail::take_buffer(raw);
+    }
+    /// Writes the label map as NIfTI-1 to `path` (gzipped when it ends in .gz; atomically).
+    void write_nifti(const std::string &path) const {
+        detail::check(ac_result_write_nifti(h_.get(), path.c_str()));
+    }
+    /// The NIfTI-1 file as bytes, gzipped when `gzip`.
+    std::vector<uint8_t> nifti_bytes(bool gzip) const {
+        ac_buffer *raw = nullptr;
+        detail::check(ac_result_nifti_buffer(h_.get(), gzip, &raw));
+        return detail::take_buffer(raw);
+    }
+    /// Number of contours of structure `index` (the RT Structure Set's, all slices).
+    std::size_t contour_count(std::size_t index) const {
+        std::size_t n = 0;
+        detail::check(ac_result_contour_count(h_.get(), index, &n));
+        return n;
+    }
+    /// Contour `k` of structure `index`, copied.
+    Contour contour(std::size_t index, std::size_t k) const {
+        ac_contour c;
+        detail::check(ac_result_contour(h_.get(), index, k, &c));
+        Contour out{c.slice, std::vector<std::array<double, 3>>(c.point_count)};
+        for (std::size_t p = 0; p < c.point_count; ++p)
+            out.points[p] = {c.points[3 * p], c.points[3 * p + 1], c.points[3 * p + 2]};
+        return out;
     }
     /// The C handle (owned by this object).
     ac_result *get() const noexcept { return h_.get(); }
@@ -274,6 +393,69 @@ private:
     using Handle = detail::Handle<ac_result, ac_result_free>;
     Handle h_;
 };
+
+/// An RT Structure Set read from a file or memory.
+class RtStruct {
+public:
+    /// Reads the RT Structure Set file `path`.
+    static RtStruct open(const std::string &path) {
+        ac_rtstruct *raw = nullptr;
+        detail::check(ac_rtstruct_open(path.c_str(), &raw));
+        return RtStruct(raw);
+    }
+    /// Reads an RT Structure Set held in memory (read during the call, not kept).
+    static RtStruct from_bytes(const void *data, std::size_t len) {
+        ac_rtstruct *raw = nullptr;
+        detail::check(ac_rtstruct_open_buffer(static_cast<const uint8_t *>(data), len, &raw));
+        return RtStruct(raw);
+    }
+    /// Number of ROIs.
+    std::size_t roi_count() const {
+        std::size_t n = 0;
+        detail::check(ac_rtstruct_roi_count(h_.get(), &n));
+        return n;
+    }
+    /// ROI `index` (file order).
+    Roi roi(std::size_t index) const {
+        ac_roi r;
+        detail::check(ac_rtstruct_roi(h_.get(), index, &r));
+        Roi out{r.name, r.number, std::nullopt, r.interpreted_type, r.contour_count};
+        if (r.has_color) out.color = std::array<uint8_t, 3>{r.color[0], r.color[1], r.color[2]};
+        return out;
+    }
+    /// Index of the ROI named `name` (exact, then ignoring case); throws when absent.
+    std::size_t find_roi(const std::string &name) const {
+        std::size_t i = 0;
+        detail::check(ac_rtstruct_find_roi(h_.get(), name.c_str(), &i));
+        return i;
+    }
+    /// ROI `index` rasterised onto the grid of `series`: 1 inside, 0 outside.
+    std::vector<uint8_t> rasterise(std::size_t index, const Series &series) const {
+        ac_buffer *raw = nullptr;
+        detail::check(ac_rtstruct_rasterise(h_.get(), index, series.get(), &raw));
+        return detail::take_buffer(raw);
+    }
+    /// The C handle (owned by this object).
+    ac_rtstruct *get() const noexcept { return h_.get(); }
+
+private:
+    explicit RtStruct(ac_rtstruct *raw) : h_(raw) {}
+    using Handle = detail::Handle<ac_rtstruct, ac_rtstruct_free>;
+    Handle h_;
+};
+
+/// Metrics of `test` against `reference` (masks of equal length on `geometry`; see
+/// ac_compare_masks).
+inline ac_metrics compare_masks(const std::vector<uint8_t> &reference,
+                                const std::vector<uint8_t> &test, const ac_geometry &geometry,
+                                double tolerance_mm) {
+    if (reference.size() != test.size())
+        throw Error(AC_STATUS_INVALID_ARGUMENT, "compare_masks: masks differ in length");
+    ac_metrics m;
+    detail::check(ac_compare_masks(reference.data(), test.data(), reference.size(), &geometry,
+                                   tolerance_mm, &m));
+    return m;
+}
 
 namespace detail {
 struct ProgressContext {

@@ -5,7 +5,8 @@
 // back as IntPtr decoded as UTF-8 (no reliance on LPUTF8Str, which older Mono lacks); C `bool` is
 // marshalled as one byte (UnmanagedType.I1). A failing call throws AutocontourException carrying
 // the status and the library's message. Threading follows the C handles: Engine, Model, Series,
-// Result and CancelToken may be used from several threads at once.
+// Result, CancelToken and RtStruct may be used from several threads at once; a SeriesBuilder is
+// filled by one thread at a time.
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
@@ -81,6 +82,83 @@ namespace Autocontour
         public double? Confidence;
     }
 
+    /// <summary>How strictly a series is checked when loaded; see ac_load_options.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct LoadOptions
+    {
+        /// <summary>Largest slice-gap deviation from the median gap, mm (default 0.1).</summary>
+        public double GapToleranceMm;
+        /// <summary>Largest in-plane step between slices before it counts as tilt, mm (default 0.05).</summary>
+        public double TiltToleranceMm;
+        /// <summary>Largest number of voxels (default 1024 x 1024 x 2048).</summary>
+        public ulong MaxVoxels;
+
+        /// <summary>The library's defaults.</summary>
+        public static LoadOptions Default
+        {
+            get
+            {
+                var o = new LoadOptions();
+                Native.Check(Native.ac_load_options_init(ref o));
+                return o;
+            }
+        }
+    }
+
+    /// <summary>Metrics of a test mask against a reference mask; see ac_metrics.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Metrics
+    {
+        /// <summary>Reference volume, mm^3.</summary>
+        public double ReferenceVolumeMm3;
+        /// <summary>Test volume, mm^3.</summary>
+        public double TestVolumeMm3;
+        /// <summary>Test minus reference volume, mm^3.</summary>
+        public double VolumeDifferenceMm3;
+        /// <summary>Dice, 0-1.</summary>
+        public double Dice;
+        /// <summary>Jaccard, 0-1.</summary>
+        public double Jaccard;
+        /// <summary>Hausdorff distance, mm.</summary>
+        public double HausdorffMm;
+        /// <summary>95 % Hausdorff distance, mm.</summary>
+        public double Hd95Mm;
+        /// <summary>Mean distance reference to test, mm.</summary>
+        public double MeanDistanceReferenceToTestMm;
+        /// <summary>Mean distance test to reference, mm.</summary>
+        public double MeanDistanceTestToReferenceMm;
+        /// <summary>Average symmetric surface distance, mm.</summary>
+        public double AssdMm;
+        /// <summary>Surface Dice at ToleranceMm, 0-1.</summary>
+        public double SurfaceDice;
+        /// <summary>The surface Dice tolerance, mm.</summary>
+        public double ToleranceMm;
+    }
+
+    /// <summary>One contour of a structure: its slice and points (x, y, z triplets, patient mm).</summary>
+    public sealed class Contour
+    {
+        /// <summary>Index of the CT slice it lies on.</summary>
+        public ulong Slice;
+        /// <summary>3 * point count doubles: x, y, z of each point.</summary>
+        public double[] Points = new double[0];
+    }
+
+    /// <summary>One ROI of an RT Structure Set (strings copied).</summary>
+    public sealed class Roi
+    {
+        /// <summary>ROI Name.</summary>
+        public string Name = "";
+        /// <summary>ROI Number.</summary>
+        public long Number;
+        /// <summary>Display colour (RGB), if given.</summary>
+        public byte[] Color;
+        /// <summary>RT ROI Interpreted Type ("" when absent).</summary>
+        public string InterpretedType = "";
+        /// <summary>Number of contours.</summary>
+        public ulong ContourCount;
+    }
+
     internal static class Native
     {
         private const string Lib = "autocontour";
@@ -107,6 +185,25 @@ namespace Autocontour
             public double VolumeMl;
             public double Confidence;
             [MarshalAs(UnmanagedType.I1)] public bool HasConfidence;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct CContour
+        {
+            public UIntPtr Slice;
+            public UIntPtr PointCount;
+            public IntPtr Points;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct CRoi
+        {
+            public IntPtr Name;
+            public long Number;
+            [MarshalAs(UnmanagedType.ByValArray, SizeConst = 3)] public byte[] Color;
+            [MarshalAs(UnmanagedType.I1)] public bool HasColor;
+            public IntPtr InterpretedType;
+            public UIntPtr ContourCount;
         }
 
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
@@ -142,6 +239,39 @@ namespace Autocontour
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_free(IntPtr result);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_buffer_data(BufferHandle buffer, out IntPtr data, out UIntPtr len);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_buffer_free(IntPtr buffer);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_load_options_init(ref LoadOptions options);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_series_load_dir_with_options(byte[] dir, byte[] seriesUid, ref LoadOptions options, out SeriesHandle series);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_series_builder_new(out SeriesBuilderHandle builder);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_series_builder_add_buffer(SeriesBuilderHandle builder, byte[] data, UIntPtr len, byte[] name);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_series_builder_count(SeriesBuilderHandle builder, out UIntPtr count);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_series_builder_build(SeriesBuilderHandle builder, byte[] seriesUid, ref LoadOptions options, out SeriesHandle series);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_series_builder_free(IntPtr builder);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_contour_count(ResultHandle result, UIntPtr structureIndex, out UIntPtr count);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_contour(ResultHandle result, UIntPtr structureIndex, UIntPtr contourIndex, out CContour contour);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_write_seg(ResultHandle result, byte[] path);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_seg_buffer(ResultHandle result, out BufferHandle buffer);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_write_nifti(ResultHandle result, byte[] path);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_nifti_buffer(ResultHandle result, [MarshalAs(UnmanagedType.I1)] bool gzip, out BufferHandle buffer);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_open(byte[] path, out RtStructHandle rtstruct);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_open_buffer(byte[] data, UIntPtr len, out RtStructHandle rtstruct);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_roi_count(RtStructHandle rtstruct, out UIntPtr count);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_roi(RtStructHandle rtstruct, UIntPtr index, out CRoi roi);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_find_roi(RtStructHandle rtstruct, byte[] name, out UIntPtr index);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_rasterise(RtStructHandle rtstruct, UIntPtr index, SeriesHandle series, out BufferHandle mask);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_free(IntPtr rtstruct);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_compare_masks(byte[] reference, byte[] test, UIntPtr len, ref Geometry geometry, double toleranceMm, out Metrics metrics);
+
+        /// <summary>Copies a library buffer into a byte array and frees it.</summary>
+        internal static byte[] TakeBuffer(BufferHandle buf)
+        {
+            using (buf)
+            {
+                Check(ac_buffer_data(buf, out IntPtr data, out UIntPtr len));
+                byte[] b = new byte[checked((int)len.ToUInt64())];
+                Marshal.Copy(data, b, 0, b.Length);
+                return b;
+            }
+        }
 
         /// <summary>NUL-terminated UTF-8 bytes for a C string argument (null stays null).</summary>
         internal static byte[] ToUtf8(string s)
@@ -212,11 +342,37 @@ namespace Autocontour
         protected override bool ReleaseHandle() => Native.ac_buffer_free(handle) == 0;
     }
 
+    internal sealed class SeriesBuilderHandle : SafeHandle
+    {
+        public SeriesBuilderHandle() : base(IntPtr.Zero, true) { }
+        public override bool IsInvalid => handle == IntPtr.Zero;
+        protected override bool ReleaseHandle() => Native.ac_series_builder_free(handle) == 0;
+    }
+
+    internal sealed class RtStructHandle : SafeHandle
+    {
+        public RtStructHandle() : base(IntPtr.Zero, true) { }
+        public override bool IsInvalid => handle == IntPtr.Zero;
+        protected override bool ReleaseHandle() => Native.ac_rtstruct_free(handle) == 0;
+    }
+
     /// <summary>Library-wide functions.</summary>
     public static class Library
     {
         /// <summary>The library version ("0.1.0").</summary>
         public static string Version => Native.Utf8(Native.ac_version());
+
+        /// <summary>Metrics of test against reference (equal-length masks on geometry; non-zero =
+        /// inside); see ac_compare_masks.</summary>
+        public static Metrics CompareMasks(byte[] reference, byte[] test, Geometry geometry, double toleranceMm)
+        {
+            if (reference == null) throw new ArgumentNullException(nameof(reference));
+            if (test == null) throw new ArgumentNullException(nameof(test));
+            if (reference.Length != test.Length) throw new ArgumentException("masks differ in length");
+            Native.Check(Native.ac_compare_masks(reference, test, new UIntPtr((ulong)reference.Length),
+                                                 ref geometry, toleranceMm, out Metrics m));
+            return m;
+        }
     }
 
     /// <summary>ONNX Runtime loaded plus execution options. Shareable across threads.</summary>
@@ -355,6 +511,16 @@ namespace Autocontour
             return new Series(h);
         }
 
+        /// <summary>Like LoadDir, with load options.</summary>
+        public static Series LoadDir(string dir, string seriesUid, LoadOptions options)
+        {
+            Native.Check(Native.ac_series_load_dir_with_options(Native.ToUtf8(dir), Native.ToUtf8(seriesUid),
+                                                                ref options, out SeriesHandle h));
+            return new Series(h);
+        }
+
+        internal static Series FromHandle(SeriesHandle h) => new Series(h);
+
         /// <summary>Voxel grid.</summary>
         public Geometry Geometry
         {
@@ -376,6 +542,109 @@ namespace Autocontour
         }
 
         /// <summary>Frees the series.</summary>
+        public void Dispose() => Handle?.Dispose();
+    }
+
+    /// <summary>Builds a Series from DICOM files held in memory. One thread at a time.</summary>
+    public sealed class SeriesBuilder : IDisposable
+    {
+        internal readonly SeriesBuilderHandle Handle;
+
+        /// <summary>An empty builder.</summary>
+        public SeriesBuilder() { Native.Check(Native.ac_series_builder_new(out Handle)); }
+
+        /// <summary>Adds one DICOM file (copied); name (may be null) names it in messages.</summary>
+        public void Add(byte[] data, string name = null)
+        {
+            if (data == null) throw new ArgumentNullException(nameof(data));
+            Native.Check(Native.ac_series_builder_add_buffer(Engine.Live(Handle), data,
+                                                             new UIntPtr((ulong)data.Length), Native.ToUtf8(name)));
+        }
+
+        /// <summary>Number of buffers added.</summary>
+        public ulong Count
+        {
+            get
+            {
+                Native.Check(Native.ac_series_builder_count(Engine.Live(Handle), out UIntPtr n));
+                return n.ToUInt64();
+            }
+        }
+
+        /// <summary>Loads the largest usable CT series among the buffers, or the one with seriesUid.</summary>
+        public Series Build(string seriesUid = null, LoadOptions? options = null)
+        {
+            LoadOptions o = options ?? LoadOptions.Default;
+            Native.Check(Native.ac_series_builder_build(Engine.Live(Handle), Native.ToUtf8(seriesUid), ref o,
+                                                        out SeriesHandle h));
+            return Series.FromHandle(h);
+        }
+
+        /// <summary>Frees the builder and its copies.</summary>
+        public void Dispose() => Handle?.Dispose();
+    }
+
+    /// <summary>An RT Structure Set read from a file or memory.</summary>
+    public sealed class RtStruct : IDisposable
+    {
+        internal readonly RtStructHandle Handle;
+
+        private RtStruct(RtStructHandle h) { Handle = h; }
+
+        /// <summary>Reads the RT Structure Set file path.</summary>
+        public static RtStruct Open(string path)
+        {
+            Native.Check(Native.ac_rtstruct_open(Native.ToUtf8(path), out RtStructHandle h));
+            return new RtStruct(h);
+        }
+
+        /// <summary>Reads an RT Structure Set held in memory.</summary>
+        public static RtStruct FromBytes(byte[] data)
+        {
+            if (data == null) throw new ArgumentNullException(nameof(data));
+            Native.Check(Native.ac_rtstruct_open_buffer(data, new UIntPtr((ulong)data.Length), out RtStructHandle h));
+            return new RtStruct(h);
+        }
+
+        /// <summary>The ROIs, in file order.</summary>
+        public IReadOnlyList<Roi> Rois
+        {
+            get
+            {
+                Native.Check(Native.ac_rtstruct_roi_count(Engine.Live(Handle), out UIntPtr n));
+                var list = new List<Roi>();
+                for (ulong i = 0; i < n.ToUInt64(); i++)
+                {
+                    Native.Check(Native.ac_rtstruct_roi(Handle, new UIntPtr(i), out Native.CRoi c));
+                    list.Add(new Roi
+                    {
+                        Name = Native.Utf8(c.Name),
+                        Number = c.Number,
+                        Color = c.HasColor ? c.Color : null,
+                        InterpretedType = Native.Utf8(c.InterpretedType),
+                        ContourCount = c.ContourCount.ToUInt64(),
+                    });
+                }
+                return list;
+            }
+        }
+
+        /// <summary>Index of the ROI named name (exact, then ignoring case); throws when absent.</summary>
+        public ulong FindRoi(string name)
+        {
+            Native.Check(Native.ac_rtstruct_find_roi(Engine.Live(Handle), Native.ToUtf8(name), out UIntPtr i));
+            return i.ToUInt64();
+        }
+
+        /// <summary>ROI index rasterised onto the grid of series: 1 inside, 0 outside.</summary>
+        public byte[] Rasterise(ulong index, Series series)
+        {
+            Native.Check(Native.ac_rtstruct_rasterise(Engine.Live(Handle), new UIntPtr(index),
+                                                      Engine.Live(series.Handle), out BufferHandle b));
+            return Native.TakeBuffer(b);
+        }
+
+        /// <summary>Frees the structure set.</summary>
         public void Dispose() => Handle?.Dispose();
     }
 
@@ -464,13 +733,45 @@ namespace Autocontour
         public byte[] RtStructBytes()
         {
             Native.Check(Native.ac_result_rtstruct_buffer(Engine.Live(Handle), out BufferHandle buf));
-            using (buf)
+            return Native.TakeBuffer(buf);
+        }
+
+        /// <summary>Writes the label map as a DICOM SEG to path (atomically).</summary>
+        public void WriteSeg(string path) =>
+            Native.Check(Native.ac_result_write_seg(Engine.Live(Handle), Native.ToUtf8(path)));
+
+        /// <summary>The DICOM SEG as bytes (a DICOM file).</summary>
+        public byte[] SegBytes()
+        {
+            Native.Check(Native.ac_result_seg_buffer(Engine.Live(Handle), out BufferHandle buf));
+            return Native.TakeBuffer(buf);
+        }
+
+        /// <summary>Writes the label map as NIfTI-1 to path (gzipped when it ends in .gz).</summary>
+        public void WriteNifti(string path) =>
+            Native.Check(Native.ac_result_write_nifti(Engine.Live(Handle), Native.ToUtf8(path)));
+
+        /// <summary>The NIfTI-1 file as bytes, gzipped when gzip.</summary>
+        public byte[] NiftiBytes(bool gzip)
+        {
+            Native.Check(Native.ac_result_nifti_buffer(Engine.Live(Handle), gzip, out BufferHandle buf));
+            return Native.TakeBuffer(buf);
+        }
+
+        /// <summary>The contours of structure index (the RT Structure Set's), points copied.</summary>
+        public IReadOnlyList<Contour> Contours(int index)
+        {
+            var s = new UIntPtr((ulong)index);
+            Native.Check(Native.ac_result_contour_count(Engine.Live(Handle), s, out UIntPtr n));
+            var list = new List<Contour>();
+            for (ulong k = 0; k < n.ToUInt64(); k++)
             {
-                Native.Check(Native.ac_buffer_data(buf, out IntPtr data, out UIntPtr len));
-                byte[] b = new byte[checked((int)len.ToUInt64())];
-                Marshal.Copy(data, b, 0, b.Length);
-                return b;
+                Native.Check(Native.ac_result_contour(Handle, s, new UIntPtr(k), out Native.CContour c));
+                var pts = new double[checked(3 * (int)c.PointCount.ToUInt64())];
+                Marshal.Copy(c.Points, pts, 0, pts.Length);
+                list.Add(new Contour { Slice = c.Slice.ToUInt64(), Points = pts });
             }
+            return list;
         }
 
         /// <summary>Frees the result.</summary>

@@ -1,5 +1,6 @@
 // Segments a CT series with a model package and writes an RT Structure Set, through the C++
-// wrapper (bindings/cpp/autocontour.hpp).
+// wrapper (bindings/cpp/autocontour.hpp); prints the contours per structure and makes the SEG
+// and NIfTI outputs in memory.
 //
 //   segment_cpp CT_DIR MODEL_DIR OUT.dcm [ORT_LIBRARY]
 //
@@ -28,11 +29,21 @@ int main(int argc, char **argv) {
         std::printf("CT %zu x %zu x %zu\n", g.size[0], g.size[1], g.size[2]);
         autocontour::Result result = autocontour::segment(model, series);
         std::printf("ran on %s\n", result.execution_provider().c_str());
-        for (const auto &s : result.structures())
-            std::printf("  %u %-12s %10.1f ml %s\n", unsigned(s.label), s.name.c_str(), s.volume_ml,
-                        s.flags.c_str());
+        const auto structures = result.structures();
+        for (std::size_t i = 0; i < structures.size(); ++i) {
+            const auto &s = structures[i];
+            std::size_t contours = result.contour_count(i), points = 0;
+            for (std::size_t k = 0; k < contours; ++k) points += result.contour(i, k).points.size();
+            std::printf("  %u %-12s %10.1f ml %6zu contours %8zu points %s\n", unsigned(s.label),
+                        s.name.c_str(), s.volume_ml, contours, points, s.flags.c_str());
+        }
         result.write_rtstruct(argv[3]);
         std::printf("wrote %s\n", argv[3]);
+        // The other outputs in memory, as a host would send them on (PACS, its own database).
+        std::vector<uint8_t> seg = result.seg_bytes();
+        std::vector<uint8_t> nifti = result.nifti_bytes(true);
+        std::printf("SEG in memory: %zu bytes; NIfTI (gzip) in memory: %zu bytes\n", seg.size(),
+                    nifti.size());
     } catch (const autocontour::Error &e) {
         std::cerr << "error: " << e.status_text() << "\n  " << e.what() << "\n";
         return 1;

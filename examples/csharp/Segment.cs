@@ -1,5 +1,6 @@
 // Segments a CT series with a model package and writes an RT Structure Set, through the C#
-// binding (bindings/csharp/Autocontour.cs).
+// binding (bindings/csharp/Autocontour.cs); prints the contours per structure, makes the SEG and
+// NIfTI outputs in memory and reads the RT Structure Set back.
 //
 //   mono segment.exe CT_DIR MODEL_DIR OUT.dcm [ORT_LIBRARY]
 //
@@ -34,10 +35,26 @@ public static class SegmentSample
                 }))
                 {
                     Console.WriteLine("ran on {0}", result.ExecutionProvider);
-                    foreach (var s in result.Structures)
-                        Console.WriteLine("  {0} {1,-12} {2,10:F1} ml {3}", s.Label, s.Name, s.VolumeMl, s.Flags);
+                    var structures = result.Structures;
+                    for (int i = 0; i < structures.Count; i++)
+                    {
+                        var s = structures[i];
+                        var contours = result.Contours(i);
+                        long points = 0;
+                        foreach (var c in contours) points += c.Points.Length / 3;
+                        Console.WriteLine("  {0} {1,-12} {2,10:F1} ml {3,6} contours {4,8} points {5}", s.Label,
+                                          s.Name, s.VolumeMl, contours.Count, points, s.Flags);
+                    }
                     result.WriteRtStruct(args[2]);
                     Console.WriteLine("wrote {0}", args[2]);
+                    // The other outputs in memory, as a host would send them on.
+                    byte[] seg = result.SegBytes();
+                    byte[] nifti = result.NiftiBytes(true);
+                    Console.WriteLine("SEG in memory: {0} bytes; NIfTI (gzip) in memory: {1} bytes", seg.Length,
+                                      nifti.Length);
+                    // Reading back the RT Structure Set just written, from memory.
+                    using (var rs = RtStruct.FromBytes(System.IO.File.ReadAllBytes(args[2])))
+                        Console.WriteLine("read back {0} ROIs", rs.Rois.Count);
                 }
             }
             return 0;

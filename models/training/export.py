@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train import N_CLASSES, NORM, PATCH, SPACING, WIDTHS  # noqa: E402
 from unet import UNet3D  # noqa: E402
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 LABELS = [
     {"index": 0, "name": "Background"},
@@ -45,6 +45,28 @@ LABELS = [
 ]
 
 
+class MergedHead(torch.nn.Module):
+    """The network followed by a channel selection in which some classes absorb others:
+    logit(target) = logsumexp(target, sources...), so softmax(target) after the merge is the sum
+    of the merged classes' probabilities before it."""
+
+    def __init__(self, net, keep, merges):
+        super().__init__()
+        self.net = net
+        self.keep = keep
+        self.merges = merges
+
+    def forward(self, x):
+        out = self.net(x)
+        chans = []
+        for i in self.keep:
+            if i in self.merges:
+                chans.append(torch.logsumexp(out[:, [i] + self.merges[i]], dim=1, keepdim=True))
+            else:
+                chans.append(out[:, i:i + 1])
+        return torch.cat(chans, dim=1)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", default="target/train-run/checkpoint.pt")
@@ -52,13 +74,28 @@ def main(argv=None):
     ap.add_argument("--drop", nargs="*", default=[],
                     help="label names whose output channels are removed from the exported graph "
                          "(the 1x1x1 head is sliced; the remaining channels are unchanged)")
+    ap.add_argument("--merge", nargs="*", default=[], metavar="SOURCE=TARGET",
+                    help="fold a label into another: TARGET's exported logit becomes "
+                         "logsumexp(TARGET, SOURCE) (the sum of their softmax probabilities) and "
+                         "SOURCE's channel is removed, so its voxels go to TARGET, not to the "
+                         "runner-up class")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     st = torch.load(args.ckpt, map_location="cpu")
     model = UNet3D(N_CLASSES, tuple(st.get("widths", WIDTHS)))
     model.load_state_dict(st["model"])
-    keep = [lab for lab in LABELS if lab["name"] not in args.drop]
-    if len(keep) != len(LABELS):
+    merges = {}
+    for m in args.merge:
+        src, _, dst = m.partition("=")
+        by_name = {lab["name"]: lab["index"] for lab in LABELS}
+        if src not in by_name or dst not in by_name or src == dst:
+            raise SystemExit(f"--merge {m}: expected SOURCE=TARGET with two different label names")
+        merges.setdefault(by_name[dst], []).append(by_name[src])
+    merged_away = {lab["name"] for lab in LABELS if any(lab["index"] in v for v in merges.values())}
+    keep = [lab for lab in LABELS if lab["name"] not in args.drop and lab["name"] not in merged_away]
+    if merges:
+        model = MergedHead(model, [lab["index"] for lab in keep], merges)
+    elif len(keep) != len(LABELS):
         idx = [lab["index"] for lab in keep]
         head = torch.nn.Conv3d(model.head.in_channels, len(idx), 1)
         with torch.no_grad():
@@ -69,6 +106,11 @@ def main(argv=None):
     model.eval()
     os.makedirs(args.out, exist_ok=True)
     onnx_path = os.path.join(args.out, "model.onnx")
+    if not merges:
+        keep_labels = keep
+    else:
+        keep_labels = [dict(lab, index=i) for i, lab in enumerate(keep)]
+    keep = keep_labels
     x = torch.randn(1, 1, *PATCH)
     torch.onnx.export(
         model, (x,), onnx_path, opset_version=17, input_names=["image"], output_names=["logits"],
@@ -116,7 +158,7 @@ def main(argv=None):
         json.dump(manifest, f, indent=2)
         f.write("\n")
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_check.json"), "w") as f:
-        json.dump({"checkpoint_steps": int(st.get("step", 0)), "onnx_sha256": sha, "dropped_labels": args.drop,
+        json.dump({"checkpoint_steps": int(st.get("step", 0)), "onnx_sha256": sha, "dropped_labels": args.drop, "merged_labels": args.merge,
                    "onnx_vs_pytorch_max_abs_diff": diffs, "torch": torch.__version__,
                    "onnxruntime": ort.__version__, "opset": 17}, f, indent=2)
         f.write("\n")

@@ -112,6 +112,62 @@ pub fn read_header(path: &Path) -> Result<DicomFile> {
     })
 }
 
+/// Parses a whole DICOM file held in memory (pixel data included): with preamble, without it
+/// (starting at `DICM` or right at the file meta group), or a bare implicit VR little endian data
+/// set without file meta, as [`read_file`] does for a path. `name` stands for the path in messages and in
+/// [`DicomFile::path`] (e.g. `buffer #3`).
+pub fn read_bytes(name: &Path, bytes: &[u8]) -> Result<DicomFile> {
+    let not_dicom = |reason: String| Error::NotDicom {
+        path: name.to_path_buf(),
+        reason,
+    };
+    let magic = bytes.get(128..132) == Some(&b"DICM"[..]);
+    let group = bytes.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let obj = if magic || bytes.starts_with(b"DICM") {
+        // With preamble, or without it (the magic code first).
+        let preamble = if magic {
+            ReadPreamble::Always
+        } else {
+            ReadPreamble::Never
+        };
+        OpenFileOptions::new()
+            .read_preamble(preamble)
+            .from_reader(bytes)
+            .map_err(|e| not_dicom(e.to_string()))?
+    } else if group == Some(0x0002) {
+        // File meta group without the magic code in front: supply it.
+        OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Never)
+            .from_reader(std::io::Read::chain(&b"DICM"[..], bytes))
+            .map_err(|e| not_dicom(e.to_string()))?
+    } else if group == Some(0x0008) && bytes.len() >= 8 {
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(IMPLICIT_VR_LE)
+            .ok_or_else(|| not_dicom("implicit VR little endian is not registered".into()))?;
+        InMemDicomObject::read_dataset_with_ts(bytes, ts)
+            .map_err(|e| {
+                not_dicom(format!(
+                    "no preamble or file meta, and not implicit VR little endian: {e}"
+                ))
+            })?
+            .with_meta(FileMetaTableBuilder::new().transfer_syntax(IMPLICIT_VR_LE))
+            .map_err(|e| {
+                not_dicom(format!(
+                    "no file meta and no SOP Class/Instance UID to make one: {e}"
+                ))
+            })?
+    } else {
+        return Err(not_dicom(format!(
+            "{} bytes without the DICM magic, a file meta group or a bare data set",
+            bytes.len()
+        )));
+    };
+    Ok(DicomFile {
+        path: name.to_path_buf(),
+        obj,
+    })
+}
+
 /// Stored pixel values of every frame of one file, before Rescale Slope/Intercept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPixels {

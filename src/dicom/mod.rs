@@ -4,8 +4,8 @@
 mod file;
 mod series;
 
-pub use file::{DicomFile, StoredPixels, read_file, read_header};
+pub use file::{DicomFile, StoredPixels, read_bytes, read_file, read_header};
 pub use series::{
     CtSeries, LoadOptions, SeriesInfo, SeriesSummary, SliceRef, discover, load_series,
-    load_series_files,
+    load_series_buffers, load_series_files,
 };

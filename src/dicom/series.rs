@@ -123,6 +123,8 @@ struct Header {
     series_uid: String,
     modality: String,
     is_localizer: bool,
+    /// Parsed whole from memory (pixel data included); `file.path` is only a name.
+    in_memory: bool,
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -148,43 +150,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<Error>) {
     let results: Vec<Result<Header>> = files
         .par_iter()
-        .map(|p| {
-            let file = read_header(p)?;
-            if file
-                .obj
-                .meta()
-                .media_storage_sop_class_uid()
-                .trim_end_matches('\0')
-                == "1.2.840.10008.1.3.10"
-            {
-                return Err(Error::NotDicom {
-                    path: p.clone(),
-                    reason: "a DICOMDIR (media directory), ignored".into(),
-                });
-            }
-            let modality = file
-                .opt_str(tags::MODALITY)
-                .unwrap_or_else(|| "?".into())
-                .to_uppercase();
-            let image_type = file.opt_str(tags::IMAGE_TYPE).unwrap_or_default();
-            let is_localizer = image_type.to_uppercase().contains("LOCALIZER");
-            let series_uid = file.opt_str(tags::SERIES_INSTANCE_UID).unwrap_or_else(|| {
-                // Fallback key for files without a Series Instance UID.
-                format!(
-                    "no-uid:{}:{}:{}",
-                    file.opt_str(tags::STUDY_INSTANCE_UID).unwrap_or_default(),
-                    file.opt_str(tags::FRAME_OF_REFERENCE_UID)
-                        .unwrap_or_default(),
-                    modality
-                )
-            });
-            Ok(Header {
-                file,
-                series_uid,
-                modality,
-                is_localizer,
-            })
-        })
+        .map(|p| header_of(read_header(p)?, false))
         .collect();
     let mut ok = Vec::new();
     let mut bad = Vec::new();
@@ -195,6 +161,44 @@ fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<Error>) {
         }
     }
     (ok, bad)
+}
+
+fn header_of(file: DicomFile, in_memory: bool) -> Result<Header> {
+    if file
+        .obj
+        .meta()
+        .media_storage_sop_class_uid()
+        .trim_end_matches('\0')
+        == "1.2.840.10008.1.3.10"
+    {
+        return Err(Error::NotDicom {
+            path: file.path.clone(),
+            reason: "a DICOMDIR (media directory), ignored".into(),
+        });
+    }
+    let modality = file
+        .opt_str(tags::MODALITY)
+        .unwrap_or_else(|| "?".into())
+        .to_uppercase();
+    let image_type = file.opt_str(tags::IMAGE_TYPE).unwrap_or_default();
+    let is_localizer = image_type.to_uppercase().contains("LOCALIZER");
+    let series_uid = file.opt_str(tags::SERIES_INSTANCE_UID).unwrap_or_else(|| {
+        // Fallback key for files without a Series Instance UID.
+        format!(
+            "no-uid:{}:{}:{}",
+            file.opt_str(tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+            file.opt_str(tags::FRAME_OF_REFERENCE_UID)
+                .unwrap_or_default(),
+            modality
+        )
+    });
+    Ok(Header {
+        file,
+        series_uid,
+        modality,
+        is_localizer,
+        in_memory,
+    })
 }
 
 fn group(headers: Vec<Header>) -> BTreeMap<String, Vec<Header>> {
@@ -476,6 +480,20 @@ pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<
     walk(dir, &mut files)?;
     let (headers, _ignored) = read_headers(&files);
     let mut groups = group(headers);
+    let key = pick(&groups, uid, dir, opts)?;
+    let headers = groups.remove(&key).unwrap_or_default();
+    load_headers(headers, opts)
+}
+
+/// The series to load from `groups`: the one with Series Instance UID `uid`, or the largest
+/// usable CT series. `origin` names where the files came from in messages.
+fn pick(
+    groups: &BTreeMap<String, Vec<Header>>,
+    uid: Option<&str>,
+    origin: &Path,
+    opts: &LoadOptions,
+) -> Result<String> {
+    let dir = origin;
     let key = match uid {
         Some(u) => {
             if !groups.contains_key(u) {
@@ -489,7 +507,7 @@ pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<
         None => {
             let mut best: Option<(usize, String)> = None;
             let mut reasons = Vec::new();
-            for (k, hs) in &groups {
+            for (k, hs) in groups {
                 let modality = hs.first().map(|h| h.modality.as_str()).unwrap_or("");
                 if modality != "CT" {
                     continue;
@@ -531,6 +549,26 @@ pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<
             }
         }
     };
+    Ok(key)
+}
+
+/// Loads a CT series from DICOM files held in memory, `(name, bytes)` pairs: the one with Series
+/// Instance UID `uid`, or the largest usable CT series, as [`load_series`] does for a folder.
+/// Each name stands for a file path in messages and in [`SliceRef::path`] (e.g. `buffer #3`).
+/// A buffer that is not DICOM fails the load (the caller chose it); objects of other series are
+/// ignored.
+pub fn load_series_buffers(
+    buffers: &[(String, &[u8])],
+    uid: Option<&str>,
+    opts: &LoadOptions,
+) -> Result<CtSeries> {
+    let parsed: Vec<Result<Header>> = buffers
+        .par_iter()
+        .map(|(name, bytes)| header_of(super::file::read_bytes(Path::new(name), bytes)?, true))
+        .collect();
+    let headers = parsed.into_iter().collect::<Result<Vec<Header>>>()?;
+    let mut groups = group(headers);
+    let key = pick(&groups, uid, Path::new("the DICOM buffers"), opts)?;
     let headers = groups.remove(&key).unwrap_or_default();
     load_headers(headers, opts)
 }
@@ -584,6 +622,9 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions) -> Result<CtSeries> {
     data.par_chunks_mut(per_slice.max(1))
         .zip(ordered.par_iter())
         .try_for_each(|(out, h)| {
+            if h.in_memory {
+                return decode_parsed(&h.file, nx, ny, out);
+            }
             if read_native_tail(&h.file, out)? {
                 return Ok(());
             }
@@ -621,19 +662,24 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions) -> Result<CtSeries> {
 }
 
 fn decode_slice(path: &Path, nx: usize, ny: usize, out: &mut [f32]) -> Result<()> {
-    let f = read_file(path)?;
+    decode_parsed(&read_file(path)?, nx, ny, out)
+}
+
+/// HU values of one fully parsed single-frame slice.
+fn decode_parsed(f: &DicomFile, nx: usize, ny: usize, out: &mut [f32]) -> Result<()> {
+    let path = &f.path;
     let slope = f.opt_f64(tags::RESCALE_SLOPE)?.unwrap_or(1.0);
     let intercept = f.opt_f64(tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
     if slope == 0.0 {
         return Err(f.invalid(tags::RESCALE_SLOPE, "slope is 0"));
     }
-    if decode_native_16(&f, slope, intercept, out)? {
+    if decode_native_16(f, slope, intercept, out)? {
         return Ok(());
     }
     let px = f.stored_pixels()?;
     if px.values.len() != nx * ny || out.len() != px.values.len() {
         return Err(Error::PixelData {
-            path: path.to_path_buf(),
+            path: path.clone(),
             transfer_syntax: ts_label(&f.transfer_syntax()),
             reason: format!(
                 "decoded {}×{}×{} samples, expected {nx}×{ny}",

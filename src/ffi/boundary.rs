@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use super::status::ac_status;
 
 /// A failed call: its status and the message for `ac_last_error_message()`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct FfiError {
     pub status: ac_status,
     pub message: String,

@@ -114,6 +114,28 @@ impl Handle for ac_series {
     const NAME: &'static str = "ac_series";
 }
 
+impl SeriesBody {
+    pub(crate) fn new(ct: CtSeries) -> Self {
+        SeriesBody {
+            uid: cstring(&ct.series_uid),
+            ct,
+        }
+    }
+}
+
+impl ac_geometry {
+    /// The library's geometry for a C one (sizes, spacings and direction checked).
+    pub(crate) fn to_geometry(self) -> crate::Result<Geometry> {
+        let d = &self.direction;
+        Geometry::new(
+            self.size,
+            self.origin,
+            self.spacing,
+            [[d[0], d[1], d[2]], [d[3], d[4], d[5]], [d[6], d[7], d[8]]],
+        )
+    }
+}
+
 /// Position, spacing and orientation of a voxel grid in the DICOM patient frame (LPS, mm).
 ///
 /// Voxel (i, j, k) = (column, row, slice); data are slice-major: `index = (k*rows + j)*cols + i`.
@@ -309,6 +331,7 @@ pub unsafe extern "C" fn ac_model_free(model: *mut ac_model) -> ac_status {
 /// Slices are sorted along the slice normal; irregular gaps, duplicates, mixed orientation or
 /// size, gantry tilt and multi-frame images are refused with their own status and a message
 /// naming the file. On success `*out` receives a new series, freed with `ac_series_free`.
+/// Uses the default `ac_load_options`; `ac_series_load_dir_with_options` takes others.
 /// Any thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ac_series_load_dir(
@@ -321,11 +344,7 @@ pub unsafe extern "C" fn ac_series_load_dir(
         let dir = try_str!(dir, "dir");
         let uid = try_opt_str!(series_uid, "series_uid");
         let ct = load_series(Path::new(dir), uid, &LoadOptions::default())?;
-        let body = SeriesBody {
-            uid: cstring(&ct.series_uid),
-            ct,
-        };
-        *out = register::<ac_series>(body);
+        *out = register::<ac_series>(SeriesBody::new(ct));
         Ok(())
     })
 }

@@ -24,12 +24,18 @@ pub(crate) mod boundary;
 pub mod engine;
 pub(crate) mod handle;
 pub mod log;
+pub mod metrics;
+pub mod rtstruct;
 pub mod segment;
+pub mod source;
 pub mod status;
 
 pub use engine::*;
 pub use log::*;
+pub use metrics::*;
+pub use rtstruct::*;
 pub use segment::*;
+pub use source::*;
 pub use status::*;
 
 /// Major version of the library (the `MAJOR` in `MAJOR.MINOR.PATCH`).
@@ -68,7 +74,7 @@ pub extern "C" fn ac_version() -> *const c_char {
 }
 
 /// Number of live handles of all types in this process (engines, models, series, results,
-/// tokens, buffers). For leak checks in tests and diagnostics; any thread.
+/// tokens, buffers, builders, structure sets). For leak checks in tests and diagnostics; any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn ac_live_handle_count() -> usize {
     boundary::boundary_value("ac_live_handle_count", 0, || Ok(handle::live_count()))

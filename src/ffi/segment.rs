@@ -2,16 +2,21 @@
 
 use std::ffi::{CString, c_char, c_void};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use dicom_object::{FileDicomObject, InMemDicomObject};
 
 use super::boundary::{FfiError, boundary, try_out, try_str};
 use super::engine::{ModelBody, SeriesBody, ac_geometry, ac_model, ac_series, cstring};
 use super::handle::{Handle, get, get_opt, register, release};
 use super::status::ac_status;
-use crate::contour::ContourOptions;
+use crate::contour::{Contour, ContourOptions};
 use crate::infer::{CancelToken, InferOptions, Progress};
+use crate::nifti::{nifti_labels_bytes, write_nifti_labels};
 use crate::pipeline::{Segmentation, segment};
+use crate::rtstruct::{RoiContours, build_rtstruct, write_rtstruct};
+use crate::seg::{build_seg, write_seg};
 
 /// A cancellation flag for `ac_segment`.
 ///
@@ -46,6 +51,39 @@ pub(crate) struct ResultBody {
     flags: Vec<CString>,
     provider: CString,
     fallback_reason: Option<CString>,
+    /// The RT Structure Set's ROIs and contours, made on first use and kept.
+    rois: OnceLock<Result<Vec<RoiContours>, FfiError>>,
+}
+
+impl ResultBody {
+    /// The ROIs and contours of the RT Structure Set (computed once; concurrent first calls
+    /// wait for the one computing).
+    fn rois(&self) -> Result<&[RoiContours], FfiError> {
+        self.rois
+            .get_or_init(|| {
+                self.seg
+                    .rtstruct_rois(&self.model.model, &ContourOptions::default())
+                    .map_err(FfiError::from)
+            })
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+
+    /// The contours of structure `index` (as numbered by `ac_result_structure`).
+    fn structure_contours(&self, index: usize) -> Result<&[Contour], FfiError> {
+        let n = self.seg.structures.len();
+        let s = self.seg.structures.get(index).ok_or_else(|| {
+            FfiError::new(
+                ac_status::IndexOutOfRange,
+                format!("structure index {index} is past the end ({n} structures)"),
+            )
+        })?;
+        let rois = self.rois()?;
+        Ok(rois
+            .iter()
+            .find(|r| r.spec.number == u32::from(s.label))
+            .map_or(&[][..], |r| r.contours.as_slice()))
+    }
 }
 
 impl Handle for ac_result {
@@ -97,6 +135,20 @@ pub struct ac_structure {
     pub confidence: f64,
     /// Whether `confidence` is known (false when the structure is empty).
     pub has_confidence: bool,
+}
+
+/// One contour of a structure, as reported by `ac_result_contour`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ac_contour {
+    /// Index k (0-based) of the CT slice / label-map plane it lies on.
+    pub slice: usize,
+    /// Number of points (at least 3).
+    pub point_count: usize,
+    /// `3 * point_count` doubles: x, y, z of each point in the DICOM patient frame (LPS), mm.
+    /// Owned by the result, valid until `ac_result_free`. The polygon is closed (the last point
+    /// joins the first; it is not repeated).
+    pub points: *const f64,
 }
 
 /// Seconds spent per stage of one `ac_segment` call.
@@ -211,6 +263,7 @@ pub unsafe extern "C" fn ac_segment(
                 .map(|x| cstring(&x.flags.join("; ")))
                 .collect(),
             provider: cstring(&seg.execution.provider),
+            rois: OnceLock::new(),
             fallback_reason: seg.execution.fallback_reason.as_deref().map(cstring),
             seg,
             model: m,
@@ -341,19 +394,10 @@ pub unsafe extern "C" fn ac_result_timings(
     })
 }
 
-fn write_rtstruct_file(r: &ResultBody, path: &Path) -> Result<(), FfiError> {
-    r.seg.write_rtstruct(
-        &r.model.model,
-        &r.series.ct,
-        path,
-        &ContourOptions::default(),
-    )?;
-    Ok(())
-}
-
 /// Writes the RT Structure Set of `result` (one ROI per structure, empty ones included; contours
-/// per slice in patient mm, holes as keyholes) to the file `path`. The file is written beside
-/// its destination and renamed, so a failure leaves no partial file. Any thread.
+/// per slice in patient mm, holes as keyholes; the contours `ac_result_contour` gives) to the
+/// file `path`. The file is written beside its destination and renamed, so a failure leaves no
+/// partial file. Any thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ac_result_write_rtstruct(
     result: *const ac_result,
@@ -362,14 +406,27 @@ pub unsafe extern "C" fn ac_result_write_rtstruct(
     boundary("ac_result_write_rtstruct", || {
         let path = try_str!(path, "path");
         let r = get(result, "result")?;
-        write_rtstruct_file(&r, Path::new(path))
+        let info = r.seg.output_info();
+        write_rtstruct(Path::new(path), &r.series.ct, r.rois()?, &info)?;
+        Ok(())
     })
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// A DICOM file object as file bytes (preamble, file meta, data set).
+fn dicom_bytes(obj: &FileDicomObject<InMemDicomObject>, what: &str) -> Result<Vec<u8>, FfiError> {
+    let mut bytes = Vec::new();
+    obj.write_all(&mut bytes).map_err(|e| {
+        FfiError::new(
+            ac_status::InvalidArgument,
+            format!("cannot encode the {what}: {e}"),
+        )
+    })?;
+    Ok(bytes)
+}
 
 /// Like `ac_result_write_rtstruct`, but into memory: `*out` receives a new `ac_buffer` holding
-/// the DICOM file (with preamble and file meta), freed with `ac_buffer_free`. Any thread.
+/// the DICOM file (preamble, file meta, data set; the same bytes a file would hold, apart from
+/// the fresh UIDs and creation time of each call), freed with `ac_buffer_free`. Any thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ac_result_rtstruct_buffer(
     result: *const ac_result,
@@ -378,18 +435,138 @@ pub unsafe extern "C" fn ac_result_rtstruct_buffer(
     boundary("ac_result_rtstruct_buffer", || {
         let out = try_out!(out, "out");
         let r = get(result, "result")?;
-        // The writer streams to a file; a private temporary file keeps one code path.
-        let tmp = std::env::temp_dir().join(format!(
-            "autocontour-rtstruct-{}-{}.dcm",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = write_rtstruct_file(&r, &tmp);
-        let bytes = written.and_then(|()| {
-            std::fs::read(&tmp).map_err(|e| FfiError::from(crate::Error::io(&tmp, e)))
-        });
-        let _ = std::fs::remove_file(&tmp);
-        *out = register::<ac_buffer>(bytes?);
+        let obj = build_rtstruct(&r.series.ct, r.rois()?, &r.seg.output_info())?;
+        *out = register::<ac_buffer>(dicom_bytes(&obj, "RT Structure Set")?);
+        Ok(())
+    })
+}
+
+/// Writes the label map as a DICOM Segmentation (SEG, binary, one segment per structure with
+/// its name, colour and code, frames referencing the CT slices) to the file `path`, atomically
+/// like `ac_result_write_rtstruct`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_write_seg(
+    result: *const ac_result,
+    path: *const c_char,
+) -> ac_status {
+    boundary("ac_result_write_seg", || {
+        let path = try_str!(path, "path");
+        let r = get(result, "result")?;
+        let segments = r.seg.seg_segments(&r.model.model);
+        write_seg(
+            Path::new(path),
+            &r.series.ct,
+            &r.seg.labels,
+            &segments,
+            &r.seg.output_info(),
+        )?;
+        Ok(())
+    })
+}
+
+/// Like `ac_result_write_seg`, but into memory: `*out` receives a new `ac_buffer` holding the
+/// DICOM file, freed with `ac_buffer_free`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_seg_buffer(
+    result: *const ac_result,
+    out: *mut *mut ac_buffer,
+) -> ac_status {
+    boundary("ac_result_seg_buffer", || {
+        let out = try_out!(out, "out");
+        let r = get(result, "result")?;
+        let segments = r.seg.seg_segments(&r.model.model);
+        let obj = build_seg(&r.series.ct, &r.seg.labels, &segments, &r.seg.output_info())?;
+        *out = register::<ac_buffer>(dicom_bytes(&obj, "SEG")?);
+        Ok(())
+    })
+}
+
+fn nifti_description(r: &ResultBody) -> String {
+    format!("autocontour {}", r.seg.model.0)
+}
+
+/// Writes the label map as NIfTI-1 (`uint8`, voxel values as in `ac_result_labels`, affine from
+/// the CT geometry converted to NIfTI's RAS) to the file `path`, gzipped when `path` ends in
+/// `.gz`; atomically like `ac_result_write_rtstruct`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_write_nifti(
+    result: *const ac_result,
+    path: *const c_char,
+) -> ac_status {
+    boundary("ac_result_write_nifti", || {
+        let path = try_str!(path, "path");
+        let r = get(result, "result")?;
+        write_nifti_labels(Path::new(path), &r.seg.labels, &nifti_description(&r))?;
+        Ok(())
+    })
+}
+
+/// Like `ac_result_write_nifti`, but into memory, gzipped when `gzip` is true: `*out` receives a
+/// new `ac_buffer` holding exactly the bytes the file (`.nii` or `.nii.gz`) would hold, freed
+/// with `ac_buffer_free`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_nifti_buffer(
+    result: *const ac_result,
+    gzip: bool,
+    out: *mut *mut ac_buffer,
+) -> ac_status {
+    boundary("ac_result_nifti_buffer", || {
+        let out = try_out!(out, "out");
+        let r = get(result, "result")?;
+        let bytes = nifti_labels_bytes(&r.seg.labels, &nifti_description(&r), gzip)?;
+        *out = register::<ac_buffer>(bytes);
+        Ok(())
+    })
+}
+
+/// Sets `*count` to the number of contours of structure `structure_index` (numbered as by
+/// `ac_result_structure`): the contours of its ROI in the RT Structure Set, all slices together,
+/// ordered by slice. 0 for an empty structure. The contours are traced on the first call of
+/// this, `ac_result_contour` or an RTSTRUCT writer, and kept by the result. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_contour_count(
+    result: *const ac_result,
+    structure_index: usize,
+    count: *mut usize,
+) -> ac_status {
+    boundary("ac_result_contour_count", || {
+        let out = try_out!(count, "count");
+        let r = get(result, "result")?;
+        *out = r.structure_contours(structure_index)?.len();
+        Ok(())
+    })
+}
+
+/// Writes contour `contour_index` (< `ac_result_contour_count`) of structure `structure_index`
+/// to `*contour`: its slice, its point count and a pointer to its points, owned by the result
+/// and valid until `ac_result_free`. The points are those of the RT Structure Set's Contour
+/// Data: closed planar polygons in patient mm, holes joined to their outline by keyholes, an
+/// `EXTERNAL` structure traced around the union of all structures. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_contour(
+    result: *const ac_result,
+    structure_index: usize,
+    contour_index: usize,
+    contour: *mut ac_contour,
+) -> ac_status {
+    boundary("ac_result_contour", || {
+        let out = try_out!(contour, "contour");
+        let r = get(result, "result")?;
+        let list = r.structure_contours(structure_index)?;
+        let c = list.get(contour_index).ok_or_else(|| {
+            FfiError::new(
+                ac_status::IndexOutOfRange,
+                format!(
+                    "contour index {contour_index} is past the end ({} contours in structure {structure_index})",
+                    list.len()
+                ),
+            )
+        })?;
+        *out = ac_contour {
+            slice: c.slice,
+            point_count: c.points.len(),
+            points: c.points.as_ptr().cast(),
+        };
         Ok(())
     })
 }

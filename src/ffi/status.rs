@@ -68,6 +68,8 @@ pub enum ac_status {
     SeriesNotFound = 206,
     /// The series is not CT.
     NotCt = 207,
+    /// No ROI of that name in the RT Structure Set (`ac_rtstruct_find_roi`).
+    RoiNotFound = 208,
 
     /// Slices do not share one orientation.
     MixedOrientation = 300,
@@ -149,7 +151,7 @@ impl ac_status {
     }
 
     /// Every status, for tests and `ac_status_str`.
-    pub const ALL: [ac_status; 41] = {
+    pub const ALL: [ac_status; 42] = {
         use ac_status as S;
         [
             S::Ok,
@@ -176,6 +178,7 @@ impl ac_status {
             S::NoSeries,
             S::SeriesNotFound,
             S::NotCt,
+            S::RoiNotFound,
             S::MixedOrientation,
             S::MixedSize,
             S::DuplicateSlice,
@@ -230,6 +233,7 @@ impl ac_status {
             S::NoSeries => "AC_STATUS_NO_SERIES: no usable CT series found\0",
             S::SeriesNotFound => "AC_STATUS_SERIES_NOT_FOUND: series UID not found\0",
             S::NotCt => "AC_STATUS_NOT_CT: the series is not CT\0",
+            S::RoiNotFound => "AC_STATUS_ROI_NOT_FOUND: no ROI of that name\0",
             S::MixedOrientation => "AC_STATUS_MIXED_ORIENTATION: slices differ in orientation\0",
             S::MixedSize => "AC_STATUS_MIXED_SIZE: slices differ in size or pixel spacing\0",
             S::DuplicateSlice => "AC_STATUS_DUPLICATE_SLICE: two slices share one position\0",

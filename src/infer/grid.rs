@@ -205,88 +205,293 @@ pub fn resample_to_model(ct: &Volume<f32>, grid: &ModelGrid, norm: &Normalizatio
 }
 
 /// Brings per-class scores on the model grid (`[c][z][y][x]`) back to the CT grid: trilinear per
-/// class at each CT voxel, then argmax. Trilinear interpolation is separable, so each CT slice
-/// first interpolates the model grid along the axis that runs with the CT's slices (one plane
-/// per class), then each CT row along the axis of the rows, then each voxel along the last axis.
-/// Never holds more than one plane of scores per thread.
+/// class at each CT voxel, then argmax (the first class wins ties).
+///
+/// Trilinear interpolation is separable: each CT slice interpolates the model grid along the
+/// axis that runs with the CT's slices (one plane per class), then along the axis of the rows,
+/// then along the last axis. Never holds more than one plane of scores per thread.
+///
+/// Most model cells (the box between 2 × 2 × 2 neighbouring model voxels) lie inside one
+/// structure: the same class wins at all 8 corners by a clear margin. A trilinear value is a
+/// convex combination of the corners, so that class wins everywhere inside the cell, and the CT
+/// voxels in it take that label without interpolation. The margin ([`PURE_CELL_MARGIN`] × (1 +
+/// the largest |score|)) is far above the rounding error of the three interpolation steps in
+/// `f32`, so the labels are exactly those of interpolating every voxel; voxels in the other
+/// cells are interpolated one by one.
 pub fn scores_to_ct_labels(
     scores: &[f32],
     classes: usize,
     grid: &ModelGrid,
     ct: &Geometry,
 ) -> Vec<u8> {
-    let [nx, ny, nz] = [grid.axes[0].len, grid.axes[1].len, grid.axes[2].len];
-    let model_len = [nx, ny, nz];
-    let model_stride = [1usize, nx, nx * ny];
-    let vol = nx * ny * nz;
-    // For each CT axis: which model axis runs along it.
-    let mut model_axis_of = [0usize; 3];
-    for (m, ax) in grid.axes.iter().enumerate() {
-        model_axis_of[ax.ct_axis] = m;
-    }
-    let taps_of = |a: usize| {
-        let m = model_axis_of[a];
-        let ax = grid.axes[m];
-        taps(ct.size[a], model_len[m], |c| ax.to_model(c))
-    };
-    let (ti, tj, tk) = (taps_of(0), taps_of(1), taps_of(2));
-    let (m0, m1, m2) = (model_axis_of[0], model_axis_of[1], model_axis_of[2]);
-    let (l0, l1) = (model_len[m0], model_len[m1]);
-    let (s0, s1, s2) = (model_stride[m0], model_stride[m1], model_stride[m2]);
-    let up2 = if model_len[m2] > 1 { s2 } else { 0 };
-    let [ci, cj, ck] = ct.size;
-    let mut out = vec![0u8; ci * cj * ck];
+    let b = BackMap::new(grid, ct);
+    let pure = pure_cells(scores, classes, &b);
+    let [ci, cj, _] = ct.size;
+    let cells_per_plane = b.cells[1] * b.cells[0];
+    let mut out = vec![0u8; ct.voxel_count()];
     out.par_chunks_mut((ci * cj).max(1))
         .enumerate()
         .for_each(|(k, slice)| {
-            let Some(&(k0, wk)) = tk.get(k) else { return };
-            // plane[c][a1][a0]: scores interpolated along the slice axis
-            let mut plane = vec![0f32; classes * l1 * l0];
-            for c in 0..classes {
-                for a1 in 0..l1 {
-                    for a0 in 0..l0 {
-                        let b = c * vol + k0 * s2 + a1 * s1 + a0 * s0;
-                        let lo = scores.get(b).copied().unwrap_or(0.0);
-                        let hi = scores.get(b + up2).copied().unwrap_or(lo);
-                        if let Some(p) = plane.get_mut((c * l1 + a1) * l0 + a0) {
-                            *p = lo + wk * (hi - lo);
-                        }
-                    }
-                }
-            }
-            let mut row = vec![0f32; classes * l0];
+            let Some(&(k0, wk)) = b.tk.get(k) else { return };
+            let pure_plane = pure
+                .get(k0 * cells_per_plane..(k0 + 1) * cells_per_plane)
+                .unwrap_or(&[]);
+            // plane[c][a1][a0]: scores interpolated along the slice axis, built on first need
+            let mut plane: Vec<f32> = Vec::new();
+            // the row's spans, shared by the CT rows in one cell row
+            let mut spans: Vec<Span> = Vec::new();
+            let mut spans_of = usize::MAX;
+            let (mut lo, mut hi) = (vec![0f32; classes], vec![0f32; classes]);
             for (j, out_row) in slice.chunks_mut(ci.max(1)).enumerate() {
-                let Some(&(j0, wj)) = tj.get(j) else { return };
-                let j1 = if l1 > 1 { j0 + 1 } else { j0 };
-                for c in 0..classes {
-                    for a0 in 0..l0 {
-                        let lo = plane.get((c * l1 + j0) * l0 + a0).copied().unwrap_or(0.0);
-                        let hi = plane.get((c * l1 + j1) * l0 + a0).copied().unwrap_or(lo);
-                        if let Some(r) = row.get_mut(c * l0 + a0) {
-                            *r = lo + wj * (hi - lo);
-                        }
-                    }
+                let Some(&(j0, wj)) = b.tj.get(j) else { return };
+                if spans_of != j0 {
+                    let pure_row = pure_plane
+                        .get(j0 * b.cells[0]..(j0 + 1) * b.cells[0])
+                        .unwrap_or(&[]);
+                    b.spans(pure_row, &mut spans);
+                    spans_of = j0;
                 }
-                for (i, o) in out_row.iter_mut().enumerate() {
-                    let Some(&(i0, wi)) = ti.get(i) else { return };
-                    let i1 = if l0 > 1 { i0 + 1 } else { i0 };
-                    let mut best = (f32::NEG_INFINITY, 0u8);
-                    for c in 0..classes {
-                        let lo = row.get(c * l0 + i0).copied().unwrap_or(0.0);
-                        let hi = row.get(c * l0 + i1).copied().unwrap_or(lo);
-                        let v = lo + wi * (hi - lo);
-                        if v > best.0 {
-                            best = (v, c as u8);
-                        }
+                for span in &spans {
+                    let Some(dst) = out_row.get_mut(span.start..span.end) else {
+                        continue;
+                    };
+                    if span.label != MIXED {
+                        dst.fill(span.label);
+                        continue;
                     }
-                    *o = best.1;
+                    if plane.is_empty() {
+                        plane = interpolate_plane(scores, classes, &b, k0, wk);
+                    }
+                    let i1 = if b.l0 > 1 { span.i0 + 1 } else { span.i0 };
+                    b.row_values(&plane, j0, wj, span.i0, &mut lo);
+                    b.row_values(&plane, j0, wj, i1, &mut hi);
+                    let wi = b.ti.get(span.start..span.end).unwrap_or(&[]);
+                    for (o, &(_, wi)) in dst.iter_mut().zip(wi) {
+                        let mut best = (f32::NEG_INFINITY, 0u8);
+                        for (c, (&lo, &hi)) in lo.iter().zip(&hi).enumerate() {
+                            let v = lo + wi * (hi - lo);
+                            if v > best.0 {
+                                best = (v, c as u8);
+                            }
+                        }
+                        *o = best.1;
+                    }
                 }
             }
         });
     out
 }
 
+/// A cell whose corners do not agree on one class by a clear margin (a 256th class, which a
+/// `u8` label map cannot tell apart from this marker, is always interpolated).
+const MIXED: u8 = u8::MAX;
+
+/// Relative margin by which one class must win at all 8 corners of a model cell for the whole
+/// cell to take its label without interpolation (see [`scores_to_ct_labels`]).
+pub const PURE_CELL_MARGIN: f32 = 1e-4;
+
+/// CT voxels `start..end` along the CT's first axis: all in pure cells of one `label`, or all in
+/// the mixed cell starting at model index `i0`.
+struct Span {
+    start: usize,
+    end: usize,
+    i0: usize,
+    label: u8,
+}
+
+/// The separable map from CT voxels back to model cells.
+struct BackMap {
+    /// Interpolation taps per CT index along the CT axes i, j, k: (model index, weight).
+    ti: Vec<(usize, f32)>,
+    tj: Vec<(usize, f32)>,
+    tk: Vec<(usize, f32)>,
+    /// Runs of CT voxels along i that share one model cell: (start, end, model index).
+    runs: Vec<(usize, usize, usize)>,
+    /// Model lengths along the model axes that run with CT i and j.
+    l0: usize,
+    l1: usize,
+    /// Model strides (in the `[z][y][x]` array) of the axes that run with CT i, j, k.
+    s: [usize; 3],
+    /// Step to the upper neighbour along those axes (0 where the axis has one voxel).
+    up: [usize; 3],
+    /// Cells along those axes.
+    cells: [usize; 3],
+    model_vox: usize,
+}
+
+impl BackMap {
+    fn new(grid: &ModelGrid, ct: &Geometry) -> BackMap {
+        let [nx, ny, nz] = [grid.axes[0].len, grid.axes[1].len, grid.axes[2].len];
+        let model_len = [nx, ny, nz];
+        let model_stride = [1usize, nx, nx * ny];
+        // For each CT axis: which model axis runs along it.
+        let mut model_axis_of = [0usize; 3];
+        for (m, ax) in grid.axes.iter().enumerate() {
+            model_axis_of[ax.ct_axis] = m;
+        }
+        let taps_of = |a: usize| {
+            let m = model_axis_of[a];
+            let ax = grid.axes[m];
+            taps(ct.size[a], model_len[m], |c| ax.to_model(c))
+        };
+        let (ti, tj, tk) = (taps_of(0), taps_of(1), taps_of(2));
+        let len = model_axis_of.map(|m| model_len[m]);
+        let s = model_axis_of.map(|m| model_stride[m]);
+        let up = [0, 1, 2].map(|a| if len[a] > 1 { s[a] } else { 0 });
+        let cells = len.map(|l| l.saturating_sub(1).max(1));
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, &(i0, _)) in ti.iter().enumerate() {
+            match runs.last_mut() {
+                Some(r) if r.2 == i0 => r.1 = i + 1,
+                _ => runs.push((i, i + 1, i0)),
+            }
+        }
+        BackMap {
+            ti,
+            tj,
+            tk,
+            runs,
+            l0: len[0],
+            l1: len[1],
+            s,
+            up,
+            cells,
+            model_vox: nx * ny * nz,
+        }
+    }
+
+    /// The spans of a CT row whose cells along i are `pure_row`: neighbouring pure cells of one
+    /// label merged, each mixed cell on its own.
+    fn spans(&self, pure_row: &[u8], spans: &mut Vec<Span>) {
+        spans.clear();
+        for &(start, end, i0) in &self.runs {
+            let label = pure_row.get(i0).copied().unwrap_or(MIXED);
+            match spans.last_mut() {
+                Some(s) if label != MIXED && s.label == label && s.end == start => s.end = end,
+                _ => spans.push(Span {
+                    start,
+                    end,
+                    i0,
+                    label,
+                }),
+            }
+        }
+    }
+
+    /// Every class's score interpolated along the row axis at model column `a0` of `plane`
+    /// (the same arithmetic, value for value, as interpolating the whole row).
+    fn row_values(&self, plane: &[f32], j0: usize, wj: f32, a0: usize, out: &mut [f32]) {
+        let (l0, l1) = (self.l0, self.l1);
+        let j1 = if l1 > 1 { j0 + 1 } else { j0 };
+        for (c, o) in out.iter_mut().enumerate() {
+            let lo = plane.get((c * l1 + j0) * l0 + a0).copied().unwrap_or(0.0);
+            let hi = plane.get((c * l1 + j1) * l0 + a0).copied().unwrap_or(lo);
+            *o = lo + wj * (hi - lo);
+        }
+    }
+}
+
+/// Per model cell (indexed `[k][j][i]` along the model axes that run with CT k, j, i): the class
+/// that wins at all 8 corners by [`PURE_CELL_MARGIN`] × (1 + the largest |score| anywhere), or
+/// [`MIXED`]. Holds one byte per model voxel and one per cell.
+fn pure_cells(scores: &[f32], classes: usize, b: &BackMap) -> Vec<u8> {
+    const CHUNK: usize = 8192;
+    let vol = b.model_vox;
+    let [c0, c1, c2] = b.cells;
+    let mut out = vec![MIXED; c0 * c1 * c2];
+    let Some(scores) = scores.get(..classes * vol) else {
+        return out;
+    };
+    // max is exact, so the parallel reduction does not depend on the thread count
+    let max_abs = scores
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().fold(0f32, |m, v| m.max(v.abs())))
+        .reduce(|| 0f32, f32::max);
+    let margin = PURE_CELL_MARGIN * (1.0 + max_abs);
+    // per model voxel: the class that wins by the margin, or MIXED
+    let mut winner = vec![MIXED; vol];
+    winner
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(n, chunk)| {
+            for (o, v) in chunk.iter_mut().zip(n * CHUNK..) {
+                let mut first = (f32::NEG_INFINITY, 0usize);
+                let mut second = f32::NEG_INFINITY;
+                for c in 0..classes {
+                    let s = scores.get(c * vol + v).copied().unwrap_or(0.0);
+                    if s > first.0 {
+                        second = first.0;
+                        first = (s, c);
+                    } else if s > second {
+                        second = s;
+                    }
+                }
+                if first.0 - second > margin && first.1 < MIXED as usize {
+                    *o = first.1 as u8;
+                }
+            }
+        });
+    out.par_chunks_mut((c0 * c1).max(1))
+        .enumerate()
+        .for_each(|(k0, plane)| {
+            for (j0, row) in plane.chunks_mut(c0.max(1)).enumerate() {
+                for (i0, o) in row.iter_mut().enumerate() {
+                    let base = i0 * b.s[0] + j0 * b.s[1] + k0 * b.s[2];
+                    let at = |d: usize| winner.get(base + d).copied().unwrap_or(MIXED);
+                    let c = at(0);
+                    let mut same = true;
+                    for dk in [0, b.up[2]] {
+                        for dj in [0, b.up[1]] {
+                            for di in [0, b.up[0]] {
+                                same &= at(dk + dj + di) == c;
+                            }
+                        }
+                    }
+                    if same {
+                        *o = c;
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// Scores of every class interpolated along the slice axis at model index `k0` + `wk`:
+/// `plane[c][a1][a0]`.
+fn interpolate_plane(scores: &[f32], classes: usize, b: &BackMap, k0: usize, wk: f32) -> Vec<f32> {
+    let vol = b.model_vox;
+    let (l0, l1) = (b.l0, b.l1);
+    let mut plane = vec![0f32; classes * l1 * l0];
+    for (n, row) in plane.chunks_mut(l0.max(1)).enumerate() {
+        let (c, a1) = (n / l1.max(1), n % l1.max(1));
+        let base = c * vol + k0 * b.s[2] + a1 * b.s[1];
+        let (lo_end, hi_end) = (base + (l0 - 1) * b.s[0], base + b.up[2] + (l0 - 1) * b.s[0]);
+        match (
+            b.s[0],
+            scores.get(base..=lo_end),
+            scores.get(base + b.up[2]..=hi_end),
+        ) {
+            // the common case: the CT's rows run along the model's x axis
+            (1, Some(lo), Some(hi)) => {
+                for ((p, &lo), &hi) in row.iter_mut().zip(lo).zip(hi) {
+                    *p = lo + wk * (hi - lo);
+                }
+            }
+            _ => {
+                for (a0, p) in row.iter_mut().enumerate() {
+                    let i = base + a0 * b.s[0];
+                    let lo = scores.get(i).copied().unwrap_or(0.0);
+                    let hi = scores.get(i + b.up[2]).copied().unwrap_or(lo);
+                    *p = lo + wk * (hi - lo);
+                }
+            }
+        }
+    }
+    plane
+}
+
 /// Nearest-neighbour label transfer from the model grid (`[z][y][x]` labels) to the CT grid.
+/// CT voxels along a row that pick the same model voxel are filled as one run.
 pub fn labels_to_ct_nearest(labels: &[u8], grid: &ModelGrid, ct: &Geometry) -> Vec<u8> {
     let [nx, ny, nz] = [grid.axes[0].len, grid.axes[1].len, grid.axes[2].len];
     let mut model_axis_of = [0usize; 3];
@@ -310,6 +515,14 @@ pub fn labels_to_ct_nearest(labels: &[u8], grid: &ModelGrid, ct: &Geometry) -> V
                 .collect()
         })
         .collect();
+    // runs of CT voxels along i that read the same model voxel: (start, end, offset)
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &ii) in idx[0].iter().enumerate() {
+        match runs.last_mut() {
+            Some(r) if r.2 == ii => r.1 = i + 1,
+            _ => runs.push((i, i + 1, ii)),
+        }
+    }
     let [ci, cj, ck] = ct.size;
     let mut out = vec![0u8; ci * cj * ck];
     out.par_chunks_mut((ci * cj).max(1))
@@ -318,9 +531,10 @@ pub fn labels_to_ct_nearest(labels: &[u8], grid: &ModelGrid, ct: &Geometry) -> V
             let kk = idx[2].get(k).copied().unwrap_or(0);
             for (j, row) in slice.chunks_mut(ci.max(1)).enumerate() {
                 let jj = idx[1].get(j).copied().unwrap_or(0);
-                for (i, o) in row.iter_mut().enumerate() {
-                    let ii = idx[0].get(i).copied().unwrap_or(0);
-                    *o = labels.get(ii + jj + kk).copied().unwrap_or(0);
+                for &(start, end, ii) in &runs {
+                    if let Some(dst) = row.get_mut(start..end) {
+                        dst.fill(labels.get(ii + jj + kk).copied().unwrap_or(0));
+                    }
                 }
             }
         });
@@ -461,6 +675,171 @@ mod tests {
             }
         }
         assert!(checked > 4000, "{checked}");
+    }
+
+    /// The engine's earlier back-resampling, every voxel interpolated: the fast path must give
+    /// exactly its labels.
+    fn exact_labels(scores: &[f32], classes: usize, grid: &ModelGrid, ct: &Geometry) -> Vec<u8> {
+        let [nx, ny, nz] = [grid.axes[0].len, grid.axes[1].len, grid.axes[2].len];
+        let model_len = [nx, ny, nz];
+        let model_stride = [1usize, nx, nx * ny];
+        let vol = nx * ny * nz;
+        // For each CT axis: which model axis runs along it.
+        let mut model_axis_of = [0usize; 3];
+        for (m, ax) in grid.axes.iter().enumerate() {
+            model_axis_of[ax.ct_axis] = m;
+        }
+        let taps_of = |a: usize| {
+            let m = model_axis_of[a];
+            let ax = grid.axes[m];
+            taps(ct.size[a], model_len[m], |c| ax.to_model(c))
+        };
+        let (ti, tj, tk) = (taps_of(0), taps_of(1), taps_of(2));
+        let (m0, m1, m2) = (model_axis_of[0], model_axis_of[1], model_axis_of[2]);
+        let (l0, l1) = (model_len[m0], model_len[m1]);
+        let (s0, s1, s2) = (model_stride[m0], model_stride[m1], model_stride[m2]);
+        let up2 = if model_len[m2] > 1 { s2 } else { 0 };
+        let [ci, cj, ck] = ct.size;
+        let mut out = vec![0u8; ci * cj * ck];
+        out.par_chunks_mut((ci * cj).max(1))
+            .enumerate()
+            .for_each(|(k, slice)| {
+                let Some(&(k0, wk)) = tk.get(k) else { return };
+                // plane[c][a1][a0]: scores interpolated along the slice axis
+                let mut plane = vec![0f32; classes * l1 * l0];
+                for c in 0..classes {
+                    for a1 in 0..l1 {
+                        for a0 in 0..l0 {
+                            let b = c * vol + k0 * s2 + a1 * s1 + a0 * s0;
+                            let lo = scores.get(b).copied().unwrap_or(0.0);
+                            let hi = scores.get(b + up2).copied().unwrap_or(lo);
+                            if let Some(p) = plane.get_mut((c * l1 + a1) * l0 + a0) {
+                                *p = lo + wk * (hi - lo);
+                            }
+                        }
+                    }
+                }
+                let mut row = vec![0f32; classes * l0];
+                for (j, out_row) in slice.chunks_mut(ci.max(1)).enumerate() {
+                    let Some(&(j0, wj)) = tj.get(j) else { return };
+                    let j1 = if l1 > 1 { j0 + 1 } else { j0 };
+                    for c in 0..classes {
+                        for a0 in 0..l0 {
+                            let lo = plane.get((c * l1 + j0) * l0 + a0).copied().unwrap_or(0.0);
+                            let hi = plane.get((c * l1 + j1) * l0 + a0).copied().unwrap_or(lo);
+                            if let Some(r) = row.get_mut(c * l0 + a0) {
+                                *r = lo + wj * (hi - lo);
+                            }
+                        }
+                    }
+                    for (i, o) in out_row.iter_mut().enumerate() {
+                        let Some(&(i0, wi)) = ti.get(i) else { return };
+                        let i1 = if l0 > 1 { i0 + 1 } else { i0 };
+                        let mut best = (f32::NEG_INFINITY, 0u8);
+                        for c in 0..classes {
+                            let lo = row.get(c * l0 + i0).copied().unwrap_or(0.0);
+                            let hi = row.get(c * l0 + i1).copied().unwrap_or(lo);
+                            let v = lo + wi * (hi - lo);
+                            if v > best.0 {
+                                best = (v, c as u8);
+                            }
+                        }
+                        *o = best.1;
+                    }
+                }
+            });
+        out
+    }
+
+    /// Smooth per-class fields with curved boundaries (plus near-ties planted at some model
+    /// voxels) on an anisotropic, flipped, permuted grid.
+    fn smooth_case(direction: [[f64; 3]; 3]) -> (Geometry, ModelGrid, Vec<f32>, usize) {
+        let g = Geometry::new([61, 47, 23], [3.0, -7.0, 40.0], [0.7, 0.9, 2.5], direction).unwrap();
+        let grid = ModelGrid::new(&g, Orientation::Lps, Spacing::Mm([2.0, 3.0, 4.0])).unwrap();
+        let classes = 4;
+        let [mz, my, mx] = grid.zyx();
+        let vol = mx * my * mz;
+        let mut scores = vec![0f32; classes * vol];
+        for z in 0..mz {
+            for y in 0..my {
+                for x in 0..mx {
+                    let v = (z * my + y) * mx + x;
+                    let (fx, fy, fz) = (
+                        x as f32 / mx as f32,
+                        y as f32 / my as f32,
+                        z as f32 / mz as f32,
+                    );
+                    let r = ((fx - 0.5).powi(2) + (fy - 0.5).powi(2) + (fz - 0.5).powi(2)).sqrt();
+                    scores[v] = 3.0 * r - 0.6;
+                    scores[vol + v] = 1.0 - 2.0 * r;
+                    scores[2 * vol + v] = 2.0 * fx - 1.2 + 0.3 * (7.0 * fy).sin();
+                    scores[3 * vol + v] = if v % 97 == 0 { scores[vol + v] } else { -5.0 };
+                }
+            }
+        }
+        (g, grid, scores, classes)
+    }
+
+    #[test]
+    fn pure_cells_give_exactly_the_interpolated_labels() {
+        for dir in [
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            [[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]],
+            [[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]],
+        ] {
+            let (g, grid, scores, classes) = smooth_case(dir);
+            let fast = scores_to_ct_labels(&scores, classes, &grid, &g);
+            let exact = exact_labels(&scores, classes, &grid, &g);
+            assert_eq!(fast, exact, "{dir:?}");
+            // the case exercises both paths: several labels, and pure cells
+            let b = BackMap::new(&grid, &g);
+            let pure = pure_cells(&scores, classes, &b);
+            let n_pure = pure.iter().filter(|&&c| c != MIXED).count();
+            assert!(
+                n_pure > pure.len() / 3 && n_pure < pure.len(),
+                "{n_pure} / {}",
+                pure.len()
+            );
+            assert!((0..3u8).all(|c| fast.contains(&c)));
+        }
+        // random scores: nearly every cell mixed, still identical
+        let g = geom([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        let grid = ModelGrid::new(&g, Orientation::Lps, Spacing::Mm([1.0, 1.5, 2.0])).unwrap();
+        let n = 3 * grid.geometry.voxel_count();
+        let scores: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
+        assert_eq!(
+            scores_to_ct_labels(&scores, 3, &grid, &g),
+            exact_labels(&scores, 3, &grid, &g)
+        );
+    }
+
+    #[test]
+    fn nearest_runs_match_per_voxel_lookup() {
+        let (g, grid, scores, _) =
+            smooth_case([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]);
+        let vol = grid.geometry.voxel_count();
+        let labels: Vec<u8> = (0..vol)
+            .map(|v| (scores[v] > 0.0) as u8 + (scores[2 * vol + v] > 0.0) as u8)
+            .collect();
+        let got = labels_to_ct_nearest(&labels, &grid, &g);
+        let len = [grid.axes[0].len, grid.axes[1].len, grid.axes[2].len];
+        for k in 0..g.size[2] {
+            for j in 0..g.size[1] {
+                for i in 0..g.size[0] {
+                    let ijk = [i, j, k];
+                    let mut m = [0usize; 3];
+                    for (a, ax) in grid.axes.iter().enumerate() {
+                        m[a] = ax
+                            .to_model(ijk[ax.ct_axis] as f64)
+                            .round()
+                            .clamp(0.0, (len[a] - 1) as f64)
+                            as usize;
+                    }
+                    let want = labels[(m[2] * len[1] + m[1]) * len[0] + m[0]];
+                    assert_eq!(got[(k * g.size[1] + j) * g.size[0] + i], want);
+                }
+            }
+        }
     }
 
     #[test]

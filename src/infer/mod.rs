@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -107,16 +109,44 @@ impl Default for InferOptions<'_> {
 }
 
 /// Seconds spent per stage.
+///
+/// The four totals (`preprocess_s`, `inference_s`, `ort_run_s`, `resample_s`) are what the CLI,
+/// the C API and the summaries report; the other fields split them into the engine's own steps,
+/// so that everything outside ONNX Runtime can be told apart. `inference_s` minus the steps inside
+/// it is the per-call overhead (run options, tensor views, progress).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timings {
-    /// Reorientation, resampling and normalisation.
+    /// Reorientation, resampling and normalisation, padding.
     pub preprocess_s: f64,
     /// The tile loop, ONNX Runtime included.
     pub inference_s: f64,
     /// Inside ONNX Runtime's `Run` only.
     pub ort_run_s: f64,
-    /// Scores back to the CT grid and argmax.
+    /// Normalisation by the weight sum, argmax and confidence on the model grid, scores back to
+    /// the CT grid and argmax there (and the kept probabilities when asked for).
     pub resample_s: f64,
+    /// In `preprocess_s`: reorientation, trilinear resampling to the model spacing and
+    /// normalisation, done in one pass.
+    pub model_grid_s: f64,
+    /// In `preprocess_s`: padding the model-grid image up to the patch size.
+    pub pad_s: f64,
+    /// In `inference_s`: the blending weight sum over all tiles.
+    pub weights_s: f64,
+    /// In `inference_s`: copying tiles out of the image, mirrored copies for TTA.
+    pub tile_gather_s: f64,
+    /// In `inference_s`: `f32` ↔ `f16` conversion, the finite-output check, summing mirrored
+    /// outputs.
+    pub convert_s: f64,
+    /// In `inference_s`: weighted accumulation of the tile outputs (Gaussian or centre crop).
+    pub blend_s: f64,
+    /// In `resample_s`: division by the weight sum (and cropping away the padding).
+    pub normalize_s: f64,
+    /// In `resample_s`: argmax and per-class confidence on the model grid.
+    pub confidence_s: f64,
+    /// In `resample_s`: scores back to the CT grid with argmax, one fused pass.
+    pub back_resample_s: f64,
+    /// In `resample_s`: per-class probabilities kept on the model grid (only when asked for).
+    pub probabilities_s: f64,
 }
 
 /// The outcome of inference on one CT.
@@ -178,40 +208,141 @@ fn mirror_sets(axes: &[usize]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Flips a `[channels][z][y][x]` block in place along the given axes (0 = z, 1 = y, 2 = x).
-fn flip(block: &mut [f32], channels: usize, p: [usize; 3], axes: &[usize]) {
+/// Calls `f(dst, src)` with the start offsets of every row of a `[z][y][x]` block of size `p`
+/// and of the row it comes from when the block is mirrored along `axes` (0 = z, 1 = y,
+/// otherwise x). Returns whether rows are mirrored too (x in `axes`): the caller then reads the
+/// source row backwards.
+fn mirrored_rows(p: [usize; 3], axes: &[usize], mut f: impl FnMut(usize, usize)) -> bool {
     let [pz, py, px] = p;
-    let vol = pz * py * px;
-    for c in 0..channels {
-        let Some(b) = block.get_mut(c * vol..(c + 1) * vol) else {
-            return;
-        };
-        for &a in axes {
-            match a {
-                0 => {
-                    for z in 0..pz / 2 {
-                        for yx in 0..py * px {
-                            b.swap(z * py * px + yx, (pz - 1 - z) * py * px + yx);
-                        }
-                    }
-                }
-                1 => {
-                    for z in 0..pz {
-                        for y in 0..py / 2 {
-                            for x in 0..px {
-                                b.swap((z * py + y) * px + x, (z * py + (py - 1 - y)) * px + x);
-                            }
-                        }
-                    }
-                }
-                _ => {
-                    for row in b.chunks_mut(px.max(1)) {
-                        row.reverse();
-                    }
-                }
+    let (fz, fy) = (axes.contains(&0), axes.contains(&1));
+    for z in 0..pz {
+        let sz = if fz { pz - 1 - z } else { z };
+        for y in 0..py {
+            let sy = if fy { py - 1 - y } else { y };
+            f((z * py + y) * px, (sz * py + sy) * px);
+        }
+    }
+    axes.iter().any(|&a| a > 1)
+}
+
+/// `dst = src` mirrored along `axes`, for each `[z][y][x]` block of size `p` in the two slices.
+fn mirror_copy(dst: &mut [f32], src: &[f32], p: [usize; 3], axes: &[usize]) {
+    let pv = p[0] * p[1] * p[2];
+    let px = p[2];
+    for (d, s) in dst.chunks_mut(pv.max(1)).zip(src.chunks(pv.max(1))) {
+        let mut rev = false;
+        rev |= mirrored_rows(p, axes, |di, si| {
+            if let (Some(d), Some(s)) = (d.get_mut(di..di + px), s.get(si..si + px)) {
+                d.copy_from_slice(s);
+            }
+        });
+        if rev {
+            for row in d.chunks_mut(px.max(1)) {
+                row.reverse();
             }
         }
     }
+}
+
+/// `sum (+)= out` with `out` mirrored back along `axes`, per `[z][y][x]` block of size `p`;
+/// `first` overwrites instead of adding.
+fn mirror_add<T: Copy + Into<f32>>(
+    sum: &mut [f32],
+    out: &[T],
+    p: [usize; 3],
+    axes: &[usize],
+    first: bool,
+) {
+    let pv = p[0] * p[1] * p[2];
+    let px = p[2];
+    let rev = axes.iter().any(|&a| a > 1);
+    for (d, s) in sum.chunks_mut(pv.max(1)).zip(out.chunks(pv.max(1))) {
+        mirrored_rows(p, axes, |di, si| {
+            let (Some(d), Some(s)) = (d.get_mut(di..di + px), s.get(si..si + px)) else {
+                return;
+            };
+            match (first, rev) {
+                (true, false) => d.iter_mut().zip(s).for_each(|(d, &s)| *d = s.into()),
+                (true, true) => d
+                    .iter_mut()
+                    .zip(s.iter().rev())
+                    .for_each(|(d, &s)| *d = s.into()),
+                (false, false) => d.iter_mut().zip(s).for_each(|(d, &s)| *d += s.into()),
+                (false, true) => d
+                    .iter_mut()
+                    .zip(s.iter().rev())
+                    .for_each(|(d, &s)| *d += s.into()),
+            }
+        });
+    }
+}
+
+/// Tile geometry shared by the gather and blend steps.
+#[derive(Clone, Copy)]
+struct TileGeom {
+    patch: [usize; 3],
+    padded: [usize; 3],
+}
+
+impl TileGeom {
+    /// Calls `f(grid_offset, patch_offset)` for the start of every row of the tile at `t`.
+    fn rows(&self, t: [usize; 3], mut f: impl FnMut(usize, usize)) {
+        let [pz, py, px] = self.patch;
+        for z in 0..pz {
+            for y in 0..py {
+                let gi = ((t[0] + z) * self.padded[1] + t[1] + y) * self.padded[2] + t[2];
+                f(gi, (z * py + y) * px);
+            }
+        }
+    }
+}
+
+/// The blending weights of the tile at `t` (`[z][y][x]` over the patch): the shared Gaussian
+/// map, or the tile's centre-crop weights built in `buf`.
+fn tile_weights<'a>(
+    buf: &'a mut Vec<f32>,
+    gauss: Option<&'a [f32]>,
+    t: [usize; 3],
+    g: TileGeom,
+    strides: [usize; 3],
+) -> &'a [f32] {
+    if let Some(gm) = gauss {
+        return gm;
+    }
+    let [pz, py, px] = g.patch;
+    let wz = tiling::center_crop_weights(t[0], pz, g.padded[0], strides[0]);
+    let wy = tiling::center_crop_weights(t[1], py, g.padded[1], strides[1]);
+    let wx = tiling::center_crop_weights(t[2], px, g.padded[2], strides[2]);
+    buf.clear();
+    for &a in &wz {
+        for &b in &wy {
+            buf.extend(wx.iter().map(|&c| a * b * c));
+        }
+    }
+    buf
+}
+
+/// `acc[c] += src[c] · scale · w` over the tile at `t`, every class in parallel (each voxel's
+/// sum still takes the tiles in order). `acc` is `[class][padded grid]`, `src` `[class][patch]`.
+fn blend_tile(acc: &mut [f32], src: &[f32], w: &[f32], scale: f32, t: [usize; 3], g: TileGeom) {
+    let pvox = g.padded[0] * g.padded[1] * g.padded[2];
+    let pv = g.patch[0] * g.patch[1] * g.patch[2];
+    let px = g.patch[2];
+    acc.par_chunks_mut(pvox.max(1))
+        .zip(src.par_chunks(pv.max(1)))
+        .for_each(|(a, s)| {
+            g.rows(t, |gi, pi| {
+                if let (Some(a), Some(s), Some(w)) = (
+                    a.get_mut(gi..gi + px),
+                    s.get(pi..pi + px),
+                    w.get(pi..pi + px),
+                ) {
+                    for ((a, &s), &w) in a.iter_mut().zip(s).zip(w) {
+                        *a += s * scale * w;
+                    }
+                }
+            });
+        });
 }
 
 /// Runs `model` on a CT volume (HU) and returns the label map on the CT grid.
@@ -250,7 +381,10 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
         });
     }
     let image = grid::resample_to_model(ct, &grid, &m.normalization);
-    let image = if padded == [sz, sy, sx] {
+    timings.model_grid_s = t0.elapsed().as_secs_f64();
+    let tp = Instant::now();
+    let no_pad = padded == [sz, sy, sx];
+    let image = if no_pad {
         image
     } else {
         let mut out = vec![0f32; pvox];
@@ -265,6 +399,7 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
         }
         out
     };
+    timings.pad_s = tp.elapsed().as_secs_f64();
     timings.preprocess_s = t0.elapsed().as_secs_f64();
     rep.report("preprocess", 0.05);
     check_cancel(&opts.cancel)?;
@@ -286,12 +421,25 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
         Blending::Gaussian => Some(tiling::gaussian_map(patch)),
         Blending::CenterCrop => None,
     };
-    let strides: Vec<usize> = (0..3)
-        .map(|a| ((patch[a] as f64 * m.tile_step).round_ties_even() as usize).max(1))
-        .collect();
+    let strides =
+        [0, 1, 2].map(|a| ((patch[a] as f64 * m.tile_step).round_ties_even() as usize).max(1));
+    let tg = TileGeom { patch, padded };
     let pv = patch[0] * patch[1] * patch[2];
-    let mut acc = vec![0f32; classes * pvox];
+    // The weight sum depends on the tile positions only: all tiles, in order, up front.
+    let tw = Instant::now();
     let mut wsum = vec![0f32; pvox];
+    let mut wbuf = Vec::new();
+    for &t in &tiles {
+        let w = tile_weights(&mut wbuf, gauss.as_deref(), t, tg, strides);
+        tg.rows(t, |gi, pi| {
+            if let (Some(d), Some(s)) = (wsum.get_mut(gi..gi + patch[2]), w.get(pi..pi + patch[2]))
+            {
+                d.iter_mut().zip(s).for_each(|(d, &s)| *d += s);
+            }
+        });
+    }
+    timings.weights_s = tw.elapsed().as_secs_f64();
+    let mut acc = vec![0f32; classes * pvox];
     let mirrors = mirror_sets(&m.mirror_axes);
     let batch = if opts.batch > 0 {
         opts.batch.min(model.max_batch)
@@ -306,120 +454,175 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
     if let Some(c) = &opts.cancel {
         c.set_current(Some(run_options.clone()));
     }
+    // Buffers reused by every batch: the gathered tiles, their mirrored copy, the f16 copy the
+    // graph reads, and the mirrored outputs' sum. ONNX Runtime reads the inputs in place and its
+    // output is read in place too, so nothing else is copied.
+    let mut input = vec![0f32; batch * pv];
+    let mut mirrored = if mirrors.len() > 1 {
+        vec![0f32; batch * pv]
+    } else {
+        Vec::new()
+    };
+    let mut input_f16: Vec<half::f16> = match m.onnx.dtype {
+        DType::Float16 => vec![half::f16::ZERO; batch * pv],
+        DType::Float32 => Vec::new(),
+    };
+    let direct = mirrors.len() == 1 && m.onnx.dtype == DType::Float32;
+    let mut sum = if direct {
+        Vec::new()
+    } else {
+        vec![0f32; batch * classes * pv]
+    };
     let result = (|| -> Result<usize> {
         let mut evaluations = 0usize;
         let total = tiles.len().max(1) * mirrors.len();
         let mut done = 0usize;
         let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
         for (chunk_no, chunk) in tiles.chunks(batch).enumerate() {
+            let n = chunk.len();
+            let first_tile = chunk_no * batch;
+            let fail = |reason: String| Error::Inference {
+                tile: first_tile,
+                reason,
+            };
             // gather input tiles
-            let mut input = vec![0f32; chunk.len() * pv];
-            for (b, t) in chunk.iter().enumerate() {
-                for z in 0..patch[0] {
-                    for y in 0..patch[1] {
-                        let src = ((t[0] + z) * padded[1] + t[1] + y) * padded[2] + t[2];
-                        let dst = b * pv + (z * patch[1] + y) * patch[2];
-                        if let (Some(d), Some(s)) = (
-                            input.get_mut(dst..dst + patch[2]),
-                            image.get(src..src + patch[2]),
-                        ) {
-                            d.copy_from_slice(s);
-                        }
+            let tt = Instant::now();
+            for (b, &t) in chunk.iter().enumerate() {
+                let Some(blk) = input.get_mut(b * pv..(b + 1) * pv) else {
+                    continue;
+                };
+                tg.rows(t, |gi, pi| {
+                    if let (Some(d), Some(s)) =
+                        (blk.get_mut(pi..pi + patch[2]), image.get(gi..gi + patch[2]))
+                    {
+                        d.copy_from_slice(s);
                     }
-                }
+                });
             }
-            let mut sum = vec![0f32; chunk.len() * classes * pv];
-            for axes in &mirrors {
+            timings.tile_gather_s += tt.elapsed().as_secs_f64();
+            let scale = 1.0 / mirrors.len() as f32;
+            for (mi, axes) in mirrors.iter().enumerate() {
                 check_cancel(&opts.cancel)?;
-                let mut x = input.clone();
-                if !axes.is_empty() {
-                    for b in 0..chunk.len() {
-                        if let Some(blk) = x.get_mut(b * pv..(b + 1) * pv) {
-                            flip(blk, 1, patch, axes);
-                        }
+                let tt = Instant::now();
+                let x: &[f32] = if axes.is_empty() {
+                    input.get(..n * pv).unwrap_or(&[])
+                } else {
+                    let (Some(d), Some(s)) = (mirrored.get_mut(..n * pv), input.get(..n * pv))
+                    else {
+                        return Err(fail("tile buffer".into()));
+                    };
+                    mirror_copy(d, s, patch, axes);
+                    d
+                };
+                timings.tile_gather_s += tt.elapsed().as_secs_f64();
+                let shape = [n, 1, patch[0], patch[1], patch[2]];
+                let name = m.onnx.input.as_str();
+                let tc = Instant::now();
+                let tensor: ort::session::SessionInputValue<'_> = match m.onnx.dtype {
+                    DType::Float32 => ort::value::TensorRef::from_array_view((shape, x))
+                        .map_err(|e| fail(e.to_string()))?
+                        .into(),
+                    DType::Float16 => {
+                        let h = input_f16
+                            .get_mut(..n * pv)
+                            .ok_or_else(|| fail("tile buffer".into()))?;
+                        h.convert_from_f32_slice(x);
+                        timings.convert_s += tc.elapsed().as_secs_f64();
+                        ort::value::TensorRef::from_array_view((shape, &*h))
+                            .map_err(|e| fail(e.to_string()))?
+                            .into()
                     }
-                }
+                };
                 let tr = Instant::now();
-                let mut out = run_tiles(
-                    &mut session,
-                    model,
-                    &run_options,
-                    x,
-                    chunk.len(),
-                    patch,
-                    classes,
-                    chunk_no * batch,
-                )?;
+                let outputs = session
+                    .run_with_options(ort::inputs![name => tensor], &run_options)
+                    .map_err(|e| {
+                        if run_options_cancelled(&e) {
+                            Error::Cancelled
+                        } else {
+                            fail(e.to_string())
+                        }
+                    })?;
                 timings.ort_run_s += tr.elapsed().as_secs_f64();
                 if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
                     return Err(Error::Cancelled);
                 }
-                let bad = out.iter().filter(|v| !v.is_finite()).count();
+                let value = outputs
+                    .get(m.onnx.output.as_str())
+                    .ok_or_else(|| fail(format!("no output named {:?}", m.onnx.output)))?;
+                let want = [n, classes, patch[0], patch[1], patch[2]];
+                let check_dims = |dims: &[i64]| {
+                    if dims.len() != 5 || dims.iter().zip(want.iter()).any(|(&a, &b)| a != b as i64)
+                    {
+                        Err(fail(format!(
+                            "output shape {dims:?}, expected {want:?} (the model must keep the patch size)"
+                        )))
+                    } else {
+                        Ok(())
+                    }
+                };
+                let tc = Instant::now();
+                let first = mi == 0;
+                let bad = match m.onnx.dtype {
+                    DType::Float32 => {
+                        let (s, d) = value
+                            .try_extract_tensor::<f32>()
+                            .map_err(|e| fail(e.to_string()))?;
+                        check_dims(s)?;
+                        let bad = d.iter().filter(|v| !v.is_finite()).count();
+                        if bad == 0 {
+                            if direct {
+                                timings.convert_s += tc.elapsed().as_secs_f64();
+                                let tb = Instant::now();
+                                for (b, &t) in chunk.iter().enumerate() {
+                                    let src = d
+                                        .get(b * classes * pv..(b + 1) * classes * pv)
+                                        .unwrap_or(&[]);
+                                    let w =
+                                        tile_weights(&mut wbuf, gauss.as_deref(), t, tg, strides);
+                                    blend_tile(&mut acc, src, w, 1.0, t, tg);
+                                }
+                                timings.blend_s += tb.elapsed().as_secs_f64();
+                            } else {
+                                mirror_add(&mut sum, d, patch, axes, first);
+                                timings.convert_s += tc.elapsed().as_secs_f64();
+                            }
+                        }
+                        bad
+                    }
+                    DType::Float16 => {
+                        let (s, d) = value
+                            .try_extract_tensor::<half::f16>()
+                            .map_err(|e| fail(e.to_string()))?;
+                        check_dims(s)?;
+                        let bad = d.iter().filter(|v| !v.is_finite()).count();
+                        if bad == 0 {
+                            mirror_add(&mut sum, d, patch, axes, first);
+                        }
+                        timings.convert_s += tc.elapsed().as_secs_f64();
+                        bad
+                    }
+                };
                 if bad > 0 {
                     return Err(Error::NonFiniteOutput {
-                        tile: chunk_no * batch,
+                        tile: first_tile,
                         count: bad,
                     });
                 }
-                if !axes.is_empty() {
-                    for b in 0..chunk.len() {
-                        if let Some(blk) = out.get_mut(b * classes * pv..(b + 1) * classes * pv) {
-                            flip(blk, classes, patch, axes);
-                        }
-                    }
-                }
-                for (s, o) in sum.iter_mut().zip(&out) {
-                    *s += o;
-                }
-                evaluations += chunk.len();
-                done += chunk.len();
+                evaluations += n;
+                done += n;
                 rep.report("inference", 0.05 + 0.85 * done as f64 / total as f64);
             }
-            let scale = 1.0 / mirrors.len() as f32;
-            // accumulate with weights
-            for (b, t) in chunk.iter().enumerate() {
-                let wz: Vec<f32>;
-                let wy: Vec<f32>;
-                let wx: Vec<f32>;
-                let crop = gauss.is_none();
-                if crop {
-                    wz = tiling::center_crop_weights(t[0], patch[0], padded[0], strides[0]);
-                    wy = tiling::center_crop_weights(t[1], patch[1], padded[1], strides[1]);
-                    wx = tiling::center_crop_weights(t[2], patch[2], padded[2], strides[2]);
-                } else {
-                    wz = Vec::new();
-                    wy = Vec::new();
-                    wx = Vec::new();
+            if !direct {
+                let tb = Instant::now();
+                for (b, &t) in chunk.iter().enumerate() {
+                    let src = sum
+                        .get(b * classes * pv..(b + 1) * classes * pv)
+                        .unwrap_or(&[]);
+                    let w = tile_weights(&mut wbuf, gauss.as_deref(), t, tg, strides);
+                    blend_tile(&mut acc, src, w, scale, t, tg);
                 }
-                for z in 0..patch[0] {
-                    for y in 0..patch[1] {
-                        for x in 0..patch[2] {
-                            let pi = (z * patch[1] + y) * patch[2] + x;
-                            let w = match &gauss {
-                                Some(g) => g.get(pi).copied().unwrap_or(0.0),
-                                None => {
-                                    wz.get(z).copied().unwrap_or(0.0)
-                                        * wy.get(y).copied().unwrap_or(0.0)
-                                        * wx.get(x).copied().unwrap_or(0.0)
-                                }
-                            };
-                            if w == 0.0 {
-                                continue;
-                            }
-                            let gi = ((t[0] + z) * padded[1] + t[1] + y) * padded[2] + t[2] + x;
-                            if let Some(ws) = wsum.get_mut(gi) {
-                                *ws += w;
-                            }
-                            for c in 0..classes {
-                                let v =
-                                    sum.get((b * classes + c) * pv + pi).copied().unwrap_or(0.0);
-                                if let Some(a) = acc.get_mut(c * pvox + gi) {
-                                    *a += v * scale * w;
-                                }
-                            }
-                        }
-                    }
-                }
+                timings.blend_s += tb.elapsed().as_secs_f64();
             }
         }
         Ok(evaluations)
@@ -428,32 +631,52 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
         c.set_current(None);
     }
     let evaluations = result?;
+    drop((input, mirrored, input_f16, sum, image));
     timings.inference_s = t1.elapsed().as_secs_f64();
     check_cancel(&opts.cancel)?;
 
     // 3. normalise by weights, crop the padding away
     let t2 = Instant::now();
     let vox = sz * sy * sx;
-    let mut scores = vec![0f32; classes * vox];
-    for c in 0..classes {
-        for z in 0..sz {
-            for y in 0..sy {
-                for x in 0..sx {
-                    let gi =
-                        ((z + pad_lo[0]) * padded[1] + y + pad_lo[1]) * padded[2] + x + pad_lo[2];
-                    let w = wsum.get(gi).copied().unwrap_or(0.0);
-                    let v = acc.get(c * pvox + gi).copied().unwrap_or(0.0);
-                    if let Some(s) = scores.get_mut(c * vox + (z * sy + y) * sx + x) {
+    let scores = if no_pad {
+        // in place: the accumulators become the scores
+        acc.par_chunks_mut(sx.max(1))
+            .enumerate()
+            .for_each(|(r, row)| {
+                let o = (r % (sz * sy)) * sx;
+                if let Some(w) = wsum.get(o..o + sx) {
+                    for (v, &w) in row.iter_mut().zip(w) {
+                        *v = if w > 0.0 { *v / w } else { 0.0 };
+                    }
+                }
+            });
+        acc
+    } else {
+        let mut scores = vec![0f32; classes * vox];
+        scores
+            .par_chunks_mut(sx.max(1))
+            .enumerate()
+            .for_each(|(r, row)| {
+                let (c, z, y) = (r / (sz * sy), (r / sy) % sz, r % sy);
+                let gi = ((z + pad_lo[0]) * padded[1] + y + pad_lo[1]) * padded[2] + pad_lo[2];
+                if let (Some(w), Some(a)) = (
+                    wsum.get(gi..gi + sx),
+                    acc.get(c * pvox + gi..c * pvox + gi + sx),
+                ) {
+                    for ((s, &w), &v) in row.iter_mut().zip(w).zip(a) {
                         *s = if w > 0.0 { v / w } else { 0.0 };
                     }
                 }
-            }
-        }
-    }
-    drop(acc);
+            });
+        scores
+    };
     drop(wsum);
+    timings.normalize_s = t2.elapsed().as_secs_f64();
+    let tc = Instant::now();
     let (model_labels, confidence) = argmax_and_confidence(&scores, classes, vox, m.output_kind);
+    timings.confidence_s = tc.elapsed().as_secs_f64();
     rep.report("resample", 0.92);
+    let tb = Instant::now();
     let labels = match m.resample_output {
         ResampleOutput::LogitsLinear => {
             grid::scores_to_ct_labels(&scores, classes, &grid, ct.geometry())
@@ -462,9 +685,12 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
             grid::labels_to_ct_nearest(&model_labels, &grid, ct.geometry())
         }
     };
+    timings.back_resample_s = tb.elapsed().as_secs_f64();
+    let tq = Instant::now();
     let probabilities = opts
         .keep_probabilities
         .then(|| to_probabilities(&scores, classes, vox, m.output_kind));
+    timings.probabilities_s = tq.elapsed().as_secs_f64();
     timings.resample_s = t2.elapsed().as_secs_f64();
     rep.report("resample", 1.0);
     Ok(Prediction {
@@ -507,40 +733,56 @@ fn to_probabilities(scores: &[f32], classes: usize, vox: usize, kind: OutputKind
 }
 
 /// Argmax per model voxel and, per class, the mean probability of that class where it wins.
+/// Runs over fixed chunks in parallel and adds the chunks' sums in order, so the result does
+/// not depend on the thread count.
 fn argmax_and_confidence(
     scores: &[f32],
     classes: usize,
     vox: usize,
     kind: OutputKind,
 ) -> (Vec<u8>, Vec<Option<f64>>) {
+    const CHUNK: usize = 8192;
     let mut labels = vec![0u8; vox];
+    let parts: Vec<(Vec<f64>, Vec<usize>)> = labels
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(n, chunk)| {
+            let mut sums = vec![0f64; classes];
+            let mut counts = vec![0usize; classes];
+            let mut p = vec![0f64; classes];
+            for (l, v) in chunk.iter_mut().zip(n * CHUNK..) {
+                let mut best = (f64::NEG_INFINITY, 0usize);
+                for (c, pc) in p.iter_mut().enumerate() {
+                    let s = scores.get(c * vox + v).copied().unwrap_or(0.0) as f64;
+                    *pc = s;
+                    if s > best.0 {
+                        best = (s, c);
+                    }
+                }
+                let prob = match kind {
+                    OutputKind::Logits => {
+                        let denom: f64 = p.iter().map(|s| (s - best.0).exp()).sum();
+                        1.0 / denom
+                    }
+                    OutputKind::Probabilities => {
+                        let total: f64 = p.iter().sum();
+                        if total > 0.0 { best.0 / total } else { 0.0 }
+                    }
+                };
+                *l = best.1 as u8;
+                if let (Some(s), Some(n)) = (sums.get_mut(best.1), counts.get_mut(best.1)) {
+                    *s += prob;
+                    *n += 1;
+                }
+            }
+            (sums, counts)
+        })
+        .collect();
     let mut sums = vec![0f64; classes];
     let mut counts = vec![0usize; classes];
-    let mut p = vec![0f64; classes];
-    for (v, l) in labels.iter_mut().enumerate() {
-        let mut best = (f64::NEG_INFINITY, 0usize);
-        for (c, pc) in p.iter_mut().enumerate() {
-            let s = scores.get(c * vox + v).copied().unwrap_or(0.0) as f64;
-            *pc = s;
-            if s > best.0 {
-                best = (s, c);
-            }
-        }
-        let prob = match kind {
-            OutputKind::Logits => {
-                let denom: f64 = p.iter().map(|s| (s - best.0).exp()).sum();
-                1.0 / denom
-            }
-            OutputKind::Probabilities => {
-                let total: f64 = p.iter().sum();
-                if total > 0.0 { best.0 / total } else { 0.0 }
-            }
-        };
-        *l = best.1 as u8;
-        if let (Some(s), Some(n)) = (sums.get_mut(best.1), counts.get_mut(best.1)) {
-            *s += prob;
-            *n += 1;
-        }
+    for (s, c) in parts {
+        sums.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+        counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
     }
     let conf = sums
         .iter()
@@ -548,72 +790,6 @@ fn argmax_and_confidence(
         .map(|(s, &n)| (n > 0).then(|| s / n as f64))
         .collect();
     (labels, conf)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_tiles(
-    session: &mut ort::session::Session,
-    model: &Model,
-    run_options: &ort::session::RunOptions,
-    x: Vec<f32>,
-    n: usize,
-    patch: [usize; 3],
-    classes: usize,
-    first_tile: usize,
-) -> Result<Vec<f32>> {
-    let m = &model.manifest;
-    let shape = vec![n, 1, patch[0], patch[1], patch[2]];
-    let fail = |reason: String| Error::Inference {
-        tile: first_tile,
-        reason,
-    };
-    let input: ort::value::DynValue = match m.onnx.dtype {
-        DType::Float32 => ort::value::Tensor::from_array((shape, x))
-            .map_err(|e| fail(e.to_string()))?
-            .into_dyn(),
-        DType::Float16 => {
-            let h: Vec<half::f16> = x.into_iter().map(half::f16::from_f32).collect();
-            ort::value::Tensor::from_array((shape, h))
-                .map_err(|e| fail(e.to_string()))?
-                .into_dyn()
-        }
-    };
-    let outputs = session
-        .run_with_options(ort::inputs![m.onnx.input.as_str() => input], run_options)
-        .map_err(|e| {
-            if run_options_cancelled(&e) {
-                Error::Cancelled
-            } else {
-                fail(e.to_string())
-            }
-        })?;
-    let value = outputs
-        .get(m.onnx.output.as_str())
-        .ok_or_else(|| fail(format!("no output named {:?}", m.onnx.output)))?;
-    let want = [n, classes, patch[0], patch[1], patch[2]];
-    let (data, dims): (Vec<f32>, Vec<i64>) = match m.onnx.dtype {
-        DType::Float32 => {
-            let (s, d) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| fail(e.to_string()))?;
-            (d.to_vec(), s.iter().copied().collect())
-        }
-        DType::Float16 => {
-            let (s, d) = value
-                .try_extract_tensor::<half::f16>()
-                .map_err(|e| fail(e.to_string()))?;
-            (
-                d.iter().map(|v| v.to_f32()).collect(),
-                s.iter().copied().collect(),
-            )
-        }
-    };
-    if dims.len() != 5 || dims.iter().zip(want.iter()).any(|(&a, &b)| a != b as i64) {
-        return Err(fail(format!(
-            "output shape {dims:?}, expected {want:?} (the model must keep the patch size)"
-        )));
-    }
-    Ok(data)
 }
 
 fn run_options_cancelled(e: &ort::Error) -> bool {
@@ -639,19 +815,43 @@ mod tests {
         assert!(s.contains(&vec![0, 2]));
     }
 
+    /// Reference: element (z, y, x) of the mirrored block is element (z', y', x') of the
+    /// original, with the axes in `axes` reversed.
+    fn naive_mirror(src: &[f32], p: [usize; 3], axes: &[usize]) -> Vec<f32> {
+        let pv = p[0] * p[1] * p[2];
+        let mut out = vec![0.0; src.len()];
+        for (i, o) in out.iter_mut().enumerate() {
+            let (blk, r) = (i / pv, i % pv);
+            let (z, y, x) = (r / (p[1] * p[2]), (r / p[2]) % p[1], r % p[2]);
+            let z = if axes.contains(&0) { p[0] - 1 - z } else { z };
+            let y = if axes.contains(&1) { p[1] - 1 - y } else { y };
+            let x = if axes.contains(&2) { p[2] - 1 - x } else { x };
+            *o = src[blk * pv + (z * p[1] + y) * p[2] + x];
+        }
+        out
+    }
+
     #[test]
-    fn flip_twice_is_identity() {
+    fn mirrored_copies_and_sums_match_a_direct_flip() {
         let p = [3, 4, 5];
         let orig: Vec<f32> = (0..2 * 60).map(|v| v as f32).collect();
-        let mut b = orig.clone();
-        flip(&mut b, 2, p, &[0, 1, 2]);
-        assert_ne!(b, orig);
-        // x flip moves (0,0,0) to (0,0,4)
-        let mut c = orig.clone();
-        flip(&mut c, 2, p, &[2]);
+        for axes in mirror_sets(&[0, 1, 2]) {
+            let want = naive_mirror(&orig, p, &axes);
+            let mut got = vec![0.0; orig.len()];
+            mirror_copy(&mut got, &orig, p, &axes);
+            assert_eq!(got, want, "{axes:?}");
+            let mut sum = vec![0.0; orig.len()];
+            mirror_add(&mut sum, &orig, p, &axes, true);
+            assert_eq!(sum, want, "{axes:?}");
+            mirror_add(&mut sum, &orig, p, &axes, false);
+            let twice: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
+            assert_eq!(sum, twice, "{axes:?}");
+        }
+        // an x flip moves (0,0,0) to (0,0,4)
+        let mut c = vec![0.0; orig.len()];
+        mirror_copy(&mut c, &orig, p, &[2]);
+        assert_eq!(c[4], 0.0);
         assert_eq!(c[0], 4.0);
-        flip(&mut b, 2, p, &[0, 1, 2]);
-        assert_eq!(b, orig);
     }
 
     #[test]

@@ -10,91 +10,141 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
-/// Reusable buffers for the 1-D lower envelope.
+/// One parabola of the lower envelope: root `q`, value `f` there, `g = f / h² + q²`, and the
+/// left end of its interval as the fraction `num / den` (`den > 0`; −∞ for the first), so
+/// that building and evaluating need no division.
+#[derive(Debug, Clone, Copy)]
+struct Site {
+    q: f64,
+    f: f64,
+    g: f64,
+    num: f64,
+    den: f64,
+}
+
+/// Reusable buffer for the 1-D lower envelope of parabolas `f(p) + (h·(q − p))²`.
 #[derive(Default)]
 pub(crate) struct Envelope {
-    /// Sites (indices) of the parabolas in the envelope.
-    v: Vec<usize>,
-    /// Boundaries between consecutive parabolas, `z[k]..z[k+1]` belongs to `v[k]`.
-    z: Vec<f64>,
+    sites: Vec<Site>,
 }
 
 impl Envelope {
+    /// Starts a new envelope.
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.sites.clear();
+    }
+
+    /// Adds the parabola rooted at `q` with value `f` (finite); roots must come in increasing
+    /// order. `inv_h2` is `1 / h²` for the sample spacing `h`.
+    #[inline]
+    pub(crate) fn push(&mut self, q: usize, f: f64, inv_h2: f64) {
+        let qf = q as f64;
+        let g = f * inv_h2 + qf * qf;
+        // The new parabola wins right of s = (g − top.g) / (2 (q − top.q)); the top one is
+        // hidden when s ≤ its own left end num / den (both denominators positive).
+        let (mut num, mut den) = (f64::NEG_INFINITY, 1.0);
+        while let Some(top) = self.sites.last() {
+            let (sn, sd) = (g - top.g, 2.0 * (qf - top.q));
+            if sn * top.den > top.num * sd {
+                (num, den) = (sn, sd);
+                break;
+            }
+            self.sites.pop();
+        }
+        self.sites.push(Site {
+            q: qf,
+            f,
+            g,
+            num,
+            den,
+        });
+    }
+
+    /// True when no parabola has been added.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sites.is_empty()
+    }
+
     /// Builds the lower envelope of `f` (squared distances; `INFINITY` = no site) for sample
     /// spacing `h`. Returns false when `f` has no finite value.
     pub(crate) fn build(&mut self, f: &[f64], h: f64) -> bool {
-        self.v.clear();
-        self.z.clear();
-        let h2 = h * h;
+        self.clear();
+        let inv_h2 = 1.0 / (h * h);
         for (q, &fq) in f.iter().enumerate() {
-            if !fq.is_finite() {
-                continue;
-            }
-            let qf = q as f64;
-            loop {
-                let Some(&p) = self.v.last() else {
-                    self.v.push(q);
-                    self.z.push(f64::NEG_INFINITY);
-                    break;
-                };
-                let pf = p as f64;
-                let fp = f.get(p).copied().unwrap_or(f64::INFINITY);
-                // Intersection of the parabolas rooted at p and q (index units).
-                let s = ((fq + h2 * qf * qf) - (fp + h2 * pf * pf)) / (2.0 * h2 * (qf - pf));
-                let zl = self.z.last().copied().unwrap_or(f64::NEG_INFINITY);
-                if s <= zl {
-                    self.v.pop();
-                    self.z.pop();
-                    continue;
-                }
-                self.v.push(q);
-                self.z.push(s);
-                break;
+            if fq.is_finite() {
+                self.push(q, fq, inv_h2);
             }
         }
-        !self.v.is_empty()
+        !self.is_empty()
     }
 
-    /// Evaluates the envelope at the increasing indices produced by `qs`, calling `out(q, d²)`.
-    /// `f` and `h` must be those given to [`Envelope::build`], which must have returned true.
+    /// Evaluates the envelope at the increasing indices produced by `qs`, calling `out(q, d²)`
+    /// with `d² = f(p) + h²·(q − p)²` for the nearest root `p`; `INFINITY` when empty.
+    #[inline]
     pub(crate) fn eval_sorted(
         &self,
-        f: &[f64],
         h: f64,
         qs: impl Iterator<Item = usize>,
         mut out: impl FnMut(usize, f64),
     ) {
         let h2 = h * h;
         let mut k = 0usize;
+        let sites = self.sites.as_slice();
         for q in qs {
             let qf = q as f64;
-            while k + 1 < self.z.len() && self.z.get(k + 1).is_some_and(|&zk| zk < qf) {
-                k += 1;
+            while let Some(next) = sites.get(k + 1) {
+                if next.num < qf * next.den {
+                    k += 1;
+                } else {
+                    break;
+                }
             }
-            let Some(&p) = self.v.get(k) else {
-                out(q, f64::INFINITY);
-                continue;
-            };
-            let d = qf - p as f64;
-            let fp = f.get(p).copied().unwrap_or(f64::INFINITY);
-            out(q, fp + h2 * d * d);
+            match sites.get(k) {
+                Some(s) => {
+                    let d = qf - s.q;
+                    out(q, s.f + h2 * d * d);
+                }
+                None => out(q, f64::INFINITY),
+            }
+        }
+    }
+
+    /// Evaluates the envelope at every index of `out`: `out[q] = d²` (see
+    /// [`Envelope::eval_sorted`]).
+    #[inline]
+    pub(crate) fn eval_all(&self, h: f64, out: &mut [f64]) {
+        let h2 = h * h;
+        let mut k = 0usize;
+        let sites = self.sites.as_slice();
+        let Some(mut cur) = sites.first().copied() else {
+            out.fill(f64::INFINITY);
+            return;
+        };
+        for (q, o) in out.iter_mut().enumerate() {
+            let qf = q as f64;
+            while let Some(next) = sites.get(k + 1) {
+                if next.num < qf * next.den {
+                    k += 1;
+                    cur = *next;
+                } else {
+                    break;
+                }
+            }
+            let d = qf - cur.q;
+            *o = cur.f + h2 * d * d;
         }
     }
 }
 
 /// In-place 1-D squared distance transform of one line: `f[q] ← min_p f[p] + (h·(q − p))²`.
-pub(crate) fn edt_line(f: &mut [f64], h: f64, env: &mut Envelope, tmp: &mut Vec<f64>) {
-    tmp.clear();
-    tmp.extend_from_slice(f);
-    if !env.build(tmp, h) {
+pub(crate) fn edt_line(f: &mut [f64], h: f64, env: &mut Envelope) {
+    if !env.build(f, h) {
         f.fill(f64::INFINITY);
         return;
     }
-    env.eval_sorted(tmp, h, 0..f.len(), |q, d| {
-        if let Some(x) = f.get_mut(q) {
-            *x = d;
-        }
-    });
+    env.eval_all(h, f);
 }
 
 /// Squared Euclidean distance (mm²) from every voxel to the nearest voxel where `features` is
@@ -133,16 +183,15 @@ pub fn squared_edt(features: &[u8], size: [usize; 3], spacing: [f64; 3]) -> Resu
     // Passes along i and j inside each slice.
     d.par_chunks_mut(plane).for_each(|s| {
         let mut env = Envelope::default();
-        let mut tmp = Vec::new();
         for row in s.chunks_mut(ni) {
-            edt_line(row, spacing[0], &mut env, &mut tmp);
+            edt_line(row, spacing[0], &mut env);
         }
         let mut col = vec![0.0; nj];
         for i in 0..ni {
             for (j, c) in col.iter_mut().enumerate() {
                 *c = s.get(j * ni + i).copied().unwrap_or(f64::INFINITY);
             }
-            edt_line(&mut col, spacing[1], &mut env, &mut tmp);
+            edt_line(&mut col, spacing[1], &mut env);
             for (j, c) in col.iter().enumerate() {
                 if let Some(x) = s.get_mut(j * ni + i) {
                     *x = *c;
@@ -155,7 +204,6 @@ pub fn squared_edt(features: &[u8], size: [usize; 3], spacing: [f64; 3]) -> Resu
         .into_par_iter()
         .map(|j| {
             let mut env = Envelope::default();
-            let mut tmp = Vec::new();
             let mut line = vec![0.0; nk];
             let mut out = vec![0.0; nk * ni];
             for i in 0..ni {
@@ -165,7 +213,7 @@ pub fn squared_edt(features: &[u8], size: [usize; 3], spacing: [f64; 3]) -> Resu
                         .copied()
                         .unwrap_or(f64::INFINITY);
                 }
-                edt_line(&mut line, spacing[2], &mut env, &mut tmp);
+                edt_line(&mut line, spacing[2], &mut env);
                 for (k, x) in line.iter().enumerate() {
                     if let Some(o) = out.get_mut(k * ni + i) {
                         *o = *x;

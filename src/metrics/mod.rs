@@ -31,6 +31,7 @@
 pub mod distance;
 pub mod names;
 pub mod overlap;
+pub mod plots;
 pub mod study;
 pub mod surface;
 mod tables;
@@ -91,25 +92,56 @@ pub fn compare_masks(
     // One pass over the full grid for the overlap counts and the crop box; everything after
     // works on the crop only.
     let (counts, bbox) = surface::scan(reference, test, size);
-    let surf = surface::surface_distances_in(reference, test, size, spacing, bbox)?;
+    let sums = surface::summaries_in(reference, test, size, spacing, bbox, 95.0, tolerance_mm)?;
     let voxel = spacing[0] * spacing[1] * spacing[2];
-    let (m_rt, m_tr) = surf.mean_distances();
     let rv = counts.reference as f64 * voxel;
     let tv = counts.test as f64 * voxel;
-    Ok(Comparison {
+    let mut c = Comparison {
         reference_volume_mm3: rv,
         test_volume_mm3: tv,
         volume_difference_mm3: tv - rv,
         dice: counts.dice(),
         jaccard: counts.jaccard(),
-        hausdorff_mm: surf.hausdorff(),
-        hd95_mm: surf.robust_hausdorff(95.0),
-        mean_distance_reference_to_test_mm: m_rt,
-        mean_distance_test_to_reference_mm: m_tr,
-        assd_mm: surf.assd(),
-        surface_dice: surf.surface_dice(tolerance_mm),
+        hausdorff_mm: 0.0,
+        hd95_mm: 0.0,
+        mean_distance_reference_to_test_mm: 0.0,
+        mean_distance_test_to_reference_mm: 0.0,
+        assd_mm: 0.0,
+        surface_dice: 1.0,
         tolerance_mm,
-    })
+    };
+    // Both masks empty: perfect agreement (the defaults above). Otherwise the same values as
+    // the `SurfaceDistances` methods on the sorted lists.
+    if let Some((rt, tr)) = sums {
+        let one_empty = rt.points == 0 || tr.points == 0;
+        let mean = |s: &surface::DirectedSummary| {
+            if s.area > 0.0 {
+                s.weighted_sum / s.area
+            } else {
+                f64::INFINITY
+            }
+        };
+        let total = rt.area + tr.area;
+        c.hausdorff_mm = if one_empty {
+            f64::INFINITY
+        } else {
+            rt.max.max(tr.max)
+        };
+        c.hd95_mm = rt.percentile.max(tr.percentile);
+        c.mean_distance_reference_to_test_mm = mean(&rt);
+        c.mean_distance_test_to_reference_mm = mean(&tr);
+        c.assd_mm = if one_empty || total <= 0.0 {
+            f64::INFINITY
+        } else {
+            (rt.weighted_sum + tr.weighted_sum) / total
+        };
+        c.surface_dice = if total > 0.0 {
+            (rt.within + tr.within) / total
+        } else {
+            0.0
+        };
+    }
+    Ok(c)
 }
 
 /// Compares two mask volumes; their grids must match (same size, and spacing, origin and
@@ -163,6 +195,65 @@ mod tests {
         assert!(c.assd_mm > 0.0 && c.assd_mm < 0.5);
         assert_eq!(c.reference_volume_mm3, 64.0);
         assert_eq!(c.volume_difference_mm3, 0.0);
+    }
+
+    #[test]
+    fn streaming_summaries_equal_the_sorted_lists() {
+        // Noisy masks (many ties and outliers): the histogram percentile and the streamed sums
+        // of `compare_masks` against the `SurfaceDistances` methods on the sorted lists.
+        let size = [23, 19, 11];
+        let g = geom(size, [0.7, 0.9, 2.0]);
+        let noise = |seed: u64, permille: u64| {
+            let mut s = seed;
+            (0..g.voxel_count())
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    u8::from(s % 1000 < permille)
+                })
+                .collect::<Vec<u8>>()
+        };
+        for (seed, p) in [(1u64, 30u64), (5, 300), (9, 700)] {
+            let (a, b) = (noise(seed, p), noise(seed + 100, p / 2 + 10));
+            for tol in [0.0, 0.9, 2.5] {
+                let c = compare_masks(&a, &b, &g, tol).unwrap();
+                let s = surface_distances(&a, &b, size, g.spacing).unwrap();
+                let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * y.abs().max(1.0);
+                assert_eq!(c.hd95_mm, s.robust_hausdorff(95.0));
+                assert_eq!(c.hausdorff_mm, s.hausdorff());
+                assert!(close(c.assd_mm, s.assd()));
+                assert!(close(c.surface_dice, s.surface_dice(tol)));
+                let (m1, m2) = s.mean_distances();
+                assert!(close(c.mean_distance_reference_to_test_mm, m1));
+                assert!(close(c.mean_distance_test_to_reference_mm, m2));
+                for q in [0.0, 50.0, 99.0, 100.0] {
+                    let (r, t) = (
+                        surface::directed_percentile(&s.reference_to_test, q),
+                        surface::directed_percentile(&s.test_to_reference, q),
+                    );
+                    let sums = surface::summaries_in(
+                        &a,
+                        &b,
+                        size,
+                        g.spacing,
+                        surface::union_bbox(&a, &b, size),
+                        q,
+                        tol,
+                    )
+                    .unwrap()
+                    .unwrap();
+                    assert_eq!((sums.0.percentile, sums.1.percentile), (r, t), "{q}");
+                }
+            }
+        }
+        // One mask empty.
+        let e = vec![0u8; g.voxel_count()];
+        let a = noise(3, 100);
+        let c = compare_masks(&a, &e, &g, 1.0).unwrap();
+        assert!(c.hd95_mm.is_infinite() && c.hausdorff_mm.is_infinite());
+        assert!(c.assd_mm.is_infinite() && c.mean_distance_reference_to_test_mm.is_infinite());
+        assert_eq!((c.dice, c.surface_dice), (0.0, 0.0));
     }
 
     #[test]

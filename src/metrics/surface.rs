@@ -10,10 +10,18 @@
 //! * Both masks are cropped to the bounding box of their union plus one corner before anything
 //!   else, as the library does; the result does not depend on the crop.
 //!
-//! Distances are computed with a memory-lean separable transform: one pass along the slice axis
-//! stored as `u16` voxel counts (2 bytes per corner of the crop), then per slice the row and
-//! column passes in a slice-sized buffer, evaluated only at the surface points of the other
-//! mask. Work is spread over the rayon thread pool.
+//! Distances are computed with a memory-lean separable transform, one direction at a time: a
+//! pass along the slice axis to the other mask's surface, stored as corner counts (`u8` when the
+//! crop spans at most 253 slices, else `u16`: 1 or 2 bytes per corner of the crop),
+//! then per slice the row pass (lower envelope of parabolas, written transposed in blocks of 8
+//! rows) and the column pass at the surface points only: a scan of the rows within the bound
+//! that the point's own row value gives, or the column's lower envelope when that is cheaper.
+//! Surface corners are found on the fly from the masks, row by row. Work is spread over the
+//! rayon thread pool.
+//!
+//! [`surface_distances`] returns every point, sorted. `compare_masks` instead streams the sums
+//! it needs and finds the percentile with an area histogram, holding one direction's
+//! distances (8 bytes) and neighbourhood codes (1 byte) per surface point at a time.
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -92,14 +100,17 @@ pub(crate) fn union_bbox(a: &[u8], b: &[u8], size: [usize; 3]) -> Option<BBox> {
     scan(a, b, size).1
 }
 
-/// Whether any byte of a row is non-zero (an OR reduction the compiler vectorises).
+/// Whether any byte is non-zero: an OR reduction over 256-byte blocks, which the compiler
+/// vectorises, stopping at the first non-zero block.
 #[inline]
-fn any_set(row: &[u8]) -> bool {
-    let mut acc = 0u8;
-    for chunk in row.chunks(64) {
-        acc |= chunk.iter().fold(0u8, |x, &v| x | v);
+fn any_set(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(256);
+    for b in &mut blocks {
+        if b.iter().fold(0u8, |a, &v| a | v) != 0 {
+            return true;
+        }
     }
-    acc != 0
+    blocks.remainder().iter().any(|&v| v != 0)
 }
 
 /// Non-zero counts of one row: (`a`, `b`, both), in `u32` lanes so the loop vectorises.
@@ -151,6 +162,9 @@ pub(crate) fn scan(
         .map(|(k, (sa, sb))| {
             let mut c = OverlapCounts::default();
             let mut bb: Option<BBox> = None;
+            if !any_set(sa) && !any_set(sb) {
+                return (c, bb);
+            }
             for (j, (ra, rb)) in sa.chunks(ni).zip(sb.chunks(ni)).enumerate() {
                 let (sa_, sb_) = (any_set(ra), any_set(rb));
                 if !(sa_ || sb_) {
@@ -222,6 +236,7 @@ impl<'a> Cropped<'a> {
     }
 
     /// Neighbourhood code of corner (cz, cy, cx), DeepMind's bit order.
+    #[cfg(test)]
     fn code(&self, cz: usize, cy: usize, cx: usize) -> u8 {
         let mut code = 0u8;
         for a in 0..2usize {
@@ -243,76 +258,6 @@ impl<'a> Cropped<'a> {
     }
 }
 
-/// One bit per corner: is it a surface point? Slices of `words` u64 each.
-struct Bits {
-    words: usize,
-    cx: usize,
-    data: Vec<u64>,
-}
-
-impl Bits {
-    fn get(&self, cz: usize, cy: usize, cx: usize) -> bool {
-        let b = cy * self.cx + cx;
-        self.data
-            .get(cz * self.words + b / 64)
-            .is_some_and(|w| (w >> (b % 64)) & 1 == 1)
-    }
-
-    fn slice(&self, cz: usize) -> &[u64] {
-        self.data
-            .get(cz * self.words..(cz + 1) * self.words)
-            .unwrap_or(&[])
-    }
-}
-
-/// Marks the surface corners of a cropped mask.
-fn surface_bits(m: &Cropped<'_>) -> Bits {
-    let [ez, ey, ex] = m.ext;
-    let (cz, cy, cx) = (ez + 1, ey + 1, ex + 1);
-    let words = (cy * cx).div_ceil(64);
-    let mut data = vec![0u64; words * cz];
-    data.par_chunks_mut(words.max(1))
-        .enumerate()
-        .for_each(|(z, out)| {
-            let mut or4 = vec![0u8; ex];
-            let mut and4 = vec![0u8; ex];
-            for y in 0..cy {
-                or4.fill(0);
-                and4.fill(1);
-                for (dz, dy) in [(1, 1), (1, 0), (0, 1), (0, 0)] {
-                    match m.row(z as isize - dz, y as isize - dy) {
-                        Some(r) => {
-                            for ((o, a), &v) in or4.iter_mut().zip(and4.iter_mut()).zip(r) {
-                                let v = u8::from(v != 0);
-                                *o |= v;
-                                *a &= v;
-                            }
-                        }
-                        None => and4.fill(0),
-                    }
-                }
-                for x in 0..cx {
-                    let (o0, a0) = match x.checked_sub(1) {
-                        Some(p) => (
-                            or4.get(p).copied().unwrap_or(0),
-                            and4.get(p).copied().unwrap_or(0),
-                        ),
-                        None => (0, 0),
-                    };
-                    let o = o0 | or4.get(x).copied().unwrap_or(0);
-                    let a = a0 & and4.get(x).copied().unwrap_or(0);
-                    if o != 0 && a == 0 {
-                        let b = y * cx + x;
-                        if let Some(w) = out.get_mut(b / 64) {
-                            *w |= 1 << (b % 64);
-                        }
-                    }
-                }
-            }
-        });
-    Bits { words, cx, data }
-}
-
 /// Surfel area (mm²) per neighbourhood code for `spacing = [column, row, slice]`, as
 /// DeepMind's `create_table_neighbour_code_to_surface_area` with spacing (slice, row, column).
 pub fn surfel_area_table(spacing: [f64; 3]) -> [f64; 256] {
@@ -329,182 +274,420 @@ pub fn surfel_area_table(spacing: [f64; 3]) -> [f64; 256] {
     t
 }
 
-/// Distances from the surface points of `from` to the nearest surface point of `to_bits`.
-fn directed(
+/// Distance along the slice axis in corners, stored per corner of the crop: `u8` when the crop
+/// has at most 254 corner slices (then a real count, at most 253, never reaches `u8::MAX`),
+/// `u16` otherwise.
+/// `INF` = no surface point of the other mask in that column.
+trait ZCount: Copy + Ord + Send + Sync + 'static {
+    const ZERO: Self;
+    const INF: Self;
+    /// One more slice; saturates at `INF`, which stays `INF`.
+    fn inc(self) -> Self;
+    fn count(self) -> usize;
+}
+
+impl ZCount for u8 {
+    const ZERO: Self = 0;
+    const INF: Self = u8::MAX;
+    #[inline]
+    fn inc(self) -> Self {
+        self.saturating_add(1)
+    }
+    #[inline]
+    fn count(self) -> usize {
+        usize::from(self)
+    }
+}
+
+impl ZCount for u16 {
+    const ZERO: Self = 0;
+    const INF: Self = u16::MAX;
+    #[inline]
+    fn inc(self) -> Self {
+        self.saturating_add(1)
+    }
+    #[inline]
+    fn count(self) -> usize {
+        usize::from(self)
+    }
+}
+
+/// Reusable row buffers for [`surface_row`].
+struct RowScratch {
+    or4: Vec<u8>,
+    and4: Vec<u8>,
+}
+
+impl RowScratch {
+    fn new(ex: usize) -> Self {
+        RowScratch {
+            or4: vec![0; ex],
+            and4: vec![0; ex],
+        }
+    }
+}
+
+/// Marks the surface corners of corner row (`z`, `y`) of a cropped mask: `out[x]` (length
+/// `ex + 1`) becomes 1 where the 2×2×2 neighbourhood of corner `x` is neither empty nor full,
+/// else 0. Returns whether any corner of the row is a surface point.
+fn surface_row(m: &Cropped<'_>, z: usize, y: usize, s: &mut RowScratch, out: &mut [u8]) -> bool {
+    let (z, y) = (z as isize, y as isize);
+    let rows = [
+        m.row(z - 1, y - 1),
+        m.row(z - 1, y),
+        m.row(z, y - 1),
+        m.row(z, y),
+    ];
+    s.or4.fill(0);
+    s.and4.fill(1);
+    for r in rows {
+        match r {
+            Some(r) => {
+                for ((o, a), &v) in s.or4.iter_mut().zip(s.and4.iter_mut()).zip(r) {
+                    let v = u8::from(v != 0);
+                    *o |= v;
+                    *a &= v;
+                }
+            }
+            None => s.and4.fill(0),
+        }
+    }
+    if !any_set(&s.or4) {
+        out.fill(0);
+        return false;
+    }
+    // Corner x sees voxels x − 1 and x of each row; outside the crop is background (so the
+    // first and last corners are never inside all eight voxels).
+    if let (Some(o), Some(&v)) = (out.first_mut(), s.or4.first()) {
+        *o = v;
+    }
+    if let (Some(o), Some(&v)) = (out.last_mut(), s.or4.last()) {
+        *o = v;
+    }
+    if let Some(inner) = out.get_mut(1..s.or4.len()) {
+        for ((o, ow), aw) in inner
+            .iter_mut()
+            .zip(s.or4.windows(2))
+            .zip(s.and4.windows(2))
+        {
+            *o = (ow[0] | ow[1]) & !(aw[0] & aw[1]) & 1;
+        }
+    }
+    true
+}
+
+/// Neighbourhood code (DeepMind's bit order: 128 for voxel (z−1, y−1, x−1) down to 1 for
+/// (z, y, x)) of corner `x` given the four voxel rows around corner row (z, y).
+#[inline]
+fn code_at(rows: &[Option<&[u8]>; 4], x: usize) -> u8 {
+    let mut code = 0u8;
+    for (r, row) in rows.iter().enumerate() {
+        let Some(row) = row else { continue };
+        let shift = 6 - 2 * r as u32;
+        if x > 0 && row.get(x - 1).is_some_and(|&v| v != 0) {
+            code |= 2 << shift;
+        }
+        if row.get(x).is_some_and(|&v| v != 0) {
+            code |= 1 << shift;
+        }
+    }
+    code
+}
+
+/// Surface points of one corner slice of the `from` mask with their distances, in column
+/// order (rows ascending within a column).
+#[derive(Default)]
+struct SliceSurfels {
+    /// Distance to the other surface, mm.
+    distance: Vec<f64>,
+    /// Neighbourhood code (area index).
+    code: Vec<u8>,
+}
+
+/// Squared distance (mm²) along the slice axis for the counts `0..cz` (a lookup beyond, i.e.
+/// `INF`, reads as `INFINITY`).
+fn z_table(sz: f64, cz: usize) -> Vec<f64> {
+    (0..cz)
+        .map(|d| {
+            let dz = d as f64 * sz;
+            dz * dz
+        })
+        .collect()
+}
+
+/// Per-thread buffers of the per-slice passes.
+struct SliceScratch {
+    rows: RowScratch,
+    srow: Vec<u8>,
+    pts: Vec<(u32, u32, u8)>,
+    env: Envelope,
+    /// Pass-2 result of one slice, transposed: [column][row].
+    ht: Vec<f64>,
+    block: Vec<f64>,
+}
+
+/// Rows per block of the transposing row pass (8 `f64` = one cache line per column).
+const BLOCK: usize = 8;
+
+/// Distances from the surface points of `from` to the nearest surface point of `to`.
+/// `zbuf` holds one count per corner of the crop; one entry of the result per corner slice.
+fn directed<Z: ZCount>(
     from: &Cropped<'_>,
-    from_bits: &Bits,
-    to_bits: &Bits,
+    to: &Cropped<'_>,
     spacing: [f64; 3],
-    areas: &[f64; 256],
-    zbuf: &mut [u16],
-) -> Vec<SurfacePoint> {
+    zbuf: &mut [Z],
+) -> Vec<SliceSurfels> {
     let [ez, ey, ex] = from.ext;
     let (cz, cy, cx) = (ez + 1, ey + 1, ex + 1);
     let (sx, sy, sz) = (spacing[0], spacing[1], spacing[2]);
-    // Pass 1: distance in corners along the slice axis, layout [cy][cz][cx].
+    // Pass 1: distance in corners along the slice axis to the `to` surface, layout
+    // [cy][cz][cx], parallel over rows; the surface rows of `to` are made on the fly.
     zbuf.par_chunks_mut(cz * cx)
         .enumerate()
         .for_each(|(y, col)| {
+            let mut scratch = RowScratch::new(ex);
+            let mut srow = vec![0u8; cx];
             for z in 0..cz {
-                for x in 0..cx {
-                    let v = if to_bits.get(z, y, x) {
-                        0
-                    } else if z == 0 {
-                        u16::MAX
-                    } else {
-                        match col.get((z - 1) * cx + x) {
-                            Some(&p) if p != u16::MAX => p + 1,
-                            _ => u16::MAX,
+                let hit = surface_row(to, z, y, &mut scratch, &mut srow);
+                let (before, rest) = col.split_at_mut(z * cx);
+                let Some(cur) = rest.get_mut(..cx) else { break };
+                match before
+                    .get(before.len().saturating_sub(cx)..)
+                    .filter(|_| z > 0)
+                {
+                    Some(p) if hit => {
+                        for ((c, &pv), &s) in cur.iter_mut().zip(p).zip(&srow) {
+                            *c = if s != 0 { Z::ZERO } else { pv.inc() };
                         }
-                    };
-                    if let Some(c) = col.get_mut(z * cx + x) {
-                        *c = v;
+                    }
+                    Some(p) => {
+                        for (c, &pv) in cur.iter_mut().zip(p) {
+                            *c = pv.inc();
+                        }
+                    }
+                    None => {
+                        for (c, &s) in cur.iter_mut().zip(&srow) {
+                            *c = if s != 0 { Z::ZERO } else { Z::INF };
+                        }
                     }
                 }
             }
             for z in (0..cz.saturating_sub(1)).rev() {
-                for x in 0..cx {
-                    let next = col.get((z + 1) * cx + x).copied().unwrap_or(u16::MAX);
-                    if next != u16::MAX
-                        && let Some(c) = col.get_mut(z * cx + x)
-                        && next + 1 < *c
-                    {
-                        *c = next + 1;
-                    }
+                let (head, tail) = col.split_at_mut((z + 1) * cx);
+                let (Some(cur), Some(next)) = (head.get_mut(z * cx..), tail.get(..cx)) else {
+                    continue;
+                };
+                for (c, &n) in cur.iter_mut().zip(next) {
+                    *c = (*c).min(n.inc());
                 }
             }
         });
-    let zbuf: &[u16] = zbuf;
-    // Per slice: pass 2 along the rows (contiguous in `zbuf`), then pass 3 along the columns,
-    // evaluated only in columns holding surface points of `from`, and only at those points.
-    let per_slice: Vec<Vec<SurfacePoint>> = (0..cz)
+    let zbuf: &[Z] = zbuf;
+    let ztab = z_table(sz, cz);
+    let zsq = |d: Z| ztab.get(d.count()).copied().unwrap_or(f64::INFINITY);
+    let (sy2, inv_sx2) = (sy * sy, 1.0 / (sx * sx));
+    // Per slice: the surface points of `from`, pass 2 along the rows (contiguous in `zbuf`), then
+    // pass 3 along the columns, only in columns holding surface points and only at them.
+    (0..cz)
         .into_par_iter()
-        .map(|z| {
-            let bits = from_bits.slice(z);
-            if bits.iter().all(|&w| w == 0) {
-                return Vec::new();
-            }
-            let mut env = Envelope::default();
-            let mut h = vec![f64::INFINITY; cy * cx];
-            let mut f = vec![f64::INFINITY; cx];
-            for y in 0..cy {
-                let start = (y * cz + z) * cx;
-                let (Some(src), Some(row)) =
-                    (zbuf.get(start..start + cx), h.get_mut(y * cx..(y + 1) * cx))
-                else {
-                    continue;
-                };
-                let mut any = false;
-                for (o, &d) in f.iter_mut().zip(src) {
-                    *o = if d == u16::MAX {
-                        f64::INFINITY
-                    } else {
-                        any = true;
-                        let dz = f64::from(d) * sz;
-                        dz * dz
-                    };
-                }
-                if any && env.build(&f, sx) {
-                    env.eval_sorted(&f, sx, 0..cx, |x, d2| {
-                        if let Some(v) = row.get_mut(x) {
-                            *v = d2;
-                        }
-                    });
-                }
-            }
-            // Surface points of this slice grouped by column (counting sort), rows ascending.
-            let mut start = vec![0usize; cx + 1];
-            let mut npts = 0usize;
-            let set = |b: usize| bits.get(b / 64).is_some_and(|w| (w >> (b % 64)) & 1 == 1);
-            for (w, &word) in bits.iter().enumerate() {
-                let mut word = word;
-                while word != 0 {
-                    let b = w * 64 + word.trailing_zeros() as usize;
-                    word &= word - 1;
-                    if let Some(s) = start.get_mut(b % cx + 1) {
-                        *s += 1;
-                        npts += 1;
-                    }
-                }
-            }
-            for x in 0..cx {
-                let prev = start.get(x).copied().unwrap_or(0);
-                if let Some(s) = start.get_mut(x + 1) {
-                    *s += prev;
-                }
-            }
-            let mut fill = start.clone();
-            let mut ys = vec![0usize; npts];
-            for y in 0..cy {
-                for x in 0..cx {
-                    if set(y * cx + x)
-                        && let Some(p) = fill.get_mut(x)
-                    {
-                        if let Some(slot) = ys.get_mut(*p) {
-                            *slot = y;
-                        }
-                        *p += 1;
-                    }
-                }
-            }
-            let mut out = Vec::with_capacity(npts);
-            const BLOCK: usize = 8;
-            let mut cols = vec![f64::INFINITY; BLOCK * cy];
-            for x0 in (0..cx).step_by(BLOCK) {
-                let x1 = (x0 + BLOCK).min(cx);
-                let (lo, hi) = (
-                    start.get(x0).copied().unwrap_or(0),
-                    start.get(x1).copied().unwrap_or(0),
-                );
-                if lo == hi {
-                    continue;
-                }
-                // Gather the block's columns (one cache line of each row at a time).
+        .map_init(
+            || SliceScratch {
+                rows: RowScratch::new(ex),
+                srow: vec![0u8; cx],
+                pts: Vec::new(),
+                env: Envelope::default(),
+                ht: vec![f64::INFINITY; cy * cx],
+                block: vec![f64::INFINITY; BLOCK * cx],
+            },
+            |sc, z| {
+                let SliceScratch {
+                    rows: scratch,
+                    srow,
+                    pts,
+                    env,
+                    ht,
+                    block,
+                } = sc;
+                // Surface points of this slice: (column, row, code), row-major.
+                pts.clear();
                 for y in 0..cy {
-                    if let Some(src) = h.get(y * cx + x0..y * cx + x1) {
-                        for (c, &v) in src.iter().enumerate() {
-                            if let Some(d) = cols.get_mut(c * cy + y) {
-                                *d = v;
+                    if !surface_row(from, z, y, scratch, srow) {
+                        continue;
+                    }
+                    let (zi, yi) = (z as isize, y as isize);
+                    let rows = [
+                        from.row(zi - 1, yi - 1),
+                        from.row(zi - 1, yi),
+                        from.row(zi, yi - 1),
+                        from.row(zi, yi),
+                    ];
+                    for (x0, chunk) in srow.chunks(8).enumerate() {
+                        if chunk.iter().all(|&v| v == 0) {
+                            continue;
+                        }
+                        for (dx, &v) in chunk.iter().enumerate() {
+                            if v != 0 {
+                                let x = x0 * 8 + dx;
+                                pts.push((x as u32, y as u32, code_at(&rows, x)));
                             }
                         }
                     }
                 }
-                for x in x0..x1 {
+                if pts.is_empty() {
+                    return SliceSurfels::default();
+                }
+                // Group by column (counting sort keeps rows ascending).
+                let mut start = vec![0usize; cx + 1];
+                for &(x, _, _) in pts.iter() {
+                    if let Some(s) = start.get_mut(x as usize + 1) {
+                        *s += 1;
+                    }
+                }
+                for x in 0..cx {
+                    let prev = start.get(x).copied().unwrap_or(0);
+                    if let Some(s) = start.get_mut(x + 1) {
+                        *s += prev;
+                    }
+                }
+                let mut fill = start.clone();
+                let mut by_col = vec![(0u32, 0u8); pts.len()];
+                for &(x, y, code) in pts.iter() {
+                    if let Some(p) = fill.get_mut(x as usize) {
+                        if let Some(slot) = by_col.get_mut(*p) {
+                            *slot = (y, code);
+                        }
+                        *p += 1;
+                    }
+                }
+                // Pass 2: rows of this slice, h[y][x] = min_p zsq(p) + sx²(x − p)², stored
+                // transposed (ht[x][y]) through blocks of 8 rows so that pass 3 reads columns.
+                ht.fill(f64::INFINITY);
+                for y0 in (0..cy).step_by(BLOCK) {
+                    let rows = BLOCK.min(cy - y0);
+                    let mut any = false;
+                    for (r, row) in block.chunks_mut(cx).take(rows).enumerate() {
+                        let s0 = ((y0 + r) * cz + z) * cx;
+                        env.clear();
+                        if let Some(src) = zbuf.get(s0..s0 + cx) {
+                            for (x, &d) in src.iter().enumerate() {
+                                if d != Z::INF {
+                                    env.push(x, zsq(d), inv_sx2);
+                                }
+                            }
+                        }
+                        if env.is_empty() {
+                            row.fill(f64::INFINITY);
+                        } else {
+                            env.eval_all(sx, row);
+                            any = true;
+                        }
+                    }
+                    if !any {
+                        continue;
+                    }
+                    for (x, dst) in ht.chunks_mut(cy).enumerate() {
+                        if let Some(dst) = dst.get_mut(y0..y0 + rows) {
+                            for (r, d) in dst.iter_mut().enumerate() {
+                                *d = block.get(r * cx + x).copied().unwrap_or(f64::INFINITY);
+                            }
+                        }
+                    }
+                }
+                // Pass 3: along the columns, at the surface points only. The value at the point
+                // itself bounds the answer, so only rows within that bound can improve on it: scan
+                // them when that is cheaper than the column's lower envelope.
+                let mut out = SliceSurfels {
+                    distance: Vec::with_capacity(by_col.len()),
+                    code: Vec::with_capacity(by_col.len()),
+                };
+                for (x, col) in ht.chunks(cy).enumerate() {
                     let (a, b) = (
                         start.get(x).copied().unwrap_or(0),
                         start.get(x + 1).copied().unwrap_or(0),
                     );
-                    let Some(rows) = ys.get(a..b).filter(|r| !r.is_empty()) else {
+                    let Some(group) = by_col.get(a..b).filter(|g| !g.is_empty()) else {
                         continue;
                     };
-                    let c = x - x0;
-                    let col = cols.get(c * cy..(c + 1) * cy).unwrap_or(&[]);
-                    let area = |y: usize| areas[usize::from(from.code(z, y, x))];
-                    if env.build(col, sy) {
-                        env.eval_sorted(col, sy, rows.iter().copied(), |y, d2| {
-                            out.push(SurfacePoint {
-                                distance_mm: d2.sqrt(),
-                                area_mm2: area(y),
-                            });
+                    let at = |y: usize| col.get(y).copied().unwrap_or(f64::INFINITY);
+                    let mut cost = 0usize;
+                    for &(y, _) in group {
+                        let bound = at(y as usize);
+                        cost = cost.saturating_add(if bound.is_finite() {
+                            2 * ((bound / sy2).sqrt() as usize) + 3
+                        } else {
+                            usize::MAX
                         });
+                    }
+                    if cost < 2 * cy {
+                        for &(y, code) in group {
+                            let y = y as usize;
+                            let bound = at(y);
+                            let w = (bound / sy2).sqrt() as usize + 1;
+                            let lo = y.saturating_sub(w);
+                            let mut best = bound;
+                            for (yy, &v) in col.iter().enumerate().take(y + w + 1).skip(lo) {
+                                let d = yy as f64 - y as f64;
+                                let v = v + sy2 * d * d;
+                                if v < best {
+                                    best = v;
+                                }
+                            }
+                            out.distance.push(best.sqrt());
+                            out.code.push(code);
+                        }
                     } else {
-                        out.extend(rows.iter().map(|&y| SurfacePoint {
-                            distance_mm: f64::INFINITY,
-                            area_mm2: area(y),
-                        }));
+                        if env.build(col, sy) {
+                            env.eval_sorted(sy, group.iter().map(|&(y, _)| y as usize), |_, d2| {
+                                out.distance.push(d2.sqrt());
+                            });
+                        } else {
+                            out.distance
+                                .extend(std::iter::repeat_n(f64::INFINITY, group.len()));
+                        }
+                        out.code.extend(group.iter().map(|&(_, c)| c));
                     }
                 }
-            }
-            out
-        })
-        .collect();
-    let mut all: Vec<SurfacePoint> = per_slice.into_iter().flatten().collect();
-    all.par_sort_unstable_by(|a, b| {
-        a.distance_mm
-            .total_cmp(&b.distance_mm)
-            .then(a.area_mm2.total_cmp(&b.area_mm2))
-    });
-    all
+                out
+            },
+        )
+        .collect()
+}
+
+/// Runs [`directed`] with the narrowest slice-axis count type the crop allows.
+fn directed_any(
+    from: &Cropped<'_>,
+    to: &Cropped<'_>,
+    spacing: [f64; 3],
+    zbuf: &mut ZBuf,
+) -> Vec<SliceSurfels> {
+    match zbuf {
+        ZBuf::U8(b) => directed(from, to, spacing, b),
+        ZBuf::U16(b) => directed(from, to, spacing, b),
+    }
+}
+
+/// The slice-axis pass buffer, shared by both directions.
+enum ZBuf {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+}
+
+/// Checks the crop and allocates the slice-axis buffer for it.
+fn zbuf_for(bbox: BBox) -> Result<ZBuf> {
+    let [ez, ey, ex] = bbox.extent();
+    let cz = ez + 1;
+    if cz >= usize::from(u16::MAX) {
+        return Err(Error::InvalidArgument(format!(
+            "surface distances: {ez} slices in the bounding box; at most {} supported",
+            u16::MAX - 2
+        )));
+    }
+    let n = cz * (ey + 1) * (ex + 1);
+    Ok(if cz < usize::from(u8::MAX) {
+        ZBuf::U8(vec![0; n])
+    } else {
+        ZBuf::U16(vec![0; n])
+    })
 }
 
 /// Surface points of both masks and their distances to the other surface, as DeepMind's
@@ -521,50 +704,203 @@ pub fn surface_distances(
     spacing: [f64; 3],
 ) -> Result<SurfaceDistances> {
     check_inputs(reference, test, size, spacing)?;
-    surface_distances_in(
-        reference,
-        test,
-        size,
-        spacing,
-        union_bbox(reference, test, size),
-    )
+    let Some(bbox) = union_bbox(reference, test, size) else {
+        return Ok(SurfaceDistances::default());
+    };
+    let r = Cropped::new(reference, size, bbox);
+    let t = Cropped::new(test, size, bbox);
+    let mut zbuf = zbuf_for(bbox)?;
+    let areas = surfel_area_table(spacing);
+    let points = |slices: Vec<SliceSurfels>| {
+        let mut v: Vec<SurfacePoint> = slices
+            .iter()
+            .flat_map(|s| s.distance.iter().zip(&s.code))
+            .map(|(&d, &c)| SurfacePoint {
+                distance_mm: d,
+                area_mm2: areas[usize::from(c)],
+            })
+            .collect();
+        v.par_sort_unstable_by(|a, b| {
+            a.distance_mm
+                .total_cmp(&b.distance_mm)
+                .then(a.area_mm2.total_cmp(&b.area_mm2))
+        });
+        v
+    };
+    let reference_to_test = points(directed_any(&r, &t, spacing, &mut zbuf));
+    let test_to_reference = points(directed_any(&t, &r, spacing, &mut zbuf));
+    Ok(SurfaceDistances {
+        reference_to_test,
+        test_to_reference,
+    })
 }
 
-/// [`surface_distances`] on checked inputs with the union bounding box already known.
-pub(crate) fn surface_distances_in(
+/// The statistics of one direction that [`super::compare_masks`] reports, computed without
+/// sorting or keeping a list of points.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct DirectedSummary {
+    /// Number of surface points.
+    pub points: usize,
+    /// Total surface area, mm².
+    pub area: f64,
+    /// Σ distance · area.
+    pub weighted_sum: f64,
+    /// Largest distance (`INFINITY` when the other mask is empty, 0 without points).
+    pub max: f64,
+    /// Area of the points within the tolerance.
+    pub within: f64,
+    /// Area-weighted percentile (DeepMind's definition; `INFINITY` without points).
+    pub percentile: f64,
+}
+
+/// Summaries of both directions (reference → test, test → reference) for `percent` and
+/// `tolerance_mm`; `None` when both masks are empty. One direction's points are held at a time.
+pub(crate) fn summaries_in(
     reference: &[u8],
     test: &[u8],
     size: [usize; 3],
     spacing: [f64; 3],
     bbox: Option<BBox>,
-) -> Result<SurfaceDistances> {
+    percent: f64,
+    tolerance_mm: f64,
+) -> Result<Option<(DirectedSummary, DirectedSummary)>> {
     let Some(bbox) = bbox else {
-        return Ok(SurfaceDistances::default());
+        return Ok(None);
     };
     let r = Cropped::new(reference, size, bbox);
     let t = Cropped::new(test, size, bbox);
-    let [ez, ey, ex] = bbox.extent();
-    if ez + 1 >= usize::from(u16::MAX) {
-        return Err(Error::InvalidArgument(format!(
-            "surface distances: {ez} slices in the bounding box; at most {} supported",
-            u16::MAX - 2
-        )));
-    }
+    let mut zbuf = zbuf_for(bbox)?;
     let areas = surfel_area_table(spacing);
-    let (rb, tb) = rayon::join(|| surface_bits(&r), || surface_bits(&t));
-    let mut zbuf = vec![0u16; (ez + 1) * (ey + 1) * (ex + 1)];
-    let reference_to_test = directed(&r, &rb, &tb, spacing, &areas, &mut zbuf);
-    let test_to_reference = directed(&t, &tb, &rb, spacing, &areas, &mut zbuf);
+    let rt = summarise(
+        &directed_any(&r, &t, spacing, &mut zbuf),
+        &areas,
+        percent,
+        tolerance_mm,
+    );
+    let tr = summarise(
+        &directed_any(&t, &r, spacing, &mut zbuf),
+        &areas,
+        percent,
+        tolerance_mm,
+    );
     log::debug!(
         "surface distances: crop {:?}, {} reference and {} test surface points",
         bbox.extent(),
-        reference_to_test.len(),
-        test_to_reference.len()
+        rt.points,
+        tr.points
     );
-    Ok(SurfaceDistances {
-        reference_to_test,
-        test_to_reference,
-    })
+    Ok(Some((rt, tr)))
+}
+
+/// One direction's statistics from its points (per slice, in any order).
+fn summarise(
+    slices: &[SliceSurfels],
+    areas: &[f64; 256],
+    percent: f64,
+    tolerance_mm: f64,
+) -> DirectedSummary {
+    let mut s = slices
+        .par_iter()
+        .map(|sl| {
+            let mut s = DirectedSummary::default();
+            for (&d, &c) in sl.distance.iter().zip(&sl.code) {
+                let a = areas[usize::from(c)];
+                s.points += 1;
+                s.area += a;
+                s.weighted_sum += d * a;
+                s.max = s.max.max(d);
+                if d <= tolerance_mm {
+                    s.within += a;
+                }
+            }
+            s
+        })
+        .reduce(DirectedSummary::default, |a, b| DirectedSummary {
+            points: a.points + b.points,
+            area: a.area + b.area,
+            weighted_sum: a.weighted_sum + b.weighted_sum,
+            max: a.max.max(b.max),
+            within: a.within + b.within,
+            percentile: 0.0,
+        });
+    s.percentile = weighted_percentile(slices, areas, percent, s.area, s.max, s.points);
+    s
+}
+
+/// DeepMind's area-weighted percentile (the first distance, in ascending order, at which the
+/// cumulative area fraction reaches `percent / 100`) without sorting every point: a histogram
+/// of the areas over distance bins (about 8 points per bin, at most 65 536 bins) finds the bin
+/// where the fraction is reached, and only that bin's points are sorted. Same value as [`directed_percentile`] on the sorted list, up to
+/// the order of the floating-point sums.
+fn weighted_percentile(
+    slices: &[SliceSurfels],
+    areas: &[f64; 256],
+    percent: f64,
+    total: f64,
+    max: f64,
+    points: usize,
+) -> f64 {
+    if points == 0 || !max.is_finite() {
+        return f64::INFINITY;
+    }
+    if max <= 0.0 {
+        return 0.0;
+    }
+    // About 8 points per bin (64 to 65 536 bins); one histogram per thread.
+    let bins = (points / 8).clamp(64, 1 << 16);
+    let scale = bins as f64 / max;
+    let bin = |d: f64| ((d * scale) as usize).min(bins - 1);
+    let per_thread = slices.len().div_ceil(rayon::current_num_threads().max(1));
+    let hist = slices
+        .par_iter()
+        .with_min_len(per_thread.max(1))
+        .fold(
+            || vec![0.0f64; bins],
+            |mut h, sl| {
+                for (&d, &c) in sl.distance.iter().zip(&sl.code) {
+                    if let Some(x) = h.get_mut(bin(d)) {
+                        *x += areas[usize::from(c)];
+                    }
+                }
+                h
+            },
+        )
+        .reduce(
+            || vec![0.0f64; bins],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
+                }
+                a
+            },
+        );
+    let target = percent / 100.0;
+    let mut cum = 0.0;
+    let mut found = None;
+    for (b, &a) in hist.iter().enumerate() {
+        if a > 0.0 && (cum + a) / total >= target {
+            found = Some(b);
+            break;
+        }
+        cum += a;
+    }
+    let Some(b) = found else {
+        return max;
+    };
+    let mut members: Vec<(f64, f64)> = slices
+        .iter()
+        .flat_map(|sl| sl.distance.iter().zip(&sl.code))
+        .filter(|&(&d, _)| bin(d) == b)
+        .map(|(&d, &c)| (d, areas[usize::from(c)]))
+        .collect();
+    members.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.total_cmp(&y.1)));
+    for &(d, a) in &members {
+        cum += a;
+        if cum / total >= target {
+            return d;
+        }
+    }
+    members.last().map_or(max, |m| m.0)
 }
 
 /// Area-weighted percentile of one direction as DeepMind's `compute_robust_hausdorff`: the

@@ -10,8 +10,8 @@ mod read;
 mod write;
 
 pub use read::{
-    RasterOptions, RtStruct, RtStructContour, RtStructRoi, check_frame_of_reference, rasterise_roi,
-    read_rtstruct,
+    RasterOptions, RoiKind, RtStruct, RtStructContour, RtStructRoi, check_frame_of_reference,
+    rasterise_roi, read_rtstruct, read_rtstruct_bytes,
 };
 pub use write::{
     OutputInfo, RoiCode, RoiContours, RoiSpec, build_rtstruct, format_ds, new_uid,

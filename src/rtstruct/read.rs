@@ -9,7 +9,8 @@
 //! contour is placed on the slice nearest to its mean position along the slice normal and is
 //! used only when that is within half a slice gap; its Contour Image reference is not trusted
 //! (real files have missing or wrong references), a disagreement is logged at debug level.
-//! `POINT` and `OPEN_PLANAR` contours are skipped.
+//! `POINT` and `OPEN_PLANAR` contours are skipped; [`RtStructRoi::kind`] tells areas from points
+//! of interest, open curves and empty ROIs, which are all listed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,65 @@ pub struct RtStructRoi {
     pub frame_of_reference_uid: Option<String>,
     /// Contours.
     pub contours: Vec<RtStructContour>,
+}
+
+/// What an ROI's contours describe, for callers that list or rasterise ROIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoiKind {
+    /// No contour at all: an ROI Contour item without Contour Sequence, or no ROI Contour
+    /// item (RayStation and Eclipse list empty structures this way). Rasterises to nothing.
+    Empty,
+    /// Only `POINT` contours: a point of interest (marker, isocentre, reference point). Not an
+    /// area: [`rasterise_roi`] gives an empty mask; the points are in [`RtStructRoi::points`].
+    Points,
+    /// Contours, but none closed (`OPEN_PLANAR`, `OPEN_NONPLANAR`): not rasterised either.
+    Open,
+    /// At least one `CLOSED_PLANAR` / `CLOSEDPLANAR_XOR` contour: an area, rasterised.
+    Area,
+}
+
+impl RoiKind {
+    /// Lower-case name used in JSON output: `empty`, `points`, `open`, `area`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoiKind::Empty => "empty",
+            RoiKind::Points => "points",
+            RoiKind::Open => "open",
+            RoiKind::Area => "area",
+        }
+    }
+}
+
+fn is_closed(geometric_type: &str) -> bool {
+    matches!(geometric_type, "CLOSED_PLANAR" | "CLOSEDPLANAR_XOR")
+}
+
+impl RtStructRoi {
+    /// Whether the ROI is an area, points of interest, open curves or empty (see [`RoiKind`]).
+    pub fn kind(&self) -> RoiKind {
+        if self.contours.is_empty() {
+            RoiKind::Empty
+        } else if self
+            .contours
+            .iter()
+            .any(|c| is_closed(&c.geometric_type) && c.points.len() >= 3)
+        {
+            RoiKind::Area
+        } else if self.contours.iter().all(|c| c.geometric_type == "POINT") {
+            RoiKind::Points
+        } else {
+            RoiKind::Open
+        }
+    }
+
+    /// The points of its `POINT` contours (patient mm), in file order.
+    pub fn points(&self) -> Vec<[f64; 3]> {
+        self.contours
+            .iter()
+            .filter(|c| c.geometric_type == "POINT")
+            .flat_map(|c| c.points.iter().copied())
+            .collect()
+    }
 }
 
 /// A parsed RT Structure Set.
@@ -93,7 +153,18 @@ fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
 
 /// Reads an RT Structure Set (with or without preamble and file meta).
 pub fn read_rtstruct(path: &Path) -> Result<RtStruct> {
-    let file = read_file(path)?;
+    parse_rtstruct(read_file(path)?)
+}
+
+/// Reads an RT Structure Set held in memory; `name` stands for the path in messages and in
+/// [`RtStruct::path`].
+pub fn read_rtstruct_bytes(name: &Path, bytes: &[u8]) -> Result<RtStruct> {
+    parse_rtstruct(crate::dicom::read_bytes(name, bytes)?)
+}
+
+fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
+    let path = file.path.clone();
+    let path = path.as_path();
     let obj: &InMemDicomObject = &file.obj;
     let invalid = |tag: Tag, reason: String| file.invalid(tag, reason);
     if let Some(m) = text(obj, tags::MODALITY)
@@ -257,10 +328,7 @@ pub fn rasterise_roi(
         })
         .unwrap_or_default();
     for (n, c) in roi.contours.iter().enumerate() {
-        if !matches!(
-            c.geometric_type.as_str(),
-            "CLOSED_PLANAR" | "CLOSEDPLANAR_XOR"
-        ) {
+        if !is_closed(&c.geometric_type) {
             log::debug!(
                 "ROI '{}': contour {} is {}, not closed; skipped",
                 roi.name,

@@ -77,6 +77,47 @@ pub struct OutputInfo {
 
 /// Formats a Decimal String value: at most 3 decimals, no trailing zeros, at most 16 chars.
 pub fn format_ds(v: f64) -> Result<String> {
+    let mut s = String::with_capacity(12);
+    push_ds(&mut s, v)?;
+    Ok(s)
+}
+
+/// Appends [`format_ds`]`(v)` to `out`. Fast path without float formatting (a quarter of the
+/// CPU time of writing a large structure set went to `format!("{v:.3}")`): when |v| < 10⁹ and
+/// v·1000 is not within 10⁻³ of a rounding tie, the product's error (≤ ½ ulp < 10⁻⁴) cannot move
+/// it across the tie, so rounding the product gives the same digits as formatting the exact
+/// binary value; other values take the `format!` path.
+pub(crate) fn push_ds(out: &mut String, v: f64) -> Result<()> {
+    use std::fmt::Write as _;
+    let x = v * 1000.0;
+    if x.is_finite() && x.abs() < 1e12 {
+        let floor = x.floor();
+        let frac = x - floor;
+        if (frac - 0.5).abs() > 1e-3 {
+            let q = if frac > 0.5 { floor + 1.0 } else { floor } as i64;
+            let a = q.unsigned_abs();
+            if q < 0 {
+                out.push('-');
+            }
+            let _ = write!(out, "{}", a / 1000);
+            let mut f = a % 1000;
+            if f != 0 {
+                out.push('.');
+                let mut digits = 3;
+                while f.is_multiple_of(10) {
+                    f /= 10;
+                    digits -= 1;
+                }
+                let _ = write!(out, "{f:0digits$}");
+            }
+            return Ok(());
+        }
+    }
+    out.push_str(&format_ds_slow(v)?);
+    Ok(())
+}
+
+fn format_ds_slow(v: f64) -> Result<String> {
     if !v.is_finite() {
         return Err(Error::InvalidArgument(format!(
             "cannot write {v} as a DICOM decimal string"
@@ -407,7 +448,7 @@ pub fn build_rtstruct(
                     if p_idx > 0 || a > 0 {
                         data.push('\\');
                     }
-                    data.push_str(&format_ds(*v)?);
+                    push_ds(&mut data, *v)?;
                 }
             }
             let mut it = InMemDicomObject::new_empty();
@@ -568,6 +609,54 @@ mod tests {
         assert_eq!(format_ds(1e15).unwrap().len(), 16);
         assert!(format_ds(1e16).is_err());
         assert!(format_ds(f64::NAN).is_err());
+        assert!(format_ds(f64::INFINITY).is_err());
+    }
+
+    /// The fast path gives exactly the text of `format!("{v:.3}")` (trimmed).
+    #[test]
+    fn ds_fast_path_matches_float_formatting() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut values = vec![
+            0.0005,
+            -0.0005,
+            1.0005,
+            -2.0005,
+            0.0015,
+            123.4565,
+            -0.0,
+            0.0001,
+            0.999_999_9,
+            -0.999_5,
+            999_999_999.999,
+            -999_999_999.999_4,
+            1e9,
+            0.1,
+            0.2,
+            0.3,
+            511.5,
+            -250.25,
+        ];
+        for _ in 0..200_000 {
+            let r = next();
+            let scale = 10f64.powi((r % 13) as i32 - 3);
+            let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+            let v = (u - 0.5) * 2.0 * scale;
+            values.push(v);
+            // Grid-like values: voxel positions as a CT writes them.
+            values.push(-250.0 + (r % 512) as f64 * 0.976_562_5);
+            values.push((v * 1000.0).round() / 1000.0 + 0.0005);
+        }
+        for v in values {
+            let mut fast = String::new();
+            push_ds(&mut fast, v).unwrap();
+            assert_eq!(fast, format_ds_slow(v).unwrap(), "{v:e}");
+        }
     }
 
     #[test]

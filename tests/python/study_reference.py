@@ -6,7 +6,10 @@
 Mann-Whitney U: scipy.stats.mannwhitneyu (two-sided, continuity correction, methods auto /
 exact / asymptotic). Cohen's kappa: sklearn.metrics.cohen_kappa_score. Fleiss' kappa:
 statsmodels.stats.inter_rater.fleiss_kappa (method "fleiss"). Bland-Altman: numpy mean and
-sample standard deviation (ddof=1) of the differences, limits ±1.96 SD.
+sample standard deviation (ddof=1) of the differences, limits ±1.96 SD. Box plots
+(src/metrics/plots.rs): numpy.percentile quartiles (default linear interpolation) of the finite
+values, whiskers by matplotlib's boxplot rule (the most extreme values within 1.5 IQR of the
+box), outliers beyond them.
 """
 import json
 import sys
@@ -19,7 +22,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
 def main():
     spec = json.load(open(sys.argv[1]))
-    out = {"mwu": [], "cohen": [], "fleiss": [], "bland_altman": []}
+    out = {"mwu": [], "cohen": [], "fleiss": [], "bland_altman": [], "box": []}
     for c in spec["mwu"]:
         r = {}
         for method in ("auto", "exact", "asymptotic"):
@@ -42,6 +45,17 @@ def main():
         d = np.array(c["a"], dtype=float) - np.array(c["b"], dtype=float)
         bias, sd = float(np.mean(d)), float(np.std(d, ddof=1))
         out["bland_altman"].append({"bias": bias, "sd": sd, "lower": bias - 1.96 * sd, "upper": bias + 1.96 * sd})
+    for c in spec.get("box", []):
+        v = np.array([x for x in c if x is not None], dtype=float)
+        v = np.sort(v[np.isfinite(v)])
+        q1, med, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))
+        iqr = q3 - q1
+        lo = float(v[v >= q1 - 1.5 * iqr].min())
+        hi = float(v[v <= q3 + 1.5 * iqr].max())
+        out["box"].append(
+            {"n": int(v.size), "q1": q1, "median": med, "q3": q3, "lower": lo, "upper": hi,
+             "outliers": [float(x) for x in v[(v < lo) | (v > hi)]]}
+        )
     print(json.dumps(out))
 
 
