@@ -18,6 +18,7 @@ structure. Each output is checked (not timed): every file is rasterised back by 
 compared with the masks (Dice), and the two rasterisations of (b) are compared with each other.
 
     cargo build --release
+    target/pyenv/bin/pip install -r benches/compare/requirements.txt   # rt-utils, OpenCV
     target/pyenv/bin/python benches/compare/rtstruct_compare.py [--runs 1] [--json]
 
 The CLI binary is taken from $AUTOCONTOUR_BIN or target/release/autocontour; work files go to
