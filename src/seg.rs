@@ -202,21 +202,7 @@ pub fn build_seg(
     put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
     crate::rtstruct::put_patient_study_frame(&mut o, ct);
     // Segmentation Series
-    put(&mut o, tags::MODALITY, VR::CS, "SEG");
-    put(
-        &mut o,
-        tags::SERIES_INSTANCE_UID,
-        VR::UI,
-        series_uid.as_str(),
-    );
-    put(&mut o, tags::SERIES_NUMBER, VR::IS, "901");
-    put(&mut o, tags::SERIES_DATE, VR::DA, date.as_str());
-    put(&mut o, tags::SERIES_TIME, VR::TM, time.as_str());
-    let desc = info
-        .series_description
-        .clone()
-        .unwrap_or_else(|| format!("autocontour {}", info.model_name));
-    put(&mut o, tags::SERIES_DESCRIPTION, VR::LO, lo(desc.trim()));
+    let desc = crate::rtstruct::put_series(&mut o, "SEG", &series_uid, "901", &date, &time, info);
     // Enhanced General Equipment
     put(&mut o, tags::MANUFACTURER, VR::LO, "autocontour");
     let model_name = if info.model_name.trim().is_empty() {

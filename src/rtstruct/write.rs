@@ -219,6 +219,31 @@ pub fn rois_from_labels(
         .collect()
 }
 
+/// The series module shared by the RTSTRUCT and SEG writers: modality, the new series UID and
+/// number, date and time, and the description (`info`'s, else "autocontour <model>"), which is
+/// returned.
+pub(crate) fn put_series(
+    o: &mut InMemDicomObject,
+    modality: &str,
+    series_uid: &str,
+    series_number: &str,
+    date: &str,
+    time: &str,
+    info: &OutputInfo,
+) -> String {
+    put(o, tags::MODALITY, VR::CS, modality);
+    put(o, tags::SERIES_INSTANCE_UID, VR::UI, series_uid);
+    put(o, tags::SERIES_NUMBER, VR::IS, series_number);
+    put(o, tags::SERIES_DATE, VR::DA, date);
+    put(o, tags::SERIES_TIME, VR::TM, time);
+    let desc = info
+        .series_description
+        .clone()
+        .unwrap_or_else(|| format!("autocontour {}", info.model_name));
+    put(o, tags::SERIES_DESCRIPTION, VR::LO, lo(desc.trim()));
+    desc
+}
+
 /// Writes the Patient, General Study and Frame of Reference modules of `ct` into `o`: the
 /// attributes in [`COPIED`] (type 2 ones created empty when the CT lacks them), the Study
 /// Instance UID, the CT's Frame of Reference UID and its Position Reference Indicator. Shared by
@@ -302,21 +327,7 @@ pub fn build_rtstruct(
     put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
     put_patient_study_frame(&mut o, ct);
     // RT Series
-    put(&mut o, tags::MODALITY, VR::CS, "RTSTRUCT");
-    put(
-        &mut o,
-        tags::SERIES_INSTANCE_UID,
-        VR::UI,
-        series_uid.as_str(),
-    );
-    put(&mut o, tags::SERIES_NUMBER, VR::IS, "");
-    put(&mut o, tags::SERIES_DATE, VR::DA, date.as_str());
-    put(&mut o, tags::SERIES_TIME, VR::TM, time.as_str());
-    let desc = info
-        .series_description
-        .clone()
-        .unwrap_or_else(|| format!("autocontour {}", info.model_name));
-    put(&mut o, tags::SERIES_DESCRIPTION, VR::LO, lo(desc.trim()));
+    put_series(&mut o, "RTSTRUCT", &series_uid, "", &date, &time, info);
     put(&mut o, tags::OPERATORS_NAME, VR::PN, "");
     // General Equipment
     put(&mut o, tags::MANUFACTURER, VR::LO, "autocontour");
