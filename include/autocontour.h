@@ -334,6 +334,22 @@ typedef struct {
   size_t contour_count;
 } ac_roi;
 
+// One contour of an ROI read from an RT Structure Set, as reported by `ac_rtstruct_contour`.
+// Pointers are owned by the `ac_rtstruct` and valid until `ac_rtstruct_free`.
+typedef struct {
+  // Contour Geometric Type as written in the file (`CLOSED_PLANAR`, `CLOSEDPLANAR_XOR`,
+  // `OPEN_PLANAR`, `OPEN_NONPLANAR`, `POINT`), UTF-8.
+  const char *geometric_type;
+  // Number of points (1 for a `POINT`; may be 0 for a contour without Contour Data).
+  size_t point_count;
+  // `3 * point_count` doubles: x, y, z of each point in the DICOM patient frame (LPS), mm,
+  // in the file's order (a closed polygon's last point joins its first).
+  const double *points;
+  // Referenced SOP Instance UID of the contour's Contour Image Sequence (its first item); an
+  // empty string when the file gives none (RayStation often omits it).
+  const char *referenced_sop_instance_uid;
+} ac_roi_contour;
+
 // Progress callback for `ac_segment`: `user_data` as given, `stage` one of `"preprocess"`,
 // `"inference"`, `"resample"` (NUL-terminated, valid only during the call), `fraction` the
 // overall progress 0-1, never decreasing. Called on the thread that called `ac_segment`.
@@ -531,6 +547,14 @@ ac_status ac_rtstruct_roi_count(const ac_rtstruct *rtstruct, size_t *count);
 // Writes ROI number `index` (0-based, < count, in the file's order) to `*roi`; an index past
 // the end returns `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
 ac_status ac_rtstruct_roi(const ac_rtstruct *rtstruct, size_t index, ac_roi *roi);
+
+// Writes contour `k` (0-based, < the ROI's `contour_count`, in the file's order) of ROI number
+// `roi_index` to `*contour`: its geometric type, points in patient mm and referenced CT image.
+// An index past the end returns `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+ac_status ac_rtstruct_contour(const ac_rtstruct *rtstruct,
+                              size_t roi_index,
+                              size_t k,
+                              ac_roi_contour *contour);
 
 // Sets `*index` to the index of the ROI named `name`: an exact match first, then one ignoring
 // ASCII case. No such ROI returns `AC_STATUS_ROI_NOT_FOUND`. Any thread.

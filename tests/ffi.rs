@@ -81,6 +81,15 @@ struct RoiC {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct RoiContourC {
+    geometric_type: *const c_char,
+    point_count: usize,
+    points: *const f64,
+    referenced_sop_instance_uid: *const c_char,
+}
+
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Metrics {
     reference_volume_mm3: f64,
@@ -159,6 +168,7 @@ struct Api {
     roi_count: unsafe extern "C" fn(H, *mut usize) -> Status,
     roi: unsafe extern "C" fn(H, usize, *mut RoiC) -> Status,
     find_roi: unsafe extern "C" fn(H, *const c_char, *mut usize) -> Status,
+    roi_contour: unsafe extern "C" fn(H, usize, usize, *mut RoiContourC) -> Status,
     rasterise: unsafe extern "C" fn(H, usize, H, *mut H) -> Status,
     rtstruct_free: unsafe extern "C" fn(H) -> Status,
     compare_masks: unsafe extern "C" fn(
@@ -277,6 +287,7 @@ fn api() -> &'static Api {
             roi_count: sym!("ac_rtstruct_roi_count"),
             roi: sym!("ac_rtstruct_roi"),
             find_roi: sym!("ac_rtstruct_find_roi"),
+            roi_contour: sym!("ac_rtstruct_contour"),
             rasterise: sym!("ac_rtstruct_rasterise"),
             rtstruct_free: sym!("ac_rtstruct_free"),
             compare_masks: sym!("ac_compare_masks"),
@@ -719,9 +730,29 @@ fn rider_buffers_rtstruct_reading_and_metrics() {
                     want.interpreted_type.clone().unwrap_or_default()
                 );
                 assert_eq!(roi.contour_count, want.contours.len());
+                // Every contour's points, type and referenced image equal the Rust reader's.
+                for (k, wc) in want.contours.iter().enumerate() {
+                    let mut rc: RoiContourC = std::mem::zeroed();
+                    expect((a.roi_contour)(rs, i, k, &mut rc), OK);
+                    assert_eq!(cstr(rc.geometric_type), wc.geometric_type);
+                    assert_eq!(
+                        cstr(rc.referenced_sop_instance_uid),
+                        wc.referenced_sop_instance_uid.clone().unwrap_or_default()
+                    );
+                    let pts = std::slice::from_raw_parts(rc.points, 3 * rc.point_count);
+                    let flat: Vec<f64> = wc.points.iter().flatten().copied().collect();
+                    assert_eq!(pts, flat.as_slice(), "ROI {i} contour {k}");
+                }
+                let mut rc: RoiContourC = std::mem::zeroed();
+                expect(
+                    (a.roi_contour)(rs, i, want.contours.len(), &mut rc),
+                    INDEX_OUT_OF_RANGE,
+                );
             }
             let mut roi: RoiC = std::mem::zeroed();
             expect((a.roi)(rs, n, &mut roi), INDEX_OUT_OF_RANGE);
+            let mut rc: RoiContourC = std::mem::zeroed();
+            expect((a.roi_contour)(rs, n, 0, &mut rc), INDEX_OUT_OF_RANGE);
         }
         // Without the 128-byte preamble, and without "DICM" too (file meta first): the same.
         for skip in [128, 132] {

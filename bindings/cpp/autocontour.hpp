@@ -256,6 +256,13 @@ struct Contour {
     std::vector<std::array<double, 3>> points;
 };
 
+/// One contour of an ROI read from an RT Structure Set; strings and points copied.
+struct RoiContour {
+    std::string geometric_type;  ///< CLOSED_PLANAR, POINT, ...
+    std::vector<std::array<double, 3>> points;  ///< patient mm (LPS), file order
+    std::string referenced_sop_instance_uid;  ///< empty when the file gives none
+};
+
 /// One ROI of an RT Structure Set; strings copied.
 struct Roi {
     std::string name;
@@ -421,6 +428,16 @@ public:
         detail::check(ac_rtstruct_roi(h_.get(), index, &r));
         Roi out{r.name, r.number, std::nullopt, r.interpreted_type, r.contour_count};
         if (r.has_color) out.color = std::array<uint8_t, 3>{r.color[0], r.color[1], r.color[2]};
+        return out;
+    }
+    /// Contour `k` of ROI `roi_index` (file order).
+    RoiContour contour(std::size_t roi_index, std::size_t k) const {
+        ac_roi_contour c;
+        detail::check(ac_rtstruct_contour(h_.get(), roi_index, k, &c));
+        RoiContour out{c.geometric_type, {}, c.referenced_sop_instance_uid};
+        out.points.reserve(c.point_count);
+        for (std::size_t i = 0; i < c.point_count; ++i)
+            out.points.push_back({c.points[3 * i], c.points[3 * i + 1], c.points[3 * i + 2]});
         return out;
     }
     /// Index of the ROI named `name` (exact, then ignoring case); throws when absent.

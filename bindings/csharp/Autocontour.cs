@@ -144,6 +144,17 @@ namespace Autocontour
         public double[] Points = new double[0];
     }
 
+    /// <summary>One contour of an ROI read from an RT Structure Set (copied).</summary>
+    public sealed class RoiContour
+    {
+        /// <summary>Contour Geometric Type (CLOSED_PLANAR, POINT, ...).</summary>
+        public string GeometricType = "";
+        /// <summary>3 * point count doubles: x, y, z of each point, patient mm (LPS).</summary>
+        public double[] Points = new double[0];
+        /// <summary>Referenced SOP Instance UID ("" when the file gives none).</summary>
+        public string ReferencedSopInstanceUid = "";
+    }
+
     /// <summary>One ROI of an RT Structure Set (strings copied).</summary>
     public sealed class Roi
     {
@@ -206,6 +217,15 @@ namespace Autocontour
             public UIntPtr ContourCount;
         }
 
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct CRoiContour
+        {
+            public IntPtr GeometricType;
+            public UIntPtr PointCount;
+            public IntPtr Points;
+            public IntPtr ReferencedSopInstanceUid;
+        }
+
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void ProgressCallback(IntPtr userData, IntPtr stage, double fraction);
 
@@ -256,6 +276,7 @@ namespace Autocontour
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_open_buffer(byte[] data, UIntPtr len, out RtStructHandle rtstruct);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_roi_count(RtStructHandle rtstruct, out UIntPtr count);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_roi(RtStructHandle rtstruct, UIntPtr index, out CRoi roi);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_contour(RtStructHandle rtstruct, UIntPtr roiIndex, UIntPtr k, out CRoiContour contour);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_find_roi(RtStructHandle rtstruct, byte[] name, out UIntPtr index);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_rasterise(RtStructHandle rtstruct, UIntPtr index, SeriesHandle series, out BufferHandle mask);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_rtstruct_free(IntPtr rtstruct);
@@ -627,6 +648,21 @@ namespace Autocontour
                 }
                 return list;
             }
+        }
+
+        /// <summary>Contour k of ROI roiIndex, in file order (copied).</summary>
+        public RoiContour Contour(ulong roiIndex, ulong k)
+        {
+            Native.Check(Native.ac_rtstruct_contour(Engine.Live(Handle), new UIntPtr(roiIndex), new UIntPtr(k),
+                                                    out Native.CRoiContour c));
+            var points = new double[3 * (int)c.PointCount.ToUInt64()];
+            if (points.Length > 0) Marshal.Copy(c.Points, points, 0, points.Length);
+            return new RoiContour
+            {
+                GeometricType = Native.Utf8(c.GeometricType),
+                Points = points,
+                ReferencedSopInstanceUid = Native.Utf8(c.ReferencedSopInstanceUid),
+            };
         }
 
         /// <summary>Index of the ROI named name (exact, then ignoring case); throws when absent.</summary>

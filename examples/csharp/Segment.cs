@@ -54,7 +54,16 @@ public static class SegmentSample
                                       nifti.Length);
                     // Reading back the RT Structure Set just written, from memory.
                     using (var rs = RtStruct.FromBytes(System.IO.File.ReadAllBytes(args[2])))
-                        Console.WriteLine("read back {0} ROIs", rs.Rois.Count);
+                    {
+                        var rois = rs.Rois;
+                        Console.WriteLine("read back {0} ROIs", rois.Count);
+                        if (rois.Count > 0 && rois[0].ContourCount > 0)
+                        {
+                            RoiContour first = rs.Contour(0, 0);
+                            Console.WriteLine("{0}: first contour {1}, {2} points", rois[0].Name,
+                                              first.GeometricType, first.Points.Length / 3);
+                        }
+                    }
                 }
             }
             return 0;

@@ -25,6 +25,8 @@ pub(crate) struct RtStructBody {
     rs: RtStruct,
     names: Vec<CString>,
     types: Vec<CString>,
+    /// Per ROI, per contour: Contour Geometric Type and referenced SOP Instance UID.
+    contour_strings: Vec<Vec<(CString, CString)>>,
 }
 
 impl Handle for ac_rtstruct {
@@ -51,8 +53,41 @@ pub struct ac_roi {
     pub contour_count: usize,
 }
 
+/// One contour of an ROI read from an RT Structure Set, as reported by `ac_rtstruct_contour`.
+/// Pointers are owned by the `ac_rtstruct` and valid until `ac_rtstruct_free`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ac_roi_contour {
+    /// Contour Geometric Type as written in the file (`CLOSED_PLANAR`, `CLOSEDPLANAR_XOR`,
+    /// `OPEN_PLANAR`, `OPEN_NONPLANAR`, `POINT`), UTF-8.
+    pub geometric_type: *const c_char,
+    /// Number of points (1 for a `POINT`; may be 0 for a contour without Contour Data).
+    pub point_count: usize,
+    /// `3 * point_count` doubles: x, y, z of each point in the DICOM patient frame (LPS), mm,
+    /// in the file's order (a closed polygon's last point joins its first).
+    pub points: *const f64,
+    /// Referenced SOP Instance UID of the contour's Contour Image Sequence (its first item); an
+    /// empty string when the file gives none (RayStation often omits it).
+    pub referenced_sop_instance_uid: *const c_char,
+}
+
 fn wrap(rs: RtStruct) -> RtStructBody {
     RtStructBody {
+        contour_strings: rs
+            .rois
+            .iter()
+            .map(|r| {
+                r.contours
+                    .iter()
+                    .map(|c| {
+                        (
+                            cstring(&c.geometric_type),
+                            cstring(c.referenced_sop_instance_uid.as_deref().unwrap_or("")),
+                        )
+                    })
+                    .collect()
+            })
+            .collect(),
         names: rs.rois.iter().map(|r| cstring(&r.name)).collect(),
         types: rs
             .rois
@@ -144,6 +179,51 @@ pub unsafe extern "C" fn ac_rtstruct_roi(
             has_color: r.color.is_some(),
             interpreted_type: ty.as_ptr(),
             contour_count: r.contours.len(),
+        };
+        Ok(())
+    })
+}
+
+/// Writes contour `k` (0-based, < the ROI's `contour_count`, in the file's order) of ROI number
+/// `roi_index` to `*contour`: its geometric type, points in patient mm and referenced CT image.
+/// An index past the end returns `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_rtstruct_contour(
+    rtstruct: *const ac_rtstruct,
+    roi_index: usize,
+    k: usize,
+    contour: *mut ac_roi_contour,
+) -> ac_status {
+    boundary("ac_rtstruct_contour", || {
+        let out = try_out!(contour, "contour");
+        let b = get(rtstruct, "rtstruct")?;
+        let n = b.rs.rois.len();
+        let r =
+            b.rs.rois
+                .get(roi_index)
+                .ok_or_else(|| roi_range(roi_index, n))?;
+        let past = || {
+            FfiError::new(
+                ac_status::IndexOutOfRange,
+                format!(
+                    "contour index {k} is past the end (ROI {roi_index} '{}' has {} contours)",
+                    r.name,
+                    r.contours.len()
+                ),
+            )
+        };
+        let c = r.contours.get(k).ok_or_else(past)?;
+        let (ty, uid) = b
+            .contour_strings
+            .get(roi_index)
+            .and_then(|v| v.get(k))
+            .ok_or_else(past)?;
+        *out = ac_roi_contour {
+            geometric_type: ty.as_ptr(),
+            point_count: c.points.len(),
+            // `[f64; 3]` has the layout of three consecutive doubles.
+            points: c.points.as_ptr().cast::<f64>(),
+            referenced_sop_instance_uid: uid.as_ptr(),
         };
         Ok(())
     })
