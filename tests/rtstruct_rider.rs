@@ -325,15 +325,7 @@ fn rider_round_trip_through_independent_tools() {
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
 
     // dciodvfy (dicom3tools): no errors.
-    let v = Command::new("dciodvfy")
-        .arg(&out)
-        .output()
-        .expect("dciodvfy (apt dicom3tools)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
-    );
+    let report = common::dciodvfy(&out);
     eprintln!("dciodvfy ({:.1} s):\n{report}", t0.elapsed().as_secs_f64());
     assert!(
         !report.contains("Error"),

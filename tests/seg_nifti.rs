@@ -65,15 +65,7 @@ fn seg_and_nifti_read_back_by_independent_tools() {
     write_nifti_labels(&nii, &ph.labels, "phantom").unwrap();
     assert_eq!(read_nifti_labels(&nii).unwrap().data(), ph.labels.data());
 
-    let v = Command::new("dciodvfy")
-        .arg(&seg)
-        .output()
-        .expect("dciodvfy (apt dicom3tools)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
-    );
+    let report = common::dciodvfy(&seg);
     assert!(
         !report.contains("Error"),
         "dciodvfy reports errors:\n{report}"
@@ -326,15 +318,7 @@ fn rider_seg_and_nifti_read_by_highdicom_nibabel_simpleitk() {
     let raw = tmp.path().join("labels.raw");
     std::fs::write(&raw, labels.data()).unwrap();
 
-    let v = Command::new("dciodvfy")
-        .arg(&seg)
-        .output()
-        .expect("dciodvfy (apt dicom3tools)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
-    );
+    let report = common::dciodvfy(&seg);
     assert!(
         !report.contains("Error"),
         "dciodvfy reports errors:\n{report}"

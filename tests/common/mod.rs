@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: where the fetched data and ONNX Runtime live.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Repository root.
 pub fn root() -> PathBuf {
@@ -55,4 +55,17 @@ pub fn python() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// `dciodvfy` (Debian dicom3tools) on `file`: its whole report, stdout and stderr together.
+pub fn dciodvfy(file: &Path) -> String {
+    let v = std::process::Command::new("dciodvfy")
+        .arg(file)
+        .output()
+        .expect("dciodvfy (apt dicom3tools)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    )
 }
