@@ -8,8 +8,8 @@ use autocontour::contour::ContourOptions;
 use autocontour::dicom::{CtSeries, LoadOptions, load_series};
 use autocontour::nifti::{check_same_grid, read_nifti_labels, write_nifti_labels};
 use autocontour::rtstruct::{
-    OutputInfo, RasterOptions, RoiKind, RoiSpec, check_frame_of_reference, rasterise_roi,
-    read_rtstruct, rois_from_labels, write_rtstruct,
+    OutputInfo, RasterOptions, RoiKind, RoiSpec, RtStructRoi, check_frame_of_reference,
+    rasterise_roi, read_rtstruct, rois_from_labels, write_rtstruct,
 };
 use autocontour::volume::{Geometry, Volume};
 use autocontour::{Error, Result};
@@ -82,6 +82,21 @@ fn sidecar(p: &Path) -> PathBuf {
         .map(|s| &name[..name.len() - s.len()])
         .unwrap_or(&name);
     p.with_file_name(format!("{stem}.json"))
+}
+
+/// What the sidecar JSON says about one rasterised ROI (both `rtstruct-to-mask` layouts): a JSON
+/// object the caller adds its layout's fields to.
+fn roi_entry(roi: &RtStructRoi, voxels: usize, voxel_ml: f64) -> serde_json::Value {
+    serde_json::json!({
+        "name": roi.name,
+        "roi_number": roi.number,
+        "color": roi.color,
+        "interpreted_type": roi.interpreted_type,
+        "kind": roi.kind().as_str(),
+        "points": roi.points(),
+        "voxels": voxels,
+        "volume_ml": voxels as f64 * voxel_ml,
+    })
 }
 
 fn safe(name: &str) -> String {
@@ -185,18 +200,10 @@ pub fn to_mask(args: ToMaskArgs) -> Result<()> {
             .map(|(n, (roi, _, voxels))| {
                 let label = (n + 1) as u8;
                 let shown = data.iter().filter(|&&v| v == label).count();
-                serde_json::json!({
-                    "label": label,
-                    "name": roi.name,
-                    "roi_number": roi.number,
-                    "color": roi.color,
-                    "interpreted_type": roi.interpreted_type,
-                    "kind": roi.kind().as_str(),
-                    "points": roi.points(),
-                    "voxels": voxels,
-                    "volume_ml": *voxels as f64 * voxel_ml,
-                    "voxels_in_map": shown,
-                })
+                let mut e = roi_entry(roi, *voxels, voxel_ml);
+                e["label"] = label.into();
+                e["voxels_in_map"] = shown.into();
+                e
             })
             .collect();
         let vol = Volume::new(g, data)?;
@@ -225,18 +232,10 @@ pub fn to_mask(args: ToMaskArgs) -> Result<()> {
         for (n, (roi, m, voxels)) in masks.iter().enumerate() {
             let file = format!("{:02}_{}.nii.gz", n + 1, safe(&roi.name));
             write_nifti_labels(&args.out.join(&file), m, &roi.name)?;
-            labels.push(serde_json::json!({
-                "label": 1,
-                "file": file,
-                "name": roi.name,
-                "roi_number": roi.number,
-                "color": roi.color,
-                "interpreted_type": roi.interpreted_type,
-                "kind": roi.kind().as_str(),
-                "points": roi.points(),
-                "voxels": voxels,
-                "volume_ml": *voxels as f64 * voxel_ml,
-            }));
+            let mut e = roi_entry(roi, *voxels, voxel_ml);
+            e["label"] = 1.into();
+            e["file"] = file.into();
+            labels.push(e);
         }
         let side = args.out.join("labels.json");
         json_write(
