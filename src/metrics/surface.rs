@@ -13,11 +13,15 @@
 //! Distances are computed with a memory-lean separable transform, one direction at a time: a
 //! pass along the slice axis to the other mask's surface, stored as corner counts (`u8` when the
 //! crop spans at most 253 slices, else `u16`: 1 or 2 bytes per corner of the crop),
-//! then per slice the row pass (lower envelope of parabolas, written transposed in blocks of 8
-//! rows) and the column pass at the surface points only: a scan of the rows within the bound
-//! that the point's own row value gives, or the column's lower envelope when that is cheaper.
-//! Surface corners are found on the fly from the masks, row by row. Work is spread over the
-//! rayon thread pool.
+//! then per slice an exact local search around each surface point in that slice's pass-1
+//! values (`min zsq(y', x') + sy²(y − y')² + sx²(x − x')²`): the point's neighbours first, then
+//! rings of 4×4 blocks, skipping every block whose minimum plus its distance to the point cannot
+//! beat the best value found, and stopping at the ring no value can beat. Points near the other
+//! surface (most of them) settle after a handful of reads. Should a slice's points read more than
+//! a budget, its remaining points take the separable passes instead: the row pass (lower envelope
+//! of parabolas, written transposed in blocks of 8 rows) and the column pass at those points
+//! only. Both give the same exact distances. Surface corners are found on the fly from the
+//! masks, row by row. Work is spread over the rayon thread pool.
 //!
 //! [`surface_distances`] returns every point, sorted. `compare_masks` instead streams the sums
 //! it needs and finds the percentile with an area histogram, holding one direction's
@@ -420,6 +424,9 @@ struct SliceScratch {
     rows: RowScratch,
     srow: Vec<u8>,
     pts: Vec<(u32, u32, u8)>,
+    /// Points the local search left: (column, row, index in the slice's output).
+    fallback: Vec<(u32, u32, u32)>,
+    bmin: BlockMin,
     env: Envelope,
     /// Pass-2 result of one slice, transposed: [column][row].
     ht: Vec<f64>,
@@ -429,6 +436,266 @@ struct SliceScratch {
 /// Rows per block of the transposing row pass (8 `f64` = one cache line per column).
 const BLOCK: usize = 8;
 
+/// Local-search budget per slice, in values and blocks read per thousand corners of the slice
+/// (20 000: twenty reads per corner). Past it the slice's remaining points take the row and
+/// column passes (a lower envelope of parabolas per row: about 20 ns per corner on the
+/// development VM, where a read costs a few ns), so a slice whose points are all far from the
+/// other surface costs a bounded multiple of what it would without the local search. Tuned
+/// with `cargo bench --bench metrics` on the RIDER pairs, where no slice runs out.
+const LOCAL_BUDGET: usize = 20_000;
+
+/// Square rings of single values searched around a point before the search moves to blocks.
+const CELL_RINGS: usize = 1;
+
+/// Side of the blocks (in corners) whose minimum value lets the search skip them whole.
+const BLOCK_SIDE: usize = 4;
+
+/// The pass-1 values of one corner slice, read as squared distances (mm²) along the slice axis.
+struct ZPlane<'a, Z: ZCount> {
+    zbuf: &'a [Z],
+    ztab: &'a [f64],
+    z: usize,
+    cz: usize,
+    cy: usize,
+    cx: usize,
+    sx2: f64,
+    sy2: f64,
+}
+
+/// Per-block minima of one slice's values (squared mm), blocks of `BLOCK_SIDE`² corners,
+/// row-major; filled on first use in a slice.
+#[derive(Default)]
+struct BlockMin {
+    ready: bool,
+    nbx: usize,
+    nby: usize,
+    min: Vec<f64>,
+}
+
+impl<Z: ZCount> ZPlane<'_, Z> {
+    /// Row `y`'s values from column `lo` to `hi` inclusive (`hi < cx`).
+    #[inline]
+    fn row(&self, y: usize, lo: usize, hi: usize) -> &[Z] {
+        let s = (y * self.cz + self.z) * self.cx;
+        self.zbuf.get(s + lo..=s + hi).unwrap_or(&[])
+    }
+
+    /// Squared distance (mm²) of a pass-1 count; `INFINITY` for `Z::INF`.
+    #[inline]
+    fn zsq(&self, d: Z) -> f64 {
+        self.ztab.get(d.count()).copied().unwrap_or(f64::INFINITY)
+    }
+
+    /// Lowers `best` to the smallest `zsq + sx²(x − x')² + ry2` over columns `lo..=hi` of row
+    /// `yy`; returns the values read.
+    #[inline]
+    fn scan_row(&self, yy: usize, lo: usize, hi: usize, x: f64, ry2: f64, best: &mut f64) -> usize {
+        let vals = self.row(yy, lo, hi);
+        for (xx, &c) in (lo..).zip(vals) {
+            if c != Z::INF {
+                let d = xx as f64 - x;
+                let v = self.zsq(c) + self.sx2 * d * d + ry2;
+                if v < *best {
+                    *best = v;
+                }
+            }
+        }
+        vals.len()
+    }
+
+    fn fill_blocks(&self, b: &mut BlockMin) {
+        b.nbx = self.cx.div_ceil(BLOCK_SIDE);
+        b.nby = self.cy.div_ceil(BLOCK_SIDE);
+        b.min.clear();
+        b.min.resize(b.nbx * b.nby, f64::INFINITY);
+        for y in 0..self.cy {
+            let Some(dst) = b.min.get_mut((y / BLOCK_SIDE) * b.nbx..) else {
+                break;
+            };
+            for (m, chunk) in dst
+                .iter_mut()
+                .zip(self.row(y, 0, self.cx - 1).chunks(BLOCK_SIDE))
+            {
+                if let Some(&c) = chunk.iter().min() {
+                    *m = m.min(self.zsq(c));
+                }
+            }
+        }
+        b.ready = true;
+    }
+
+    /// Exact squared distance (mm²) from corner (`x`, `y`) of this slice to the `to` surface:
+    /// `min over (y', x') of zsq(y', x') + sy²(y − y')² + sx²(x − x')²`.
+    ///
+    /// First square rings of growing radius r around the point, until no value of ring r can
+    /// beat the best found (`min(sx², sy²)·r² ≥ best`); past `CELL_RINGS` rings, rings of blocks
+    /// whose minimum plus their distance to the point bounds all their values, so far points
+    /// read few values. Adds the values and blocks read to `spent` and gives up (`None`) once
+    /// it passes `limit`.
+    fn nearest(
+        &self,
+        x: usize,
+        y: usize,
+        blocks: &mut BlockMin,
+        limit: usize,
+        spent: &mut usize,
+    ) -> Option<f64> {
+        let (cy, cx) = (self.cy, self.cx);
+        if x >= cx || y >= cy {
+            return None;
+        }
+        let mut best = self
+            .row(y, x, x)
+            .first()
+            .map_or(f64::INFINITY, |&c| self.zsq(c));
+        let min2 = self.sx2.min(self.sy2);
+        let (xf, yf) = (x as f64, y as f64);
+        let reach = cy.max(cx);
+        for r in 1..=reach.min(CELL_RINGS) {
+            let rf = r as f64;
+            if min2 * rf * rf >= best {
+                return Some(best);
+            }
+            // Rows y − r and y + r, columns within the bound that is left after the row step.
+            let ry2 = self.sy2 * rf * rf;
+            if ry2 < best {
+                let w = (((best - ry2) / self.sx2).sqrt() as usize)
+                    .saturating_add(1)
+                    .min(r);
+                let (lo, hi) = (x.saturating_sub(w), (x + w).min(cx - 1));
+                for yy in [y.checked_sub(r), Some(y + r).filter(|&v| v < cy)]
+                    .into_iter()
+                    .flatten()
+                {
+                    *spent += self.scan_row(yy, lo, hi, xf, ry2, &mut best);
+                }
+            }
+            // Columns x − r and x + r, rows strictly inside the ring.
+            let rx2 = self.sx2 * rf * rf;
+            if rx2 >= best {
+                continue;
+            }
+            let w = (((best - rx2) / self.sy2).sqrt() as usize)
+                .saturating_add(1)
+                .min(r - 1);
+            let (lo, hi) = (y.saturating_sub(w), (y + w).min(cy - 1));
+            for xx in [x.checked_sub(r), Some(x + r).filter(|&v| v < cx)]
+                .into_iter()
+                .flatten()
+            {
+                for yy in lo..=hi {
+                    let d = yy as f64 - yf;
+                    let Some(&c) = self.row(yy, xx, xx).first() else {
+                        continue;
+                    };
+                    *spent += 1;
+                    if c != Z::INF {
+                        let v = self.zsq(c) + rx2 + self.sy2 * d * d;
+                        if v < best {
+                            best = v;
+                        }
+                    }
+                }
+            }
+        }
+        if reach <= CELL_RINGS {
+            return Some(best); // the rings covered the whole slice
+        }
+        let r0 = CELL_RINGS as f64;
+        if min2 * (r0 + 1.0) * (r0 + 1.0) >= best {
+            return Some(best);
+        }
+        // Rings of blocks around the point's block. Blocks inside the square already searched
+        // are skipped; a block at ring rb ≥ 1 is at least (rb − 1)·BLOCK_SIDE + 1 corners away.
+        if *spent > limit {
+            return None;
+        }
+        if !blocks.ready {
+            self.fill_blocks(blocks);
+            *spent += blocks.min.len();
+        }
+        let (bx0, by0) = (x / BLOCK_SIDE, y / BLOCK_SIDE);
+        let (nbx, nby) = (blocks.nbx, blocks.nby);
+        for rb in 0..=nbx.max(nby) {
+            if rb > 0 {
+                let g = ((rb - 1) * BLOCK_SIDE + 1) as f64;
+                if min2 * g * g >= best {
+                    break;
+                }
+            }
+            if *spent > limit {
+                return None;
+            }
+            let (ylo, yhi) = (by0.saturating_sub(rb), (by0 + rb).min(nby - 1));
+            let (xlo, xhi) = (bx0.saturating_sub(rb), (bx0 + rb).min(nbx - 1));
+            for by in ylo..=yhi {
+                if by + rb == by0 || by == by0 + rb {
+                    for bx in xlo..=xhi {
+                        self.search_block(by, bx, x, y, blocks, &mut best, spent);
+                    }
+                } else {
+                    for bx in [bx0.checked_sub(rb), Some(bx0 + rb).filter(|&b| b < nbx)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        self.search_block(by, bx, x, y, blocks, &mut best, spent);
+                    }
+                }
+            }
+        }
+        Some(best)
+    }
+
+    /// Scans block (`by`, `bx`) for point (`x`, `y`) when its lower bound can beat `best` and
+    /// it is not inside the square the single-value rings already searched.
+    #[allow(clippy::too_many_arguments)]
+    fn search_block(
+        &self,
+        by: usize,
+        bx: usize,
+        x: usize,
+        y: usize,
+        blocks: &BlockMin,
+        best: &mut f64,
+        spent: &mut usize,
+    ) {
+        *spent += 1;
+        let Some(&m) = blocks.min.get(by * blocks.nbx + bx) else {
+            return;
+        };
+        let (y0, x0) = (by * BLOCK_SIDE, bx * BLOCK_SIDE);
+        let (y1, x1) = (
+            (y0 + BLOCK_SIDE).min(self.cy) - 1,
+            (x0 + BLOCK_SIDE).min(self.cx) - 1,
+        );
+        let inside = |lo: usize, hi: usize, c: usize| lo + CELL_RINGS >= c && hi <= c + CELL_RINGS;
+        if inside(y0, y1, y) && inside(x0, x1, x) {
+            return;
+        }
+        let gap = |lo: usize, hi: usize, c: usize| {
+            if c < lo {
+                (lo - c) as f64
+            } else if c > hi {
+                (c - hi) as f64
+            } else {
+                0.0
+            }
+        };
+        let (gy, gx) = (gap(y0, y1, y), gap(x0, x1, x));
+        if m + self.sx2 * gx * gx + self.sy2 * gy * gy >= *best {
+            return;
+        }
+        let (xf, yf) = (x as f64, y as f64);
+        for yy in y0..=y1 {
+            let d = yy as f64 - yf;
+            let ry2 = self.sy2 * d * d;
+            if ry2 < *best {
+                *spent += self.scan_row(yy, x0, x1, xf, ry2, best);
+            }
+        }
+    }
+}
+
 /// Distances from the surface points of `from` to the nearest surface point of `to`.
 /// `zbuf` holds one count per corner of the crop; one entry of the result per corner slice.
 fn directed<Z: ZCount>(
@@ -436,6 +703,7 @@ fn directed<Z: ZCount>(
     to: &Cropped<'_>,
     spacing: [f64; 3],
     zbuf: &mut [Z],
+    local_budget: usize,
 ) -> Vec<SliceSurfels> {
     let [ez, ey, ex] = from.ext;
     let (cz, cy, cx) = (ez + 1, ey + 1, ex + 1);
@@ -485,9 +753,11 @@ fn directed<Z: ZCount>(
     let zbuf: &[Z] = zbuf;
     let ztab = z_table(sz, cz);
     let zsq = |d: Z| ztab.get(d.count()).copied().unwrap_or(f64::INFINITY);
-    let (sy2, inv_sx2) = (sy * sy, 1.0 / (sx * sx));
-    // Per slice: the surface points of `from`, pass 2 along the rows (contiguous in `zbuf`), then
-    // pass 3 along the columns, only in columns holding surface points and only at them.
+    let (sx2, sy2, inv_sx2) = (sx * sx, sy * sy, 1.0 / (sx * sx));
+    // Per slice: the surface points of `from`, each settled by a local search in the slice's
+    // pass-1 values where the budget allows; for the rest, pass 2 along the rows (contiguous in
+    // `zbuf`), then pass 3 along the columns, only in columns holding such points and only at
+    // them.
     (0..cz)
         .into_par_iter()
         .map_init(
@@ -495,15 +765,19 @@ fn directed<Z: ZCount>(
                 rows: RowScratch::new(ex),
                 srow: vec![0u8; cx],
                 pts: Vec::new(),
+                fallback: Vec::new(),
+                bmin: BlockMin::default(),
                 env: Envelope::default(),
-                ht: vec![f64::INFINITY; cy * cx],
-                block: vec![f64::INFINITY; BLOCK * cx],
+                ht: Vec::new(),
+                block: Vec::new(),
             },
             |sc, z| {
                 let SliceScratch {
                     rows: scratch,
                     srow,
                     pts,
+                    fallback,
+                    bmin,
                     env,
                     ht,
                     block,
@@ -536,9 +810,48 @@ fn directed<Z: ZCount>(
                 if pts.is_empty() {
                     return SliceSurfels::default();
                 }
-                // Group by column (counting sort keeps rows ascending).
+                // Local search first: most points lie close to the other surface, so a few
+                // rings of pass-1 values around them settle their distance exactly. Points
+                // left when the slice's budget runs out take the full row and column passes.
+                let plane = ZPlane {
+                    zbuf,
+                    ztab: &ztab,
+                    z,
+                    cz,
+                    cy,
+                    cx,
+                    sx2,
+                    sy2,
+                };
+                let limit = local_budget.saturating_mul(cy * cx) / 1000;
+                let mut spent = 0usize;
+                bmin.ready = false;
+                let mut out = SliceSurfels {
+                    distance: Vec::with_capacity(pts.len()),
+                    code: Vec::with_capacity(pts.len()),
+                };
+                fallback.clear();
+                for &(x, y, code) in pts.iter() {
+                    let d2 = if spent < limit {
+                        plane.nearest(x as usize, y as usize, bmin, limit, &mut spent)
+                    } else {
+                        None
+                    };
+                    match d2 {
+                        Some(d2) => out.distance.push(d2.sqrt()),
+                        None => {
+                            fallback.push((x, y, out.distance.len() as u32));
+                            out.distance.push(f64::INFINITY);
+                        }
+                    }
+                    out.code.push(code);
+                }
+                if fallback.is_empty() {
+                    return out;
+                }
+                // Group the remaining points by column (counting sort keeps rows ascending).
                 let mut start = vec![0usize; cx + 1];
-                for &(x, _, _) in pts.iter() {
+                for &(x, _, _) in fallback.iter() {
                     if let Some(s) = start.get_mut(x as usize + 1) {
                         *s += 1;
                     }
@@ -550,18 +863,20 @@ fn directed<Z: ZCount>(
                     }
                 }
                 let mut fill = start.clone();
-                let mut by_col = vec![(0u32, 0u8); pts.len()];
-                for &(x, y, code) in pts.iter() {
+                let mut by_col = vec![(0u32, 0u32); fallback.len()];
+                for &(x, y, slot) in fallback.iter() {
                     if let Some(p) = fill.get_mut(x as usize) {
-                        if let Some(slot) = by_col.get_mut(*p) {
-                            *slot = (y, code);
+                        if let Some(entry) = by_col.get_mut(*p) {
+                            *entry = (y, slot);
                         }
                         *p += 1;
                     }
                 }
                 // Pass 2: rows of this slice, h[y][x] = min_p zsq(p) + sx²(x − p)², stored
                 // transposed (ht[x][y]) through blocks of 8 rows so that pass 3 reads columns.
-                ht.fill(f64::INFINITY);
+                ht.clear();
+                ht.resize(cy * cx, f64::INFINITY);
+                block.resize(BLOCK * cx, f64::INFINITY);
                 for y0 in (0..cy).step_by(BLOCK) {
                     let rows = BLOCK.min(cy - y0);
                     let mut any = false;
@@ -593,12 +908,13 @@ fn directed<Z: ZCount>(
                         }
                     }
                 }
-                // Pass 3: along the columns, at the surface points only. The value at the point
-                // itself bounds the answer, so only rows within that bound can improve on it: scan
-                // them when that is cheaper than the column's lower envelope.
-                let mut out = SliceSurfels {
-                    distance: Vec::with_capacity(by_col.len()),
-                    code: Vec::with_capacity(by_col.len()),
+                // Pass 3: along the columns, at the remaining points only. The value at the
+                // point itself bounds the answer, so only rows within that bound can improve on
+                // it: scan them when that is cheaper than the column's lower envelope.
+                let mut put = |slot: u32, d2: f64| {
+                    if let Some(d) = out.distance.get_mut(slot as usize) {
+                        *d = d2.sqrt();
+                    }
                 };
                 for (x, col) in ht.chunks(cy).enumerate() {
                     let (a, b) = (
@@ -619,10 +935,10 @@ fn directed<Z: ZCount>(
                         });
                     }
                     if cost < 2 * cy {
-                        for &(y, code) in group {
+                        for &(y, slot) in group {
                             let y = y as usize;
                             let bound = at(y);
-                            let w = (bound / sy2).sqrt() as usize + 1;
+                            let w = ((bound / sy2).sqrt() as usize).saturating_add(1);
                             let lo = y.saturating_sub(w);
                             let mut best = bound;
                             for (yy, &v) in col.iter().enumerate().take(y + w + 1).skip(lo) {
@@ -632,20 +948,17 @@ fn directed<Z: ZCount>(
                                     best = v;
                                 }
                             }
-                            out.distance.push(best.sqrt());
-                            out.code.push(code);
+                            put(slot, best);
                         }
-                    } else {
-                        if env.build(col, sy) {
-                            env.eval_sorted(sy, group.iter().map(|&(y, _)| y as usize), |_, d2| {
-                                out.distance.push(d2.sqrt());
-                            });
-                        } else {
-                            out.distance
-                                .extend(std::iter::repeat_n(f64::INFINITY, group.len()));
-                        }
-                        out.code.extend(group.iter().map(|&(_, c)| c));
+                    } else if env.build(col, sy) {
+                        let mut slots = group.iter().map(|&(_, s)| s);
+                        env.eval_sorted(sy, group.iter().map(|&(y, _)| y as usize), |_, d2| {
+                            if let Some(slot) = slots.next() {
+                                put(slot, d2);
+                            }
+                        });
                     }
+                    // No finite value in the column: the points keep their INFINITY.
                 }
                 out
             },
@@ -659,10 +972,11 @@ fn directed_any(
     to: &Cropped<'_>,
     spacing: [f64; 3],
     zbuf: &mut ZBuf,
+    local_budget: usize,
 ) -> Vec<SliceSurfels> {
     match zbuf {
-        ZBuf::U8(b) => directed(from, to, spacing, b),
-        ZBuf::U16(b) => directed(from, to, spacing, b),
+        ZBuf::U8(b) => directed(from, to, spacing, b, local_budget),
+        ZBuf::U16(b) => directed(from, to, spacing, b, local_budget),
     }
 }
 
@@ -703,6 +1017,18 @@ pub fn surface_distances(
     size: [usize; 3],
     spacing: [f64; 3],
 ) -> Result<SurfaceDistances> {
+    surface_distances_with(reference, test, size, spacing, LOCAL_BUDGET)
+}
+
+/// [`surface_distances`] with the local-search budget per slice in reads per thousand corners
+/// (see [`LOCAL_BUDGET`]; 0 sends every point through the row and column passes).
+fn surface_distances_with(
+    reference: &[u8],
+    test: &[u8],
+    size: [usize; 3],
+    spacing: [f64; 3],
+    local_budget: usize,
+) -> Result<SurfaceDistances> {
     check_inputs(reference, test, size, spacing)?;
     let Some(bbox) = union_bbox(reference, test, size) else {
         return Ok(SurfaceDistances::default());
@@ -727,8 +1053,8 @@ pub fn surface_distances(
         });
         v
     };
-    let reference_to_test = points(directed_any(&r, &t, spacing, &mut zbuf));
-    let test_to_reference = points(directed_any(&t, &r, spacing, &mut zbuf));
+    let reference_to_test = points(directed_any(&r, &t, spacing, &mut zbuf, local_budget));
+    let test_to_reference = points(directed_any(&t, &r, spacing, &mut zbuf, local_budget));
     Ok(SurfaceDistances {
         reference_to_test,
         test_to_reference,
@@ -772,13 +1098,13 @@ pub(crate) fn summaries_in(
     let mut zbuf = zbuf_for(bbox)?;
     let areas = surfel_area_table(spacing);
     let rt = summarise(
-        &directed_any(&r, &t, spacing, &mut zbuf),
+        &directed_any(&r, &t, spacing, &mut zbuf, LOCAL_BUDGET),
         &areas,
         percent,
         tolerance_mm,
     );
     let tr = summarise(
-        &directed_any(&t, &r, spacing, &mut zbuf),
+        &directed_any(&t, &r, spacing, &mut zbuf, LOCAL_BUDGET),
         &areas,
         percent,
         tolerance_mm,
@@ -1102,20 +1428,67 @@ mod tests {
         let a = ball(size, [6.0, 5.0, 4.0], 4.2);
         let mut b = ball(size, [7.5, 6.0, 4.5], 3.6);
         b[(8 * 12 + 11) * 14 + 13] = 1; // an outlier at the far corner of the grid
-        let got = surface_distances(&a, &b, size, sp).unwrap();
         let want = brute(&a, &b, size, sp);
-        assert_eq!(got.reference_to_test.len(), want.reference_to_test.len());
-        assert_eq!(got.test_to_reference.len(), want.test_to_reference.len());
-        for (g, w) in got
-            .reference_to_test
-            .iter()
-            .zip(&want.reference_to_test)
-            .chain(got.test_to_reference.iter().zip(&want.test_to_reference))
-        {
-            assert!((g.distance_mm - w.distance_mm).abs() < 1e-9, "{g:?} {w:?}");
-            assert!((g.area_mm2 - w.area_mm2).abs() < 1e-12, "{g:?} {w:?}");
+        // Every point through the full passes (0), local search alone (MAX), and mixtures.
+        for budget in [0, 30, 200, 1000, LOCAL_BUDGET, usize::MAX] {
+            let got = surface_distances_with(&a, &b, size, sp, budget).unwrap();
+            assert_eq!(got.reference_to_test.len(), want.reference_to_test.len());
+            assert_eq!(got.test_to_reference.len(), want.test_to_reference.len());
+            for (g, w) in got
+                .reference_to_test
+                .iter()
+                .zip(&want.reference_to_test)
+                .chain(got.test_to_reference.iter().zip(&want.test_to_reference))
+            {
+                assert!(
+                    (g.distance_mm - w.distance_mm).abs() < 1e-9,
+                    "{budget}: {g:?} {w:?}"
+                );
+                assert!(
+                    (g.area_mm2 - w.area_mm2).abs() < 1e-12,
+                    "{budget}: {g:?} {w:?}"
+                );
+            }
+            assert!(got.hausdorff() > 3.0, "{}", got.hausdorff());
         }
-        assert!(got.hausdorff() > 3.0, "{}", got.hausdorff());
+    }
+
+    /// Far points: slices wider than the single-value rings, so the block search (and, with
+    /// small budgets, the fallback passes) settles most distances. Compared with brute force.
+    #[test]
+    fn block_search_and_fallback_equal_brute_force() {
+        let size = [46, 38, 6];
+        let sp = [0.57, 0.83, 1.9];
+        let a = ball(size, [14.0, 15.0, 2.5], 9.0);
+        let mut b = ball(size, [16.0, 17.0, 2.0], 7.5);
+        // Specks of `b` far from `a` in every direction, and a bar along the far edge.
+        for (i, j, k) in [(44, 2, 0), (40, 35, 5), (2, 36, 3), (30, 5, 1), (45, 20, 4)] {
+            b[(k * 38 + j) * 46 + i] = 1;
+        }
+        for i in 20..46 {
+            b[(3 * 38 + 37) * 46 + i] = 1;
+        }
+        let want = brute(&a, &b, size, sp);
+        for budget in [0, 500, 5000, LOCAL_BUDGET, usize::MAX] {
+            let got = surface_distances_with(&a, &b, size, sp, budget).unwrap();
+            for (g, w) in [
+                (&got.reference_to_test, &want.reference_to_test),
+                (&got.test_to_reference, &want.test_to_reference),
+            ] {
+                assert_eq!(g.len(), w.len());
+                for (g, w) in g.iter().zip(w) {
+                    assert!(
+                        (g.distance_mm - w.distance_mm).abs() < 1e-9,
+                        "{budget}: {g:?} {w:?}"
+                    );
+                    assert!(
+                        (g.area_mm2 - w.area_mm2).abs() < 1e-12,
+                        "{budget}: {g:?} {w:?}"
+                    );
+                }
+            }
+            assert!(got.hausdorff() > 15.0, "{}", got.hausdorff());
+        }
     }
 
     #[test]
