@@ -19,6 +19,9 @@ use autocontour::rtstruct::{
 use autocontour::{Error, Result};
 use serde::Serialize;
 
+/// Margin around the outlines in `worst_slice.png`, mm.
+const OVERLAY_MARGIN_MM: f64 = 15.0;
+
 /// Arguments of `autocontour evaluate`.
 #[derive(clap::Args)]
 pub struct EvaluateArgs {
@@ -53,8 +56,9 @@ pub struct EvaluateArgs {
     /// Write PNG plots into this folder (created if needed): `bland_altman_volume.png`
     /// (test − reference volume against their mean, bias and ±1.96 SD limits),
     /// `box_dice.png` and `box_hd95.png` (per structure, test and observer rows across
-    /// cases), and `worst_slice.png` (the CT slice where the lowest-Dice contour disagrees
-    /// most with its reference, both outlines and a legend).
+    /// cases), `worst_slice.png` (the CT slice where the lowest-Dice contour disagrees most
+    /// with its reference, zoomed to both outlines with a 15 mm margin, and a legend) and
+    /// `worst_slice_full.png` (the same slice whole).
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
 }
@@ -423,9 +427,27 @@ fn write_plots(dir: &Path, ev: &Evaluation) -> Result<Vec<PathBuf>> {
                     reference: format!("reference: {}", file_name(&r.reference)),
                     test: format!("{}: {} ({})", r.kind, r.roi, file_name(&r.source)),
                 };
-                let p = dir.join("worst_slice.png");
-                plots::write_overlay(&p, &ev.ct.volume, &w.reference, &w.test, k, &labels)?;
-                written.push(p);
+                for (file, view) in [
+                    (
+                        "worst_slice.png",
+                        plots::OverlayView::Contours {
+                            margin_mm: OVERLAY_MARGIN_MM,
+                        },
+                    ),
+                    ("worst_slice_full.png", plots::OverlayView::WholeSlice),
+                ] {
+                    let p = dir.join(file);
+                    plots::write_overlay(
+                        &p,
+                        &ev.ct.volume,
+                        &w.reference,
+                        &w.test,
+                        k,
+                        view,
+                        &labels,
+                    )?;
+                    written.push(p);
+                }
             }
             None => log::info!("plots: the masks agree on every slice; no overlay written"),
         }

@@ -118,8 +118,11 @@ fn rider_pair_and_three_observers() {
     for f in ["bland_altman_volume.png", "box_dice.png", "box_hd95.png"] {
         assert_eq!(png_size(&p1.join(f)), (900, 600), "{f}");
     }
-    // The overlay: the 512×512 slice (square pixels) plus the 80-pixel legend band.
-    assert_eq!(png_size(&p1.join("worst_slice.png")), (512, 512 + 80));
+    // The overlays: the whole 512×512 slice (square pixels) and the view zoomed to the GTV
+    // outlines (longer side 640 pixels), each plus the 80-pixel legend band.
+    assert_eq!(png_size(&p1.join("worst_slice_full.png")), (512, 512 + 80));
+    let (w, h) = png_size(&p1.join("worst_slice.png"));
+    assert!(w.max(h - 80) == 640 && w.min(h - 80) >= 200, "{w}×{h}");
 
     // --- three observers: the RTSTRUCT twice, and one whose "GTVp test man" is the auto ROI ---
     let auto_roi = rs.roi("GTVp_test_auto").unwrap();
@@ -200,6 +203,7 @@ fn rider_pair_and_three_observers() {
         assert_eq!(png_size(&p3.join(f)), (900, 600), "{f}");
     }
     assert!(!p3.join("worst_slice.png").exists());
+    assert!(!p3.join("worst_slice_full.png").exists());
 }
 
 /// Decodes a PNG fully and returns its size.

@@ -9,11 +9,13 @@
 //!   across cases; box statistics from [`box_stats`] (quartiles as `numpy.percentile`'s default
 //!   linear interpolation, Tukey whiskers at the most extreme values within 1.5 IQR of the box,
 //!   as matplotlib's `boxplot`; values beyond are drawn as outliers).
-//! * [`write_overlay`]: one axial CT slice (thorax window) with the reference and test outlines
-//!   in two colours and a legend; [`worst_slice`] picks the slice where the masks disagree most.
+//! * [`write_overlay`]: one axial CT slice (thorax window), whole or zoomed to the contours
+//!   ([`OverlayView`]), with the reference and test outlines in two colours and a legend;
+//!   [`worst_slice`] picks the slice where the masks disagree most.
 //!
-//! Plot sizes are fixed: [`PLOT_SIZE`] for the charts; the overlay is the slice at square
-//! display pixels (the finer in-plane spacing) plus a legend band of [`LEGEND_HEIGHT`] pixels.
+//! Plot sizes are fixed: [`PLOT_SIZE`] for the charts; the overlay is the slice (or the zoomed
+//! part, longer side [`ZOOM_SIDE`]) at square display pixels plus a legend band of
+//! [`LEGEND_HEIGHT`] pixels.
 
 use std::path::Path;
 use std::sync::Once;
@@ -466,17 +468,90 @@ pub struct OverlayLabels {
 const REF_COLOUR: [u8; 3] = [40, 220, 60];
 const TEST_COLOUR: [u8; 3] = [255, 60, 200];
 
+/// Which part of the slice [`write_overlay`] draws.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OverlayView {
+    /// The whole slice, at square display pixels of the finer in-plane spacing (one pixel per
+    /// voxel along that axis).
+    WholeSlice,
+    /// The bounding box of both outlines on the slice, widened by `margin_mm` on every side
+    /// and to at least [`ZOOM_MIN_MM`] across (within the slice), scaled up so that its longer
+    /// side is [`ZOOM_SIDE`] pixels (never below one pixel per voxel). Falls back to the whole
+    /// slice when neither mask has a voxel there.
+    Contours {
+        /// Margin around the outlines, mm.
+        margin_mm: f64,
+    },
+}
+
+/// Smallest width and height of a [`OverlayView::Contours`] view, mm.
+pub const ZOOM_MIN_MM: f64 = 50.0;
+/// Longer side of a [`OverlayView::Contours`] view, pixels.
+pub const ZOOM_SIDE: usize = 640;
+
+/// The voxel window `[i0, i1) × [j0, j1)` of slice `slice` that `view` shows.
+fn view_window(
+    view: OverlayView,
+    masks: [&[u8]; 2],
+    size: [usize; 3],
+    spacing: [f64; 3],
+    slice: usize,
+) -> [usize; 4] {
+    let [ni, nj, _] = size;
+    let whole = [0, ni, 0, nj];
+    let OverlayView::Contours { margin_mm } = view else {
+        return whole;
+    };
+    let plane = ni * nj;
+    let mut bb: Option<[usize; 4]> = None;
+    for m in masks {
+        let Some(s) = m.get(slice * plane..(slice + 1) * plane) else {
+            continue;
+        };
+        for (j, row) in s.chunks(ni).enumerate() {
+            let (Some(a), Some(b)) = (
+                row.iter().position(|&v| v != 0),
+                row.iter().rposition(|&v| v != 0),
+            ) else {
+                continue;
+            };
+            let e = bb.get_or_insert([a, b + 1, j, j + 1]);
+            *e = [e[0].min(a), e[1].max(b + 1), e[2].min(j), e[3].max(j + 1)];
+        }
+    }
+    let Some([i0, i1, j0, j1]) = bb else {
+        return whole;
+    };
+    // Widen one axis by the margin and to the minimum size, centred, kept inside the slice.
+    let widen = |lo: usize, hi: usize, n: usize, sp: f64| -> (usize, usize) {
+        let margin = (margin_mm.max(0.0) / sp).ceil() as usize;
+        let (mut lo, mut hi) = (lo.saturating_sub(margin), (hi + margin).min(n));
+        let want = ((ZOOM_MIN_MM / sp).ceil() as usize).min(n);
+        if hi - lo < want {
+            let grow = want - (hi - lo);
+            lo = lo.saturating_sub(grow / 2 + grow % 2);
+            hi = (lo + want).min(n);
+            lo = hi.saturating_sub(want);
+        }
+        (lo, hi)
+    };
+    let (i0, i1) = widen(i0, i1, ni, spacing[0]);
+    let (j0, j1) = widen(j0, j1, nj, spacing[1]);
+    [i0, i1, j0, j1]
+}
+
 /// Writes axial slice `slice` of `ct` (thorax window, level −300, width 1600) with the outlines
 /// of the `reference` (green) and `test` (magenta) masks, both slice-major on the CT grid, to
-/// `path` as a PNG. The slice is drawn as stored (columns to the right, rows down) at square
-/// display pixels of the finer in-plane spacing, with a legend band of [`LEGEND_HEIGHT`]
-/// pixels under it. Returns the image size.
+/// `path` as a PNG: the part of the slice that `view` chooses, drawn as stored (columns to the
+/// right, rows down) at square display pixels, with a legend band of [`LEGEND_HEIGHT`] pixels
+/// under it. Returns the image size.
 pub fn write_overlay(
     path: &Path,
     ct: &Volume<f32>,
     reference: &[u8],
     test: &[u8],
     slice: usize,
+    view: OverlayView,
     labels: &OverlayLabels,
 ) -> Result<(u32, u32)> {
     let g = ct.geometry();
@@ -491,15 +566,20 @@ pub fn write_overlay(
             g.size
         )));
     }
+    let [i0, i1, j0, j1] = view_window(view, [reference, test], g.size, g.spacing, slice);
+    let (vi, vj) = (i1 - i0, j1 - j0);
     let (sx, sy) = (g.spacing[0], g.spacing[1]);
-    let px = sx.min(sy);
-    let w = ((ni as f64 * sx / px).round() as usize).clamp(1, 4096);
-    let h = ((nj as f64 * sy / px).round() as usize).clamp(1, 4096);
+    let mut px = sx.min(sy);
+    if matches!(view, OverlayView::Contours { .. }) {
+        px = px.min((vi as f64 * sx).max(vj as f64 * sy) / ZOOM_SIDE as f64);
+    }
+    let w = ((vi as f64 * sx / px).round() as usize).clamp(1, 4096);
+    let h = ((vj as f64 * sy / px).round() as usize).clamp(1, 4096);
     let full_h = h + LEGEND_HEIGHT as usize;
     let base = slice * plane;
     // Display pixel → voxel (nearest).
-    let ix = |x: usize| ((x as f64 + 0.5) * ni as f64 / w as f64) as usize;
-    let iy = |y: usize| ((y as f64 + 0.5) * nj as f64 / h as f64) as usize;
+    let ix = |x: usize| i0 + ((x as f64 + 0.5) * vi as f64 / w as f64) as usize;
+    let iy = |y: usize| j0 + ((y as f64 + 0.5) * vj as f64 / h as f64) as usize;
     let voxel = |x: usize, y: usize| base + iy(y).min(nj - 1) * ni + ix(x).min(ni - 1);
     let mut buf = vec![0u8; w * full_h * 3];
     let data = ct.data();
@@ -577,6 +657,74 @@ mod tests {
         let b = box_stats(&[1.0, 2.0, 3.0, 4.0]).unwrap();
         assert_eq!((b.q1, b.median, b.q3), (1.75, 2.5, 3.25));
         assert!(box_stats(&[f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn zoomed_overlay_shows_the_contours_region() {
+        use crate::volume::Geometry;
+        let id = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        let size = [100, 80, 3];
+        let g = Geometry::new(size, [0.0; 3], [1.0, 1.0, 2.0], id).unwrap();
+        let ct = Volume::new(g, vec![0.0f32; 100 * 80 * 3]).unwrap();
+        let square = |i0: usize| {
+            let mut m = vec![0u8; 100 * 80 * 3];
+            for j in 30..40 {
+                for i in i0..i0 + 10 {
+                    m[(80 + j) * 100 + i] = 1;
+                }
+            }
+            m
+        };
+        let (a, b) = (square(40), square(42));
+        // Box i 40..52, j 30..40; margin 10 → i 30..62 (32), j 20..50 (30); widened to 50 mm:
+        // i 21..71, j 10..60; scaled to 640 × 640.
+        assert_eq!(
+            view_window(
+                OverlayView::Contours { margin_mm: 10.0 },
+                [&a, &b],
+                size,
+                [1.0, 1.0, 2.0],
+                1
+            ),
+            [21, 71, 10, 60]
+        );
+        assert_eq!(
+            view_window(
+                OverlayView::Contours { margin_mm: 10.0 },
+                [&a, &b],
+                size,
+                [1.0, 1.0, 2.0],
+                0
+            ),
+            [0, 100, 0, 80],
+            "no contour on the slice: whole slice"
+        );
+        let labels = OverlayLabels {
+            title: "t".into(),
+            reference: "r".into(),
+            test: "s".into(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("o.png");
+        let view = OverlayView::Contours { margin_mm: 10.0 };
+        let (w, h) = write_overlay(&p, &ct, &a, &b, 1, view, &labels).unwrap();
+        assert_eq!((w, h), (640, 640 + LEGEND_HEIGHT));
+        // The reference's left edge (voxel column 40 = window column 19): the first display
+        // column whose centre maps into it, (x + 0.5) · 50 / 640 ≥ 19.
+        let file = std::fs::File::open(&p).unwrap();
+        let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut buf).unwrap();
+        let row = 35 - 10; // voxel row 35 → display rows 25·12.8 …
+        let y = (row as f64 * 12.8 + 6.0) as usize;
+        let green = (0..640)
+            .find(|&x| buf[(y * 640 + x) * 3..(y * 640 + x) * 3 + 3] == REF_COLOUR)
+            .unwrap();
+        assert_eq!(green, (19.0f64 * 12.8 - 0.5).ceil() as usize);
+        let whole = write_overlay(&p, &ct, &a, &b, 1, OverlayView::WholeSlice, &labels).unwrap();
+        assert_eq!(whole, (100, 80 + LEGEND_HEIGHT));
     }
 
     #[test]
