@@ -231,13 +231,14 @@ pub fn scores_to_ct_labels(
     let mut out = vec![0u8; ct.voxel_count()];
     out.par_chunks_mut((ci * cj).max(1))
         .enumerate()
-        .for_each(|(k, slice)| {
+        .for_each_init(Vec::new, |plane, (k, slice)| {
             let Some(&(k0, wk)) = b.tk.get(k) else { return };
             let pure_plane = pure
                 .get(k0 * cells_per_plane..(k0 + 1) * cells_per_plane)
                 .unwrap_or(&[]);
             // plane[c][a1][a0]: scores interpolated along the slice axis, built on first need
-            let mut plane: Vec<f32> = Vec::new();
+            // in the thread's buffer (reused across slices: no allocation per slice)
+            let mut plane_ready = false;
             // the row's spans, shared by the CT rows in one cell row
             let mut spans: Vec<Span> = Vec::new();
             let mut spans_of = usize::MAX;
@@ -259,12 +260,13 @@ pub fn scores_to_ct_labels(
                         dst.fill(span.label);
                         continue;
                     }
-                    if plane.is_empty() {
-                        plane = interpolate_plane(scores, classes, &b, k0, wk);
+                    if !plane_ready {
+                        interpolate_plane(scores, classes, &b, k0, wk, plane);
+                        plane_ready = true;
                     }
                     let i1 = if b.l0 > 1 { span.i0 + 1 } else { span.i0 };
-                    b.row_values(&plane, j0, wj, span.i0, &mut lo);
-                    b.row_values(&plane, j0, wj, i1, &mut hi);
+                    b.row_values(plane, j0, wj, span.i0, &mut lo);
+                    b.row_values(plane, j0, wj, i1, &mut hi);
                     let wi = b.ti.get(span.start..span.end).unwrap_or(&[]);
                     for (o, &(_, wi)) in dst.iter_mut().zip(wi) {
                         let mut best = (f32::NEG_INFINITY, 0u8);
@@ -456,12 +458,19 @@ fn pure_cells(scores: &[f32], classes: usize, b: &BackMap) -> Vec<u8> {
     out
 }
 
-/// Scores of every class interpolated along the slice axis at model index `k0` + `wk`:
-/// `plane[c][a1][a0]`.
-fn interpolate_plane(scores: &[f32], classes: usize, b: &BackMap, k0: usize, wk: f32) -> Vec<f32> {
+/// Scores of every class interpolated along the slice axis at model index `k0` + `wk`, into
+/// `plane[c][a1][a0]` (resized to fit).
+fn interpolate_plane(
+    scores: &[f32],
+    classes: usize,
+    b: &BackMap,
+    k0: usize,
+    wk: f32,
+    plane: &mut Vec<f32>,
+) {
     let vol = b.model_vox;
     let (l0, l1) = (b.l0, b.l1);
-    let mut plane = vec![0f32; classes * l1 * l0];
+    plane.resize(classes * l1 * l0, 0.0);
     for (n, row) in plane.chunks_mut(l0.max(1)).enumerate() {
         let (c, a1) = (n / l1.max(1), n % l1.max(1));
         let base = c * vol + k0 * b.s[2] + a1 * b.s[1];
@@ -487,7 +496,6 @@ fn interpolate_plane(scores: &[f32], classes: usize, b: &BackMap, k0: usize, wk:
             }
         }
     }
-    plane
 }
 
 /// Nearest-neighbour label transfer from the model grid (`[z][y][x]` labels) to the CT grid.
