@@ -678,24 +678,13 @@ mod tests {
         let (a, b) = (square(40), square(42));
         // Box i 40..52, j 30..40; margin 10 → i 30..62 (32), j 20..50 (30); widened to 50 mm:
         // i 21..71, j 10..60; scaled to 640 × 640.
+        let window = |slice| {
+            let view = OverlayView::Contours { margin_mm: 10.0 };
+            view_window(view, [&a, &b], size, [1.0, 1.0, 2.0], slice)
+        };
+        assert_eq!(window(1), [21, 71, 10, 60]);
         assert_eq!(
-            view_window(
-                OverlayView::Contours { margin_mm: 10.0 },
-                [&a, &b],
-                size,
-                [1.0, 1.0, 2.0],
-                1
-            ),
-            [21, 71, 10, 60]
-        );
-        assert_eq!(
-            view_window(
-                OverlayView::Contours { margin_mm: 10.0 },
-                [&a, &b],
-                size,
-                [1.0, 1.0, 2.0],
-                0
-            ),
+            window(0),
             [0, 100, 0, 80],
             "no contour on the slice: whole slice"
         );
