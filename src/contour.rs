@@ -8,7 +8,7 @@
 //! voxel corners. The area enclosed by a slice's contours (outer loops positive, holes negative)
 //! therefore equals **exactly** the number of voxels × the in-plane voxel area. Every index
 //! point `(x, y, k)` is then mapped to the patient frame with the volume's
-//! [`Geometry`](crate::volume::Geometry), so any orientation the loader accepts (axial, sagittal,
+//! [`Geometry`], so any orientation the loader accepts (axial, sagittal,
 //! coronal, oblique, flipped) is contoured in the plane of its slices.
 //!
 //! Within a slice, the structure is taken as 4-connected: two voxels that touch only at a corner

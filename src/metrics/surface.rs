@@ -4,7 +4,7 @@
 //!   its 2×2×2 neighbourhood of voxels (kernel `[[[128, 64], [32, 16]], [[8, 4], [2, 1]]]` over
 //!   slice, row, column); corners whose code is neither 0 nor 255 are surface points.
 //! * Each surface point carries the area (mm²) of its marching-cubes triangles, from the
-//!   library's normal table scaled by the spacing ([`super::tables`]).
+//!   library's normal table scaled by the spacing (`metrics/tables.rs`).
 //! * The distance of a surface point of one mask is the exact Euclidean distance (mm) to the
 //!   nearest surface point of the other mask, on the corner grid.
 //! * Both masks are cropped to the bounding box of their union plus one corner before anything
