@@ -21,7 +21,6 @@ inside the analytic shape (ellipse, annulus, two discs) on the slices the ROI co
 stdout describes the ROIs (number, name, kind, slices, point).
 """
 import json
-import os
 import sys
 
 import numpy as np
@@ -30,22 +29,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from ct_headers import load_ct
+
 RTSTRUCT_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
-
-
-def load_ct(ct_dir):
-    dss = []
-    for name in sorted(os.listdir(ct_dir)):
-        try:
-            ds = pydicom.dcmread(os.path.join(ct_dir, name), force=True, stop_before_pixels=True)
-        except Exception:
-            continue
-        if "ImagePositionPatient" in ds:
-            dss.append(ds)
-    iop = np.array(dss[0].ImageOrientationPatient, float)
-    normal = np.cross(iop[:3], iop[3:])
-    dss.sort(key=lambda d: float(np.dot(normal, np.array(d.ImagePositionPatient, float))))
-    return dss, iop, normal
 
 
 def fmt(v):

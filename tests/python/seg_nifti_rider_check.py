@@ -15,30 +15,20 @@ normal); segment n of the SEG must hold label n. Prints JSON:
   CT's own position of that voxel centre (IPP + i·Δc·row cosine + j·Δr·column cosine).
 """
 import json
-import os
 import sys
 
 import highdicom as hd
 import nibabel as nib
 import numpy as np
-import pydicom
 import SimpleITK as sitk
+
+from ct_headers import load_ct
 
 
 def main():
     seg_path, ct_dir, nii_path, raw_path = sys.argv[1:5]
-    cts = []
-    for name in sorted(os.listdir(ct_dir)):
-        try:
-            ds = pydicom.dcmread(os.path.join(ct_dir, name), force=True, stop_before_pixels=True)
-        except Exception:
-            continue
-        if "ImagePositionPatient" in ds:
-            cts.append(ds)
-    iop = np.array(cts[0].ImageOrientationPatient, float)
+    cts, iop, normal = load_ct(ct_dir)
     u, v = iop[:3], iop[3:]
-    normal = np.cross(u, v)
-    cts.sort(key=lambda d: float(np.dot(normal, np.array(d.ImagePositionPatient, float))))
     rows, cols, nk = int(cts[0].Rows), int(cts[0].Columns), len(cts)
     dr, dc = float(cts[0].PixelSpacing[0]), float(cts[0].PixelSpacing[1])
     ipps = np.array([np.array(d.ImagePositionPatient, float) for d in cts])
