@@ -503,25 +503,15 @@ fn view_window(
         return whole;
     };
     let plane = ni * nj;
-    let mut bb: Option<[usize; 4]> = None;
-    for m in masks {
-        let Some(s) = m.get(slice * plane..(slice + 1) * plane) else {
-            continue;
-        };
-        for (j, row) in s.chunks(ni).enumerate() {
-            let (Some(a), Some(b)) = (
-                row.iter().position(|&v| v != 0),
-                row.iter().rposition(|&v| v != 0),
-            ) else {
-                continue;
-            };
-            let e = bb.get_or_insert([a, b + 1, j, j + 1]);
-            *e = [e[0].min(a), e[1].max(b + 1), e[2].min(j), e[3].max(j + 1)];
-        }
+    let [a, b] = masks.map(|m| m.get(slice * plane..(slice + 1) * plane).unwrap_or(&[]));
+    if a.len() != plane || b.len() != plane {
+        return whole;
     }
-    let Some([i0, i1, j0, j1]) = bb else {
+    let Some(bb) = super::surface::union_bbox(a, b, [ni, nj, 1]) else {
         return whole;
     };
+    // BBox axes are (slice, row, column).
+    let [i0, i1, j0, j1] = [bb.lo[2], bb.hi[2], bb.lo[1], bb.hi[1]];
     // Widen one axis by the margin and to the minimum size, centred, kept inside the slice.
     let widen = |lo: usize, hi: usize, n: usize, sp: f64| -> (usize, usize) {
         let margin = (margin_mm.max(0.0) / sp).ceil() as usize;

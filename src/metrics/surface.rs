@@ -752,7 +752,6 @@ fn directed<Z: ZCount>(
         });
     let zbuf: &[Z] = zbuf;
     let ztab = z_table(sz, cz);
-    let zsq = |d: Z| ztab.get(d.count()).copied().unwrap_or(f64::INFINITY);
     let (sx2, sy2, inv_sx2) = (sx * sx, sy * sy, 1.0 / (sx * sx));
     // Per slice: the surface points of `from`, each settled by a local search in the slice's
     // pass-1 values where the budget allows; for the rest, pass 2 along the rows (contiguous in
@@ -881,13 +880,10 @@ fn directed<Z: ZCount>(
                     let rows = BLOCK.min(cy - y0);
                     let mut any = false;
                     for (r, row) in block.chunks_mut(cx).take(rows).enumerate() {
-                        let s0 = ((y0 + r) * cz + z) * cx;
                         env.clear();
-                        if let Some(src) = zbuf.get(s0..s0 + cx) {
-                            for (x, &d) in src.iter().enumerate() {
-                                if d != Z::INF {
-                                    env.push(x, zsq(d), inv_sx2);
-                                }
+                        for (x, &d) in plane.row(y0 + r, 0, cx - 1).iter().enumerate() {
+                            if d != Z::INF {
+                                env.push(x, plane.zsq(d), inv_sx2);
                             }
                         }
                         if env.is_empty() {
