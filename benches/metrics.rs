@@ -13,9 +13,6 @@
 //! `compare_masks` once and prints the time, the resident set before the call (the two masks and
 //! the rest of the process) and the peak during it.
 
-#[path = "../tests/metrics_common/seg.rs"]
-mod seg;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -41,7 +38,8 @@ fn load() -> Option<Pairs> {
     }
     let ct = load_series(&root.join("ct"), None, &LoadOptions::default()).unwrap();
     let geometry = *ct.volume.geometry();
-    let mut masks = seg::read_binary_seg(&root.join("seg.dcm"), &geometry);
+    let mut masks =
+        autocontour_test_support::seg::read_binary_seg(&root.join("seg.dcm"), &geometry);
     let gtv = (
         masks.remove("GTVp_test_man").unwrap(),
         masks.remove("GTVp_test_auto").unwrap(),

@@ -1,8 +1,9 @@
 //! The one error type of the library.
 //!
 //! Every failure names what went wrong and where (file, tag, slice). The C API maps each
-//! variant to a stable status code with an exhaustive `match` (see `ffi`), so adding a variant
-//! without deciding its code does not compile.
+//! variant to a stable status code with an exhaustive `match` (the `autocontour-capi` crate's
+//! `status.rs`), so adding a variant without deciding its code does not compile. For that reason
+//! the enum is not `#[non_exhaustive]`: a new variant is a semver-visible change.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong, with enough context to act on it.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     // ---- ONNX Runtime loading ----
     /// No library path given, `AUTOCONTOUR_ORT_LIB` unset, nothing next to the executable.

@@ -9,7 +9,8 @@
 //!
 //! Modules, in data-path order: [`dicom`] (series discovery and loading), [`volume`]
 //! ([`Volume`](volume::Volume) and [`Geometry`](volume::Geometry)), [`runtime`] (loading ONNX
-//! Runtime by path). The C ABI lives in `ffi` and is described by `include/autocontour.h`.
+//! Runtime by path). The C ABI is the `autocontour-capi` crate (`capi/`), described by
+//! `include/autocontour.h`; the command-line tool is `autocontour-cli` (`cli/`).
 //!
 //! The library never installs a logger; it logs through the `log` facade.
 
@@ -19,15 +20,13 @@
 pub mod contour;
 pub mod dicom;
 pub mod error;
-pub mod ffi;
 pub mod infer;
+pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod nifti;
-pub mod phantom;
 pub mod pipeline;
 pub mod postprocess;
-pub mod preview;
 pub mod rtstruct;
 pub mod runtime;
 pub mod seg;

@@ -185,7 +185,7 @@ pub fn nifti_labels_bytes(labels: &Volume<u8>, description: &str, gzip: bool) ->
 pub fn write_nifti_labels(path: &Path, labels: &Volume<u8>, description: &str) -> Result<()> {
     let header = header_bytes(labels.geometry(), description)?;
     let gz = is_gz(path);
-    crate::rtstruct::write_atomically(path, |f| {
+    crate::io::write_atomically(path, |f| {
         let mut w = std::io::BufWriter::new(f);
         if gz {
             let mut e = GzEncoder::new(&mut w, Compression::new(6));

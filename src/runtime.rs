@@ -335,6 +335,53 @@ pub fn loaded() -> Option<RuntimeInfo> {
         .map(|l| l.info.clone())
 }
 
+/// Opens the ONNX model at `path` and runs it once with every input a zero tensor (dynamic
+/// dimensions set to 1): a smoke test that ONNX Runtime can load and execute the graph. Returns
+/// each output's name and shape.
+///
+/// ```no_run
+/// use autocontour::runtime::{RuntimeOptions, environment, run_once_on_zeros};
+/// let env = environment(&RuntimeOptions::default())?;
+/// for (name, shape) in run_once_on_zeros(&env, std::path::Path::new("models/thorax-basic/model.onnx"))? {
+///     println!("{name}: {shape:?}");
+/// }
+/// # Ok::<(), autocontour::Error>(())
+/// ```
+pub fn run_once_on_zeros(
+    env: &ort::environment::Environment,
+    path: &Path,
+) -> Result<Vec<(String, Vec<i64>)>> {
+    use ort::session::Session;
+    use ort::value::{Tensor, ValueType};
+    let ort_err = |e: ort::Error| Error::Ort(format!("{}: {e}", path.display()));
+    let mut session = Session::builder(env)
+        .map_err(ort_err)?
+        .commit_from_file(path)
+        .map_err(ort_err)?;
+    let mut inputs = Vec::new();
+    for input in session.inputs() {
+        let ValueType::Tensor { shape, .. } = input.dtype() else {
+            return Err(Error::Ort(format!(
+                "{}: input {} is not a tensor",
+                path.display(),
+                input.name()
+            )));
+        };
+        let dims: Vec<usize> = shape
+            .iter()
+            .map(|&d| if d > 0 { d as usize } else { 1 })
+            .collect();
+        let n: usize = dims.iter().product();
+        let t = Tensor::from_array((dims, vec![0f32; n])).map_err(ort_err)?;
+        inputs.push((input.name().to_string(), t));
+    }
+    let outputs = session.run(inputs).map_err(ort_err)?;
+    Ok(outputs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.shape().to_vec()))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -557,7 +557,7 @@ pub fn write_seg(
         .media_storage_sop_instance_uid()
         .trim_end_matches('\0')
         .to_string();
-    crate::rtstruct::write_atomically(path, |f| {
+    crate::io::write_atomically(path, |f| {
         let mut w = std::io::BufWriter::new(f);
         obj.write_all(&mut w)
             .map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -3,16 +3,16 @@
 //! mask, and the contours in the file put each analytic landmark of the phantom inside the
 //! right structure (so nothing is flipped or on the wrong side).
 
-mod common;
-
 use autocontour::contour::ContourOptions;
 use autocontour::dicom::{LoadOptions, load_series};
-use autocontour::phantom::{Orientation, Phantom, PhantomSpec, PhantomSyntax, STRUCTURES};
 use autocontour::rtstruct::{
     OutputInfo, RasterOptions, RoiSpec, RtStructRoi, rasterise_roi, read_rtstruct,
     rois_from_labels, write_rtstruct,
 };
 use autocontour::volume::{cross, dot};
+use autocontour_test_support::phantom::{
+    Orientation, Phantom, PhantomSpec, PhantomSyntax, STRUCTURES,
+};
 
 /// Even-odd test of a patient point against an ROI's contours lying within `half` mm of it
 /// along their own plane normal (Newell's method), using only the file's coordinates.

@@ -1,13 +1,13 @@
 //! Per-voxel patient coordinates and HU match pydicom + numpy (tests/python/voxel_reference.py)
 //! on the real RIDER CT (feet first, identity orientation) and on phantoms in every orientation.
 
-mod common;
+use autocontour_test_support as common;
 
 use std::path::Path;
 use std::process::Command;
 
 use autocontour::dicom::{CtSeries, LoadOptions, load_series};
-use autocontour::phantom::{Orientation, Phantom, PhantomSpec, PhantomSyntax};
+use autocontour_test_support::phantom::{Orientation, Phantom, PhantomSpec, PhantomSyntax};
 
 fn reference(dir: &Path) -> Vec<serde_json::Value> {
     let py = common::root().join("target/pyenv/bin/python");

@@ -2,7 +2,7 @@
 //! HU values, and the structure found at known patient points (left lung at +x, LPS).
 
 use autocontour::dicom::{LoadOptions, load_series};
-use autocontour::phantom::{
+use autocontour_test_support::phantom::{
     Orientation, Phantom, PhantomSpec, PhantomSyntax, STRUCTURES, hu_of, label_at_offset,
 };
 

@@ -2,7 +2,7 @@
 //! corpora that pydicom can decode, whatever the transfer syntax. pydicom runs as the
 //! independent reference (tests/python/pixel_reference.py in target/pyenv).
 
-mod common;
+use autocontour_test_support as common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

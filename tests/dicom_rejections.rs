@@ -1,13 +1,13 @@
 //! Every named rejection of the CT loader, each provoked by a generated series (a phantom with
 //! slices deleted, copied or altered) or a real file, asserting the error kind.
 
-mod common;
+use autocontour_test_support as common;
 
 use std::path::{Path, PathBuf};
 
 use autocontour::Error;
 use autocontour::dicom::{LoadOptions, discover, load_series, load_series_files};
-use autocontour::phantom::{Orientation, Phantom, PhantomSpec, PhantomSyntax};
+use autocontour_test_support::phantom::{Orientation, Phantom, PhantomSpec, PhantomSyntax};
 use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The C API from the outside, as a vendor uses it (called by tests/run-all.sh after
-# `cargo build --lib` and `cargo build --bin autocontour`):
+# `cargo build --lib --bins`: target/debug/libautocontour.so from capi/, the CLI from cli/):
 #
 # 1. include/autocontour.h compiles as C99 and C++17, bindings/cpp/autocontour.hpp as C++17,
 #    all with -Wall -Wextra -Werror -pedantic;

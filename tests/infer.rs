@@ -1,7 +1,7 @@
 //! The inference engine against an independent Python reference (numpy + scipy + onnxruntime)
 //! on a real CT crop, plus model-loading failures and cancellation.
 
-mod common;
+use autocontour_test_support as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

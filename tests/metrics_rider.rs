@@ -8,8 +8,8 @@
 //! `cargo test --features slow-tests --test metrics_rider`; tests/run-all.sh runs it.
 #![cfg(feature = "slow-tests")]
 
-mod common;
-mod metrics_common;
+use autocontour_test_support as common;
+use autocontour_test_support::reference as metrics_common;
 
 use autocontour::dicom::{LoadOptions, load_series};
 use std::io::Write;
@@ -18,7 +18,7 @@ use std::process::Command;
 
 use autocontour::metrics::{OverlapCounts, compare_masks};
 use autocontour::volume::Geometry;
-use metrics_common::seg::read_binary_seg;
+use autocontour_test_support::seg::read_binary_seg;
 use metrics_common::{close, reference};
 
 /// Writes a mask as a MetaImage (.mha) that plastimatch reads.

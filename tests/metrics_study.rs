@@ -1,14 +1,13 @@
 //! Study statistics against scipy (Mann-Whitney U, exact and asymptotic), sklearn (Cohen's
 //! kappa), statsmodels (Fleiss' kappa) and numpy (Bland-Altman; box-plot quartiles and
-//! whiskers behind `metrics::plots`) on fixed inputs, run through
+//! whiskers, `metrics::study::box_stats`) on fixed inputs, run through
 //! `tests/python/study_reference.py` under target/pyenv.
 
-mod common;
-mod metrics_common;
+use autocontour_test_support as common;
 
 use std::process::Command;
 
-use autocontour::metrics::plots::box_stats;
+use autocontour::metrics::study::box_stats;
 use autocontour::metrics::study::{
     MwuMethod, bland_altman, cohen_kappa, fleiss_kappa_masks, majority_vote, mann_whitney_u,
 };
@@ -25,15 +24,8 @@ fn rel(what: &str, ours: f64, theirs: &Value) {
 }
 
 fn pattern(n: usize, seed: u64, permille: u64) -> Vec<u8> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            u8::from(s % 1000 < permille)
-        })
-        .collect()
+    let mut r = autocontour_test_support::XorShift::new(seed);
+    (0..n).map(|_| u8::from(r.below(1000) < permille)).collect()
 }
 
 #[test]
@@ -126,7 +118,7 @@ fn statistics_match_scipy_sklearn_statsmodels() {
     let input = dir.path().join("study.json");
     std::fs::write(&input, spec.to_string()).unwrap();
     let script = common::root().join("tests/python/study_reference.py");
-    let out = Command::new(metrics_common::python())
+    let out = Command::new(common::python())
         .arg(script)
         .arg(&input)
         .output()

@@ -3,8 +3,7 @@
 //! 1e-6 relative, surface point counts and areas too. The reference runs in
 //! `tests/python/metrics_reference.py` under target/pyenv (tests/run-all.sh installs it).
 
-mod common;
-mod metrics_common;
+use autocontour_test_support::reference as metrics_common;
 
 use std::path::{Path, PathBuf};
 
@@ -35,16 +34,13 @@ fn grid(size: [usize; 3], f: impl Fn(f64, f64, f64) -> bool) -> Vec<u8> {
 }
 
 fn noise(size: [usize; 3], seed: u64, permille: u64, lo: [usize; 3], hi: [usize; 3]) -> Vec<u8> {
-    let mut s = seed;
+    let mut r = autocontour_test_support::XorShift::new(seed);
     let [ni, nj, nk] = size;
     let mut m = vec![0u8; ni * nj * nk];
     for k in lo[2]..hi[2] {
         for j in lo[1]..hi[1] {
             for i in lo[0]..hi[0] {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                m[(k * nj + j) * ni + i] = u8::from(s % 1000 < permille);
+                m[(k * nj + j) * ni + i] = u8::from(r.below(1000) < permille);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The RIDER Lung CT (real patient, feet first, identity orientation) loads with exact geometry.
 
-mod common;
+use autocontour_test_support as common;
 
 use autocontour::dicom::{LoadOptions, discover, load_series};
 

@@ -1,7 +1,7 @@
 //! RT Structure Sets on the real RIDER Lung CT, checked against independent tools:
 //! the RIDER DICOM SEG (read by pydicom), pydicom, `dciodvfy` (dicom3tools) and plastimatch.
 
-mod common;
+use autocontour_test_support as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

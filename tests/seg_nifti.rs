@@ -1,16 +1,18 @@
 //! DICOM SEG and NIfTI label-map output, and the rtstruct-to-mask / mask-to-rtstruct CLI, on a
 //! small phantom: checked with dciodvfy (dicom3tools), pydicom and SimpleITK.
 
-mod common;
+use autocontour_test_support as common;
 
 use std::path::Path;
 use std::process::Command;
 
 use autocontour::dicom::{LoadOptions, load_series};
 use autocontour::nifti::{read_nifti_labels, write_nifti_labels};
-use autocontour::phantom::{Orientation, Phantom, PhantomSpec, PhantomSyntax, STRUCTURES};
 use autocontour::rtstruct::OutputInfo;
 use autocontour::seg::{SegSegment, write_seg};
+use autocontour_test_support::phantom::{
+    Orientation, Phantom, PhantomSpec, PhantomSyntax, STRUCTURES,
+};
 
 fn phantom(dir: &Path, o: Orientation) -> Phantom {
     let ph = Phantom::new(PhantomSpec {

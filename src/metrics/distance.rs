@@ -266,15 +266,8 @@ mod tests {
 
     /// Small deterministic pseudo-random generator (xorshift) for test patterns.
     fn pattern(n: usize, seed: u64, density: u64) -> Vec<u8> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                u8::from(s % 1000 < density)
-            })
-            .collect()
+        let mut r = autocontour_test_support::XorShift::new(seed);
+        (0..n).map(|_| u8::from(r.below(1000) < density)).collect()
     }
 
     #[test]

@@ -31,7 +31,6 @@
 pub mod distance;
 pub mod names;
 pub mod overlap;
-pub mod plots;
 pub mod study;
 pub mod surface;
 mod tables;
@@ -204,14 +203,9 @@ mod tests {
         let size = [23, 19, 11];
         let g = geom(size, [0.7, 0.9, 2.0]);
         let noise = |seed: u64, permille: u64| {
-            let mut s = seed;
+            let mut r = autocontour_test_support::XorShift::new(seed);
             (0..g.voxel_count())
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    u8::from(s % 1000 < permille)
-                })
+                .map(|_| u8::from(r.below(1000) < permille))
                 .collect::<Vec<u8>>()
         };
         for (seed, p) in [(1u64, 30u64), (5, 300), (9, 700)] {

@@ -386,9 +386,88 @@ pub fn bland_altman(a: &[f64], b: &[f64]) -> Result<BlandAltman> {
     })
 }
 
+/// Box-plot statistics of one sample.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BoxStats {
+    /// Number of finite values.
+    pub n: usize,
+    /// First quartile (25th percentile, linear interpolation as `numpy.percentile`).
+    pub q1: f64,
+    /// Median.
+    pub median: f64,
+    /// Third quartile.
+    pub q3: f64,
+    /// Lowest value ≥ `q1 − 1.5·IQR` (matplotlib's lower whisker).
+    pub lower_whisker: f64,
+    /// Highest value ≤ `q3 + 1.5·IQR`.
+    pub upper_whisker: f64,
+    /// Values outside the whiskers, ascending.
+    pub outliers: Vec<f64>,
+}
+
+/// Percentile `p` (0–100) of sorted finite values, `numpy.percentile`'s default (linear).
+fn percentile_sorted(v: &[f64], p: f64) -> f64 {
+    let Some(&last) = v.last() else {
+        return f64::NAN;
+    };
+    let pos = p / 100.0 * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let frac = pos - lo as f64;
+    let a = v.get(lo).copied().unwrap_or(last);
+    let b = v.get(lo + 1).copied().unwrap_or(last);
+    a + (b - a) * frac
+}
+
+/// Box-plot statistics of the finite values of `values` (non-finite ones, e.g. an infinite
+/// HD95 against an empty mask, are left out); `None` when there is none.
+pub fn box_stats(values: &[f64]) -> Option<BoxStats> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let (q1, median, q3) = (
+        percentile_sorted(&v, 25.0),
+        percentile_sorted(&v, 50.0),
+        percentile_sorted(&v, 75.0),
+    );
+    let iqr = q3 - q1;
+    let (lo, hi) = (q1 - 1.5 * iqr, q3 + 1.5 * iqr);
+    let lower_whisker = v.iter().copied().find(|&x| x >= lo).unwrap_or(q1);
+    let upper_whisker = v.iter().rev().copied().find(|&x| x <= hi).unwrap_or(q3);
+    let outliers = v
+        .iter()
+        .copied()
+        .filter(|&x| x < lower_whisker || x > upper_whisker)
+        .collect();
+    Some(BoxStats {
+        n: v.len(),
+        q1,
+        median,
+        q3,
+        lower_whisker,
+        upper_whisker,
+        outliers,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_stats_match_numpy_and_matplotlib_rules() {
+        // numpy.percentile([1, 2, 3, 4, 100], [25, 50, 75]) = 2, 3, 4; whiskers 1 and 4,
+        // 100 is an outlier (> 4 + 1.5·2).
+        let b = box_stats(&[4.0, 1.0, 100.0, 3.0, 2.0, f64::INFINITY]).unwrap();
+        assert_eq!((b.n, b.q1, b.median, b.q3), (5, 2.0, 3.0, 4.0));
+        assert_eq!((b.lower_whisker, b.upper_whisker), (1.0, 4.0));
+        assert_eq!(b.outliers, vec![100.0]);
+        // Interpolated quartiles: numpy.percentile([1, 2, 3, 4], 25) = 1.75.
+        let b = box_stats(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!((b.q1, b.median, b.q3), (1.75, 2.5, 3.25));
+        assert!(box_stats(&[f64::NAN]).is_none());
+    }
 
     #[test]
     fn majority_vote_ties_are_background() {

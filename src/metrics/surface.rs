@@ -56,8 +56,10 @@ pub struct SurfaceDistances {
 
 /// Voxel bounding box `[lo, hi)` per axis, in (slice, row, column) order.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct BBox {
+pub struct BBox {
+    /// First voxel index per axis.
     pub lo: [usize; 3],
+    /// One past the last voxel index per axis.
     pub hi: [usize; 3],
 }
 
@@ -99,8 +101,13 @@ pub(crate) fn check_inputs(
     Ok(())
 }
 
-/// Bounding box of the voxels non-zero in `a` or `b`, or `None` when both are empty.
-pub(crate) fn union_bbox(a: &[u8], b: &[u8], size: [usize; 3]) -> Option<BBox> {
+/// Bounding box of the voxels non-zero in `a` or `b` on a grid of `size = [columns, rows,
+/// slices]`, or `None` when both are empty or either mask's length does not match the grid.
+pub fn union_bbox(a: &[u8], b: &[u8], size: [usize; 3]) -> Option<BBox> {
+    let n = size[0].checked_mul(size[1])?.checked_mul(size[2])?;
+    if a.len() != n || b.len() != n {
+        return None;
+    }
     scan(a, b, size).1
 }
 

@@ -17,4 +17,4 @@ pub use write::{
     OutputInfo, RoiCode, RoiContours, RoiSpec, build_rtstruct, format_ds, new_uid,
     rois_from_labels, write_rtstruct,
 };
-pub(crate) use write::{now_utc, put_patient_study_frame, put_series, write_atomically};
+pub(crate) use write::{now_utc, put_patient_study_frame, put_series};

@@ -1,7 +1,6 @@
 //! RT Structure Set writer.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -571,40 +570,11 @@ pub fn write_rtstruct(
         .media_storage_sop_instance_uid()
         .trim_end_matches('\0')
         .to_string();
-    write_atomically(path, |f| {
+    crate::io::write_atomically(path, |f| {
         obj.write_all(f)
             .map_err(|e| std::io::Error::other(e.to_string()))
     })?;
     Ok(uid)
-}
-
-/// Writes through `write` into a temporary file beside `path`, then renames it over `path`.
-pub(crate) fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp: PathBuf = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        write(&mut f)?;
-        f.flush()?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -626,13 +596,8 @@ mod tests {
     /// The fast path gives exactly the text of `format!("{v:.3}")` (trimmed).
     #[test]
     fn ds_fast_path_matches_float_formatting() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = autocontour_test_support::XorShift::new(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next_u64();
         let mut values = vec![
             0.0005,
             -0.0005,

@@ -1,0 +1,602 @@
+//! Segmentation: cancel tokens, `ac_segment`, results and memory buffers.
+
+use std::ffi::{CString, c_char, c_void};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use dicom_object::{FileDicomObject, InMemDicomObject};
+
+use super::boundary::{FfiError, boundary, try_out, try_str};
+use super::engine::{ModelBody, SeriesBody, ac_geometry, ac_model, ac_series, cstring};
+use super::handle::{Handle, get, get_opt, register, release};
+use super::status::ac_status;
+use autocontour::contour::{Contour, ContourOptions};
+use autocontour::infer::{CancelToken, InferOptions, Progress};
+use autocontour::nifti::{nifti_labels_bytes, write_nifti_labels};
+use autocontour::pipeline::{Segmentation, segment};
+use autocontour::rtstruct::{RoiContours, build_rtstruct, write_rtstruct};
+use autocontour::seg::{build_seg, write_seg};
+
+/// A cancellation flag for `ac_segment`.
+///
+/// Threading: `ac_cancel_token_cancel` may be called from any thread at any time, also while a
+/// segmentation using the token runs on another thread; that run then returns
+/// `AC_STATUS_CANCELLED` soon (checked between tiles; a tile inside ONNX Runtime is terminated).
+/// A token stays cancelled; use a new one for the next run.
+pub struct ac_cancel_token {
+    _private: [u8; 0],
+}
+
+impl Handle for ac_cancel_token {
+    type Body = CancelToken;
+    const NAME: &'static str = "ac_cancel_token";
+}
+
+/// The outcome of `ac_segment`: label map, structures, execution provider, timings. It keeps the
+/// model and series it was made from alive, so it can write an RT Structure Set on its own.
+///
+/// Threading: immutable; every `const ac_result*` getter may run on any thread, concurrently.
+/// Pointers it hands out (names, label map) stay valid until `ac_result_free`.
+pub struct ac_result {
+    _private: [u8; 0],
+}
+
+pub(crate) struct ResultBody {
+    seg: Segmentation,
+    model: Arc<ModelBody>,
+    series: Arc<SeriesBody>,
+    names: Vec<CString>,
+    roi_types: Vec<CString>,
+    flags: Vec<CString>,
+    provider: CString,
+    fallback_reason: Option<CString>,
+    /// The RT Structure Set's ROIs and contours, made on first use and kept.
+    rois: OnceLock<Result<Vec<RoiContours>, FfiError>>,
+}
+
+impl ResultBody {
+    /// The ROIs and contours of the RT Structure Set (computed once; concurrent first calls
+    /// wait for the one computing).
+    fn rois(&self) -> Result<&[RoiContours], FfiError> {
+        self.rois
+            .get_or_init(|| {
+                self.seg
+                    .rtstruct_rois(&self.model.model, &ContourOptions::default())
+                    .map_err(FfiError::from)
+            })
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+
+    /// The contours of structure `index` (as numbered by `ac_result_structure`).
+    fn structure_contours(&self, index: usize) -> Result<&[Contour], FfiError> {
+        let n = self.seg.structures.len();
+        let s = self.seg.structures.get(index).ok_or_else(|| {
+            FfiError::new(
+                ac_status::IndexOutOfRange,
+                format!("structure index {index} is past the end ({n} structures)"),
+            )
+        })?;
+        let rois = self.rois()?;
+        Ok(rois
+            .iter()
+            .find(|r| r.spec.number == u32::from(s.label))
+            .map_or(&[][..], |r| r.contours.as_slice()))
+    }
+}
+
+impl Handle for ac_result {
+    type Body = ResultBody;
+    const NAME: &'static str = "ac_result";
+}
+
+/// A byte buffer owned by the library (e.g. an RT Structure Set in memory). Read it with
+/// `ac_buffer_data`, free it with `ac_buffer_free` (never with C `free`).
+///
+/// Threading: immutable; readable from any thread.
+pub struct ac_buffer {
+    _private: [u8; 0],
+}
+
+impl Handle for ac_buffer {
+    type Body = Vec<u8>;
+    const NAME: &'static str = "ac_buffer";
+}
+
+/// Progress callback for `ac_segment`: `user_data` as given, `stage` one of `"preprocess"`,
+/// `"inference"`, `"resample"` (NUL-terminated, valid only during the call), `fraction` the
+/// overall progress 0-1, never decreasing. Called on the thread that called `ac_segment`.
+/// It must not unwind (no C++ exception may leave it).
+pub type ac_progress_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, stage: *const c_char, fraction: f64)>;
+
+/// One segmented structure, as reported by `ac_result_structure`. The strings are owned by the
+/// result and valid until `ac_result_free`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ac_structure {
+    /// Structure name from the model manifest (UTF-8).
+    pub name: *const c_char,
+    /// RT ROI Interpreted Type (`ORGAN`, `EXTERNAL`...).
+    pub rt_roi_type: *const c_char,
+    /// Review flags joined by `"; "` (empty, low confidence, volume outside the expected range);
+    /// an empty string when none.
+    pub flags: *const c_char,
+    /// Value of this structure in the label map.
+    pub label: u8,
+    /// Display colour, RGB.
+    pub color: [u8; 3],
+    /// Voxels in the final label map.
+    pub voxels: u64,
+    /// Volume in millilitres.
+    pub volume_ml: f64,
+    /// Mean model probability over the structure (valid when `has_confidence`).
+    pub confidence: f64,
+    /// Whether `confidence` is known (false when the structure is empty).
+    pub has_confidence: bool,
+}
+
+/// One contour of a structure, as reported by `ac_result_contour`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ac_contour {
+    /// Index k (0-based) of the CT slice / label-map plane it lies on.
+    pub slice: usize,
+    /// Number of points (at least 3).
+    pub point_count: usize,
+    /// `3 * point_count` doubles: x, y, z of each point in the DICOM patient frame (LPS), mm.
+    /// Owned by the result, valid until `ac_result_free`. The polygon is closed (the last point
+    /// joins the first; it is not repeated).
+    pub points: *const f64,
+}
+
+/// Seconds spent per stage of one `ac_segment` call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ac_timings {
+    /// Reorientation, resampling to the model grid, normalisation.
+    pub preprocess_s: f64,
+    /// The tile loop, ONNX Runtime included.
+    pub inference_s: f64,
+    /// Inside ONNX Runtime's `Run` only.
+    pub ort_run_s: f64,
+    /// Scores back to the CT grid and argmax.
+    pub resample_s: f64,
+    /// Postprocessing (largest component, hole filling).
+    pub postprocess_s: f64,
+}
+
+/// Creates a cancellation token (not cancelled), freed with `ac_cancel_token_free`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_cancel_token_new(out: *mut *mut ac_cancel_token) -> ac_status {
+    boundary("ac_cancel_token_new", || {
+        let out = try_out!(out, "out");
+        *out = register::<ac_cancel_token>(CancelToken::new());
+        Ok(())
+    })
+}
+
+/// Cancels every run using `token`. Any thread, any time, any number of times.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_cancel_token_cancel(token: *const ac_cancel_token) -> ac_status {
+    boundary("ac_cancel_token_cancel", || {
+        get(token, "token")?.cancel();
+        Ok(())
+    })
+}
+
+/// Sets `*cancelled` to whether `token` was cancelled. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_cancel_token_is_cancelled(
+    token: *const ac_cancel_token,
+    cancelled: *mut bool,
+) -> ac_status {
+    boundary("ac_cancel_token_is_cancelled", || {
+        let out = try_out!(cancelled, "cancelled");
+        *out = get(token, "token")?.is_cancelled();
+        Ok(())
+    })
+}
+
+/// Frees a token. NULL is a no-op. A run still using it keeps it alive until it returns.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_cancel_token_free(token: *mut ac_cancel_token) -> ac_status {
+    boundary("ac_cancel_token_free", || release(token, "token"))
+}
+
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Segments `series` with `model`: inference on the engine's execution provider, then the
+/// manifest's postprocessing. Blocks until done.
+///
+/// `progress` (may be NULL) is called with `user_data` on this thread. `cancel` (may be NULL) lets
+/// another thread stop the run (`AC_STATUS_CANCELLED`). On success `*out` receives a new result,
+/// freed with `ac_result_free`; on failure `*out` is untouched. The same inputs on the same
+/// execution provider give the same label map. Many threads may segment with one model at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_segment(
+    model: *const ac_model,
+    series: *const ac_series,
+    progress: ac_progress_callback,
+    user_data: *mut c_void,
+    cancel: *const ac_cancel_token,
+    out: *mut *mut ac_result,
+) -> ac_status {
+    boundary("ac_segment", || {
+        let out = try_out!(out, "out");
+        let m = get(model, "model")?;
+        let s = get(series, "series")?;
+        let token = get_opt(cancel, "cancel")?;
+        // The user data pointer is only handed back to the caller's callback, on this thread.
+        let ud = user_data as usize;
+        let report = move |p: Progress<'_>| {
+            if let Some(cb) = progress {
+                let stage = cstring(p.stage);
+                // SAFETY: the caller gave this callback and its user data for this call.
+                unsafe { cb(ud as *mut c_void, stage.as_ptr(), p.fraction) };
+            }
+        };
+        let opts = InferOptions {
+            memory_limit_bytes: m.memory_limit_bytes,
+            progress: progress.is_some().then_some(&report as _),
+            cancel: token.map(|t| (*t).clone()),
+            ..InferOptions::default()
+        };
+        let run = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
+        log::debug!(
+            "ac_segment run {run}: {} on {}",
+            m.model.manifest.name,
+            s.ct.series_uid
+        );
+        let seg = segment(&m.model, &s.ct, &opts)?;
+        let body = ResultBody {
+            names: seg.structures.iter().map(|x| cstring(&x.name)).collect(),
+            roi_types: seg
+                .structures
+                .iter()
+                .map(|x| cstring(&x.rt_roi_type))
+                .collect(),
+            flags: seg
+                .structures
+                .iter()
+                .map(|x| cstring(&x.flags.join("; ")))
+                .collect(),
+            provider: cstring(&seg.execution.provider),
+            rois: OnceLock::new(),
+            fallback_reason: seg.execution.fallback_reason.as_deref().map(cstring),
+            seg,
+            model: m,
+            series: s,
+        };
+        *out = register::<ac_result>(body);
+        Ok(())
+    })
+}
+
+/// Gives the label map: `*geometry` (may be NULL) receives its grid (the CT's), `*data` points to
+/// `*len` bytes (0 = background, n = the structure whose `label` is n), slice-major as described
+/// for `ac_geometry`, valid until `ac_result_free`. Read only. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_labels(
+    result: *const ac_result,
+    geometry: *mut ac_geometry,
+    data: *mut *const u8,
+    len: *mut usize,
+) -> ac_status {
+    boundary("ac_result_labels", || {
+        let data = try_out!(data, "data");
+        let len = try_out!(len, "len");
+        let r = get(result, "result")?;
+        // SAFETY: optional output; the caller promises a non-NULL pointer is writable.
+        if let Some(g) = unsafe { geometry.as_mut() } {
+            *g = ac_geometry::from(r.seg.labels.geometry());
+        }
+        let v = r.seg.labels.data();
+        *data = v.as_ptr();
+        *len = v.len();
+        Ok(())
+    })
+}
+
+/// Sets `*count` to the number of structures (the model's labels without background). Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_structure_count(
+    result: *const ac_result,
+    count: *mut usize,
+) -> ac_status {
+    boundary("ac_result_structure_count", || {
+        let out = try_out!(count, "count");
+        *out = get(result, "result")?.seg.structures.len();
+        Ok(())
+    })
+}
+
+/// Writes structure number `index` (0-based, < count) to `*structure`; an index past the end
+/// returns `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_structure(
+    result: *const ac_result,
+    index: usize,
+    structure: *mut ac_structure,
+) -> ac_status {
+    boundary("ac_result_structure", || {
+        let out = try_out!(structure, "structure");
+        let r = get(result, "result")?;
+        let n = r.seg.structures.len();
+        let range = || {
+            FfiError::new(
+                ac_status::IndexOutOfRange,
+                format!("structure index {index} is past the end ({n} structures)"),
+            )
+        };
+        let s = r.seg.structures.get(index).ok_or_else(range)?;
+        let name = r.names.get(index).ok_or_else(range)?;
+        let roi_type = r.roi_types.get(index).ok_or_else(range)?;
+        let flags = r.flags.get(index).ok_or_else(range)?;
+        *out = ac_structure {
+            name: name.as_ptr(),
+            rt_roi_type: roi_type.as_ptr(),
+            flags: flags.as_ptr(),
+            label: s.label,
+            color: s.color,
+            voxels: s.voxels as u64,
+            volume_ml: s.volume_ml,
+            confidence: s.confidence.unwrap_or(f64::NAN),
+            has_confidence: s.confidence.is_some(),
+        };
+        Ok(())
+    })
+}
+
+/// Reports which execution provider ran: `*provider` (`"CPU"`, `"CUDA:0"`, `"TensorRT:0"`) and,
+/// when the requested device could not run and the CPU ran instead, `*fallback_reason` (set to
+/// NULL otherwise; pass NULL if not wanted). Strings valid until `ac_result_free`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_execution(
+    result: *const ac_result,
+    provider: *mut *const c_char,
+    fallback_reason: *mut *const c_char,
+) -> ac_status {
+    boundary("ac_result_execution", || {
+        let provider = try_out!(provider, "provider");
+        let r = get(result, "result")?;
+        *provider = r.provider.as_ptr();
+        // SAFETY: optional output; the caller promises a non-NULL pointer is writable.
+        if let Some(f) = unsafe { fallback_reason.as_mut() } {
+            *f = r
+                .fallback_reason
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c.as_ptr());
+        }
+        Ok(())
+    })
+}
+
+/// Writes the seconds spent per stage to `*timings`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_timings(
+    result: *const ac_result,
+    timings: *mut ac_timings,
+) -> ac_status {
+    boundary("ac_result_timings", || {
+        let out = try_out!(timings, "timings");
+        let r = get(result, "result")?;
+        let t = &r.seg.timings;
+        *out = ac_timings {
+            preprocess_s: t.infer.preprocess_s,
+            inference_s: t.infer.inference_s,
+            ort_run_s: t.infer.ort_run_s,
+            resample_s: t.infer.resample_s,
+            postprocess_s: t.postprocess_s,
+        };
+        Ok(())
+    })
+}
+
+/// Writes the RT Structure Set of `result` (one ROI per structure, empty ones included; contours
+/// per slice in patient mm, holes as keyholes; the contours `ac_result_contour` gives) to the
+/// file `path`. The file is written beside its destination and renamed, so a failure leaves no
+/// partial file. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_write_rtstruct(
+    result: *const ac_result,
+    path: *const c_char,
+) -> ac_status {
+    boundary("ac_result_write_rtstruct", || {
+        let path = try_str!(path, "path");
+        let r = get(result, "result")?;
+        let info = r.seg.output_info();
+        write_rtstruct(Path::new(path), &r.series.ct, r.rois()?, &info)?;
+        Ok(())
+    })
+}
+
+/// A DICOM file object as file bytes (preamble, file meta, data set).
+fn dicom_bytes(obj: &FileDicomObject<InMemDicomObject>, what: &str) -> Result<Vec<u8>, FfiError> {
+    let mut bytes = Vec::new();
+    obj.write_all(&mut bytes).map_err(|e| {
+        FfiError::new(
+            ac_status::InvalidArgument,
+            format!("cannot encode the {what}: {e}"),
+        )
+    })?;
+    Ok(bytes)
+}
+
+/// Like `ac_result_write_rtstruct`, but into memory: `*out` receives a new `ac_buffer` holding
+/// the DICOM file (preamble, file meta, data set; the same bytes a file would hold, apart from
+/// the fresh UIDs and creation time of each call), freed with `ac_buffer_free`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_rtstruct_buffer(
+    result: *const ac_result,
+    out: *mut *mut ac_buffer,
+) -> ac_status {
+    boundary("ac_result_rtstruct_buffer", || {
+        let out = try_out!(out, "out");
+        let r = get(result, "result")?;
+        let obj = build_rtstruct(&r.series.ct, r.rois()?, &r.seg.output_info())?;
+        *out = register::<ac_buffer>(dicom_bytes(&obj, "RT Structure Set")?);
+        Ok(())
+    })
+}
+
+/// Writes the label map as a DICOM Segmentation (SEG, binary, one segment per structure with
+/// its name, colour and code, frames referencing the CT slices) to the file `path`, atomically
+/// like `ac_result_write_rtstruct`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_write_seg(
+    result: *const ac_result,
+    path: *const c_char,
+) -> ac_status {
+    boundary("ac_result_write_seg", || {
+        let path = try_str!(path, "path");
+        let r = get(result, "result")?;
+        let segments = r.seg.seg_segments(&r.model.model);
+        write_seg(
+            Path::new(path),
+            &r.series.ct,
+            &r.seg.labels,
+            &segments,
+            &r.seg.output_info(),
+        )?;
+        Ok(())
+    })
+}
+
+/// Like `ac_result_write_seg`, but into memory: `*out` receives a new `ac_buffer` holding the
+/// DICOM file, freed with `ac_buffer_free`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_seg_buffer(
+    result: *const ac_result,
+    out: *mut *mut ac_buffer,
+) -> ac_status {
+    boundary("ac_result_seg_buffer", || {
+        let out = try_out!(out, "out");
+        let r = get(result, "result")?;
+        let segments = r.seg.seg_segments(&r.model.model);
+        let obj = build_seg(&r.series.ct, &r.seg.labels, &segments, &r.seg.output_info())?;
+        *out = register::<ac_buffer>(dicom_bytes(&obj, "SEG")?);
+        Ok(())
+    })
+}
+
+fn nifti_description(r: &ResultBody) -> String {
+    format!("autocontour {}", r.seg.model.0)
+}
+
+/// Writes the label map as NIfTI-1 (`uint8`, voxel values as in `ac_result_labels`, affine from
+/// the CT geometry converted to NIfTI's RAS) to the file `path`, gzipped when `path` ends in
+/// `.gz`; atomically like `ac_result_write_rtstruct`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_write_nifti(
+    result: *const ac_result,
+    path: *const c_char,
+) -> ac_status {
+    boundary("ac_result_write_nifti", || {
+        let path = try_str!(path, "path");
+        let r = get(result, "result")?;
+        write_nifti_labels(Path::new(path), &r.seg.labels, &nifti_description(&r))?;
+        Ok(())
+    })
+}
+
+/// Like `ac_result_write_nifti`, but into memory, gzipped when `gzip` is true: `*out` receives a
+/// new `ac_buffer` holding exactly the bytes the file (`.nii` or `.nii.gz`) would hold, freed
+/// with `ac_buffer_free`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_nifti_buffer(
+    result: *const ac_result,
+    gzip: bool,
+    out: *mut *mut ac_buffer,
+) -> ac_status {
+    boundary("ac_result_nifti_buffer", || {
+        let out = try_out!(out, "out");
+        let r = get(result, "result")?;
+        let bytes = nifti_labels_bytes(&r.seg.labels, &nifti_description(&r), gzip)?;
+        *out = register::<ac_buffer>(bytes);
+        Ok(())
+    })
+}
+
+/// Sets `*count` to the number of contours of structure `structure_index` (numbered as by
+/// `ac_result_structure`): the contours of its ROI in the RT Structure Set, all slices together,
+/// ordered by slice. 0 for an empty structure. The contours are traced on the first call of
+/// this, `ac_result_contour` or an RTSTRUCT writer, and kept by the result. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_contour_count(
+    result: *const ac_result,
+    structure_index: usize,
+    count: *mut usize,
+) -> ac_status {
+    boundary("ac_result_contour_count", || {
+        let out = try_out!(count, "count");
+        let r = get(result, "result")?;
+        *out = r.structure_contours(structure_index)?.len();
+        Ok(())
+    })
+}
+
+/// Writes contour `contour_index` (< `ac_result_contour_count`) of structure `structure_index`
+/// to `*contour`: its slice, its point count and a pointer to its points, owned by the result
+/// and valid until `ac_result_free`. The points are those of the RT Structure Set's Contour
+/// Data: closed planar polygons in patient mm, holes joined to their outline by keyholes, an
+/// `EXTERNAL` structure traced around the union of all structures. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_contour(
+    result: *const ac_result,
+    structure_index: usize,
+    contour_index: usize,
+    contour: *mut ac_contour,
+) -> ac_status {
+    boundary("ac_result_contour", || {
+        let out = try_out!(contour, "contour");
+        let r = get(result, "result")?;
+        let list = r.structure_contours(structure_index)?;
+        let c = list.get(contour_index).ok_or_else(|| {
+            FfiError::new(
+                ac_status::IndexOutOfRange,
+                format!(
+                    "contour index {contour_index} is past the end ({} contours in structure {structure_index})",
+                    list.len()
+                ),
+            )
+        })?;
+        *out = ac_contour {
+            slice: c.slice,
+            point_count: c.points.len(),
+            points: c.points.as_ptr().cast(),
+        };
+        Ok(())
+    })
+}
+
+/// Frees a result. NULL is a no-op. Pointers obtained from it become invalid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_free(result: *mut ac_result) -> ac_status {
+    boundary("ac_result_free", || release(result, "result"))
+}
+
+/// Gives the contents of a buffer: `*data` points to `*len` bytes, valid until
+/// `ac_buffer_free`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_buffer_data(
+    buffer: *const ac_buffer,
+    data: *mut *const u8,
+    len: *mut usize,
+) -> ac_status {
+    boundary("ac_buffer_data", || {
+        let data = try_out!(data, "data");
+        let len = try_out!(len, "len");
+        let b = get(buffer, "buffer")?;
+        *data = b.as_ptr();
+        *len = b.len();
+        Ok(())
+    })
+}
+
+/// Frees a buffer made by the library. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_buffer_free(buffer: *mut ac_buffer) -> ac_status {
+    boundary("ac_buffer_free", || release(buffer, "buffer"))
+}

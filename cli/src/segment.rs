@@ -1,0 +1,371 @@
+//! `autocontour segment`: CT folders in; RT Structure Set, preview PNG and JSON summary out.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::preview::write_preview;
+use autocontour::contour::ContourOptions;
+use autocontour::dicom::{LoadOptions, load_series};
+use autocontour::infer::{InferOptions, Progress};
+use autocontour::model::{Device, Fallback, Model, ModelOptions};
+use autocontour::pipeline::segment;
+use autocontour::runtime::RuntimeOptions;
+use autocontour::{Error, Result};
+
+/// Arguments of `autocontour segment`.
+#[derive(clap::Args)]
+pub struct SegmentArgs {
+    /// CT folders, one case each.
+    pub inputs: Vec<PathBuf>,
+    /// A text file listing more CT folders, one per line (# comments allowed).
+    #[arg(long, value_name = "FILE")]
+    pub list: Option<PathBuf>,
+    /// Model package folder (default: $AUTOCONTOUR_MODEL, then the bundled models/thorax-basic).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Output folder. One case: files directly in it; several: one subfolder per case and
+    /// summary.csv.
+    #[arg(long, default_value = "autocontour-out")]
+    pub out: PathBuf,
+    /// Execution provider: cpu, cuda[:N] or tensorrt[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Fail instead of falling back to the CPU when the device is unavailable.
+    #[arg(long)]
+    pub no_fallback: bool,
+    /// CPU threads for ONNX Runtime (0: its default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Cases processed at the same time.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Series Instance UID to use when a folder holds several series.
+    #[arg(long)]
+    pub uid: Option<String>,
+    /// Skip the preview PNG.
+    #[arg(long)]
+    pub no_preview: bool,
+    /// Also write the label map as a DICOM Segmentation (seg.dcm).
+    #[arg(long)]
+    pub seg: bool,
+    /// Also write the label map as NIfTI (labels.nii.gz, labels.json).
+    #[arg(long)]
+    pub nifti: bool,
+}
+
+/// Where the default model package is.
+fn default_model() -> PathBuf {
+    if let Some(p) = std::env::var_os("AUTOCONTOUR_MODEL").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .as_deref()
+        .and_then(Path::parent)
+    {
+        for c in [
+            dir.join("models/thorax-basic"),
+            dir.join("../share/autocontour/models/thorax-basic"),
+        ] {
+            if c.join("model.json").exists() {
+                return c;
+            }
+        }
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/thorax-basic")
+}
+
+struct CaseOutcome {
+    name: String,
+    input: PathBuf,
+    result: Result<serde_json::Value>,
+    seconds: f64,
+}
+
+pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> Result<()> {
+    let mut inputs = args.inputs.clone();
+    if let Some(list) = &args.list {
+        let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
+        inputs.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(PathBuf::from),
+        );
+    }
+    if inputs.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no CT folder given (pass folders or --list FILE)".into(),
+        ));
+    }
+    let device: Device = args.device.parse()?;
+    let model_dir = args.model.clone().unwrap_or_else(default_model);
+    let opts = ModelOptions {
+        runtime,
+        device,
+        threads: args.threads,
+        fallback: if args.no_fallback {
+            Fallback::Fail
+        } else {
+            Fallback::ToCpu
+        },
+    };
+    let model = Model::open(&model_dir, &opts)?;
+    if let Some(reason) = &model.execution.fallback_reason {
+        eprintln!("note: running on the CPU: {reason}");
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    let batch = inputs.len() > 1;
+    let names = case_names(&inputs);
+    let queue = Mutex::new(inputs.iter().cloned().zip(names).collect::<Vec<_>>());
+    let outcomes = Mutex::new(Vec::new());
+    let tty = std::io::stderr().is_terminal();
+    let jobs = args.jobs.clamp(1, inputs.len());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                    let Some((input, name)) = next else { break };
+                    let out = if batch {
+                        args.out.join(&name)
+                    } else {
+                        args.out.clone()
+                    };
+                    let t = Instant::now();
+                    let result = run_case(&model, &input, &out, &name, &args, tty && jobs == 1);
+                    if let Err(e) = &result {
+                        eprintln!("{name}: error: {e}");
+                    }
+                    outcomes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(CaseOutcome {
+                            name,
+                            input,
+                            result,
+                            seconds: t.elapsed().as_secs_f64(),
+                        });
+                }
+            });
+        }
+    });
+    let mut outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());
+    outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if batch {
+        write_csv(&args.out.join("summary.csv"), &outcomes)?;
+        println!(
+            "{} cases, {} failed; summary: {}",
+            outcomes.len(),
+            failed,
+            args.out.join("summary.csv").display()
+        );
+    }
+    match outcomes.into_iter().find_map(|o| o.result.err()) {
+        Some(e) if !batch => Err(e),
+        Some(_) => Err(Error::InvalidArgument(format!("{failed} case(s) failed"))),
+        None => Ok(()),
+    }
+}
+
+fn case_names(inputs: &[PathBuf]) -> Vec<String> {
+    let mut seen = std::collections::HashMap::new();
+    inputs
+        .iter()
+        .map(|p| {
+            let base = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "case".into());
+            let n = seen.entry(base.clone()).or_insert(0usize);
+            *n += 1;
+            if *n == 1 { base } else { format!("{base}-{n}") }
+        })
+        .collect()
+}
+
+fn run_case(
+    model: &Model,
+    input: &Path,
+    out: &Path,
+    name: &str,
+    args: &SegmentArgs,
+    tty: bool,
+) -> Result<serde_json::Value> {
+    let t_all = Instant::now();
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let t = Instant::now();
+    let ct = load_series(input, args.uid.as_deref(), &LoadOptions::default())?;
+    let load_s = t.elapsed().as_secs_f64();
+    let last = Mutex::new((String::new(), -1i64));
+    let report = |p: Progress<'_>| {
+        let pct = (p.fraction * 100.0).round() as i64;
+        let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
+        if tty {
+            if pct != l.1 {
+                eprint!("\r{name}: {:<10} {pct:>3}%", p.stage);
+                if pct >= 100 {
+                    eprintln!();
+                }
+            }
+        } else if l.0 != p.stage || pct / 25 != l.1 / 25 {
+            eprintln!("{name}: {} {pct}%", p.stage);
+        }
+        *l = (p.stage.to_string(), pct);
+    };
+    let seg = segment(
+        model,
+        &ct,
+        &InferOptions {
+            progress: Some(&report),
+            ..InferOptions::default()
+        },
+    )?;
+    let t = Instant::now();
+    let rtstruct = out.join("rtstruct.dcm");
+    let sop = seg.write_rtstruct(model, &ct, &rtstruct, &ContourOptions::default())?;
+    let write_s = t.elapsed().as_secs_f64();
+    let (seg_path, nifti_path) =
+        crate::convert::segment_outputs(&seg, model, &ct, out, args.seg, args.nifti)?;
+    let t = Instant::now();
+    let preview = out.join("preview.png");
+    if !args.no_preview {
+        let title = format!(
+            "{} | {} {} | {}",
+            name, model.manifest.name, model.manifest.version, seg.execution.provider
+        );
+        write_preview(&preview, &ct.volume, &seg.labels, &seg.structures, &title)?;
+    }
+    let preview_s = t.elapsed().as_secs_f64();
+    let total_s = t_all.elapsed().as_secs_f64();
+    let g = ct.volume.geometry();
+    let summary = serde_json::json!({
+        "case": name,
+        "input": input,
+        "series_uid": ct.series_uid,
+        "geometry": g,
+        "model": {
+            "name": model.manifest.name,
+            "version": model.manifest.version,
+            "sha256": model.manifest.onnx.sha256,
+            "dir": model.dir,
+        },
+        "execution": seg.execution,
+        "structures": seg.structures,
+        "flagged": seg.structures.iter().filter(|s| !s.flags.is_empty()).map(|s| &s.name).collect::<Vec<_>>(),
+        "timings_s": {
+            "load": load_s,
+            "preprocess": seg.timings.infer.preprocess_s,
+            "inference": seg.timings.infer.inference_s,
+            "ort_run": seg.timings.infer.ort_run_s,
+            "resample": seg.timings.infer.resample_s,
+            "postprocess": seg.timings.postprocess_s,
+            "rtstruct": write_s,
+            "preview": preview_s,
+            "total": total_s,
+        },
+        "outputs": {
+            "rtstruct": rtstruct,
+            "rtstruct_sop_instance_uid": sop,
+            "preview": if args.no_preview { None } else { Some(&preview) },
+            "seg": seg_path,
+            "nifti": nifti_path,
+        },
+    });
+    let text = serde_json::to_string_pretty(&summary)
+        .map_err(|e| Error::InvalidArgument(format!("JSON: {e}")))?;
+    let json_path = out.join("summary.json");
+    std::fs::write(&json_path, text + "\n").map_err(|e| Error::io(&json_path, e))?;
+    println!(
+        "{name}: {} structures in {total_s:.1} s",
+        seg.structures.len()
+    );
+    for s in &seg.structures {
+        let conf = s
+            .confidence
+            .map(|c| format!("{c:.2}"))
+            .unwrap_or_else(|| "-".into());
+        let flags = if s.flags.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", s.flags.join("; "))
+        };
+        println!(
+            "  {:<14} {:>10.1} ml  confidence {conf}{flags}",
+            s.name, s.volume_ml
+        );
+    }
+    println!("  RTSTRUCT {}", rtstruct.display());
+    for (what, p) in [("SEG     ", &seg_path), ("NIfTI   ", &nifti_path)] {
+        if let Some(p) = p {
+            println!("  {what} {}", p.display());
+        }
+    }
+    if !args.no_preview {
+        println!("  preview  {}", preview.display());
+    }
+    println!("  summary  {}", json_path.display());
+    Ok(summary)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn write_csv(path: &Path, outcomes: &[CaseOutcome]) -> Result<()> {
+    let mut names: Vec<String> = Vec::new();
+    for o in outcomes {
+        if let Ok(v) = &o.result
+            && let Some(arr) = v["structures"].as_array()
+        {
+            for s in arr {
+                if let Some(n) = s["name"].as_str()
+                    && !names.iter().any(|x| x == n)
+                {
+                    names.push(n.to_string());
+                }
+            }
+        }
+    }
+    let mut out = String::from("case,input,status,error,seconds");
+    for n in &names {
+        out.push_str(&format!(",{}_ml", csv_field(n)));
+    }
+    out.push('\n');
+    for o in outcomes {
+        let (status, err) = match &o.result {
+            Ok(_) => ("ok", String::new()),
+            Err(e) => ("failed", e.to_string()),
+        };
+        out.push_str(&format!(
+            "{},{},{status},{},{:.2}",
+            csv_field(&o.name),
+            csv_field(&o.input.display().to_string()),
+            csv_field(&err),
+            o.seconds
+        ));
+        for n in &names {
+            let v = o.result.as_ref().ok().and_then(|v| {
+                v["structures"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s["name"].as_str() == Some(n.as_str()))?["volume_ml"]
+                    .as_f64()
+            });
+            out.push_str(&match v {
+                Some(x) => format!(",{x:.1}"),
+                None => ",".into(),
+            });
+        }
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
