@@ -123,6 +123,10 @@ enum ac_status
   AC_STATUS_MEMORY_LIMIT = 408,
   // The run was cancelled through its `ac_cancel_token`.
   AC_STATUS_CANCELLED = 409,
+  // The CT does not suit the model (body region, scan length, no body, expected structures
+  // missing) and the segment options asked to refuse such cases
+  // (`AC_ON_MISMATCH_REFUSE`); the message lists each reason.
+  AC_STATUS_NOT_APPLICABLE = 410,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -176,6 +180,26 @@ enum ac_log_level
 typedef enum ac_log_level ac_log_level;
 #else
 typedef uint32_t ac_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// What `ac_segment_options.on_mismatch` does with a CT that does not suit the model (body
+// region, scan length, no body, expected structures missing).
+enum ac_on_mismatch
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Segment anyway; the result carries case flags (`ac_result_case_flag`).
+  AC_ON_MISMATCH_FLAG = 0,
+  // Fail with `AC_STATUS_NOT_APPLICABLE`; the message lists each reason.
+  AC_ON_MISMATCH_REFUSE = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ac_on_mismatch ac_on_mismatch;
+#else
+typedef uint32_t ac_on_mismatch;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -350,11 +374,44 @@ typedef struct {
   const char *referenced_sop_instance_uid;
 } ac_roi_contour;
 
+// Options of `ac_segment_with_options`. Fill with `ac_segment_options_init()` first, then set
+// fields.
+typedef struct {
+  // An `ac_on_mismatch` value. Default `AC_ON_MISMATCH_FLAG`.
+  uint32_t on_mismatch;
+} ac_segment_options;
+
 // Progress callback for `ac_segment`: `user_data` as given, `stage` one of `"preprocess"`,
 // `"inference"`, `"resample"` (NUL-terminated, valid only during the call), `fraction` the
 // overall progress 0-1, never decreasing. Called on the thread that called `ac_segment`.
 // It must not unwind (no C++ exception may leave it).
 typedef void (*ac_progress_callback)(void *user_data, const char *stage, double fraction);
+
+// A review flag, as reported by `ac_result_flag` and `ac_result_case_flag`. The strings are
+// owned by the result and valid until `ac_result_free`.
+typedef struct {
+  // Stable machine-readable code (`empty`, `low_confidence`, `volume_out_of_range`,
+  // `outside_container`, `air_in_solid_organ`, `wrong_side`, `swapped_pair`, `truncated`,
+  // `uncertain`; case flags: `expected_missing`, `body_part_mismatch`, `scan_too_short`,
+  // `content_mismatch`, `no_body`).
+  const char *code;
+  // What was found, as a sentence for the clinician (UTF-8).
+  const char *message;
+} ac_flag;
+
+// Uncertainty of one structure on the model grid, as reported by `ac_result_uncertainty`.
+typedef struct {
+  // Mean normalised softmax entropy over the structure's voxels, 0 (certain) to 1 (uniform).
+  double mean_entropy;
+  // Mean normalised entropy over its boundary voxels (valid when `has_boundary_entropy`).
+  double boundary_entropy;
+  // Mean margin between the winning and the second probability, 0-1.
+  double mean_margin;
+  // Whether `boundary_entropy` is known.
+  bool has_boundary_entropy;
+  // Whether the structure has voxels on the model grid (otherwise all values are 0).
+  bool known;
+} ac_uncertainty;
 
 // One segmented structure, as reported by `ac_result_structure`. The strings are owned by the
 // result and valid until `ac_result_free`.
@@ -363,8 +420,8 @@ typedef struct {
   const char *name;
   // RT ROI Interpreted Type (`ORGAN`, `EXTERNAL`...).
   const char *rt_roi_type;
-  // Review flags joined by `"; "` (empty, low confidence, volume outside the expected range);
-  // an empty string when none.
+  // Review flags' sentences joined by `"; "`, an empty string when none; each flag's code and
+  // sentence apart: `ac_result_flag`.
   const char *flags;
   // Value of this structure in the label map.
   uint8_t label;
@@ -587,8 +644,12 @@ ac_status ac_cancel_token_is_cancelled(const ac_cancel_token *token, bool *cance
 // Frees a token. NULL is a no-op. A run still using it keeps it alive until it returns.
 ac_status ac_cancel_token_free(ac_cancel_token *token);
 
+// Fills `options` with the defaults (`on_mismatch` = `AC_ON_MISMATCH_FLAG`). Any thread.
+ac_status ac_segment_options_init(ac_segment_options *options);
+
 // Segments `series` with `model`: inference on the engine's execution provider, then the
-// manifest's postprocessing. Blocks until done.
+// manifest's postprocessing and plausibility rules. Blocks until done. Same as
+// `ac_segment_with_options` with the default options.
 //
 // `progress` (may be NULL) is called with `user_data` on this thread. `cancel` (may be NULL) lets
 // another thread stop the run (`AC_STATUS_CANCELLED`). On success `*out` receives a new result,
@@ -600,6 +661,40 @@ ac_status ac_segment(const ac_model *model,
                      void *user_data,
                      const ac_cancel_token *cancel,
                      ac_result **out);
+
+// `ac_segment` with `options` (NULL: the defaults): `on_mismatch` chooses between case flags and
+// `AC_STATUS_NOT_APPLICABLE` for a CT that does not suit the model. An `on_mismatch` value
+// outside `ac_on_mismatch` returns `AC_STATUS_INVALID_ARGUMENT`.
+ac_status ac_segment_with_options(const ac_model *model,
+                                  const ac_series *series,
+                                  const ac_segment_options *options,
+                                  ac_progress_callback progress,
+                                  void *user_data,
+                                  const ac_cancel_token *cancel,
+                                  ac_result **out);
+
+// Sets `*count` to the number of review flags of structure `structure_index` (as numbered by
+// `ac_result_structure`). Any thread.
+ac_status ac_result_flag_count(const ac_result *result, size_t structure_index, size_t *count);
+
+// Writes flag `flag_index` of structure `structure_index` to `*flag`. Indices past the end
+// return `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+ac_status ac_result_flag(const ac_result *result,
+                         size_t structure_index,
+                         size_t flag_index,
+                         ac_flag *flag);
+
+// Sets `*count` to the number of case flags: the CT does not suit the model, expected
+// structures missing. Any thread.
+ac_status ac_result_case_flag_count(const ac_result *result, size_t *count);
+
+// Writes case flag `index` to `*flag`; an index past the end returns
+// `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+ac_status ac_result_case_flag(const ac_result *result, size_t index, ac_flag *flag);
+
+// Writes the uncertainty of structure `index` to `*uncertainty`; an index past the end returns
+// `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+ac_status ac_result_uncertainty(const ac_result *result, size_t index, ac_uncertainty *uncertainty);
 
 // Gives the label map: `*geometry` (may be NULL) receives its grid (the CT's), `*data` points to
 // `*len` bytes (0 = background, n = the structure whose `label` is n), slice-major as described

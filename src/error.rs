@@ -291,6 +291,15 @@ pub enum Error {
     /// The caller cancelled the run.
     #[error("cancelled")]
     Cancelled,
+    /// The CT does not suit the model (wrong body region, too short a scan, no body, expected
+    /// structures missing) and the caller asked to refuse such cases.
+    #[error("the CT does not suit model {model}: {reasons}")]
+    NotApplicable {
+        /// Model name.
+        model: String,
+        /// The applicability flags, `code: sentence` joined by `; `.
+        reasons: String,
+    },
 
     // ---- caller mistakes ----
     /// An argument is out of range or inconsistent.

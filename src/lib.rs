@@ -17,6 +17,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod body;
 pub mod contour;
 pub mod dicom;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod model;
 pub mod nifti;
 pub mod pipeline;
+pub mod plausibility;
 pub mod postprocess;
 pub mod rtstruct;
 pub mod runtime;

@@ -10,8 +10,12 @@ use serde::Serialize;
 use crate::contour::ContourOptions;
 use crate::dicom::CtSeries;
 use crate::error::Result;
+use crate::infer::uncertainty::ClassUncertainty;
 use crate::infer::{InferOptions, Timings, predict};
 use crate::model::{Execution, Model};
+use crate::plausibility::{
+    CtFacts, Flag, FlagCode, OnMismatch, check_applicability, check_structures, refuse_after,
+};
 use crate::rtstruct::{
     OutputInfo, RoiCode, RoiContours, RoiSpec, rois_from_labels, write_rtstruct,
 };
@@ -41,8 +45,16 @@ pub struct StructureSummary {
     pub removed_voxels: usize,
     /// Voxels added by postprocessing (filled holes).
     pub filled_voxels: usize,
-    /// Review flags: low confidence, volume outside the manifest's expected range, empty.
-    pub flags: Vec<String>,
+    /// Voxels removed because they lay outside the structure's container (plausibility rules).
+    pub removed_outside_container: usize,
+    /// Entropy and margin of the model's probabilities inside the structure and along its
+    /// boundary (model grid).
+    pub uncertainty: Option<ClassUncertainty>,
+    /// Fraction of a lateral structure on the wrong side of the body's midline.
+    pub wrong_side_fraction: Option<f64>,
+    /// Review flags (code and sentence): empty, low confidence, volume out of range, outside its
+    /// container, air in a solid organ, wrong side, swapped pair, truncated, uncertain.
+    pub flags: Vec<Flag>,
 }
 
 /// Timings per stage, seconds.
@@ -53,6 +65,8 @@ pub struct StageTimings {
     pub infer: Timings,
     /// Postprocessing.
     pub postprocess_s: f64,
+    /// Applicability (before inference) and plausibility checks (after postprocessing).
+    pub checks_s: f64,
 }
 
 /// The result of segmenting one CT.
@@ -68,6 +82,10 @@ pub struct Segmentation {
     pub timings: StageTimings,
     /// Model name, version and ONNX SHA-256.
     pub model: (String, String, String),
+    /// Case flags: the CT does not suit the model, expected structures missing.
+    pub case_flags: Vec<Flag>,
+    /// What the applicability checks saw in the CT.
+    pub ct_facts: CtFacts,
 }
 
 /// Default display colours for labels without one.
@@ -82,10 +100,26 @@ const PALETTE: [[u8; 3]; 8] = [
     [150, 150, 150],
 ];
 
-/// Segments a loaded CT series with a model: inference, then the manifest's postprocessing.
+/// Segments a loaded CT series with a model: inference, then the manifest's postprocessing and
+/// plausibility rules. CT/model mismatches are case flags ([`segment_with`] can refuse them).
 pub fn segment(model: &Model, ct: &CtSeries, opts: &InferOptions<'_>) -> Result<Segmentation> {
-    let pred = predict(model, &ct.volume, opts)?;
+    segment_with(model, ct, opts, OnMismatch::Flag)
+}
+
+/// [`segment`] with a choice of what a CT that does not suit the model gets: case flags, or
+/// [`crate::Error::NotApplicable`] (before inference for the CT checks, after it for missing
+/// expected structures).
+pub fn segment_with(
+    model: &Model,
+    ct: &CtSeries,
+    opts: &InferOptions<'_>,
+    on_mismatch: OnMismatch,
+) -> Result<Segmentation> {
     let m = &model.manifest;
+    let tc = Instant::now();
+    let (ct_facts, mut case_flags) = check_applicability(ct, m, on_mismatch)?;
+    let mut checks_s = tc.elapsed().as_secs_f64();
+    let pred = predict(model, &ct.volume, opts)?;
     let t = Instant::now();
     let mut labels = pred.labels;
     let mut changes = vec![(0usize, 0usize); m.labels.len()];
@@ -112,37 +146,70 @@ pub fn segment(model: &Model, ct: &CtSeries, opts: &InferOptions<'_>) -> Result<
     }
     let postprocess_s = t.elapsed().as_secs_f64();
 
+    let tc = Instant::now();
+    let checks = check_structures(&mut labels, &ct.volume, m, ct_facts.midline_x_mm)?;
+    case_flags.extend(checks.case_flags.iter().cloned());
+    refuse_after(m, &checks.case_flags, on_mismatch)?;
+    let rules = m.rules();
+
     let g = *labels.geometry();
     let voxel_ml = g.spacing[0] * g.spacing[1] * g.spacing[2] / 1000.0;
-    let mut counts = vec![0usize; m.labels.len()];
-    for &l in labels.data() {
-        if let Some(c) = counts.get_mut(l as usize) {
-            *c += 1;
-        }
-    }
     let structures = m
         .labels
         .iter()
         .skip(1)
         .map(|spec| {
-            let voxels = counts.get(spec.index).copied().unwrap_or(0);
+            let check = checks.labels.get(spec.index).cloned().unwrap_or_default();
+            let voxels = check.voxels;
             let volume_ml = voxels as f64 * voxel_ml;
             let confidence = pred.confidence.get(spec.index).copied().flatten();
+            let uncertainty = pred.uncertainty.get(spec.index).copied().flatten();
             let mut flags = Vec::new();
             if voxels == 0 {
-                flags.push("empty".to_string());
+                flags.push(Flag::new(
+                    FlagCode::Empty,
+                    format!("{} was not found", spec.name),
+                ));
             }
             if let Some(c) = confidence
+                && voxels > 0
                 && c < LOW_CONFIDENCE
             {
-                flags.push(format!("low confidence {c:.2} < {LOW_CONFIDENCE}"));
+                flags.push(Flag::new(
+                    FlagCode::LowConfidence,
+                    format!("low confidence {c:.2} < {LOW_CONFIDENCE}"),
+                ));
             }
             if let Some([lo, hi]) = spec.expected_volume_ml
+                && voxels > 0
                 && (volume_ml < lo || volume_ml > hi)
             {
-                flags.push(format!(
-                    "volume {volume_ml:.0} ml outside the expected {lo:.0}–{hi:.0} ml"
+                flags.push(Flag::new(
+                    FlagCode::VolumeOutOfRange,
+                    format!("volume {volume_ml:.0} ml outside the expected {lo:.0}–{hi:.0} ml"),
                 ));
+            }
+            flags.extend(check.flags.iter().cloned());
+            if let Some(u) = uncertainty
+                && voxels > 0
+            {
+                let inside = rules.max_mean_entropy.filter(|&t| u.mean_entropy > t);
+                let edge = rules
+                    .max_boundary_entropy
+                    .zip(u.boundary_entropy)
+                    .filter(|&(t, b)| b > t);
+                if inside.is_some() || edge.is_some() {
+                    flags.push(Flag::new(
+                        FlagCode::Uncertain,
+                        format!(
+                            "the model was uncertain: mean entropy {:.2} inside, {} along the boundary",
+                            u.mean_entropy,
+                            u.boundary_entropy
+                                .map(|b| format!("{b:.2}"))
+                                .unwrap_or_else(|| "n/a".into())
+                        ),
+                    ));
+                }
             }
             let (removed_voxels, filled_voxels) =
                 changes.get(spec.index).copied().unwrap_or((0, 0));
@@ -158,10 +225,14 @@ pub fn segment(model: &Model, ct: &CtSeries, opts: &InferOptions<'_>) -> Result<
                 confidence,
                 removed_voxels,
                 filled_voxels,
+                removed_outside_container: check.removed_outside_container,
+                uncertainty,
+                wrong_side_fraction: check.wrong_side_fraction,
                 flags,
             }
         })
         .collect();
+    checks_s += tc.elapsed().as_secs_f64();
     Ok(Segmentation {
         labels,
         structures,
@@ -169,8 +240,11 @@ pub fn segment(model: &Model, ct: &CtSeries, opts: &InferOptions<'_>) -> Result<
         timings: StageTimings {
             infer: pred.timings,
             postprocess_s,
+            checks_s,
         },
         model: (m.name.clone(), m.version.clone(), m.onnx.sha256.clone()),
+        case_flags,
+        ct_facts,
     })
 }
 

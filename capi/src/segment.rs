@@ -14,7 +14,8 @@ use super::status::ac_status;
 use autocontour::contour::{Contour, ContourOptions};
 use autocontour::infer::{CancelToken, InferOptions, Progress};
 use autocontour::nifti::{nifti_labels_bytes, write_nifti_labels};
-use autocontour::pipeline::{Segmentation, segment};
+use autocontour::pipeline::{Segmentation, segment_with};
+use autocontour::plausibility::{Flag, OnMismatch};
 use autocontour::rtstruct::{RoiContours, build_rtstruct, write_rtstruct};
 use autocontour::seg::{build_seg, write_seg};
 
@@ -49,6 +50,10 @@ pub(crate) struct ResultBody {
     names: Vec<CString>,
     roi_types: Vec<CString>,
     flags: Vec<CString>,
+    /// Per structure, each flag's (code, message).
+    pub(crate) structure_flags: Vec<Vec<(CString, CString)>>,
+    /// Case flags' (code, message).
+    pub(crate) case_flags: Vec<(CString, CString)>,
     provider: CString,
     fallback_reason: Option<CString>,
     /// The RT Structure Set's ROIs and contours, made on first use and kept.
@@ -120,8 +125,8 @@ pub struct ac_structure {
     pub name: *const c_char,
     /// RT ROI Interpreted Type (`ORGAN`, `EXTERNAL`...).
     pub rt_roi_type: *const c_char,
-    /// Review flags joined by `"; "` (empty, low confidence, volume outside the expected range);
-    /// an empty string when none.
+    /// Review flags' sentences joined by `"; "`, an empty string when none; each flag's code and
+    /// sentence apart: `ac_result_flag`.
     pub flags: *const c_char,
     /// Value of this structure in the label map.
     pub label: u8,
@@ -207,8 +212,40 @@ pub unsafe extern "C" fn ac_cancel_token_free(token: *mut ac_cancel_token) -> ac
 
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// What `ac_segment_options.on_mismatch` does with a CT that does not suit the model (body
+/// region, scan length, no body, expected structures missing).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ac_on_mismatch {
+    /// Segment anyway; the result carries case flags (`ac_result_case_flag`).
+    Flag = 0,
+    /// Fail with `AC_STATUS_NOT_APPLICABLE`; the message lists each reason.
+    Refuse = 1,
+}
+
+/// Options of `ac_segment_with_options`. Fill with `ac_segment_options_init()` first, then set
+/// fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ac_segment_options {
+    /// An `ac_on_mismatch` value. Default `AC_ON_MISMATCH_FLAG`.
+    pub on_mismatch: u32,
+}
+
+/// Fills `options` with the defaults (`on_mismatch` = `AC_ON_MISMATCH_FLAG`). Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_segment_options_init(options: *mut ac_segment_options) -> ac_status {
+    boundary("ac_segment_options_init", || {
+        *try_out!(options, "options") = ac_segment_options {
+            on_mismatch: ac_on_mismatch::Flag as u32,
+        };
+        Ok(())
+    })
+}
+
 /// Segments `series` with `model`: inference on the engine's execution provider, then the
-/// manifest's postprocessing. Blocks until done.
+/// manifest's postprocessing and plausibility rules. Blocks until done. Same as
+/// `ac_segment_with_options` with the default options.
 ///
 /// `progress` (may be NULL) is called with `user_data` on this thread. `cancel` (may be NULL) lets
 /// another thread stop the run (`AC_STATUS_CANCELLED`). On success `*out` receives a new result,
@@ -224,52 +261,277 @@ pub unsafe extern "C" fn ac_segment(
     out: *mut *mut ac_result,
 ) -> ac_status {
     boundary("ac_segment", || {
-        let out = try_out!(out, "out");
-        let m = get(model, "model")?;
-        let s = get(series, "series")?;
-        let token = get_opt(cancel, "cancel")?;
-        // The user data pointer is only handed back to the caller's callback, on this thread.
-        let ud = user_data as usize;
-        let report = move |p: Progress<'_>| {
-            if let Some(cb) = progress {
-                let stage = cstring(p.stage);
-                // SAFETY: the caller gave this callback and its user data for this call.
-                unsafe { cb(ud as *mut c_void, stage.as_ptr(), p.fraction) };
-            }
+        segment_impl(
+            model,
+            series,
+            std::ptr::null(),
+            progress,
+            user_data,
+            cancel,
+            out,
+        )
+    })
+}
+
+/// `ac_segment` with `options` (NULL: the defaults): `on_mismatch` chooses between case flags and
+/// `AC_STATUS_NOT_APPLICABLE` for a CT that does not suit the model. An `on_mismatch` value
+/// outside `ac_on_mismatch` returns `AC_STATUS_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_segment_with_options(
+    model: *const ac_model,
+    series: *const ac_series,
+    options: *const ac_segment_options,
+    progress: ac_progress_callback,
+    user_data: *mut c_void,
+    cancel: *const ac_cancel_token,
+    out: *mut *mut ac_result,
+) -> ac_status {
+    boundary("ac_segment_with_options", || {
+        segment_impl(model, series, options, progress, user_data, cancel, out)
+    })
+}
+
+fn flag_strings(flags: &[Flag]) -> Vec<(CString, CString)> {
+    flags
+        .iter()
+        .map(|f| (cstring(f.code.as_str()), cstring(&f.message)))
+        .collect()
+}
+
+fn segment_impl(
+    model: *const ac_model,
+    series: *const ac_series,
+    options: *const ac_segment_options,
+    progress: ac_progress_callback,
+    user_data: *mut c_void,
+    cancel: *const ac_cancel_token,
+    out: *mut *mut ac_result,
+) -> Result<(), FfiError> {
+    let out = try_out!(out, "out");
+    let m = get(model, "model")?;
+    let s = get(series, "series")?;
+    let token = get_opt(cancel, "cancel")?;
+    // SAFETY: optional input; the caller promises a non-NULL pointer is readable.
+    let on_mismatch = match unsafe { options.as_ref() }.map(|o| o.on_mismatch) {
+        None | Some(0) => OnMismatch::Flag,
+        Some(1) => OnMismatch::Refuse,
+        Some(n) => {
+            return Err(FfiError::new(
+                ac_status::InvalidArgument,
+                format!(
+                    "options->on_mismatch is {n}: expected AC_ON_MISMATCH_FLAG (0) or AC_ON_MISMATCH_REFUSE (1)"
+                ),
+            ));
+        }
+    };
+    // The user data pointer is only handed back to the caller's callback, on this thread.
+    let ud = user_data as usize;
+    let report = move |p: Progress<'_>| {
+        if let Some(cb) = progress {
+            let stage = cstring(p.stage);
+            // SAFETY: the caller gave this callback and its user data for this call.
+            unsafe { cb(ud as *mut c_void, stage.as_ptr(), p.fraction) };
+        }
+    };
+    let opts = InferOptions {
+        memory_limit_bytes: m.memory_limit_bytes,
+        progress: progress.is_some().then_some(&report as _),
+        cancel: token.map(|t| (*t).clone()),
+        ..InferOptions::default()
+    };
+    let run = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
+    log::debug!(
+        "ac_segment run {run}: {} on {}",
+        m.model.manifest.name,
+        s.ct.series_uid
+    );
+    let seg = segment_with(&m.model, &s.ct, &opts, on_mismatch)?;
+    let body = ResultBody {
+        names: seg.structures.iter().map(|x| cstring(&x.name)).collect(),
+        roi_types: seg
+            .structures
+            .iter()
+            .map(|x| cstring(&x.rt_roi_type))
+            .collect(),
+        flags: seg
+            .structures
+            .iter()
+            .map(|x| {
+                let m: Vec<&str> = x.flags.iter().map(|f| f.message.as_str()).collect();
+                cstring(&m.join("; "))
+            })
+            .collect(),
+        structure_flags: seg
+            .structures
+            .iter()
+            .map(|x| flag_strings(&x.flags))
+            .collect(),
+        case_flags: flag_strings(&seg.case_flags),
+        provider: cstring(&seg.execution.provider),
+        rois: OnceLock::new(),
+        fallback_reason: seg.execution.fallback_reason.as_deref().map(cstring),
+        seg,
+        model: m,
+        series: s,
+    };
+    *out = register::<ac_result>(body);
+    Ok(())
+}
+
+/// A review flag, as reported by `ac_result_flag` and `ac_result_case_flag`. The strings are
+/// owned by the result and valid until `ac_result_free`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ac_flag {
+    /// Stable machine-readable code (`empty`, `low_confidence`, `volume_out_of_range`,
+    /// `outside_container`, `air_in_solid_organ`, `wrong_side`, `swapped_pair`, `truncated`,
+    /// `uncertain`; case flags: `expected_missing`, `body_part_mismatch`, `scan_too_short`,
+    /// `content_mismatch`, `no_body`).
+    pub code: *const c_char,
+    /// What was found, as a sentence for the clinician (UTF-8).
+    pub message: *const c_char,
+}
+
+/// Sets `*count` to the number of review flags of structure `structure_index` (as numbered by
+/// `ac_result_structure`). Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_flag_count(
+    result: *const ac_result,
+    structure_index: usize,
+    count: *mut usize,
+) -> ac_status {
+    boundary("ac_result_flag_count", || {
+        let out = try_out!(count, "count");
+        let r = get(result, "result")?;
+        let n = r.structure_flags.len();
+        *out = r
+            .structure_flags
+            .get(structure_index)
+            .ok_or_else(|| {
+                FfiError::new(
+                    ac_status::IndexOutOfRange,
+                    format!("structure index {structure_index} is past the end ({n} structures)"),
+                )
+            })?
+            .len();
+        Ok(())
+    })
+}
+
+/// Writes flag `flag_index` of structure `structure_index` to `*flag`. Indices past the end
+/// return `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_flag(
+    result: *const ac_result,
+    structure_index: usize,
+    flag_index: usize,
+    flag: *mut ac_flag,
+) -> ac_status {
+    boundary("ac_result_flag", || {
+        let out = try_out!(flag, "flag");
+        let r = get(result, "result")?;
+        let (code, message) = r
+            .structure_flags
+            .get(structure_index)
+            .and_then(|f| f.get(flag_index))
+            .ok_or_else(|| {
+                FfiError::new(
+                    ac_status::IndexOutOfRange,
+                    format!("no flag {flag_index} on structure {structure_index}"),
+                )
+            })?;
+        *out = ac_flag {
+            code: code.as_ptr(),
+            message: message.as_ptr(),
         };
-        let opts = InferOptions {
-            memory_limit_bytes: m.memory_limit_bytes,
-            progress: progress.is_some().then_some(&report as _),
-            cancel: token.map(|t| (*t).clone()),
-            ..InferOptions::default()
+        Ok(())
+    })
+}
+
+/// Sets `*count` to the number of case flags: the CT does not suit the model, expected
+/// structures missing. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_case_flag_count(
+    result: *const ac_result,
+    count: *mut usize,
+) -> ac_status {
+    boundary("ac_result_case_flag_count", || {
+        let out = try_out!(count, "count");
+        *out = get(result, "result")?.case_flags.len();
+        Ok(())
+    })
+}
+
+/// Writes case flag `index` to `*flag`; an index past the end returns
+/// `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_case_flag(
+    result: *const ac_result,
+    index: usize,
+    flag: *mut ac_flag,
+) -> ac_status {
+    boundary("ac_result_case_flag", || {
+        let out = try_out!(flag, "flag");
+        let r = get(result, "result")?;
+        let n = r.case_flags.len();
+        let (code, message) = r.case_flags.get(index).ok_or_else(|| {
+            FfiError::new(
+                ac_status::IndexOutOfRange,
+                format!("case flag index {index} is past the end ({n} flags)"),
+            )
+        })?;
+        *out = ac_flag {
+            code: code.as_ptr(),
+            message: message.as_ptr(),
         };
-        let run = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
-        log::debug!(
-            "ac_segment run {run}: {} on {}",
-            m.model.manifest.name,
-            s.ct.series_uid
-        );
-        let seg = segment(&m.model, &s.ct, &opts)?;
-        let body = ResultBody {
-            names: seg.structures.iter().map(|x| cstring(&x.name)).collect(),
-            roi_types: seg
-                .structures
-                .iter()
-                .map(|x| cstring(&x.rt_roi_type))
-                .collect(),
-            flags: seg
-                .structures
-                .iter()
-                .map(|x| cstring(&x.flags.join("; ")))
-                .collect(),
-            provider: cstring(&seg.execution.provider),
-            rois: OnceLock::new(),
-            fallback_reason: seg.execution.fallback_reason.as_deref().map(cstring),
-            seg,
-            model: m,
-            series: s,
+        Ok(())
+    })
+}
+
+/// Uncertainty of one structure on the model grid, as reported by `ac_result_uncertainty`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ac_uncertainty {
+    /// Mean normalised softmax entropy over the structure's voxels, 0 (certain) to 1 (uniform).
+    pub mean_entropy: f64,
+    /// Mean normalised entropy over its boundary voxels (valid when `has_boundary_entropy`).
+    pub boundary_entropy: f64,
+    /// Mean margin between the winning and the second probability, 0-1.
+    pub mean_margin: f64,
+    /// Whether `boundary_entropy` is known.
+    pub has_boundary_entropy: bool,
+    /// Whether the structure has voxels on the model grid (otherwise all values are 0).
+    pub known: bool,
+}
+
+/// Writes the uncertainty of structure `index` to `*uncertainty`; an index past the end returns
+/// `AC_STATUS_INDEX_OUT_OF_RANGE`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_uncertainty(
+    result: *const ac_result,
+    index: usize,
+    uncertainty: *mut ac_uncertainty,
+) -> ac_status {
+    boundary("ac_result_uncertainty", || {
+        let out = try_out!(uncertainty, "uncertainty");
+        let r = get(result, "result")?;
+        let n = r.seg.structures.len();
+        let s = r.seg.structures.get(index).ok_or_else(|| {
+            FfiError::new(
+                ac_status::IndexOutOfRange,
+                format!("structure index {index} is past the end ({n} structures)"),
+            )
+        })?;
+        *out = match s.uncertainty {
+            Some(u) => ac_uncertainty {
+                mean_entropy: u.mean_entropy,
+                boundary_entropy: u.boundary_entropy.unwrap_or(0.0),
+                mean_margin: u.mean_margin,
+                has_boundary_entropy: u.boundary_entropy.is_some(),
+                known: true,
+            },
+            None => ac_uncertainty::default(),
         };
-        *out = register::<ac_result>(body);
         Ok(())
     })
 }

@@ -106,6 +106,10 @@ pub enum ac_status {
     MemoryLimit = 408,
     /// The run was cancelled through its `ac_cancel_token`.
     Cancelled = 409,
+    /// The CT does not suit the model (body region, scan length, no body, expected structures
+    /// missing) and the segment options asked to refuse such cases
+    /// (`AC_ON_MISMATCH_REFUSE`); the message lists each reason.
+    NotApplicable = 410,
 }
 
 impl ac_status {
@@ -146,12 +150,13 @@ impl ac_status {
             Error::NonFiniteOutput { .. } => S::NonFiniteOutput,
             Error::MemoryLimit { .. } => S::MemoryLimit,
             Error::Cancelled => S::Cancelled,
+            Error::NotApplicable { .. } => S::NotApplicable,
             Error::InvalidArgument(_) => S::InvalidArgument,
         }
     }
 
     /// Every status, for tests and `ac_status_str`.
-    pub const ALL: [ac_status; 42] = {
+    pub const ALL: [ac_status; 43] = {
         use ac_status as S;
         [
             S::Ok,
@@ -196,6 +201,7 @@ impl ac_status {
             S::NonFiniteOutput,
             S::MemoryLimit,
             S::Cancelled,
+            S::NotApplicable,
         ]
     };
 
@@ -255,6 +261,7 @@ impl ac_status {
             S::NonFiniteOutput => "AC_STATUS_NON_FINITE_OUTPUT: model output holds NaN/Inf\0",
             S::MemoryLimit => "AC_STATUS_MEMORY_LIMIT: a memory limit would be exceeded\0",
             S::Cancelled => "AC_STATUS_CANCELLED: the run was cancelled\0",
+            S::NotApplicable => "AC_STATUS_NOT_APPLICABLE: the CT does not suit the model\0",
         }
     }
 }

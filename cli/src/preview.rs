@@ -13,6 +13,10 @@ use std::path::Path;
 use font8x8::UnicodeFonts;
 
 use autocontour::pipeline::StructureSummary;
+use autocontour::plausibility::Flag;
+
+/// Colour of review marks: flagged legend entries, case flags, dashes in flagged outlines.
+const REVIEW: [u8; 3] = [255, 190, 60];
 use autocontour::volume::Volume;
 use autocontour::{Error, Result};
 
@@ -94,6 +98,7 @@ fn render_panel(
     ct: &Volume<f32>,
     labels: &Volume<u8>,
     colors: &[[u8; 3]],
+    flagged: &[bool],
     plane: &Plane,
 ) {
     let g = ct.geometry();
@@ -145,7 +150,11 @@ fn render_panel(
                         .is_some_and(|&n| n < l)
                 });
             if edge {
-                let c = colors.get(l as usize).copied().unwrap_or([255, 255, 0]);
+                let mut c = colors.get(l as usize).copied().unwrap_or([255, 255, 0]);
+                // A flagged structure's outline is dashed with the review colour.
+                if flagged.get(l as usize) == Some(&true) && ((x + y) / 4) % 2 == 1 {
+                    c = REVIEW;
+                }
                 canvas.set(ox + x, oy + y, c);
             }
         }
@@ -164,6 +173,7 @@ pub fn write_preview(
     ct: &Volume<f32>,
     labels: &Volume<u8>,
     structures: &[StructureSummary],
+    case_flags: &[Flag],
     title: &str,
 ) -> Result<()> {
     let g = *ct.geometry();
@@ -215,19 +225,26 @@ pub fn write_preview(
         },
     ];
     let mut colors = vec![[0u8; 3]; 256];
+    let mut flagged = vec![false; 256];
     for s in structures {
         if let Some(c) = colors.get_mut(s.label as usize) {
             *c = s.color;
         }
+        if let Some(f) = flagged.get_mut(s.label as usize) {
+            *f = !s.flags.is_empty();
+        }
     }
     let line = 8 * FONT + 6;
-    let header = line + 4;
+    let header = line * (1 + case_flags.len()) + 4;
     let legend = line * (structures.len() + 1) + 8;
     let w = 3 * PANEL + 4 * GAP;
     let h = header + PANEL + 2 * GAP + legend;
     let mut canvas = Canvas::new(w, h);
     canvas.rect(0, 0, w, h, [20, 20, 28]);
     canvas.text(GAP, 4, title, [240, 240, 240]);
+    for (n, f) in case_flags.iter().enumerate() {
+        canvas.text(GAP, 4 + line * (n + 1), &format!("! {}", f.message), REVIEW);
+    }
     for (n, plane) in planes.iter().enumerate() {
         render_panel(
             &mut canvas,
@@ -236,6 +253,7 @@ pub fn write_preview(
             ct,
             labels,
             &colors,
+            &flagged,
             plane,
         );
     }
@@ -247,17 +265,7 @@ pub fn write_preview(
             .map(|c| format!("conf {c:.2}"))
             .unwrap_or_else(|| "conf -".into());
         // Short review marks; the full reasons are in the JSON summary.
-        let mut marks = Vec::new();
-        for f in &s.flags {
-            let m = if f.starts_with("low confidence") {
-                "low confidence"
-            } else if f.starts_with("volume") {
-                "volume out of range"
-            } else {
-                f.as_str()
-            };
-            marks.push(m);
-        }
+        let marks: Vec<&str> = s.flags.iter().map(|f| f.code.as_str()).collect();
         let flag = if marks.is_empty() {
             String::new()
         } else {
@@ -267,7 +275,7 @@ pub fn write_preview(
         let color = if s.flags.is_empty() {
             [230, 230, 230]
         } else {
-            [255, 190, 60]
+            REVIEW
         };
         canvas.text(GAP + 8 * FONT + 8, y, &text, color);
         y += line;

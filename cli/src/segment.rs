@@ -10,7 +10,8 @@ use autocontour::contour::ContourOptions;
 use autocontour::dicom::{LoadOptions, load_series};
 use autocontour::infer::{InferOptions, Progress};
 use autocontour::model::{Device, Fallback, Model, ModelOptions};
-use autocontour::pipeline::segment;
+use autocontour::pipeline::segment_with;
+use autocontour::plausibility::OnMismatch;
 use autocontour::runtime::RuntimeOptions;
 use autocontour::{Error, Result};
 
@@ -53,6 +54,20 @@ pub struct SegmentArgs {
     /// Also write the label map as NIfTI (labels.nii.gz, labels.json).
     #[arg(long)]
     pub nifti: bool,
+    /// A CT that does not suit the model (body region, scan length, no body, expected
+    /// structures missing): `flag` segments it and raises case flags, `refuse` fails the case
+    /// with a named error and writes nothing.
+    #[arg(long, value_enum, default_value_t = MismatchArg::Flag)]
+    pub on_mismatch: MismatchArg,
+}
+
+/// `--on-mismatch` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MismatchArg {
+    /// Segment and raise case flags.
+    Flag,
+    /// Refuse the case (exit status 1, no output files).
+    Refuse,
 }
 
 /// Where the default model package is.
@@ -217,12 +232,16 @@ fn run_case(
         }
         *l = (p.stage.to_string(), pct);
     };
-    let seg = segment(
+    let seg = segment_with(
         model,
         &ct,
         &InferOptions {
             progress: Some(&report),
             ..InferOptions::default()
+        },
+        match args.on_mismatch {
+            MismatchArg::Flag => OnMismatch::Flag,
+            MismatchArg::Refuse => OnMismatch::Refuse,
         },
     )?;
     let t = Instant::now();
@@ -238,7 +257,14 @@ fn run_case(
             "{} | {} {} | {}",
             name, model.manifest.name, model.manifest.version, seg.execution.provider
         );
-        write_preview(&preview, &ct.volume, &seg.labels, &seg.structures, &title)?;
+        write_preview(
+            &preview,
+            &ct.volume,
+            &seg.labels,
+            &seg.structures,
+            &seg.case_flags,
+            &title,
+        )?;
     }
     let preview_s = t.elapsed().as_secs_f64();
     let total_s = t_all.elapsed().as_secs_f64();
@@ -257,6 +283,8 @@ fn run_case(
         "execution": seg.execution,
         "structures": seg.structures,
         "flagged": seg.structures.iter().filter(|s| !s.flags.is_empty()).map(|s| &s.name).collect::<Vec<_>>(),
+        "case_flags": seg.case_flags,
+        "ct": seg.ct_facts,
         "timings_s": {
             "load": load_s,
             "preprocess": seg.timings.infer.preprocess_s,
@@ -264,6 +292,7 @@ fn run_case(
             "ort_run": seg.timings.infer.ort_run_s,
             "resample": seg.timings.infer.resample_s,
             "postprocess": seg.timings.postprocess_s,
+            "checks": seg.timings.checks_s,
             "rtstruct": write_s,
             "preview": preview_s,
             "total": total_s,
@@ -284,6 +313,9 @@ fn run_case(
         "{name}: {} structures in {total_s:.1} s",
         seg.structures.len()
     );
+    for f in &seg.case_flags {
+        println!("  ! {f}");
+    }
     for s in &seg.structures {
         let conf = s
             .confidence
@@ -292,7 +324,8 @@ fn run_case(
         let flags = if s.flags.is_empty() {
             String::new()
         } else {
-            format!("  [{}]", s.flags.join("; "))
+            let f: Vec<String> = s.flags.iter().map(|f| f.to_string()).collect();
+            format!("  [{}]", f.join("; "))
         };
         println!(
             "  {:<14} {:>10.1} ml  confidence {conf}{flags}",

@@ -11,6 +11,7 @@
 
 pub mod grid;
 pub mod tiling;
+pub mod uncertainty;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -157,6 +158,9 @@ pub struct Prediction {
     /// Per label: mean model probability of that label over the model-grid voxels assigned to
     /// it (`None` when none were).
     pub confidence: Vec<Option<f64>>,
+    /// Per label: entropy and margin of the model's probabilities inside the voxels it won on the
+    /// model grid and along their boundary (`None` when it won none).
+    pub uncertainty: Vec<Option<uncertainty::ClassUncertainty>>,
     /// The model grid used.
     pub grid: ModelGrid,
     /// Per-class probabilities on the model grid, `[class][z][y][x]` (only with
@@ -674,6 +678,13 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
     timings.normalize_s = t2.elapsed().as_secs_f64();
     let tc = Instant::now();
     let (model_labels, confidence) = argmax_and_confidence(&scores, classes, vox, m.output_kind);
+    let uncertainty = uncertainty::class_uncertainty(
+        &scores,
+        classes,
+        [sz, sy, sx],
+        &model_labels,
+        m.output_kind,
+    );
     timings.confidence_s = tc.elapsed().as_secs_f64();
     rep.report("resample", 0.92);
     let tb = Instant::now();
@@ -696,6 +707,7 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
     Ok(Prediction {
         labels: Volume::new(*ct.geometry(), labels)?,
         confidence,
+        uncertainty,
         grid,
         probabilities,
         tiles: tiles.len(),

@@ -46,6 +46,9 @@ pub struct Manifest {
     pub resample_output: ResampleOutput,
     /// One entry per output channel; index 0 is background.
     pub labels: Vec<LabelSpec>,
+    /// Plausibility and applicability rules (see [`super::rules`]); absent: defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plausibility: Option<super::rules::Rules>,
 }
 
 /// The ONNX file and its tensors.
@@ -237,6 +240,16 @@ pub struct LabelSpec {
     /// Coded concept.
     #[serde(default)]
     pub code: Option<Code>,
+    /// The patient's side this structure lies on (`left` / `right`), checked against the CT's
+    /// geometry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<super::rules::Side>,
+    /// Name of the structure this one lies inside (clipped to it, removal measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<String>,
+    /// A solid organ: air voxels inside it are counted and flagged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub solid: bool,
 }
 
 fn default_connectivity() -> u8 {
@@ -346,6 +359,7 @@ impl Manifest {
                 "onnx.file must be a plain file name inside the package".into(),
             ));
         }
+        self.check_rules().map_err(bad)?;
         Ok(())
     }
 

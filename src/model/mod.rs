@@ -6,15 +6,18 @@
 //! names, rank 5, one input channel, output channels = labels, element types). Each failure is a
 //! named [`Error`].
 //!
-//! Three parts: [`manifest`] (the `model.json` schema), [`device`] (execution providers and
-//! fallback), [`session`] (loading and checking the package into ONNX Runtime).
+//! Four parts: [`manifest`] (the `model.json` schema), [`rules`] (its plausibility and
+//! applicability rules), [`device`] (execution providers and fallback), [`session`] (loading and
+//! checking the package into ONNX Runtime).
 
 pub mod device;
 pub mod manifest;
+pub mod rules;
 pub mod session;
 
 pub use device::*;
 pub use manifest::*;
+pub use rules::*;
 pub use session::*;
 
 #[cfg(test)]
