@@ -4,16 +4,18 @@
 //! Per acquired slice, in parallel:
 //!
 //! 1. threshold: voxels above [`BodyOptions::threshold_hu`] (air is about −1000 HU, lung
-//!    parenchyma −900…−500 but enclosed by the chest wall, fat about −100);
+//!    parenchyma −900…−500, fat about −100), then holes filled: lungs, airways and bowel gas
+//!    enclosed by the body become part of it, so a thin chest wall over a lung is part of a thick
+//!    mass and survives the next step;
 //! 2. opening (erosion then dilation) with a box of half-width [`BodyOptions::opening_mm`]: thin
 //!    objects — the couch's carbon-fibre shell, immobilisation masks and boards, cables, sheets —
 //!    and thin bridges between them and the body vanish.
 //!
 //! Then in 3-D: the largest 6-connected component of the opened mask is the body core (the
 //! couch and anything else not joined to the patient by a thick bridge are separate components);
-//! the core is dilated back by the same box and intersected with the threshold mask, which
+//! the core is dilated back by the same box and intersected with the filled threshold mask, which
 //! restores the skin exactly where the opening eroded it (no smoothing of the skin line), and
-//! holes are filled per slice (lungs, airways, bowel gas belong to the body).
+//! holes are filled per slice once more.
 //!
 //! The result is a binary mask on the CT grid. A CT without any voxel above the threshold (a
 //! phantom of air) gives an empty mask, not an error: the caller decides what that means.
@@ -125,12 +127,25 @@ pub fn body_mask(ct: &Volume<f32>, opts: &BodyOptions) -> Result<Volume<u8>> {
     let r = radius_voxels(opts.opening_mm, g.spacing);
     let threshold = opts.threshold_hu;
 
-    // 1–2. Threshold and opening per slice; keep the thresholded slice for the restoration.
-    let mut thr: Vec<u8> = ct
+    // 1–2. Threshold, holes filled, and opening per slice; keep the filled slices for the
+    // restoration.
+    let thr: Vec<u8> = ct
         .data()
         .par_iter()
         .map(|&v| u8::from(v > threshold))
         .collect();
+    let mut filled = Volume::new(g, thr)?;
+    postprocess_label(
+        &mut filled,
+        1,
+        &PostprocessOptions {
+            largest_component: false,
+            connectivity: Connectivity::Six,
+            min_component_fraction: None,
+            fill_holes: FillHoles::Slice2d,
+        },
+    )?;
+    let mut thr = filled.into_data();
     let mut core = thr.clone();
     core.par_chunks_mut(plane).for_each(|s| {
         if s.contains(&1) {
@@ -256,6 +271,86 @@ mod tests {
         for k in 0..nk {
             for i in [3usize, 76] {
                 assert_eq!(body.get(i, 50, k), Some(&0), "couch at i {i} k {k}");
+            }
+        }
+    }
+
+    /// Body-sized ellipses (thorax, head, pelvis) with lungs or bone inside, on a couch that
+    /// touches the body or lies 6 mm below it, head-first and feet-first (slices reversed),
+    /// supine and prone (the couch on the anterior side): Dice ≥ 0.98 against the analytic body,
+    /// and nothing kept at the couch's far ends.
+    #[test]
+    fn phantoms_of_three_regions_with_a_couch() {
+        // (name, semi-axes x/y mm, inner structure HU)
+        let regions = [
+            ("thorax", [170.0, 110.0], -800.0),
+            ("head", [75.0, 92.0], 35.0),
+            ("pelvis", [180.0, 120.0], 400.0),
+        ];
+        for (name, [ax, ay], inner_hu) in regions {
+            for gap_mm in [0.0, 6.0] {
+                for feet_first in [false, true] {
+                    for prone in [false, true] {
+                        let s = 2.0;
+                        let (ni, nj, nk) = (
+                            ((2.0 * ax + 60.0) / s) as usize,
+                            ((2.0 * ay + 80.0) / s) as usize,
+                            8,
+                        );
+                        let mut direction = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+                        if feet_first {
+                            direction = [[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]];
+                        }
+                        let g = Geometry {
+                            size: [ni, nj, nk],
+                            origin: [0.0; 3],
+                            spacing: [s, s, 3.0],
+                            direction,
+                        };
+                        let (cx, cy) = (ni as f64 * s / 2.0, nj as f64 * s / 2.0);
+                        let mut hu = vec![-1000f32; ni * nj * nk];
+                        let mut truth = vec![0u8; ni * nj * nk];
+                        // The couch is under the back: +y supine, -y prone (rows grow along +y).
+                        let couch_y = |y: f64| {
+                            let d = if prone { -(y - cy) } else { y - cy };
+                            d >= ay + gap_mm && d < ay + gap_mm + 6.0
+                        };
+                        for k in 0..nk {
+                            for j in 0..nj {
+                                for i in 0..ni {
+                                    let p = (k * nj + j) * ni + i;
+                                    let (x, y) =
+                                        (i as f64 * s + s / 2.0 - cx, j as f64 * s + s / 2.0 - cy);
+                                    let q = (x / ax).powi(2) + (y / ay).powi(2);
+                                    if q <= 1.0 {
+                                        truth[p] = 1;
+                                        let inner = ((x.abs() - ax / 2.5) / (ax / 4.0)).powi(2)
+                                            + (y / (ay / 2.0)).powi(2)
+                                            <= 1.0;
+                                        hu[p] = if inner { inner_hu } else { 30.0 };
+                                    } else if couch_y(y + cy - cy) && x.abs() < ax + 25.0 {
+                                        hu[p] = 250.0;
+                                    }
+                                }
+                            }
+                        }
+                        let ct = Volume::new(g, hu).unwrap();
+                        let body = body_mask(&ct, &BodyOptions::default()).unwrap();
+                        let (mut tp, mut fp, mut fneg) = (0, 0, 0);
+                        for (&b, &t) in body.data().iter().zip(&truth) {
+                            match (b, t) {
+                                (1, 1) => tp += 1,
+                                (1, 0) => fp += 1,
+                                (0, 1) => fneg += 1,
+                                _ => {}
+                            }
+                        }
+                        let dice = 2.0 * tp as f64 / (2 * tp + fp + fneg) as f64;
+                        let case =
+                            format!("{name} gap {gap_mm} feet_first {feet_first} prone {prone}");
+                        assert!(dice >= 0.98, "{case}: Dice {dice:.4} (fp {fp}, fn {fneg})");
+                    }
+                }
             }
         }
     }

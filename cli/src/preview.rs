@@ -91,16 +91,22 @@ pub(crate) fn window(hu: f32) -> u8 {
     (t * 255.0) as u8
 }
 
+/// How outlines are drawn: colour per label, and which labels are flagged (dashed).
+struct Outlines<'a> {
+    colors: &'a [[u8; 3]],
+    flagged: &'a [bool],
+}
+
 fn render_panel(
     canvas: &mut Canvas,
     ox: usize,
     oy: usize,
     ct: &Volume<f32>,
     labels: &Volume<u8>,
-    colors: &[[u8; 3]],
-    flagged: &[bool],
+    outlines: &Outlines<'_>,
     plane: &Plane,
 ) {
+    let (colors, flagged) = (outlines.colors, outlines.flagged);
     let g = ct.geometry();
     let step = 2.0 * plane.half / PANEL as f64;
     let mut lab = vec![0u8; PANEL * PANEL];
@@ -252,8 +258,10 @@ pub fn write_preview(
             header,
             ct,
             labels,
-            &colors,
-            &flagged,
+            &Outlines {
+                colors: &colors,
+                flagged: &flagged,
+            },
             plane,
         );
     }

@@ -251,10 +251,11 @@ impl Manifest {
         if let Some(v) = rules.max_boundary_entropy {
             fraction("max_boundary_entropy", v)?;
         }
-        if !rules.body_threshold_hu.is_finite()
-            || !(rules.body_opening_mm.is_finite() && rules.body_opening_mm >= 0.0)
-            || !rules.air_hu.is_finite()
-        {
+        let finite = rules.body_threshold_hu.is_finite()
+            && rules.body_opening_mm.is_finite()
+            && rules.body_opening_mm >= 0.0
+            && rules.air_hu.is_finite();
+        if !finite {
             return Err("plausibility: body_threshold_hu, body_opening_mm (≥ 0) and air_hu must be finite numbers".into());
         }
         if rules.organs_inside_external
