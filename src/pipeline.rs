@@ -117,7 +117,7 @@ pub fn segment_with(
 ) -> Result<Segmentation> {
     let m = &model.manifest;
     let tc = Instant::now();
-    let (ct_facts, mut case_flags) = check_applicability(ct, m, on_mismatch)?;
+    let (ct_facts, mut case_flags, coarse_body) = check_applicability(ct, m, on_mismatch)?;
     let mut checks_s = tc.elapsed().as_secs_f64();
     let pred = predict(model, &ct.volume, opts)?;
     let t = Instant::now();
@@ -147,7 +147,14 @@ pub fn segment_with(
     let postprocess_s = t.elapsed().as_secs_f64();
 
     let tc = Instant::now();
-    let checks = check_structures(&mut labels, &ct.volume, m, ct_facts.midline_x_mm)?;
+    let checks = check_structures(
+        &mut labels,
+        &ct.volume,
+        m,
+        ct_facts.midline_x_mm,
+        Some(&coarse_body),
+    )?;
+    drop(coarse_body);
     case_flags.extend(checks.case_flags.iter().cloned());
     refuse_after(m, &checks.case_flags, on_mismatch)?;
     let rules = m.rules();

@@ -22,7 +22,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::body::{BodyOptions, body_mask};
+use crate::body::{BodyOptions, CoarseBody, coarse_body, refine_body};
 use crate::dicom::CtSeries;
 use crate::error::{Error, Result};
 use crate::model::{ExternalSource, Manifest, Rules, Side};
@@ -128,7 +128,7 @@ pub enum OnMismatch {
     Refuse,
 }
 
-/// What the CT looks like, from a coarse copy (every spacing ≥ 3 mm).
+/// What the CT looks like, measured on the body outline's coarse grid ([`crate::body`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CtFacts {
     /// Body Part Examined (0018,0015), if the CT has it.
@@ -143,36 +143,6 @@ pub struct CtFacts {
     pub midline_x_mm: Option<f64>,
 }
 
-/// Per-axis subsampling strides so that each coarse spacing is ≥ 3 mm.
-fn coarse_strides(spacing: [f64; 3]) -> [usize; 3] {
-    spacing.map(|s| {
-        if s > 0.0 {
-            (3.0 / s).floor().max(1.0) as usize
-        } else {
-            1
-        }
-    })
-}
-
-/// A subsampled copy of `v` (every `stride`-th voxel per axis) with its geometry.
-fn subsample(v: &Volume<f32>, stride: [usize; 3]) -> Result<Volume<f32>> {
-    let g = v.geometry();
-    let size = [0, 1, 2].map(|a| g.size[a].div_ceil(stride[a].max(1)));
-    let spacing = [0, 1, 2].map(|a| g.spacing[a] * stride[a] as f64);
-    let cg = Geometry::new(size, g.origin, spacing, g.direction)?;
-    let data = v.data();
-    let mut out = Vec::with_capacity(cg.voxel_count());
-    for k in 0..size[2] {
-        for j in 0..size[1] {
-            for i in 0..size[0] {
-                let n = g.flat_index(i * stride[0], j * stride[1], k * stride[2]);
-                out.push(n.and_then(|n| data.get(n)).copied().unwrap_or(-1000.0));
-            }
-        }
-    }
-    Volume::new(cg, out)
-}
-
 /// Patient coordinate `row` (0 = x, 2 = z) of voxel (i, j, k) as `base + di·i + dj·j + dk·k`.
 fn coordinate_coefficients(g: &Geometry, row: usize) -> [f64; 4] {
     let r = row.min(2);
@@ -184,22 +154,17 @@ fn coordinate_coefficients(g: &Geometry, row: usize) -> [f64; 4] {
     ]
 }
 
-/// Looks at the CT on a coarse grid: body part, body length, lung fraction, midline.
-pub fn ct_facts(ct: &CtSeries, rules: &Rules) -> Result<CtFacts> {
+/// Looks at the CT on the body outline's coarse grid: body part, body length, lung fraction,
+/// midline. Returns the coarse outline too, for the builtin External.
+pub fn ct_facts(ct: &CtSeries, rules: &Rules) -> Result<(CtFacts, CoarseBody)> {
     let body_part = ct
         .header
         .get(dicom_dictionary_std::tags::BODY_PART_EXAMINED)
         .and_then(|e| e.to_str().ok())
         .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
         .filter(|s| !s.is_empty());
-    let coarse = subsample(&ct.volume, coarse_strides(ct.volume.geometry().spacing))?;
-    let body = body_mask(
-        &coarse,
-        &BodyOptions {
-            threshold_hu: rules.body_threshold_hu,
-            opening_mm: rules.body_opening_mm,
-        },
-    )?;
+    let cb = coarse_body(&ct.volume, &body_options(rules))?;
+    let (body, coarse) = (&cb.mask, &cb.hu);
     let g = *coarse.geometry();
     let [ni, nj, _] = g.size;
     let (cx, cz) = (
@@ -235,13 +200,21 @@ pub fn ct_facts(ct: &CtSeries, rules: &Rules) -> Result<CtFacts> {
             |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3.min(b.3), a.4.max(b.4)),
         );
     let voxel_ml = g.spacing.iter().product::<f64>() / 1000.0;
-    Ok(CtFacts {
+    let facts = CtFacts {
         body_part,
         body_length_mm: if n > 0 { zmax - zmin } else { 0.0 },
         lung_fraction: if n > 0 { lung as f64 / n as f64 } else { 0.0 },
         body_volume_ml: n as f64 * voxel_ml,
         midline_x_mm: (n > 0).then(|| sx / n as f64),
-    })
+    };
+    Ok((facts, cb))
+}
+
+fn body_options(rules: &Rules) -> BodyOptions {
+    BodyOptions {
+        threshold_hu: rules.body_threshold_hu,
+        opening_mm: rules.body_opening_mm,
+    }
 }
 
 /// Case flags from the CT alone (before inference): no body, body part, scan length, content.
@@ -300,18 +273,24 @@ pub fn applicability_flags(facts: &CtFacts, rules: &Rules) -> Vec<Flag> {
 }
 
 /// Runs the CT checks and applies `mode`: the case flags, or [`Error::NotApplicable`].
+/// Also returns the coarse body outline, for [`check_structures`].
 pub fn check_applicability(
     ct: &CtSeries,
     manifest: &Manifest,
     mode: OnMismatch,
-) -> Result<(CtFacts, Vec<Flag>)> {
+) -> Result<(CtFacts, Vec<Flag>, CoarseBody)> {
     let rules = manifest.rules();
-    let facts = ct_facts(ct, &rules)?;
+    let t = std::time::Instant::now();
+    let (facts, coarse) = ct_facts(ct, &rules)?;
+    log::debug!(
+        "applicability: CT facts in {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
     let flags = applicability_flags(&facts, &rules);
     if mode == OnMismatch::Refuse && !flags.is_empty() {
         return Err(not_applicable(manifest, &flags));
     }
-    Ok((facts, flags))
+    Ok((facts, flags, coarse))
 }
 
 fn not_applicable(manifest: &Manifest, flags: &[Flag]) -> Error {
@@ -357,23 +336,51 @@ pub struct StructureChecks {
     pub body_voxels: usize,
 }
 
-/// Sets voxels of `label` outside `region` (a 1/0 mask) to background; returns how many.
-fn clip_to(labels: &mut Volume<u8>, label: u8, region: &Volume<u8>) -> usize {
+/// The builtin body as the External, in one pass: voxels of the labels marked in `inner` outside
+/// `body` become background (counted per label), the External label (`ext`, if the model has one)
+/// becomes exactly the body voxels no other structure holds. Returns removed voxels per label.
+fn apply_builtin_external(
+    labels: &mut Volume<u8>,
+    body: &Volume<u8>,
+    ext: Option<u8>,
+    inner: &[bool],
+) -> Vec<usize> {
+    let n = inner.len();
     labels
         .data_mut()
         .par_chunks_mut(1 << 16)
-        .zip(region.data().par_chunks(1 << 16))
-        .map(|(l, r)| {
-            let mut n = 0;
-            for (v, &m) in l.iter_mut().zip(r) {
-                if *v == label && m == 0 {
-                    *v = 0;
-                    n += 1;
+        .zip(body.data().par_chunks(1 << 16))
+        .fold(
+            || vec![0usize; n],
+            |mut removed, (l, m)| {
+                for (v, &inside) in l.iter_mut().zip(m) {
+                    if inside != 0 {
+                        if *v == 0
+                            && let Some(e) = ext
+                        {
+                            *v = e;
+                        }
+                    } else if *v != 0 {
+                        if Some(*v) == ext {
+                            *v = 0;
+                        } else if inner.get(*v as usize) == Some(&true) {
+                            if let Some(c) = removed.get_mut(*v as usize) {
+                                *c += 1;
+                            }
+                            *v = 0;
+                        }
+                    }
                 }
-            }
-            n
-        })
-        .sum()
+                removed
+            },
+        )
+        .reduce(
+            || vec![0usize; n],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
 }
 
 fn find_root(parent: &mut [usize], mut x: usize) -> usize {
@@ -511,29 +518,35 @@ fn clip_outside(labels: &mut Volume<u8>, container: u8, inner: &[bool]) -> (Vec<
         )
 }
 
-/// Voxels per label (labels ≥ `n` are not counted).
-fn label_counts(labels: &Volume<u8>, n: usize) -> Vec<usize> {
-    labels
-        .data()
-        .par_chunks(1 << 16)
-        .fold(
-            || vec![0usize; n],
-            |mut c, chunk| {
-                for &l in chunk {
-                    if let Some(x) = c.get_mut(l as usize) {
-                        *x += 1;
-                    }
-                }
-                c
-            },
-        )
-        .reduce(
-            || vec![0usize; n],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            },
-        )
+/// How many `i` in `[i0, i1)` put `x = base + step · i` on the wrong side of `mid` for `side`
+/// (left: x < mid; right: x > mid).
+fn count_wrong_side(i0: usize, i1: usize, base: f64, step: f64, mid: f64, side: Side) -> usize {
+    let wrong = |i: usize| {
+        let x = base + step * i as f64;
+        match side {
+            Side::Left => x < mid,
+            Side::Right => x > mid,
+        }
+    };
+    if i1 <= i0 {
+        return 0;
+    }
+    // x is monotonic in i: the wrong voxels are a prefix or a suffix; find the boundary by
+    // bisection on the predicate.
+    let (first, last) = (wrong(i0), wrong(i1 - 1));
+    if first == last {
+        return if first { i1 - i0 } else { 0 };
+    }
+    let (mut lo, mut hi) = (i0, i1 - 1); // wrong(lo) == first, wrong(hi) == last
+    while hi - lo > 1 {
+        let m = lo + (hi - lo) / 2;
+        if wrong(m) == first {
+            lo = m;
+        } else {
+            hi = m;
+        }
+    }
+    if first { lo + 1 - i0 } else { i1 - hi }
 }
 
 /// Base name of a lateral structure (suffix `_L`, `_R`, `_Left`, `_Right` removed, lower case).
@@ -549,12 +562,14 @@ fn pair_base(name: &str) -> String {
 
 /// Checks (and clips) the label map after postprocessing: see the module documentation.
 /// `ct` is the CT in HU on the label map's grid; `midline_x_mm` the body's mid-sagittal plane
-/// (from [`ct_facts`]; `None` skips the laterality checks).
+/// (from [`ct_facts`]; `None` skips the laterality checks); `coarse` the coarse body outline of
+/// `ct` from [`ct_facts`] (computed here when `None` and the builtin External is asked for).
 pub fn check_structures(
     labels: &mut Volume<u8>,
     ct: &Volume<f32>,
     manifest: &Manifest,
     midline_x_mm: Option<f64>,
+    coarse: Option<&CoarseBody>,
 ) -> Result<StructureChecks> {
     if labels.geometry().size != ct.geometry().size {
         return Err(Error::InvalidArgument(format!(
@@ -572,21 +587,22 @@ pub fn check_structures(
     let ext = manifest.external_label().and_then(|l| u8::try_from(l).ok());
     let containers = manifest.containers();
 
-    // 1. Voxels per label before the checks.
-    let counts_before = label_counts(labels, n_labels);
+    // 1. Timing of the steps (debug log).
+    let t = std::time::Instant::now();
+    let lap =
+        |what: &str| log::debug!("plausibility: {what} at {:.3} s", t.elapsed().as_secs_f64());
 
     // 2. Containment, outermost containers first (depth order in the containment forest); all
     // structures inside one container are clipped in one pass over the slices.
     let body = if rules.external == ExternalSource::Builtin {
         out.external = Some(ExternalSource::Builtin);
-        let b = body_mask(
-            ct,
-            &BodyOptions {
-                threshold_hu: rules.body_threshold_hu,
-                opening_mm: rules.body_opening_mm,
-            },
-        )?;
+        let opts = body_options(&rules);
+        let b = match coarse {
+            Some(c) => refine_body(ct, c, &opts)?,
+            None => refine_body(ct, &coarse_body(ct, &opts)?, &opts)?,
+        };
         out.body_voxels = b.data().par_iter().filter(|&&v| v != 0).count();
+        lap("builtin body");
         Some(b)
     } else {
         if ext.is_some() {
@@ -605,6 +621,7 @@ pub fn check_structures(
         }
         d
     };
+    let mut builtin_applied = false;
     let mut outers: Vec<usize> = containers.iter().flatten().copied().collect();
     outers.sort_by_key(|&c| (depth(c), c));
     outers.dedup();
@@ -615,15 +632,8 @@ pub fn check_structures(
         let removed = match (&body, Some(c) == ext.map(usize::from)) {
             // The builtin body is the External: clip to the mask.
             (Some(b), true) => {
-                let mut removed = vec![0usize; n_labels];
-                for (l, r) in removed.iter_mut().enumerate() {
-                    if inner.get(l) == Some(&true)
-                        && let Ok(lu) = u8::try_from(l)
-                    {
-                        *r = clip_to(labels, lu, b);
-                    }
-                }
-                removed
+                builtin_applied = true;
+                apply_builtin_external(labels, b, ext, &inner)
             }
             _ => {
                 let Ok(cu) = u8::try_from(c) else { continue };
@@ -641,21 +651,10 @@ pub fn check_structures(
         }
     }
 
-    // 3. The builtin body becomes the External label.
-    if let (Some(b), Some(e), ExternalSource::Builtin) = (&body, ext, rules.external) {
-        labels
-            .data_mut()
-            .par_chunks_mut(4096)
-            .zip(b.data().par_chunks(4096))
-            .for_each(|(l, m)| {
-                for (v, &inside) in l.iter_mut().zip(m) {
-                    if inside != 0 && *v == 0 {
-                        *v = e;
-                    } else if inside == 0 && *v == e {
-                        *v = 0;
-                    }
-                }
-            });
+    lap("containment");
+    // 3. A builtin body the containment did not use still becomes the External label.
+    if let (Some(b), Some(_), false) = (&body, ext, builtin_applied) {
+        apply_builtin_external(labels, b, ext, &vec![false; n_labels]);
     }
     drop(body);
 
@@ -692,30 +691,40 @@ pub fn check_structures(
         .fold(
             || vec![Acc::default(); n_labels],
             |mut acc, (k, (ls, hu))| {
-                for (p, (&l, &h)) in ls.iter().zip(hu).enumerate() {
-                    if l == 0 {
-                        continue;
-                    }
-                    let Some(a) = acc.get_mut(l as usize) else {
-                        continue;
-                    };
-                    let (i, j) = (p % ni, p / ni);
-                    a.n += 1;
-                    if solid.get(l as usize) == Some(&true) && h < air_hu {
-                        a.air += 1;
-                    }
-                    let x = cx[0] + cx[1] * i as f64 + cx[2] * j as f64 + cx[3] * k as f64;
-                    a.sx += x;
-                    if let (Some(Some(side)), Some(mid)) = (sides.get(l as usize), midline_x_mm) {
-                        let wrong = match side {
-                            Side::Left => x < mid,
-                            Side::Right => x > mid,
+                // Runs of one label along a row: x is linear in i, so a run's sum of x and its
+                // count on the wrong side are arithmetic; only solid labels look at each voxel.
+                for (j, (row, hrow)) in ls.chunks(ni.max(1)).zip(hu.chunks(ni.max(1))).enumerate() {
+                    let mut i = 0;
+                    while i < row.len() {
+                        let l = row.get(i).copied().unwrap_or(0);
+                        let i0 = i;
+                        while i < row.len() && row.get(i) == Some(&l) {
+                            i += 1;
+                        }
+                        if l == 0 {
+                            continue;
+                        }
+                        let Some(a) = acc.get_mut(l as usize) else {
+                            continue;
                         };
-                        a.wrong += usize::from(wrong);
-                    }
-                    let c = [i, j, k][z_axis];
-                    if c == 0 || c == n_end {
-                        a.ends = true;
+                        let len = i - i0;
+                        a.n += len;
+                        if solid.get(l as usize) == Some(&true) {
+                            a.air += hrow
+                                .get(i0..i)
+                                .map_or(0, |h| h.iter().filter(|&&v| v < air_hu).count());
+                        }
+                        let base = cx[0] + cx[2] * j as f64 + cx[3] * k as f64;
+                        a.sx += len as f64 * base + cx[1] * (i0 + i - 1) as f64 * len as f64 / 2.0;
+                        if let (Some(Some(side)), Some(mid)) = (sides.get(l as usize), midline_x_mm)
+                        {
+                            a.wrong += count_wrong_side(i0, i, base, cx[1], mid, *side);
+                        }
+                        let c = [i0, j, k][z_axis];
+                        let c_last = [i - 1, j, k][z_axis];
+                        if c == 0 || c_last == n_end {
+                            a.ends = true;
+                        }
                     }
                 }
                 acc
@@ -736,6 +745,7 @@ pub fn check_structures(
         );
     let _ = nk;
 
+    lap("statistics");
     // 5. Flags per structure.
     for (l, spec) in manifest.labels.iter().enumerate().skip(1) {
         let (Some(a), Some(s)) = (acc.get(l), out.labels.get_mut(l)) else {
@@ -745,7 +755,7 @@ pub fn check_structures(
         s.air_voxels = a.air;
         s.truncated = a.ends;
         s.centroid_x_mm = (a.n > 0).then(|| a.sx / a.n as f64);
-        let before = counts_before.get(l).copied().unwrap_or(0);
+        let before = a.n + s.removed_outside_container;
         if s.removed_outside_container > 0 && before > 0 {
             let f = s.removed_outside_container as f64 / before as f64;
             if f > rules.max_removed_fraction {
@@ -956,6 +966,36 @@ mod tests {
     }
 
     #[test]
+    fn wrong_side_counts_match_brute_force() {
+        for (base, step, mid) in [
+            (-10.0, 1.0, 0.0),
+            (10.0, -1.0, 0.0),
+            (3.0, 0.0, 0.0),
+            (-3.0, 0.0, 0.0),
+            (-4.5, 0.7, 1.2),
+        ] {
+            for side in [Side::Left, Side::Right] {
+                for (i0, i1) in [(0usize, 30usize), (5, 6), (12, 12), (0, 1), (14, 29)] {
+                    let brute = (i0..i1)
+                        .filter(|&i| {
+                            let x = base + step * i as f64;
+                            match side {
+                                Side::Left => x < mid,
+                                Side::Right => x > mid,
+                            }
+                        })
+                        .count();
+                    assert_eq!(
+                        count_wrong_side(i0, i1, base, step, mid, side),
+                        brute,
+                        "{base} {step} {mid} {side:?} [{i0}, {i1})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn clip_slice_keeps_what_the_container_encloses() {
         // 7 × 7: a ring of 1 with a 2 inside it and a 2 outside it.
         #[rustfmt::skip]
@@ -989,7 +1029,7 @@ mod tests {
         paint(&mut labels, 3, [9, 13], [12, 17], [1, 5]);
         paint(&mut labels, 4, [17, 23], [8, 12], [1, 5]);
         let mid = midline(&labels);
-        let c = check_structures(&mut labels, &ct, &m, Some(mid)).unwrap();
+        let c = check_structures(&mut labels, &ct, &m, Some(mid), None).unwrap();
         for (l, s) in c.labels.iter().enumerate().skip(1) {
             assert!(s.flags.is_empty(), "label {l}: {:?}", s.flags);
         }
@@ -1007,7 +1047,7 @@ mod tests {
         paint(&mut labels, 4, [0, 2], [0, 2], [1, 5]);
         let before = labels.data().iter().filter(|&&v| v == 4).count();
         let mid = midline(&labels);
-        let c = check_structures(&mut labels, &ct, &m, Some(mid)).unwrap();
+        let c = check_structures(&mut labels, &ct, &m, Some(mid), None).unwrap();
         let after = labels.data().iter().filter(|&&v| v == 4).count();
         assert_eq!(before - after, 16);
         assert_eq!(c.labels[4].removed_outside_container, 16);
@@ -1016,7 +1056,7 @@ mod tests {
         let (mut labels, ct) = scene(IDENTITY);
         paint(&mut labels, 4, [0, 2], [0, 2], [1, 5]);
         let mid = midline(&labels);
-        let c = check_structures(&mut labels, &ct, &m, Some(mid)).unwrap();
+        let c = check_structures(&mut labels, &ct, &m, Some(mid), None).unwrap();
         assert_eq!(c.labels[4].voxels, 0);
         assert_eq!(codes(&c.case_flags), vec![FlagCode::ExpectedMissing]);
         assert!(refuse_after(&m, &c.case_flags, OnMismatch::Flag).is_ok());
@@ -1050,7 +1090,7 @@ mod tests {
             paint(&mut labels, 3, correct_r, [12, 17], [1, 5]);
             paint(&mut labels, 4, [17, 23], [8, 12], [1, 5]);
             let mid = midline(&labels);
-            let c = check_structures(&mut labels.clone(), &ct, &m, Some(mid)).unwrap();
+            let c = check_structures(&mut labels.clone(), &ct, &m, Some(mid), None).unwrap();
             assert!(
                 c.labels[2].flags.is_empty() && c.labels[3].flags.is_empty(),
                 "{d:?}: {:?}",
@@ -1062,7 +1102,7 @@ mod tests {
             paint(&mut swapped, 2, correct_r, [12, 17], [1, 5]);
             paint(&mut swapped, 3, correct_l, [12, 17], [1, 5]);
             paint(&mut swapped, 4, [17, 23], [8, 12], [1, 5]);
-            let c = check_structures(&mut swapped, &ct, &m, Some(mid)).unwrap();
+            let c = check_structures(&mut swapped, &ct, &m, Some(mid), None).unwrap();
             for l in [2, 3] {
                 assert_eq!(
                     codes(&c.labels[l].flags),
@@ -1088,7 +1128,7 @@ mod tests {
             }
         }
         let mid = midline(&labels);
-        let c = check_structures(&mut labels, &ct, &m, Some(mid)).unwrap();
+        let c = check_structures(&mut labels, &ct, &m, Some(mid), None).unwrap();
         let got = codes(&c.labels[4].flags);
         assert!(got.contains(&FlagCode::AirInSolidOrgan), "{got:?}");
         assert!(got.contains(&FlagCode::Truncated), "{got:?}");
@@ -1109,7 +1149,7 @@ mod tests {
         }
         paint(&mut labels, 4, [0, 2], [0, 2], [1, 5]);
         let mid = midline(&labels);
-        let c = check_structures(&mut labels, &ct, &m, Some(mid)).unwrap();
+        let c = check_structures(&mut labels, &ct, &m, Some(mid), None).unwrap();
         assert_eq!(c.external, Some(ExternalSource::Builtin));
         let body = ct.data().iter().filter(|&&h| h > -400.0).count();
         assert_eq!(labels.data().iter().filter(|&&v| v == 1).count(), body);
