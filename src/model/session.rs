@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::runtime;
 
 /// A loaded model package, ready to run.
-
 pub struct Model {
     /// The manifest.
     pub manifest: Manifest,
