@@ -16,21 +16,22 @@
 
 use std::path::Path;
 
-use dicom_core::value::{DataSetSequence, PrimitiveValue};
-use dicom_core::{DataElement, Tag, VR, dicom_value};
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{Tag, VR, dicom_value};
 use dicom_dictionary_std::tags;
-use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::{FileDicomObject, InMemDicomObject};
 
 use crate::dicom::CtSeries;
+use crate::dicom::write::{
+    Code, EXPLICIT_VR_LE, OutputInfo, code_item, format_ds, image_ref, item, lo, new_uid, now_utc,
+    put, put_patient_study_frame, put_seq, put_series, put_v, software_versions, sop_class_or_ct,
+    with_file_meta, write_object,
+};
 use crate::error::{Error, Result};
-use crate::rtstruct::{OutputInfo, RoiCode, format_ds, new_uid};
 use crate::volume::Volume;
 
 /// Segmentation Storage SOP Class UID.
-pub const SEG_SOP_CLASS: &str = "1.2.840.10008.5.1.4.1.1.66.4";
-const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
-const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
-const IMPLEMENTATION_CLASS_UID: &str = "2.25.231440186361853392453446563306208133125";
+pub use crate::dicom::write::SEG_SOP_CLASS;
 
 /// One segment: which label of the map it is, and how it is described.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,37 +43,7 @@ pub struct SegSegment {
     /// Display colour (RGB), written as Recommended Display CIELab Value.
     pub color: [u8; 3],
     /// Segmented Property Type; `None` writes SCT 85756007 "Tissue".
-    pub code: Option<RoiCode>,
-}
-
-fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<String>) {
-    obj.put(DataElement::new(tag, vr, value.into()));
-}
-
-fn put_v(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: PrimitiveValue) {
-    obj.put(DataElement::new(tag, vr, value));
-}
-
-fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
-    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
-}
-
-fn item(f: impl FnOnce(&mut InMemDicomObject)) -> InMemDicomObject {
-    let mut o = InMemDicomObject::new_empty();
-    f(&mut o);
-    o
-}
-
-fn lo(s: &str) -> String {
-    s.chars().take(64).collect()
-}
-
-fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
-    item(|o| {
-        put(o, tags::CODE_VALUE, VR::SH, value);
-        put(o, tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme);
-        put(o, tags::CODE_MEANING, VR::LO, lo(meaning));
-    })
+    pub code: Option<Code>,
 }
 
 fn ds_list(v: &[f64]) -> Result<String> {
@@ -192,7 +163,7 @@ pub fn build_seg(
     let sop_uid = new_uid(&ct.series_uid);
     let series_uid = new_uid(&sop_uid);
     let dim_uid = new_uid(&series_uid);
-    let (date, time) = crate::rtstruct::now_utc();
+    let (date, time) = now_utc();
     let mut o = InMemDicomObject::new_empty();
     put(&mut o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
     put(&mut o, tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY");
@@ -200,9 +171,9 @@ pub fn build_seg(
     put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid.as_str());
     put(&mut o, tags::INSTANCE_CREATION_DATE, VR::DA, date.as_str());
     put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
-    crate::rtstruct::put_patient_study_frame(&mut o, ct);
+    put_patient_study_frame(&mut o, ct);
     // Segmentation Series
-    let desc = crate::rtstruct::put_series(&mut o, "SEG", &series_uid, "901", &date, &time, info);
+    let desc = put_series(&mut o, "SEG", &series_uid, "901", &date, &time, info);
     // Enhanced General Equipment
     put(&mut o, tags::MANUFACTURER, VR::LO, "autocontour");
     let model_name = if info.model_name.trim().is_empty() {
@@ -217,16 +188,12 @@ pub fn build_seg(
         model_name.as_str(),
     );
     put(&mut o, tags::DEVICE_SERIAL_NUMBER, VR::LO, "0");
-    let versions: Vec<String> = [
-        format!("autocontour {}", crate::VERSION),
-        format!("{} {}", info.model_name, info.model_version),
-        info.model_sha256.clone(),
-    ]
-    .iter()
-    .map(|v| lo(v.trim().trim_matches('\\')))
-    .filter(|v| !v.is_empty())
-    .collect();
-    put(&mut o, tags::SOFTWARE_VERSIONS, VR::LO, versions.join("\\"));
+    put(
+        &mut o,
+        tags::SOFTWARE_VERSIONS,
+        VR::LO,
+        software_versions(info),
+    );
     // General Image / Multi-frame Functional Groups
     put(&mut o, tags::INSTANCE_NUMBER, VR::IS, "1");
     put(&mut o, tags::CONTENT_DATE, VR::DA, date.as_str());
@@ -299,11 +266,11 @@ pub fn build_seg(
             put_seq(
                 it,
                 tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE,
-                vec![code("123037004", "SCT", "Anatomical Structure")],
+                vec![code_item("123037004", "SCT", "Anatomical Structure")],
             );
             let ty = match &seg.code {
-                Some(c) => code(&c.value, &c.scheme, &c.meaning),
-                None => code("85756007", "SCT", "Tissue"),
+                Some(c) => code_item(&c.value, &c.scheme, &c.meaning),
+                None => code_item("85756007", "SCT", "Tissue"),
             };
             put_seq(it, tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, vec![ty]);
             let lab = rgb_to_dicom_lab(seg.color);
@@ -399,13 +366,6 @@ pub fn build_seg(
         vec![shared],
     );
 
-    let class = |s: &str| {
-        if s.is_empty() {
-            CT_IMAGE_STORAGE.to_string()
-        } else {
-            s.to_string()
-        }
-    };
     let mut per_frame = Vec::with_capacity(frames.len());
     for &(s, k) in &frames {
         let slice = &ct.slices[k];
@@ -417,7 +377,7 @@ pub fn build_seg(
                 src,
                 tags::REFERENCED_SOP_CLASS_UID,
                 VR::UI,
-                class(&slice.sop_class_uid),
+                sop_class_or_ct(&slice.sop_class_uid),
             );
             put(
                 src,
@@ -428,7 +388,7 @@ pub fn build_seg(
             put_seq(
                 src,
                 tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-                vec![code(
+                vec![code_item(
                     "121322",
                     "DCM",
                     "Source image for image processing operation",
@@ -447,7 +407,7 @@ pub fn build_seg(
                     put_seq(
                         d,
                         tags::DERIVATION_CODE_SEQUENCE,
-                        vec![code("113076", "DCM", "Segmentation")],
+                        vec![code_item("113076", "DCM", "Segmentation")],
                     );
                 })],
             );
@@ -498,20 +458,7 @@ pub fn build_seg(
         .iter()
         .map(|&k| {
             let sl = &ct.slices[k];
-            item(|it| {
-                put(
-                    it,
-                    tags::REFERENCED_SOP_CLASS_UID,
-                    VR::UI,
-                    class(&sl.sop_class_uid),
-                );
-                put(
-                    it,
-                    tags::REFERENCED_SOP_INSTANCE_UID,
-                    VR::UI,
-                    sl.sop_instance_uid.as_str(),
-                );
-            })
+            image_ref(sop_class_or_ct(&sl.sop_class_uid), &sl.sop_instance_uid)
         })
         .collect();
     put_seq(
@@ -534,13 +481,7 @@ pub fn build_seg(
         PrimitiveValue::from(pixels),
     );
 
-    o.with_meta(
-        FileMetaTableBuilder::new()
-            .transfer_syntax(EXPLICIT_VR_LE)
-            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name(format!("AC_{}", crate::VERSION)),
-    )
-    .map_err(|e| Error::InvalidArgument(format!("cannot build the SEG file meta: {e}")))
+    with_file_meta(o, EXPLICIT_VR_LE, "SEG")
 }
 
 /// Builds the SEG and writes it to `path` atomically. Returns its SOP Instance UID.
@@ -551,19 +492,7 @@ pub fn write_seg(
     segments: &[SegSegment],
     info: &OutputInfo,
 ) -> Result<String> {
-    let obj = build_seg(ct, labels, segments, info)?;
-    let uid = obj
-        .meta()
-        .media_storage_sop_instance_uid()
-        .trim_end_matches('\0')
-        .to_string();
-    crate::io::write_atomically(path, |f| {
-        let mut w = std::io::BufWriter::new(f);
-        obj.write_all(&mut w)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        std::io::Write::flush(&mut w)
-    })?;
-    Ok(uid)
+    write_object(path, &build_seg(ct, labels, segments, info)?)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
 
+use super::write::IMPLICIT_VR_LE;
 use crate::error::{Error, Result};
 
 /// One DICOM file, parsed, with the path it came from.
@@ -19,8 +20,6 @@ pub struct DicomFile {
     /// The dataset with its file meta group (synthesised when the file had none).
     pub obj: DefaultDicomObject,
 }
-
-const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 
 fn has_dicm_magic(path: &Path) -> Result<bool> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;

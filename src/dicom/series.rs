@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::file::{DicomFile, read_file, read_header, ts_label};
+use super::write::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use crate::error::{Error, Result};
 use crate::volume::{Geometry, Volume, cross, dot};
 
@@ -706,8 +707,8 @@ struct Native16 {
 impl Native16 {
     fn of(f: &DicomFile) -> Result<Option<Native16>> {
         let explicit = match f.transfer_syntax().as_str() {
-            "1.2.840.10008.1.2" => false,
-            "1.2.840.10008.1.2.1" => true,
+            IMPLICIT_VR_LE => false,
+            EXPLICIT_VR_LE => true,
             _ => return Ok(None),
         };
         let ba = f.opt_u32(tags::BITS_ALLOCATED)?;
