@@ -1,6 +1,6 @@
 //! DICOM input: reading files (with or without preamble and file meta), discovering series in a
 //! folder, and loading a CT series into a [`Volume`](crate::volume::Volume) with exact geometry;
-//! [`write`] holds what the DICOM writers (RT Structure Set, Segmentation) share.
+//! [`mod@write`] holds what the DICOM writers (RT Structure Set, Segmentation) share.
 
 mod file;
 mod series;

@@ -272,7 +272,7 @@ pub fn image_ref(class: &str, uid: &str) -> InMemDicomObject {
 // ---- modules shared by every object derived from a CT ----
 
 /// The series module shared by the RTSTRUCT and SEG writers: modality, the new series UID and
-/// number, date and time, and the description (`info`'s, else "autocontour <model>"), which is
+/// number, date and time, and the description (`info`'s, else `autocontour <model>`), which is
 /// returned.
 pub fn put_series(
     o: &mut InMemDicomObject,

@@ -4,7 +4,7 @@
 //! Loading checks, in order: the manifest parses and is self-consistent, the ONNX file's SHA-256
 //! matches the manifest, ONNX Runtime loads it, and the graph agrees with the manifest (tensor
 //! names, rank 5, one input channel, output channels = labels, element types). Each failure is a
-//! named [`Error`].
+//! named [`Error`](crate::Error).
 //!
 //! Three parts: [`manifest`] (the `model.json` schema), [`device`] (execution providers and
 //! fallback), [`session`] (loading and checking the package into ONNX Runtime).
