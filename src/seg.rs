@@ -133,12 +133,15 @@ fn check_grid(ct: &CtSeries, labels: &Volume<u8>, segments: &[SegSegment]) -> Re
     let g = labels.geometry();
     let cg = ct.volume.geometry();
     if g.size != cg.size || ct.slices.len() != g.size[2] {
-        return Err(Error::InvalidArgument(format!(
-            "label map {:?} is not on the CT grid {:?} ({} slices)",
-            g.size,
-            cg.size,
-            ct.slices.len()
-        )));
+        return Err(Error::NotOnCtGrid {
+            what: "SEG".into(),
+            detail: format!(
+                "size {:?} vs CT {:?} ({} slices)",
+                g.size,
+                cg.size,
+                ct.slices.len()
+            ),
+        });
     }
     if segments.is_empty() {
         return Err(Error::InvalidArgument(

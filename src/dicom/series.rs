@@ -175,6 +175,7 @@ fn header_of(file: DicomFile, in_memory: bool) -> Result<Header> {
         return Err(Error::NotDicom {
             path: file.path.clone(),
             reason: "a DICOMDIR (media directory), ignored".into(),
+            source: None,
         });
     }
     let modality = file
@@ -686,6 +687,7 @@ fn decode_parsed(f: &DicomFile, nx: usize, ny: usize, out: &mut [f32]) -> Result
                 "decoded {}×{}×{} samples, expected {nx}×{ny}",
                 px.cols, px.rows, px.frames
             ),
+            source: None,
         });
     }
     for (o, r) in out.iter_mut().zip(px.values) {

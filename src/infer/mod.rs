@@ -20,7 +20,7 @@ use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, cause};
 use crate::model::{Blending, DType, Model, OutputKind, ResampleOutput};
 use crate::volume::{Geometry, Volume};
 
@@ -562,8 +562,7 @@ fn run_tiles(
     let wsum = tiling.weight_sum();
     timings.weights_s = tw.elapsed().as_secs_f64();
     let run_options = Arc::new(
-        ort::session::RunOptions::new()
-            .map_err(|e| Error::Ort(format!("creating run options: {e}")))?,
+        ort::session::RunOptions::new().map_err(|e| Error::ort("creating run options", e))?,
     );
     if let Some(c) = &opts.cancel {
         c.set_current(Some(run_options.clone()));
@@ -746,6 +745,12 @@ impl<'a> TileLoop<'a> {
         let fail = |reason: String| Error::Inference {
             tile: first_tile,
             reason,
+            source: None,
+        };
+        let ort_fail = |e: ort::Error| Error::Inference {
+            tile: first_tile,
+            reason: e.to_string(),
+            source: cause(e),
         };
         let tt = Instant::now();
         let x: &[f32] = if axes.is_empty() {
@@ -763,7 +768,7 @@ impl<'a> TileLoop<'a> {
         let tc = Instant::now();
         let tensor: ort::session::SessionInputValue<'_> = match m.onnx.dtype {
             DType::Float32 => ort::value::TensorRef::from_array_view((shape, x))
-                .map_err(|e| fail(e.to_string()))?
+                .map_err(ort_fail)?
                 .into(),
             DType::Float16 => {
                 let h = input_f16
@@ -772,24 +777,17 @@ impl<'a> TileLoop<'a> {
                 h.convert_from_f32_slice(x);
                 timings.convert_s += tc.elapsed().as_secs_f64();
                 ort::value::TensorRef::from_array_view((shape, &*h))
-                    .map_err(|e| fail(e.to_string()))?
+                    .map_err(ort_fail)?
                     .into()
             }
         };
         let tr = Instant::now();
-        let outputs = session
-            .run_with_options(ort::inputs![name => tensor], run_options)
-            .map_err(|e| {
-                if run_options_cancelled(&e) {
-                    Error::Cancelled
-                } else {
-                    fail(e.to_string())
-                }
-            })?;
+        // A run stopped by `CancelToken::cancel` (ONNX Runtime's run termination) fails; the
+        // token, not the error's text, says that it was a cancellation.
+        let outputs = session.run_with_options(ort::inputs![name => tensor], run_options);
         timings.ort_run_s += tr.elapsed().as_secs_f64();
-        if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
-            return Err(Error::Cancelled);
-        }
+        check_cancel(cancel)?;
+        let outputs = outputs.map_err(ort_fail)?;
         let value = outputs
             .get(m.onnx.output.as_str())
             .ok_or_else(|| fail(format!("no output named {:?}", m.onnx.output)))?;
@@ -807,9 +805,7 @@ impl<'a> TileLoop<'a> {
         let first = mi == 0;
         let bad = match m.onnx.dtype {
             DType::Float32 => {
-                let (s, d) = value
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| fail(e.to_string()))?;
+                let (s, d) = value.try_extract_tensor::<f32>().map_err(ort_fail)?;
                 check_dims(s)?;
                 let bad = d.iter().filter(|v| !v.is_finite()).count();
                 if bad == 0 {
@@ -832,9 +828,7 @@ impl<'a> TileLoop<'a> {
                 bad
             }
             DType::Float16 => {
-                let (s, d) = value
-                    .try_extract_tensor::<half::f16>()
-                    .map_err(|e| fail(e.to_string()))?;
+                let (s, d) = value.try_extract_tensor::<half::f16>().map_err(ort_fail)?;
                 check_dims(s)?;
                 let bad = d.iter().filter(|v| !v.is_finite()).count();
                 if bad == 0 {
@@ -1057,11 +1051,6 @@ fn argmax_and_confidence(
         .map(|(s, &n)| (n > 0).then(|| s / n as f64))
         .collect();
     (labels, conf)
-}
-
-fn run_options_cancelled(e: &ort::Error) -> bool {
-    let s = e.to_string().to_ascii_lowercase();
-    s.contains("terminat") || s.contains("cancel")
 }
 
 /// Geometry of the model grid for a CT, without running anything (for callers that plan

@@ -85,6 +85,19 @@ mod tests {
         }
     }
 
+    /// A manifest that does not parse keeps serde_json's error as the source; one that parses
+    /// but is inconsistent has none.
+    #[test]
+    fn unparsable_manifest_keeps_its_cause() {
+        use std::error::Error as _;
+        let e = Manifest::parse("{ not json", Path::new("model.json")).unwrap_err();
+        let source = e.source().expect("the JSON error");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some(), "{e}");
+        let s = sample().replace("\"tile_step\": 0.5", "\"tile_step\": 0");
+        let e = Manifest::parse(&s, Path::new("model.json")).unwrap_err();
+        assert!(e.source().is_none(), "{e}");
+    }
+
     #[test]
     fn parses_devices() {
         assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
