@@ -89,6 +89,11 @@ enum ac_status
   AC_STATUS_NOT_CT = 207,
   // No ROI of that name in the RT Structure Set (`ac_rtstruct_find_roi`).
   AC_STATUS_ROI_NOT_FOUND = 208,
+  // A file is not a NIfTI-1 label map the SDK reads (too short, wrong magic, not 3-D, not
+  // integer labels, truncated, unusable affine); the message names the field.
+  AC_STATUS_INVALID_NIFTI = 209,
+  // The volume is too large for a NIfTI-1 file (a dimension over 32767).
+  AC_STATUS_NIFTI_TOO_LARGE = 210,
   // Slices do not share one orientation.
   AC_STATUS_MIXED_ORIENTATION = 300,
   // Slices do not share rows, columns or pixel spacing.
@@ -103,6 +108,8 @@ enum ac_status
   AC_STATUS_TOO_LARGE = 305,
   // A multi-frame image where single-frame slices are required.
   AC_STATUS_MULTI_FRAME = 306,
+  // A label map does not lie on the CT grid it is used with (size, spacing, axes or origin).
+  AC_STATUS_NOT_ON_CT_GRID = 307,
   // The model package (`model.json` or its ONNX file) is missing.
   AC_STATUS_MODEL_NOT_FOUND = 400,
   // `model.json` is malformed or inconsistent.

@@ -4,8 +4,18 @@
 //! variant to a stable status code with an exhaustive `match` (the `autocontour-capi` crate's
 //! `status.rs`), so adding a variant without deciding its code does not compile. For that reason
 //! the enum is not `#[non_exhaustive]`: a new variant is a semver-visible change.
+//!
+//! Causes are kept: where a failure comes from another error (an `io::Error`, an
+//! `ort::Error`, a dicom-rs or serde_json error…), the variant holds it as its
+//! [`source`](std::error::Error::source) ([`Cause`] where a variant may or may not have one).
+//! Messages stay complete on their own: they include the cause's text, so a host that prints
+//! only the message (the C API's last error, the CLI) loses nothing, and a program that wants
+//! the cause itself walks `source()`.
 
 use std::path::PathBuf;
+
+/// The underlying error of a failure, for variants that have one only sometimes.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,8 +43,11 @@ pub enum Error {
     OrtLoad {
         /// The library file.
         path: PathBuf,
-        /// What the dynamic loader said.
+        /// What the dynamic loader (or ONNX Runtime's initialisation) said.
         reason: String,
+        /// The loader's or ONNX Runtime's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// The file is a shared library but not ONNX Runtime (no usable `OrtGetApiBase`).
     #[error("{path} is not an ONNX Runtime library (no usable OrtGetApiBase)")]
@@ -63,8 +76,14 @@ pub enum Error {
         requested: PathBuf,
     },
     /// An error reported by ONNX Runtime itself.
-    #[error("ONNX Runtime: {0}")]
-    Ort(String),
+    #[error("ONNX Runtime: {reason}")]
+    Ort {
+        /// What was being done, and ONNX Runtime's message.
+        reason: String,
+        /// ONNX Runtime's error (`ort::Error`), when there is one.
+        #[source]
+        source: Option<Cause>,
+    },
 
     // ---- files and DICOM ----
     /// Reading or writing a file failed.
@@ -83,6 +102,9 @@ pub enum Error {
         path: PathBuf,
         /// What the parser said.
         reason: String,
+        /// The parser's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// A required attribute is absent or empty.
     #[error("{path}: missing required attribute {tag}")]
@@ -101,6 +123,9 @@ pub enum Error {
         tag: String,
         /// What is wrong with it.
         reason: String,
+        /// The value conversion's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// Pixel data could not be decoded (unsupported transfer syntax or corrupt stream).
     #[error("{path}: cannot decode pixel data ({transfer_syntax}): {reason}")]
@@ -111,6 +136,9 @@ pub enum Error {
         transfer_syntax: String,
         /// What the decoder said.
         reason: String,
+        /// The decoder's error, when there is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// The folder holds no usable CT series.
     #[error("{path}: no usable CT series found{detail}")]
@@ -202,6 +230,14 @@ pub enum Error {
         /// The configured limit.
         limit: u64,
     },
+    /// A label map (or other per-voxel input) does not lie on the CT grid it is used with.
+    #[error("{what}: the label map is not on the CT grid: {detail}")]
+    NotOnCtGrid {
+        /// The label map (file name or description).
+        what: String,
+        /// How the grids differ (size, spacing, axes, origin).
+        detail: String,
+    },
     /// A multi-frame object where single-frame slices are required.
     #[error(
         "{path}: multi-frame image ({frames} frames, e.g. Enhanced CT) is not supported; export the series as single-frame CT Image Storage"
@@ -211,6 +247,29 @@ pub enum Error {
         path: PathBuf,
         /// Its NumberOfFrames.
         frames: u32,
+    },
+
+    // ---- NIfTI ----
+    /// A file is not a NIfTI-1 label map this SDK reads (see `nifti`): too short, wrong
+    /// magic, not 3-D, not integer labels, truncated data, unusable affine…
+    #[error("{path}: invalid NIfTI {field}: {reason}")]
+    InvalidNifti {
+        /// The file.
+        path: PathBuf,
+        /// The header field or part (`sizeof_hdr`, `magic`, `dim`, `datatype`, `affine`,
+        /// `data`…).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+        /// The underlying error (e.g. the geometry built from the affine), when there is one.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A volume too large for a NIfTI-1 file (each dimension is at most 32767).
+    #[error("NIfTI-1 dimensions are at most 32767; the volume is {size:?}")]
+    NiftiTooLarge {
+        /// The volume's size (columns, rows, slices).
+        size: [usize; 3],
     },
 
     // ---- models and inference ----
@@ -227,6 +286,9 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+        /// The JSON parser's error, when the file does not parse.
+        #[source]
+        source: Option<Cause>,
     },
     /// The ONNX file does not match the manifest's SHA-256.
     #[error("{path}: SHA-256 {found} does not match the manifest's {expected}")]
@@ -239,12 +301,13 @@ pub enum Error {
         found: String,
     },
     /// ONNX Runtime could not load the model file (corrupt or unsupported graph).
-    #[error("{path}: ONNX Runtime cannot load the model: {reason}")]
+    #[error("{path}: ONNX Runtime cannot load the model: {source}")]
     ModelLoad {
         /// The ONNX file.
         path: PathBuf,
-        /// ONNX Runtime's message.
-        reason: String,
+        /// ONNX Runtime's error.
+        #[source]
+        source: ort::Error,
     },
     /// The graph disagrees with the manifest (names, rank, channels, element type).
     #[error("{path}: model graph does not match its manifest: {reason}")]
@@ -261,6 +324,10 @@ pub enum Error {
         requested: String,
         /// Why it cannot run.
         reason: String,
+        /// ONNX Runtime's error when it failed to start the provider (none when the library
+        /// simply lacks it).
+        #[source]
+        source: Option<Cause>,
     },
     /// Running the model failed.
     #[error("inference failed at tile {tile}: {reason}")]
@@ -269,6 +336,9 @@ pub enum Error {
         tile: usize,
         /// ONNX Runtime's message or the problem found in the output.
         reason: String,
+        /// ONNX Runtime's error, when the failure is one.
+        #[source]
+        source: Option<Cause>,
     },
     /// The model produced NaN or infinite values.
     #[error("model output holds {count} NaN/infinite values (tile {tile})")]
@@ -315,4 +385,18 @@ impl Error {
             source,
         }
     }
+
+    /// An [`Error::Ort`] for a failed ONNX Runtime call: `what` was being done, then ONNX
+    /// Runtime's message; the `ort::Error` is kept as the source.
+    pub fn ort(what: impl std::fmt::Display, source: ort::Error) -> Self {
+        Error::Ort {
+            reason: format!("{what}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// `e` boxed as a [`Cause`].
+pub(crate) fn cause(e: impl std::error::Error + Send + Sync + 'static) -> Option<Cause> {
+    Some(Box::new(e))
 }

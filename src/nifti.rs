@@ -11,6 +11,10 @@
 //! Reading accepts little- or big-endian single-file NIfTI-1 (`n+1`), gzipped or not, with
 //! integer or float voxels that hold whole numbers 0–255 (after `scl_slope`/`scl_inter`). The
 //! grid comes from the sform when its code is positive, else the qform.
+//!
+//! A file that is not such a label map is an [`Error::InvalidNifti`] naming the field; a
+//! volume too large for NIfTI-1 (a dimension over 32767) an [`Error::NiftiTooLarge`]. A label
+//! map off the CT grid ([`check_same_grid`]) is an [`Error::NotOnCtGrid`].
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -19,7 +23,7 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, cause};
 use crate::volume::{Geometry, Volume};
 
 const HEADER_LEN: usize = 348;
@@ -106,12 +110,8 @@ pub fn header_bytes(g: &Geometry, description: &str) -> Result<Vec<u8>> {
     h[38] = b'r';
     let mut dims = [3i16, 0, 0, 0, 1, 1, 1, 1];
     for a in 0..3 {
-        dims[a + 1] = i16::try_from(g.size[a]).map_err(|_| {
-            Error::InvalidArgument(format!(
-                "NIfTI-1 dimensions are at most 32767; the volume is {:?}",
-                g.size
-            ))
-        })?;
+        dims[a + 1] =
+            i16::try_from(g.size[a]).map_err(|_| Error::NiftiTooLarge { size: g.size })?;
     }
     for (n, d) in dims.iter().enumerate() {
         put_i16(&mut h, 40 + 2 * n, *d);
@@ -171,7 +171,7 @@ pub fn nifti_labels_bytes(labels: &Volume<u8>, description: &str, gzip: bool) ->
     let mut out = header_bytes(labels.geometry(), description)?;
     if gzip {
         let mut e = GzEncoder::new(Vec::new(), Compression::new(6));
-        let io = |e: std::io::Error| Error::InvalidArgument(format!("gzip in memory: {e}"));
+        let io = |e: std::io::Error| Error::io("gzip in memory", e);
         e.write_all(&out).map_err(io)?;
         e.write_all(labels.data()).map_err(io)?;
         out = e.finish().map_err(io)?;
@@ -201,10 +201,11 @@ pub fn write_nifti_labels(path: &Path, labels: &Volume<u8>, description: &str) -
 }
 
 fn bad(path: &Path, field: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidTag {
+    Error::InvalidNifti {
         path: path.to_path_buf(),
-        tag: format!("NIfTI {field}"),
+        field: field.into(),
         reason: reason.into(),
+        source: None,
     }
 }
 
@@ -220,13 +221,11 @@ pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
     };
     r.map_err(|e| Error::io(path, e))?;
     if bytes.len() < HEADER_LEN {
-        return Err(Error::NotDicom {
-            path: path.to_path_buf(),
-            reason: format!(
-                "{} bytes: too short for a NIfTI-1 header (not DICOM either)",
-                bytes.len()
-            ),
-        });
+        return Err(bad(
+            path,
+            "header",
+            format!("{} bytes: too short for a NIfTI-1 header", bytes.len()),
+        ));
     }
     let le = match (
         i32::from_le_bytes(bytes[0..4].try_into().unwrap_or_default()),
@@ -399,8 +398,12 @@ pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
         }
     }
     let origin = [-affine[0][3], -affine[1][3], affine[2][3]];
-    let g = Geometry::new(size, origin, spacing, direction)
-        .map_err(|e| bad(path, "affine", e.to_string()))?;
+    let g = Geometry::new(size, origin, spacing, direction).map_err(|e| Error::InvalidNifti {
+        path: path.to_path_buf(),
+        field: "affine".into(),
+        reason: e.to_string(),
+        source: cause(e),
+    })?;
     Volume::new(g, data)
 }
 
@@ -440,11 +443,10 @@ pub fn check_same_grid(labels: &Geometry, ct: &Geometry, what: &Path) -> Result<
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!(
-            "{}: the label map is not on the CT grid: {}",
-            what.display(),
-            problems.join("; ")
-        )))
+        Err(Error::NotOnCtGrid {
+            what: what.display().to_string(),
+            detail: problems.join("; "),
+        })
     }
 }
 
@@ -503,6 +505,23 @@ mod tests {
     }
 
     #[test]
+    fn too_large_for_nifti_is_named() {
+        let g = Geometry::new(
+            [40_000, 1, 1],
+            [0.0; 3],
+            [1.0; 3],
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        )
+        .unwrap();
+        assert!(matches!(
+            header_bytes(&g, ""),
+            Err(Error::NiftiTooLarge {
+                size: [40_000, 1, 1]
+            })
+        ));
+    }
+
+    #[test]
     fn rejects_non_labels_and_truncation() {
         let g = oblique();
         let vol = Volume::new(g, vec![3u8; g.voxel_count()]).unwrap();
@@ -511,9 +530,14 @@ mod tests {
         write_nifti_labels(&p, &vol, "").unwrap();
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
-        let e = read_nifti_labels(&p).unwrap_err().to_string();
-        assert!(e.contains("do not fit"), "{e}");
+        let e = read_nifti_labels(&p).unwrap_err();
+        assert!(matches!(e, Error::InvalidNifti { .. }), "{e}");
+        assert!(e.to_string().contains("do not fit"), "{e}");
         std::fs::write(&p, &bytes[..100]).unwrap();
-        assert!(read_nifti_labels(&p).is_err());
+        let e = read_nifti_labels(&p).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidNifti { field, .. } if field == "header"),
+            "{e}"
+        );
     }
 }

@@ -20,7 +20,7 @@ use std::ffi::{CStr, c_char};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, cause};
 
 /// The oldest ONNX Runtime release the SDK accepts (major, minor).
 ///
@@ -130,6 +130,7 @@ pub fn probe_library(path: &Path) -> Result<String> {
     let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| Error::OrtLoad {
         path: path.clone(),
         reason: e.to_string(),
+        source: cause(e),
     })?;
     let version = {
         // SAFETY: the signature is the documented `const OrtApiBase* ORT_API_CALL OrtGetApiBase(void)`.
@@ -165,6 +166,7 @@ pub fn probe_library(path: &Path) -> Result<String> {
         None => Err(Error::OrtLoad {
             path,
             reason: format!("unreadable version string {version:?}"),
+            source: None,
         }),
     }
 }
@@ -177,6 +179,7 @@ fn check_elf(path: &Path) -> Result<()> {
     let bad = |reason: String| Error::OrtLoad {
         path: path.to_path_buf(),
         reason,
+        source: None,
     };
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -300,12 +303,13 @@ pub fn ensure_loaded(options: &RuntimeOptions) -> Result<RuntimeInfo> {
     let builder = ort::init_from(&path).map_err(|e| Error::OrtLoad {
         path: path.clone(),
         reason: e.to_string(),
+        source: cause(e),
     })?;
     let env = builder
         .with_name("autocontour")
         .with_telemetry(false)
         .build()
-        .map_err(|e| Error::Ort(format!("creating the ONNX Runtime environment: {e}")))?;
+        .map_err(|e| Error::ort("creating the ONNX Runtime environment", e))?;
     log::info!("loaded ONNX Runtime {version} from {}", path.display());
     let info = RuntimeInfo { path, version };
     *guard = Some(Loaded {
@@ -323,7 +327,10 @@ pub fn environment(options: &RuntimeOptions) -> Result<ort::environment::Environ
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
         .map(|l| l.env.clone())
-        .ok_or_else(|| Error::Ort("ONNX Runtime environment vanished".into()))
+        .ok_or_else(|| Error::Ort {
+            reason: "ONNX Runtime environment vanished".into(),
+            source: None,
+        })
 }
 
 /// What is loaded now, if anything.
@@ -353,7 +360,7 @@ pub fn run_once_on_zeros(
 ) -> Result<Vec<(String, Vec<i64>)>> {
     use ort::session::Session;
     use ort::value::{Tensor, ValueType};
-    let ort_err = |e: ort::Error| Error::Ort(format!("{}: {e}", path.display()));
+    let ort_err = |e: ort::Error| Error::ort(path.display(), e);
     let mut session = Session::builder(env)
         .map_err(ort_err)?
         .commit_from_file(path)
@@ -361,11 +368,10 @@ pub fn run_once_on_zeros(
     let mut inputs = Vec::new();
     for input in session.inputs() {
         let ValueType::Tensor { shape, .. } = input.dtype() else {
-            return Err(Error::Ort(format!(
-                "{}: input {} is not a tensor",
-                path.display(),
-                input.name()
-            )));
+            return Err(Error::Ort {
+                reason: format!("{}: input {} is not a tensor", path.display(), input.name()),
+                source: None,
+            });
         };
         let dims: Vec<usize> = shape
             .iter()

@@ -16,21 +16,22 @@
 
 use std::path::Path;
 
-use dicom_core::value::{DataSetSequence, PrimitiveValue};
-use dicom_core::{DataElement, Tag, VR, dicom_value};
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{Tag, VR, dicom_value};
 use dicom_dictionary_std::tags;
-use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::{FileDicomObject, InMemDicomObject};
 
 use crate::dicom::CtSeries;
+use crate::dicom::write::{
+    Code, EXPLICIT_VR_LE, OutputInfo, code_item, format_ds, image_ref, item, lo, new_uid, now_utc,
+    put, put_patient_study_frame, put_seq, put_series, put_v, software_versions, sop_class_or_ct,
+    with_file_meta, write_object,
+};
 use crate::error::{Error, Result};
-use crate::rtstruct::{OutputInfo, RoiCode, format_ds, new_uid};
 use crate::volume::Volume;
 
 /// Segmentation Storage SOP Class UID.
-pub const SEG_SOP_CLASS: &str = "1.2.840.10008.5.1.4.1.1.66.4";
-const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
-const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
-const IMPLEMENTATION_CLASS_UID: &str = "2.25.231440186361853392453446563306208133125";
+pub use crate::dicom::write::SEG_SOP_CLASS;
 
 /// One segment: which label of the map it is, and how it is described.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,37 +43,7 @@ pub struct SegSegment {
     /// Display colour (RGB), written as Recommended Display CIELab Value.
     pub color: [u8; 3],
     /// Segmented Property Type; `None` writes SCT 85756007 "Tissue".
-    pub code: Option<RoiCode>,
-}
-
-fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<String>) {
-    obj.put(DataElement::new(tag, vr, value.into()));
-}
-
-fn put_v(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: PrimitiveValue) {
-    obj.put(DataElement::new(tag, vr, value));
-}
-
-fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
-    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
-}
-
-fn item(f: impl FnOnce(&mut InMemDicomObject)) -> InMemDicomObject {
-    let mut o = InMemDicomObject::new_empty();
-    f(&mut o);
-    o
-}
-
-fn lo(s: &str) -> String {
-    s.chars().take(64).collect()
-}
-
-fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
-    item(|o| {
-        put(o, tags::CODE_VALUE, VR::SH, value);
-        put(o, tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme);
-        put(o, tags::CODE_MEANING, VR::LO, lo(meaning));
-    })
+    pub code: Option<Code>,
 }
 
 fn ds_list(v: &[f64]) -> Result<String> {
@@ -124,33 +95,73 @@ pub fn build_seg(
     segments: &[SegSegment],
     info: &OutputInfo,
 ) -> Result<FileDicomObject<InMemDicomObject>> {
-    let g = *labels.geometry();
+    let (rows, cols) = check_grid(ct, labels, segments)?;
+    let frames = frames_of(labels, segments)?;
+    let pixels = pack_frames(labels, segments, &frames);
+
+    let sop_uid = new_uid(&ct.series_uid);
+    let series_uid = new_uid(&sop_uid);
+    let dim_uid = new_uid(&series_uid);
+    let (date, time) = now_utc();
+    let mut o = InMemDicomObject::new_empty();
+    put_sop_common(&mut o, &sop_uid, &date, &time);
+    put_patient_study_frame(&mut o, ct);
+    let desc = put_series(&mut o, "SEG", &series_uid, "901", &date, &time, info);
+    put_equipment(&mut o, info);
+    put_image(&mut o, &date, &time);
+    put_segmentation_image(&mut o, info, &desc, rows, cols, frames.len());
+    put_segment_sequence(&mut o, segments, info)?;
+    put_dimension_organization(&mut o, &dim_uid);
+    put_shared_groups(&mut o, labels)?;
+    put_per_frame_groups(&mut o, ct, &frames)?;
+    put_common_instance_reference(&mut o, ct, &frames)?;
+    put_v(
+        &mut o,
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::from(pixels),
+    );
+    with_file_meta(o, EXPLICIT_VR_LE, "SEG")
+}
+
+/// One frame: (segment number from 1, CT slice index).
+type Frame = (usize, usize);
+
+/// Checks that `labels` lie on the CT grid and that there are segments; returns (Rows,
+/// Columns).
+fn check_grid(ct: &CtSeries, labels: &Volume<u8>, segments: &[SegSegment]) -> Result<(u16, u16)> {
+    let g = labels.geometry();
     let cg = ct.volume.geometry();
     if g.size != cg.size || ct.slices.len() != g.size[2] {
-        return Err(Error::InvalidArgument(format!(
-            "label map {:?} is not on the CT grid {:?} ({} slices)",
-            g.size,
-            cg.size,
-            ct.slices.len()
-        )));
+        return Err(Error::NotOnCtGrid {
+            what: "SEG".into(),
+            detail: format!(
+                "size {:?} vs CT {:?} ({} slices)",
+                g.size,
+                cg.size,
+                ct.slices.len()
+            ),
+        });
     }
     if segments.is_empty() {
         return Err(Error::InvalidArgument(
             "a SEG needs at least one segment".into(),
         ));
     }
-    let [cols, rows, nk] = g.size;
-    let (rows16, cols16) = match (u16::try_from(rows), u16::try_from(cols)) {
-        (Ok(r), Ok(c)) => (r, c),
-        _ => {
-            return Err(Error::InvalidArgument(format!(
-                "{cols}x{rows} slices do not fit DICOM Rows/Columns"
-            )));
-        }
-    };
-    let plane = rows * cols;
-    // Frames: (segment number, slice k)
-    let mut frames: Vec<(usize, usize)> = Vec::new();
+    let [cols, rows, _] = g.size;
+    match (u16::try_from(rows), u16::try_from(cols)) {
+        (Ok(r), Ok(c)) => Ok((r, c)),
+        _ => Err(Error::InvalidArgument(format!(
+            "{cols}x{rows} slices do not fit DICOM Rows/Columns"
+        ))),
+    }
+}
+
+/// The frames to write: per segment in order, the slices where it has voxels. A segment without
+/// voxels gets a warning and no frame; no frame at all is an error.
+fn frames_of(labels: &Volume<u8>, segments: &[SegSegment]) -> Result<Vec<Frame>> {
+    let nk = labels.geometry().size[2];
+    let mut frames: Vec<Frame> = Vec::new();
     for (s, seg) in segments.iter().enumerate() {
         let mut any = false;
         for k in 0..nk {
@@ -174,64 +185,75 @@ pub fn build_seg(
             "no segment has any voxel; a SEG needs at least one frame".into(),
         ));
     }
+    Ok(frames)
+}
+
+/// Pixel Data: one bit per pixel, frames one after the other without padding between them (the
+/// bits of a frame may start mid-byte), least significant bit first, padded to an even length.
+fn pack_frames(labels: &Volume<u8>, segments: &[SegSegment], frames: &[Frame]) -> Vec<u8> {
+    let [cols, rows, _] = labels.geometry().size;
+    let plane = rows * cols;
     let nbits = frames.len() * plane;
     let mut pixels = vec![0u8; nbits.div_ceil(8).next_multiple_of(2)];
     for (f, &(s, k)) in frames.iter().enumerate() {
-        let label = segments[s - 1].label;
+        let (Some(seg), Some(sl)) = (segments.get(s - 1), labels.slice(k)) else {
+            continue;
+        };
         let base = f * plane;
-        if let Some(sl) = labels.slice(k) {
-            for (p, &v) in sl.iter().enumerate() {
-                if v == label {
-                    let bit = base + p;
-                    pixels[bit / 8] |= 1 << (bit % 8);
+        for (p, &v) in sl.iter().enumerate() {
+            if v == seg.label {
+                let bit = base + p;
+                if let Some(byte) = pixels.get_mut(bit / 8) {
+                    *byte |= 1 << (bit % 8);
                 }
             }
         }
     }
+    pixels
+}
 
-    let sop_uid = new_uid(&ct.series_uid);
-    let series_uid = new_uid(&sop_uid);
-    let dim_uid = new_uid(&series_uid);
-    let (date, time) = crate::rtstruct::now_utc();
-    let mut o = InMemDicomObject::new_empty();
-    put(&mut o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
-    put(&mut o, tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY");
-    put(&mut o, tags::SOP_CLASS_UID, VR::UI, SEG_SOP_CLASS);
-    put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid.as_str());
-    put(&mut o, tags::INSTANCE_CREATION_DATE, VR::DA, date.as_str());
-    put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
-    crate::rtstruct::put_patient_study_frame(&mut o, ct);
-    // Segmentation Series
-    let desc = crate::rtstruct::put_series(&mut o, "SEG", &series_uid, "901", &date, &time, info);
-    // Enhanced General Equipment
-    put(&mut o, tags::MANUFACTURER, VR::LO, "autocontour");
+/// SOP Common (character set, class, instance, creation date and time) and the Image Type.
+fn put_sop_common(o: &mut InMemDicomObject, sop_uid: &str, date: &str, time: &str) {
+    put(o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    put(o, tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY");
+    put(o, tags::SOP_CLASS_UID, VR::UI, SEG_SOP_CLASS);
+    put(o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid);
+    put(o, tags::INSTANCE_CREATION_DATE, VR::DA, date);
+    put(o, tags::INSTANCE_CREATION_TIME, VR::TM, time);
+}
+
+/// Enhanced General Equipment: manufacturer, model name (the model's, else `autocontour`),
+/// device serial number, software versions.
+fn put_equipment(o: &mut InMemDicomObject, info: &OutputInfo) {
+    put(o, tags::MANUFACTURER, VR::LO, "autocontour");
     let model_name = if info.model_name.trim().is_empty() {
         "autocontour".to_string()
     } else {
         lo(info.model_name.trim())
     };
-    put(
-        &mut o,
-        tags::MANUFACTURER_MODEL_NAME,
-        VR::LO,
-        model_name.as_str(),
-    );
-    put(&mut o, tags::DEVICE_SERIAL_NUMBER, VR::LO, "0");
-    let versions: Vec<String> = [
-        format!("autocontour {}", crate::VERSION),
-        format!("{} {}", info.model_name, info.model_version),
-        info.model_sha256.clone(),
-    ]
-    .iter()
-    .map(|v| lo(v.trim().trim_matches('\\')))
-    .filter(|v| !v.is_empty())
-    .collect();
-    put(&mut o, tags::SOFTWARE_VERSIONS, VR::LO, versions.join("\\"));
-    // General Image / Multi-frame Functional Groups
-    put(&mut o, tags::INSTANCE_NUMBER, VR::IS, "1");
-    put(&mut o, tags::CONTENT_DATE, VR::DA, date.as_str());
-    put(&mut o, tags::CONTENT_TIME, VR::TM, time.as_str());
-    // Segmentation Image
+    put(o, tags::MANUFACTURER_MODEL_NAME, VR::LO, model_name);
+    put(o, tags::DEVICE_SERIAL_NUMBER, VR::LO, "0");
+    put(o, tags::SOFTWARE_VERSIONS, VR::LO, software_versions(info));
+}
+
+/// General Image / Multi-frame Functional Groups: instance number, content date and time.
+fn put_image(o: &mut InMemDicomObject, date: &str, time: &str) {
+    put(o, tags::INSTANCE_NUMBER, VR::IS, "1");
+    put(o, tags::CONTENT_DATE, VR::DA, date);
+    put(o, tags::CONTENT_TIME, VR::TM, time);
+}
+
+/// Segmentation Image (without its Segment Sequence) and Image Pixel: content identification
+/// (label from `info`, else `AUTOCONTOUR`, as a CS; description = the series description),
+/// 1-bit monochrome pixels of `rows` × `cols`, BINARY segmentation, `frames` frames.
+fn put_segmentation_image(
+    o: &mut InMemDicomObject,
+    info: &OutputInfo,
+    desc: &str,
+    rows: u16,
+    cols: u16,
+    frames: usize,
+) {
     let label: String = info
         .label
         .clone()
@@ -241,41 +263,35 @@ pub fn build_seg(
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .take(16)
         .collect();
-    put(&mut o, tags::CONTENT_LABEL, VR::CS, label.as_str());
-    put(&mut o, tags::CONTENT_DESCRIPTION, VR::LO, lo(desc.trim()));
-    put(&mut o, tags::CONTENT_CREATOR_NAME, VR::PN, "");
+    put(o, tags::CONTENT_LABEL, VR::CS, label);
+    put(o, tags::CONTENT_DESCRIPTION, VR::LO, lo(desc.trim()));
+    put(o, tags::CONTENT_CREATOR_NAME, VR::PN, "");
+    put_v(o, tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, [1]));
+    put(o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+    put_v(o, tags::ROWS, VR::US, dicom_value!(U16, [rows]));
+    put_v(o, tags::COLUMNS, VR::US, dicom_value!(U16, [cols]));
+    put_v(o, tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, [1]));
+    put_v(o, tags::BITS_STORED, VR::US, dicom_value!(U16, [1]));
+    put_v(o, tags::HIGH_BIT, VR::US, dicom_value!(U16, [0]));
     put_v(
-        &mut o,
-        tags::SAMPLES_PER_PIXEL,
-        VR::US,
-        dicom_value!(U16, [1]),
-    );
-    put(
-        &mut o,
-        tags::PHOTOMETRIC_INTERPRETATION,
-        VR::CS,
-        "MONOCHROME2",
-    );
-    put_v(&mut o, tags::ROWS, VR::US, dicom_value!(U16, [rows16]));
-    put_v(&mut o, tags::COLUMNS, VR::US, dicom_value!(U16, [cols16]));
-    put_v(&mut o, tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, [1]));
-    put_v(&mut o, tags::BITS_STORED, VR::US, dicom_value!(U16, [1]));
-    put_v(&mut o, tags::HIGH_BIT, VR::US, dicom_value!(U16, [0]));
-    put_v(
-        &mut o,
+        o,
         tags::PIXEL_REPRESENTATION,
         VR::US,
         dicom_value!(U16, [0]),
     );
-    put(&mut o, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00");
-    put(&mut o, tags::SEGMENTATION_TYPE, VR::CS, "BINARY");
-    put(
-        &mut o,
-        tags::NUMBER_OF_FRAMES,
-        VR::IS,
-        frames.len().to_string(),
-    );
+    put(o, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00");
+    put(o, tags::SEGMENTATION_TYPE, VR::CS, "BINARY");
+    put(o, tags::NUMBER_OF_FRAMES, VR::IS, frames.to_string());
+}
 
+/// Segment Sequence: one item per segment, numbered from 1, AUTOMATIC with the model as the
+/// algorithm, category "Anatomical Structure", the segment's property type (or "Tissue") and
+/// its colour as CIELab.
+fn put_segment_sequence(
+    o: &mut InMemDicomObject,
+    segments: &[SegSegment],
+    info: &OutputInfo,
+) -> Result<()> {
     let algorithm = lo(format!("{} {}", info.model_name, info.model_version).trim());
     let algorithm = if algorithm.is_empty() {
         "autocontour".to_string()
@@ -299,11 +315,11 @@ pub fn build_seg(
             put_seq(
                 it,
                 tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE,
-                vec![code("123037004", "SCT", "Anatomical Structure")],
+                vec![code_item("123037004", "SCT", "Anatomical Structure")],
             );
             let ty = match &seg.code {
-                Some(c) => code(&c.value, &c.scheme, &c.meaning),
-                None => code("85756007", "SCT", "Tissue"),
+                Some(c) => code_item(&c.value, &c.scheme, &c.meaning),
+                None => code_item("85756007", "SCT", "Tissue"),
             };
             put_seq(it, tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, vec![ty]);
             let lab = rgb_to_dicom_lab(seg.color);
@@ -315,29 +331,22 @@ pub fn build_seg(
             );
         }));
     }
-    put_seq(&mut o, tags::SEGMENT_SEQUENCE, seg_items);
+    put_seq(o, tags::SEGMENT_SEQUENCE, seg_items);
+    Ok(())
+}
 
-    // Dimension Organization: segment, then position.
+/// Multi-frame Dimension: one organisation `dim_uid`, indexed by segment, then position.
+fn put_dimension_organization(o: &mut InMemDicomObject, dim_uid: &str) {
     put_seq(
-        &mut o,
+        o,
         tags::DIMENSION_ORGANIZATION_SEQUENCE,
         vec![item(|it| {
-            put(
-                it,
-                tags::DIMENSION_ORGANIZATION_UID,
-                VR::UI,
-                dim_uid.as_str(),
-            )
+            put(it, tags::DIMENSION_ORGANIZATION_UID, VR::UI, dim_uid)
         })],
     );
     let dim = |index: Tag, group: Tag, label: &str| {
         item(|it| {
-            put(
-                it,
-                tags::DIMENSION_ORGANIZATION_UID,
-                VR::UI,
-                dim_uid.as_str(),
-            );
+            put(it, tags::DIMENSION_ORGANIZATION_UID, VR::UI, dim_uid);
             put_v(
                 it,
                 tags::DIMENSION_INDEX_POINTER,
@@ -354,7 +363,7 @@ pub fn build_seg(
         })
     };
     put_seq(
-        &mut o,
+        o,
         tags::DIMENSION_INDEX_SEQUENCE,
         vec![
             dim(
@@ -369,8 +378,12 @@ pub fn build_seg(
             ),
         ],
     );
+}
 
-    // Shared functional groups.
+/// Shared Functional Groups: Plane Orientation (the grid's row and column directions) and Pixel
+/// Measures (pixel spacing, slice thickness = spacing between slices = the slice spacing).
+fn put_shared_groups(o: &mut InMemDicomObject, labels: &Volume<u8>) -> Result<()> {
+    let g = labels.geometry();
     let (r, c) = (g.axis(0), g.axis(1));
     let iop = ds_list(&[r[0], r[1], r[2], c[0], c[1], c[2]])?;
     let spacing = ds_list(&[g.spacing[1], g.spacing[0]])?;
@@ -393,31 +406,38 @@ pub fn build_seg(
             })],
         );
     });
-    put_seq(
-        &mut o,
-        tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
-        vec![shared],
-    );
+    put_seq(o, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]);
+    Ok(())
+}
 
-    let class = |s: &str| {
-        if s.is_empty() {
-            CT_IMAGE_STORAGE.to_string()
-        } else {
-            s.to_string()
-        }
-    };
+/// The CT slice of a frame, as a named error when the index is past the series (it never is
+/// once [`check_grid`] passed).
+fn frame_slice(ct: &CtSeries, k: usize) -> Result<&crate::dicom::SliceRef> {
+    ct.slices.get(k).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "SEG frame on slice {k} but the CT has {} slices",
+            ct.slices.len()
+        ))
+    })
+}
+
+/// Per-frame Functional Groups, one item per frame: Derivation Image (the CT slice as source,
+/// Spatial Locations Preserved), Frame Content (dimension index values: segment, slice number
+/// from 1), Plane Position (the slice's exact Image Position (Patient)) and Segment
+/// Identification.
+fn put_per_frame_groups(o: &mut InMemDicomObject, ct: &CtSeries, frames: &[Frame]) -> Result<()> {
     let mut per_frame = Vec::with_capacity(frames.len());
-    for &(s, k) in &frames {
-        let slice = &ct.slices[k];
+    for &(s, k) in frames {
+        let slice = frame_slice(ct, k)?;
         let ipp = ds_list(&slice.position)?;
-        let seg_no = s as u16;
+        let seg_no = u16::try_from(s).unwrap_or(u16::MAX);
         let k32 = u32::try_from(k + 1).unwrap_or(u32::MAX);
         let source = item(|src| {
             put(
                 src,
                 tags::REFERENCED_SOP_CLASS_UID,
                 VR::UI,
-                class(&slice.sop_class_uid),
+                sop_class_or_ct(&slice.sop_class_uid),
             );
             put(
                 src,
@@ -428,7 +448,7 @@ pub fn build_seg(
             put_seq(
                 src,
                 tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-                vec![code(
+                vec![code_item(
                     "121322",
                     "DCM",
                     "Source image for image processing operation",
@@ -447,7 +467,7 @@ pub fn build_seg(
                     put_seq(
                         d,
                         tags::DERIVATION_CODE_SEQUENCE,
-                        vec![code("113076", "DCM", "Segmentation")],
+                        vec![code_item("113076", "DCM", "Segmentation")],
                     );
                 })],
             );
@@ -484,38 +504,32 @@ pub fn build_seg(
             );
         }));
     }
-    put_seq(
-        &mut o,
-        tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
-        per_frame,
-    );
+    put_seq(o, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame);
+    Ok(())
+}
 
-    // Common Instance Reference: every CT slice a frame derives from.
+/// Common Instance Reference: the CT series and every CT slice a frame derives from, in slice
+/// order.
+fn put_common_instance_reference(
+    o: &mut InMemDicomObject,
+    ct: &CtSeries,
+    frames: &[Frame],
+) -> Result<()> {
     let mut used: Vec<usize> = frames.iter().map(|&(_, k)| k).collect();
     used.sort_unstable();
     used.dedup();
-    let refs: Vec<InMemDicomObject> = used
+    let refs = used
         .iter()
         .map(|&k| {
-            let sl = &ct.slices[k];
-            item(|it| {
-                put(
-                    it,
-                    tags::REFERENCED_SOP_CLASS_UID,
-                    VR::UI,
-                    class(&sl.sop_class_uid),
-                );
-                put(
-                    it,
-                    tags::REFERENCED_SOP_INSTANCE_UID,
-                    VR::UI,
-                    sl.sop_instance_uid.as_str(),
-                );
-            })
+            let sl = frame_slice(ct, k)?;
+            Ok(image_ref(
+                sop_class_or_ct(&sl.sop_class_uid),
+                &sl.sop_instance_uid,
+            ))
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     put_seq(
-        &mut o,
+        o,
         tags::REFERENCED_SERIES_SEQUENCE,
         vec![item(|it| {
             put(
@@ -527,20 +541,7 @@ pub fn build_seg(
             put_seq(it, tags::REFERENCED_INSTANCE_SEQUENCE, refs);
         })],
     );
-    put_v(
-        &mut o,
-        tags::PIXEL_DATA,
-        VR::OB,
-        PrimitiveValue::from(pixels),
-    );
-
-    o.with_meta(
-        FileMetaTableBuilder::new()
-            .transfer_syntax(EXPLICIT_VR_LE)
-            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name(format!("AC_{}", crate::VERSION)),
-    )
-    .map_err(|e| Error::InvalidArgument(format!("cannot build the SEG file meta: {e}")))
+    Ok(())
 }
 
 /// Builds the SEG and writes it to `path` atomically. Returns its SOP Instance UID.
@@ -551,19 +552,7 @@ pub fn write_seg(
     segments: &[SegSegment],
     info: &OutputInfo,
 ) -> Result<String> {
-    let obj = build_seg(ct, labels, segments, info)?;
-    let uid = obj
-        .meta()
-        .media_storage_sop_instance_uid()
-        .trim_end_matches('\0')
-        .to_string();
-    crate::io::write_atomically(path, |f| {
-        let mut w = std::io::BufWriter::new(f);
-        obj.write_all(&mut w)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        std::io::Write::flush(&mut w)
-    })?;
-    Ok(uid)
+    write_object(path, &build_seg(ct, labels, segments, info)?)
 }
 
 #[cfg(test)]

@@ -70,6 +70,11 @@ pub enum ac_status {
     NotCt = 207,
     /// No ROI of that name in the RT Structure Set (`ac_rtstruct_find_roi`).
     RoiNotFound = 208,
+    /// A file is not a NIfTI-1 label map the SDK reads (too short, wrong magic, not 3-D, not
+    /// integer labels, truncated, unusable affine); the message names the field.
+    InvalidNifti = 209,
+    /// The volume is too large for a NIfTI-1 file (a dimension over 32767).
+    NiftiTooLarge = 210,
 
     /// Slices do not share one orientation.
     MixedOrientation = 300,
@@ -85,6 +90,8 @@ pub enum ac_status {
     TooLarge = 305,
     /// A multi-frame image where single-frame slices are required.
     MultiFrame = 306,
+    /// A label map does not lie on the CT grid it is used with (size, spacing, axes or origin).
+    NotOnCtGrid = 307,
 
     /// The model package (`model.json` or its ONNX file) is missing.
     ModelNotFound = 400,
@@ -124,7 +131,7 @@ impl ac_status {
             Error::OrtNotOrt { .. } => S::OrtNotOrt,
             Error::OrtTooOld { .. } => S::OrtTooOld,
             Error::OrtAlreadyLoaded { .. } => S::OrtAlreadyLoaded,
-            Error::Ort(_) => S::Ort,
+            Error::Ort { .. } => S::Ort,
             Error::Io { .. } => S::Io,
             Error::NotDicom { .. } => S::NotDicom,
             Error::MissingTag { .. } => S::MissingTag,
@@ -139,7 +146,10 @@ impl ac_status {
             Error::IrregularSpacing { .. } => S::IrregularSpacing,
             Error::GantryTilt { .. } => S::GantryTilt,
             Error::TooLarge { .. } => S::TooLarge,
+            Error::NotOnCtGrid { .. } => S::NotOnCtGrid,
             Error::MultiFrame { .. } => S::MultiFrame,
+            Error::InvalidNifti { .. } => S::InvalidNifti,
+            Error::NiftiTooLarge { .. } => S::NiftiTooLarge,
             Error::ModelNotFound { .. } => S::ModelNotFound,
             Error::InvalidManifest { .. } => S::InvalidManifest,
             Error::ModelHashMismatch { .. } => S::ModelHashMismatch,
@@ -154,116 +164,87 @@ impl ac_status {
             Error::InvalidArgument(_) => S::InvalidArgument,
         }
     }
+}
 
-    /// Every status, for tests and `ac_status_str`.
-    pub const ALL: [ac_status; 43] = {
-        use ac_status as S;
-        [
-            S::Ok,
-            S::NullArgument,
-            S::InvalidUtf8,
-            S::InvalidHandle,
-            S::WrongHandleType,
-            S::Panic,
-            S::InvalidArgument,
-            S::IndexOutOfRange,
-            S::LoggerInUse,
-            S::OrtNotConfigured,
-            S::OrtNotFound,
-            S::OrtLoad,
-            S::OrtNotOrt,
-            S::OrtTooOld,
-            S::OrtAlreadyLoaded,
-            S::Ort,
-            S::Io,
-            S::NotDicom,
-            S::MissingTag,
-            S::InvalidTag,
-            S::PixelData,
-            S::NoSeries,
-            S::SeriesNotFound,
-            S::NotCt,
-            S::RoiNotFound,
-            S::MixedOrientation,
-            S::MixedSize,
-            S::DuplicateSlice,
-            S::IrregularSpacing,
-            S::GantryTilt,
-            S::TooLarge,
-            S::MultiFrame,
-            S::ModelNotFound,
-            S::InvalidManifest,
-            S::ModelHashMismatch,
-            S::ModelLoad,
-            S::ModelMismatch,
-            S::ExecutionProvider,
-            S::Inference,
-            S::NonFiniteOutput,
-            S::MemoryLimit,
-            S::Cancelled,
-            S::NotApplicable,
-        ]
-    };
+/// The one table of status texts: each `ac_status` variant with its `AC_STATUS_…` name and short
+/// description. From it come [`ac_status::ALL`] (every status, in this order) and the text of
+/// [`ac_status_str`]; the text's `match` is exhaustive and denies unreachable arms, so a variant
+/// missing from the table, listed twice or unknown does not compile, and a test checks that
+/// each text starts with its variant's C name.
+///
+/// The enum itself stays written out above (cbindgen does not expand macros, and the header
+/// must show every code with its doc comment).
+macro_rules! status_table {
+    ($($variant:ident => $text:literal,)*) => {
+        /// Number of statuses.
+        const STATUS_COUNT: usize = [$(ac_status::$variant as u32),*].len();
 
-    /// `AC_STATUS_…` name and a short description, NUL-terminated.
-    fn text(self) -> &'static str {
-        use ac_status as S;
-        match self {
-            S::Ok => "AC_STATUS_OK: success\0",
-            S::NullArgument => "AC_STATUS_NULL_ARGUMENT: a required pointer argument was NULL\0",
-            S::InvalidUtf8 => "AC_STATUS_INVALID_UTF8: a string argument is not valid UTF-8\0",
-            S::InvalidHandle => {
-                "AC_STATUS_INVALID_HANDLE: not a live handle (already freed, or never created)\0"
+        impl ac_status {
+            /// Every status, for tests and `ac_status_str`.
+            pub const ALL: [ac_status; STATUS_COUNT] = [$(ac_status::$variant),*];
+
+            /// `AC_STATUS_…` name and a short description, NUL-terminated.
+            #[deny(unreachable_patterns)]
+            fn text(self) -> &'static str {
+                match self {
+                    $(ac_status::$variant => concat!($text, "\0"),)*
+                }
             }
-            S::WrongHandleType => {
-                "AC_STATUS_WRONG_HANDLE_TYPE: a handle of another type was passed\0"
-            }
-            S::Panic => "AC_STATUS_PANIC: internal error caught at the API boundary\0",
-            S::InvalidArgument => "AC_STATUS_INVALID_ARGUMENT: an argument is out of range\0",
-            S::IndexOutOfRange => "AC_STATUS_INDEX_OUT_OF_RANGE: index past the end\0",
-            S::LoggerInUse => "AC_STATUS_LOGGER_IN_USE: another logger is installed\0",
-            S::OrtNotConfigured => "AC_STATUS_ORT_NOT_CONFIGURED: no ONNX Runtime library path\0",
-            S::OrtNotFound => "AC_STATUS_ORT_NOT_FOUND: ONNX Runtime library file not found\0",
-            S::OrtLoad => "AC_STATUS_ORT_LOAD: ONNX Runtime library cannot be loaded\0",
-            S::OrtNotOrt => "AC_STATUS_ORT_NOT_ORT: the library is not ONNX Runtime\0",
-            S::OrtTooOld => "AC_STATUS_ORT_TOO_OLD: ONNX Runtime is too old\0",
-            S::OrtAlreadyLoaded => {
-                "AC_STATUS_ORT_ALREADY_LOADED: another ONNX Runtime is already loaded\0"
-            }
-            S::Ort => "AC_STATUS_ORT: ONNX Runtime reported an error\0",
-            S::Io => "AC_STATUS_IO: reading or writing a file failed\0",
-            S::NotDicom => "AC_STATUS_NOT_DICOM: not a readable DICOM file\0",
-            S::MissingTag => "AC_STATUS_MISSING_TAG: a required DICOM attribute is missing\0",
-            S::InvalidTag => "AC_STATUS_INVALID_TAG: a DICOM attribute is unusable\0",
-            S::PixelData => "AC_STATUS_PIXEL_DATA: pixel data cannot be decoded\0",
-            S::NoSeries => "AC_STATUS_NO_SERIES: no usable CT series found\0",
-            S::SeriesNotFound => "AC_STATUS_SERIES_NOT_FOUND: series UID not found\0",
-            S::NotCt => "AC_STATUS_NOT_CT: the series is not CT\0",
-            S::RoiNotFound => "AC_STATUS_ROI_NOT_FOUND: no ROI of that name\0",
-            S::MixedOrientation => "AC_STATUS_MIXED_ORIENTATION: slices differ in orientation\0",
-            S::MixedSize => "AC_STATUS_MIXED_SIZE: slices differ in size or pixel spacing\0",
-            S::DuplicateSlice => "AC_STATUS_DUPLICATE_SLICE: two slices share one position\0",
-            S::IrregularSpacing => "AC_STATUS_IRREGULAR_SPACING: missing or uneven slices\0",
-            S::GantryTilt => "AC_STATUS_GANTRY_TILT: gantry tilt or sheared stack\0",
-            S::TooLarge => "AC_STATUS_TOO_LARGE: the volume exceeds the voxel limit\0",
-            S::MultiFrame => "AC_STATUS_MULTI_FRAME: multi-frame images are not supported\0",
-            S::ModelNotFound => "AC_STATUS_MODEL_NOT_FOUND: model package file missing\0",
-            S::InvalidManifest => "AC_STATUS_INVALID_MANIFEST: model.json is invalid\0",
-            S::ModelHashMismatch => {
-                "AC_STATUS_MODEL_HASH_MISMATCH: ONNX file does not match its SHA-256\0"
-            }
-            S::ModelLoad => "AC_STATUS_MODEL_LOAD: ONNX Runtime cannot load the model\0",
-            S::ModelMismatch => "AC_STATUS_MODEL_MISMATCH: model graph does not match manifest\0",
-            S::ExecutionProvider => {
-                "AC_STATUS_EXECUTION_PROVIDER: execution provider unavailable\0"
-            }
-            S::Inference => "AC_STATUS_INFERENCE: running the model failed\0",
-            S::NonFiniteOutput => "AC_STATUS_NON_FINITE_OUTPUT: model output holds NaN/Inf\0",
-            S::MemoryLimit => "AC_STATUS_MEMORY_LIMIT: a memory limit would be exceeded\0",
-            S::Cancelled => "AC_STATUS_CANCELLED: the run was cancelled\0",
-            S::NotApplicable => "AC_STATUS_NOT_APPLICABLE: the CT does not suit the model\0",
         }
-    }
+
+        /// The Rust names of the variants, in table order.
+        #[cfg(test)]
+        const STATUS_NAMES: [&str; STATUS_COUNT] = [$(stringify!($variant)),*];
+    };
+}
+
+status_table! {
+    Ok => "AC_STATUS_OK: success",
+    NullArgument => "AC_STATUS_NULL_ARGUMENT: a required pointer argument was NULL",
+    InvalidUtf8 => "AC_STATUS_INVALID_UTF8: a string argument is not valid UTF-8",
+    InvalidHandle => "AC_STATUS_INVALID_HANDLE: not a live handle (already freed, or never created)",
+    WrongHandleType => "AC_STATUS_WRONG_HANDLE_TYPE: a handle of another type was passed",
+    Panic => "AC_STATUS_PANIC: internal error caught at the API boundary",
+    InvalidArgument => "AC_STATUS_INVALID_ARGUMENT: an argument is out of range",
+    IndexOutOfRange => "AC_STATUS_INDEX_OUT_OF_RANGE: index past the end",
+    LoggerInUse => "AC_STATUS_LOGGER_IN_USE: another logger is installed",
+    OrtNotConfigured => "AC_STATUS_ORT_NOT_CONFIGURED: no ONNX Runtime library path",
+    OrtNotFound => "AC_STATUS_ORT_NOT_FOUND: ONNX Runtime library file not found",
+    OrtLoad => "AC_STATUS_ORT_LOAD: ONNX Runtime library cannot be loaded",
+    OrtNotOrt => "AC_STATUS_ORT_NOT_ORT: the library is not ONNX Runtime",
+    OrtTooOld => "AC_STATUS_ORT_TOO_OLD: ONNX Runtime is too old",
+    OrtAlreadyLoaded => "AC_STATUS_ORT_ALREADY_LOADED: another ONNX Runtime is already loaded",
+    Ort => "AC_STATUS_ORT: ONNX Runtime reported an error",
+    Io => "AC_STATUS_IO: reading or writing a file failed",
+    NotDicom => "AC_STATUS_NOT_DICOM: not a readable DICOM file",
+    MissingTag => "AC_STATUS_MISSING_TAG: a required DICOM attribute is missing",
+    InvalidTag => "AC_STATUS_INVALID_TAG: a DICOM attribute is unusable",
+    PixelData => "AC_STATUS_PIXEL_DATA: pixel data cannot be decoded",
+    NoSeries => "AC_STATUS_NO_SERIES: no usable CT series found",
+    SeriesNotFound => "AC_STATUS_SERIES_NOT_FOUND: series UID not found",
+    NotCt => "AC_STATUS_NOT_CT: the series is not CT",
+    RoiNotFound => "AC_STATUS_ROI_NOT_FOUND: no ROI of that name",
+    InvalidNifti => "AC_STATUS_INVALID_NIFTI: not a NIfTI-1 label map the SDK reads",
+    NiftiTooLarge => "AC_STATUS_NIFTI_TOO_LARGE: the volume is too large for NIfTI-1",
+    MixedOrientation => "AC_STATUS_MIXED_ORIENTATION: slices differ in orientation",
+    MixedSize => "AC_STATUS_MIXED_SIZE: slices differ in size or pixel spacing",
+    DuplicateSlice => "AC_STATUS_DUPLICATE_SLICE: two slices share one position",
+    IrregularSpacing => "AC_STATUS_IRREGULAR_SPACING: missing or uneven slices",
+    GantryTilt => "AC_STATUS_GANTRY_TILT: gantry tilt or sheared stack",
+    TooLarge => "AC_STATUS_TOO_LARGE: the volume exceeds the voxel limit",
+    MultiFrame => "AC_STATUS_MULTI_FRAME: multi-frame images are not supported",
+    NotOnCtGrid => "AC_STATUS_NOT_ON_CT_GRID: the label map is not on the CT grid",
+    ModelNotFound => "AC_STATUS_MODEL_NOT_FOUND: model package file missing",
+    InvalidManifest => "AC_STATUS_INVALID_MANIFEST: model.json is invalid",
+    ModelHashMismatch => "AC_STATUS_MODEL_HASH_MISMATCH: ONNX file does not match its SHA-256",
+    ModelLoad => "AC_STATUS_MODEL_LOAD: ONNX Runtime cannot load the model",
+    ModelMismatch => "AC_STATUS_MODEL_MISMATCH: model graph does not match manifest",
+    ExecutionProvider => "AC_STATUS_EXECUTION_PROVIDER: execution provider unavailable",
+    Inference => "AC_STATUS_INFERENCE: running the model failed",
+    NonFiniteOutput => "AC_STATUS_NON_FINITE_OUTPUT: model output holds NaN/Inf",
+    MemoryLimit => "AC_STATUS_MEMORY_LIMIT: a memory limit would be exceeded",
+    Cancelled => "AC_STATUS_CANCELLED: the run was cancelled",
+    NotApplicable => "AC_STATUS_NOT_APPLICABLE: the CT does not suit the model",
 }
 
 /// Returns a static, NUL-terminated description of a status code (`"AC_STATUS_IO: reading or
@@ -304,12 +285,41 @@ mod tests {
         assert_eq!(t.to_str().unwrap(), "unknown status");
     }
 
+    /// `NotOnCtGrid` → `NOT_ON_CT_GRID`, as cbindgen's ScreamingSnakeCase names the C constants.
+    fn screaming_snake(name: &str) -> String {
+        let mut out = String::new();
+        let mut prev_lower = false;
+        for c in name.chars() {
+            if c.is_ascii_uppercase() && prev_lower {
+                out.push('_');
+            }
+            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+            out.push(c.to_ascii_uppercase());
+        }
+        out
+    }
+
+    /// Each text (from the one table) starts with its own variant's C name, and `ALL` lists
+    /// the variants in the table's order.
+    #[test]
+    fn texts_name_their_status() {
+        for (s, name) in ac_status::ALL.iter().zip(STATUS_NAMES) {
+            let want = format!("AC_STATUS_{}: ", screaming_snake(name));
+            assert!(s.text().starts_with(&want), "{name}: {}", s.text());
+            assert!(s.text().ends_with('\0'));
+        }
+        assert_eq!(screaming_snake("InvalidUtf8"), "INVALID_UTF8");
+    }
+
     #[test]
     fn numbers_are_stable() {
         assert_eq!(ac_status::Ok as u32, 0);
         assert_eq!(ac_status::InvalidHandle as u32, 3);
         assert_eq!(ac_status::Io as u32, 200);
         assert_eq!(ac_status::Cancelled as u32, 409);
+        assert_eq!(ac_status::InvalidNifti as u32, 209);
+        assert_eq!(ac_status::NiftiTooLarge as u32, 210);
+        assert_eq!(ac_status::NotOnCtGrid as u32, 307);
         assert_eq!(
             ac_status::from_error(&Error::Cancelled),
             ac_status::Cancelled

@@ -14,6 +14,8 @@ use autocontour::rtstruct::{
 use autocontour::volume::{Geometry, Volume};
 use autocontour::{Error, Result};
 
+use crate::error::{CliError, CliResult};
+
 /// Arguments of `autocontour rtstruct-to-mask`.
 #[derive(clap::Args)]
 pub struct ToMaskArgs {
@@ -113,10 +115,9 @@ fn safe(name: &str) -> String {
     if s.is_empty() { "roi".into() } else { s }
 }
 
-fn json_write(path: &Path, v: &serde_json::Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(v)
-        .map_err(|e| Error::InvalidArgument(format!("JSON: {e}")))?;
-    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+fn json_write(path: &Path, v: &serde_json::Value) -> CliResult<()> {
+    let text = serde_json::to_string_pretty(v)?;
+    Ok(std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))?)
 }
 
 fn load_ct(dir: &Path, uid: Option<&str>) -> Result<CtSeries> {
@@ -136,7 +137,7 @@ fn drop_voxels(ct: &mut CtSeries) -> Result<()> {
 }
 
 /// Runs `rtstruct-to-mask`.
-pub fn to_mask(args: ToMaskArgs) -> Result<()> {
+pub fn to_mask(args: ToMaskArgs) -> CliResult<()> {
     let mut ct = load_ct(&args.ct, args.uid.as_deref())?;
     let g = *ct.volume.geometry();
     // Only the grid and the slice list are needed from here on.
@@ -173,7 +174,7 @@ pub fn to_mask(args: ToMaskArgs) -> Result<()> {
     let voxel_ml = g.spacing.iter().product::<f64>() / 1000.0;
     if is_nifti(&args.out) {
         if masks.len() > 255 {
-            return Err(Error::InvalidArgument(format!(
+            return Err(CliError::Usage(format!(
                 "{} ROIs do not fit a u8 label map; write a folder instead",
                 masks.len()
             )));
@@ -257,44 +258,55 @@ pub fn to_mask(args: ToMaskArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::InvalidArgument(format!("{}: not valid JSON: {e}", path.display())))
+/// An unusable CLI input file.
+fn input_err(path: &Path, reason: impl Into<String>) -> CliError {
+    CliError::Input {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+        source: None,
+    }
 }
 
-fn triple(v: &serde_json::Value, key: &str, path: &Path) -> Result<[f64; 3]> {
-    let a = v[key].as_array().filter(|a| a.len() == 3).ok_or_else(|| {
-        Error::InvalidArgument(format!("{}: '{key}' must be 3 numbers", path.display()))
-    })?;
+fn read_json(path: &Path) -> CliResult<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| CliError::Input {
+        path: path.to_path_buf(),
+        reason: format!("not valid JSON: {e}"),
+        source: Some(e),
+    })
+}
+
+fn triple(v: &serde_json::Value, key: &str, path: &Path) -> CliResult<[f64; 3]> {
+    let a = v[key]
+        .as_array()
+        .filter(|a| a.len() == 3)
+        .ok_or_else(|| input_err(path, format!("'{key}' must be 3 numbers")))?;
     let mut out = [0.0; 3];
     for (o, x) in out.iter_mut().zip(a) {
-        *o = x.as_f64().ok_or_else(|| {
-            Error::InvalidArgument(format!("{}: '{key}' must be 3 numbers", path.display()))
-        })?;
+        *o = x
+            .as_f64()
+            .ok_or_else(|| input_err(path, format!("'{key}' must be 3 numbers")))?;
     }
     Ok(out)
 }
 
 /// Reads `labels.raw` with the geometry in the `labels.json` beside it (the phantom's format).
-fn read_raw(raw: &Path) -> Result<Volume<u8>> {
+fn read_raw(raw: &Path) -> CliResult<Volume<u8>> {
     let side = sidecar(raw);
     let meta = read_json(&side)?;
     let size = triple(&meta, "size", &side)?;
     if size.iter().any(|s| *s < 1.0 || s.fract() != 0.0) {
-        return Err(Error::InvalidArgument(format!(
-            "{}: size {size:?} is not three positive integers",
-            side.display()
-        )));
+        return Err(input_err(
+            &side,
+            format!("size {size:?} is not three positive integers"),
+        ));
     }
     let origin = triple(&meta, "origin", &side)?;
     let spacing = triple(&meta, "spacing", &side)?;
     let rows = meta["direction"]
         .as_array()
         .filter(|a| a.len() == 3)
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!("{}: 'direction' must be 3x3", side.display()))
-        })?;
+        .ok_or_else(|| input_err(&side, "'direction' must be 3x3"))?;
     let mut direction = [[0.0; 3]; 3];
     for (r, row) in rows.iter().enumerate() {
         let wrap = serde_json::json!({ "d": row });
@@ -303,19 +315,21 @@ fn read_raw(raw: &Path) -> Result<Volume<u8>> {
     let g = Geometry::new(size.map(|s| s as usize), origin, spacing, direction)?;
     let data = std::fs::read(raw).map_err(|e| Error::io(raw, e))?;
     if data.len() != g.voxel_count() {
-        return Err(Error::InvalidArgument(format!(
-            "{}: {} bytes, expected {} (size {:?})",
-            raw.display(),
-            data.len(),
-            g.voxel_count(),
-            g.size
-        )));
+        return Err(input_err(
+            raw,
+            format!(
+                "{} bytes, expected {} (size {:?})",
+                data.len(),
+                g.voxel_count(),
+                g.size
+            ),
+        ));
     }
-    Volume::new(g, data)
+    Ok(Volume::new(g, data)?)
 }
 
 /// Runs `mask-to-rtstruct`.
-pub fn to_rtstruct(args: ToRtstructArgs) -> Result<()> {
+pub fn to_rtstruct(args: ToRtstructArgs) -> CliResult<()> {
     let labels = if is_nifti(&args.mask) {
         read_nifti_labels(&args.mask)?
     } else {
@@ -352,7 +366,7 @@ pub fn to_rtstruct(args: ToRtstructArgs) -> Result<()> {
     }
     for (n, name) in args.names.iter().enumerate() {
         let l = u8::try_from(n + 1)
-            .map_err(|_| Error::InvalidArgument("--names lists more than 255 names".into()))?;
+            .map_err(|_| CliError::Usage("--names lists more than 255 names".into()))?;
         known.push((l, name.trim().to_string(), None));
     }
     let mut present = [false; 256];
@@ -390,10 +404,7 @@ pub fn to_rtstruct(args: ToRtstructArgs) -> Result<()> {
         ));
     }
     if specs.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "{}: the label map has no non-zero label",
-            args.mask.display()
-        )));
+        return Err(input_err(&args.mask, "the label map has no non-zero label"));
     }
     let rois = rois_from_labels(&labels, &specs, &ContourOptions::default())?;
     let info = OutputInfo {
@@ -432,7 +443,7 @@ pub fn segment_outputs(
     out: &Path,
     write_seg: bool,
     write_nifti: bool,
-) -> Result<(Option<PathBuf>, Option<PathBuf>)> {
+) -> CliResult<(Option<PathBuf>, Option<PathBuf>)> {
     let specs = seg.roi_specs(model);
     let seg_path = if write_seg {
         let segments: Vec<autocontour::seg::SegSegment> = specs

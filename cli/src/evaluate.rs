@@ -19,6 +19,8 @@ use autocontour::rtstruct::{
     RasterOptions, RtStruct, check_frame_of_reference, rasterise_roi, read_rtstruct,
 };
 use autocontour::{Error, Result};
+
+use crate::error::{CliError, CliResult};
 use serde::Serialize;
 
 /// Margin around the outlines in `worst_slice.png`, mm.
@@ -112,19 +114,19 @@ fn find_roi(rs: &RtStruct, key: &str) -> Option<usize> {
     hits.first().copied()
 }
 
-fn parse_match(m: &str) -> Result<(String, String)> {
+fn parse_match(m: &str) -> CliResult<(String, String)> {
     match m.split_once('=') {
         Some((t, r)) if !t.trim().is_empty() && !r.trim().is_empty() => {
             Ok((t.trim().to_string(), r.trim().to_string()))
         }
-        _ => Err(Error::InvalidArgument(format!(
+        _ => Err(CliError::Usage(format!(
             "--match '{m}': expected TEST_NAME=REF_NAME"
         ))),
     }
 }
 
 /// The structures to evaluate, in reference order.
-fn structures(args: &EvaluateArgs, refs: &[RtStruct]) -> Result<Vec<Structure>> {
+fn structures(args: &EvaluateArgs, refs: &[RtStruct]) -> CliResult<Vec<Structure>> {
     let mut out: Vec<Structure> = Vec::new();
     if !args.matches.is_empty() {
         for m in &args.matches {
@@ -156,7 +158,7 @@ fn structures(args: &EvaluateArgs, refs: &[RtStruct]) -> Result<Vec<Structure>> 
     // A reference ROI named explicitly must exist in some reference file.
     for s in &out {
         if !refs.iter().any(|rs| find_roi(rs, &s.ref_key).is_some()) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(CliError::Usage(format!(
                 "no reference structure set has a ROI matching '{}'",
                 s.name
             )));
@@ -218,15 +220,15 @@ struct Evaluation {
 }
 
 /// Runs the evaluation, keeping the worst pair's masks when `keep_worst`.
-fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> Result<Evaluation> {
+fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> CliResult<Evaluation> {
     if args.tests.is_empty() && args.references.len() < 2 {
-        return Err(Error::InvalidArgument(
+        return Err(CliError::Usage(
             "evaluate needs at least one --test, or two or more --ref for inter-observer variability"
                 .into(),
         ));
     }
     if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
-        return Err(Error::InvalidArgument(format!(
+        return Err(CliError::Usage(format!(
             "--tolerance {} must be finite and ≥ 0",
             args.tolerance
         )));
@@ -329,7 +331,7 @@ fn label(paths: &[PathBuf], i: usize) -> String {
 }
 
 /// Runs `autocontour evaluate`.
-pub fn run(args: EvaluateArgs) -> Result<()> {
+pub fn run(args: EvaluateArgs) -> CliResult<()> {
     let ev = evaluate_all(&args, args.plots.is_some())?;
     let (rows, missing) = (&ev.rows, &ev.missing);
     print!("{}", table(rows));
@@ -348,8 +350,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "rows": rows,
             "not_evaluated": missing,
         });
-        let text = serde_json::to_string_pretty(&v)
-            .map_err(|e| Error::InvalidArgument(format!("JSON: {e}")))?;
+        let text = serde_json::to_string_pretty(&v)?;
         write_file(p, &text)?;
     }
     if let Some(dir) = &args.plots {

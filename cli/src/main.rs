@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod error;
 mod evaluate;
 mod plots;
 mod preview;
@@ -14,13 +15,15 @@ mod segment;
 
 use autocontour::dicom::{LoadOptions, discover, load_series};
 use autocontour::runtime::{self, RuntimeOptions};
-use autocontour::{Error, Result};
+use error::{CliError, CliResult};
 
 #[derive(Parser)]
 #[command(
     name = "autocontour",
     version,
-    about = "Auto-contouring for radiotherapy CT"
+    about = "Auto-contouring for radiotherapy CT",
+    after_help = "Exit status: 0 success; 1 the run failed (error: … on stderr; in a batch, any \
+                  case failed); 2 a usage mistake (a bad option value or combination)."
 )]
 struct Cli {
     /// ONNX Runtime shared library to load (default: $AUTOCONTOUR_ORT_LIB, then next to this
@@ -109,12 +112,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> CliResult<()> {
     let rt = RuntimeOptions {
         library: cli.ort_lib.clone(),
     };
@@ -183,10 +186,10 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn triple<T: Copy>(v: &[T], what: &str) -> Result<[T; 3]> {
+fn triple<T: Copy>(v: &[T], what: &str) -> CliResult<[T; 3]> {
     match v {
         [a, b, c] => Ok([*a, *b, *c]),
-        _ => Err(Error::InvalidArgument(format!(
+        _ => Err(CliError::Usage(format!(
             "--{what} needs three comma-separated values"
         ))),
     }
@@ -200,16 +203,17 @@ fn write_phantom(
     center: &[f64],
     syntax: &str,
     seed: Option<String>,
-) -> Result<()> {
+) -> CliResult<()> {
     use autocontour_test_support::phantom::{Phantom, PhantomSpec, PhantomSyntax};
+    let usage = |e: autocontour::Error| CliError::Usage(e.to_string());
     let spec = PhantomSpec {
-        orientation: orientation.parse()?,
+        orientation: orientation.parse().map_err(usage)?,
         size: triple(size, "size")?,
         spacing: triple(spacing, "spacing")?,
         center: triple(center, "center")?,
         seed,
     };
-    let syntax: PhantomSyntax = syntax.parse()?;
+    let syntax: PhantomSyntax = syntax.parse().map_err(usage)?;
     let ph = Phantom::new(spec)?;
     let files = ph.write_series(&out.join("ct"), syntax)?;
     ph.write_labels(out)?;
@@ -222,8 +226,8 @@ fn write_phantom(
     Ok(())
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string_pretty(v).map_err(|e| Error::InvalidArgument(format!("JSON: {e}")))
+fn to_json<T: serde::Serialize>(v: &T) -> CliResult<String> {
+    Ok(serde_json::to_string_pretty(v)?)
 }
 
 fn print_summary(s: &autocontour::dicom::SeriesSummary) {
@@ -260,7 +264,7 @@ fn print_summary(s: &autocontour::dicom::SeriesSummary) {
     }
 }
 
-fn print_loaded(s: &autocontour::dicom::CtSeries, secs: f64, json: bool) -> Result<()> {
+fn print_loaded(s: &autocontour::dicom::CtSeries, secs: f64, json: bool) -> CliResult<()> {
     let g = s.volume.geometry();
     // HU range and mean, per slice in parallel (f32 within a slice, f64 across slices).
     use rayon::prelude::*;

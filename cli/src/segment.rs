@@ -15,6 +15,8 @@ use autocontour::plausibility::OnMismatch;
 use autocontour::runtime::RuntimeOptions;
 use autocontour::{Error, Result};
 
+use crate::error::{CliError, CliResult};
+
 /// Arguments of `autocontour segment`.
 #[derive(clap::Args)]
 pub struct SegmentArgs {
@@ -95,11 +97,11 @@ fn default_model() -> PathBuf {
 struct CaseOutcome {
     name: String,
     input: PathBuf,
-    result: Result<serde_json::Value>,
+    result: CliResult<serde_json::Value>,
     seconds: f64,
 }
 
-pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> Result<()> {
+pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
     let mut inputs = args.inputs.clone();
     if let Some(list) = &args.list {
         let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
@@ -111,11 +113,14 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> Result<()> {
         );
     }
     if inputs.is_empty() {
-        return Err(Error::InvalidArgument(
+        return Err(CliError::Usage(
             "no CT folder given (pass folders or --list FILE)".into(),
         ));
     }
-    let device: Device = args.device.parse()?;
+    let device: Device = args
+        .device
+        .parse()
+        .map_err(|e: Error| CliError::Usage(e.to_string()))?;
     let model_dir = args.model.clone().unwrap_or_else(default_model);
     let opts = ModelOptions {
         runtime,
@@ -181,7 +186,7 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> Result<()> {
     }
     match outcomes.into_iter().find_map(|o| o.result.err()) {
         Some(e) if !batch => Err(e),
-        Some(_) => Err(Error::InvalidArgument(format!("{failed} case(s) failed"))),
+        Some(_) => Err(CliError::CasesFailed { failed }),
         None => Ok(()),
     }
 }
@@ -210,7 +215,7 @@ fn run_case(
     name: &str,
     args: &SegmentArgs,
     tty: bool,
-) -> Result<serde_json::Value> {
+) -> CliResult<serde_json::Value> {
     let t_all = Instant::now();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let t = Instant::now();
@@ -305,8 +310,7 @@ fn run_case(
             "nifti": nifti_path,
         },
     });
-    let text = serde_json::to_string_pretty(&summary)
-        .map_err(|e| Error::InvalidArgument(format!("JSON: {e}")))?;
+    let text = serde_json::to_string_pretty(&summary)?;
     let json_path = out.join("summary.json");
     std::fs::write(&json_path, text + "\n").map_err(|e| Error::io(&json_path, e))?;
     println!(

@@ -10,7 +10,8 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
 
-use crate::error::{Error, Result};
+use super::write::IMPLICIT_VR_LE;
+use crate::error::{Cause, Error, Result, cause};
 
 /// One DICOM file, parsed, with the path it came from.
 pub struct DicomFile {
@@ -19,8 +20,6 @@ pub struct DicomFile {
     /// The dataset with its file meta group (synthesised when the file had none).
     pub obj: DefaultDicomObject,
 }
-
-const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 
 fn has_dicm_magic(path: &Path) -> Result<bool> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -59,6 +58,7 @@ fn open(path: &Path, until: Option<Tag>) -> Result<DefaultDicomObject> {
         return opts.open_file(path).map_err(|e| Error::NotDicom {
             path: path.to_path_buf(),
             reason: e.to_string(),
+            source: cause(e),
         });
     }
     // A bare dataset: no preamble, no meta. If it starts with a meta group, let the normal
@@ -75,6 +75,7 @@ fn open(path: &Path, until: Option<Tag>) -> Result<DefaultDicomObject> {
         return opts.open_file(path).map_err(|e| Error::NotDicom {
             path: path.to_path_buf(),
             reason: e.to_string(),
+            source: cause(e),
         });
     }
     let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
@@ -82,17 +83,20 @@ fn open(path: &Path, until: Option<Tag>) -> Result<DefaultDicomObject> {
         .ok_or_else(|| Error::NotDicom {
             path: path.to_path_buf(),
             reason: "implicit VR little endian is not registered".into(),
+            source: None,
         })?;
     let ds = InMemDicomObject::read_dataset_with_ts(BufReader::new(f), ts).map_err(|e| {
         Error::NotDicom {
             path: path.to_path_buf(),
             reason: format!("no preamble or file meta, and not implicit VR little endian: {e}"),
+            source: cause(e),
         }
     })?;
     ds.with_meta(FileMetaTableBuilder::new().transfer_syntax(IMPLICIT_VR_LE))
         .map_err(|e| Error::NotDicom {
             path: path.to_path_buf(),
             reason: format!("no file meta and no SOP Class/Instance UID to make one: {e}"),
+            source: cause(e),
         })
 }
 
@@ -117,9 +121,10 @@ pub fn read_header(path: &Path) -> Result<DicomFile> {
 /// set without file meta, as [`read_file`] does for a path. `name` stands for the path in messages and in
 /// [`DicomFile::path`] (e.g. `buffer #3`).
 pub fn read_bytes(name: &Path, bytes: &[u8]) -> Result<DicomFile> {
-    let not_dicom = |reason: String| Error::NotDicom {
+    let not_dicom = |reason: String, source: Option<Cause>| Error::NotDicom {
         path: name.to_path_buf(),
         reason,
+        source,
     };
     let magic = bytes.get(128..132) == Some(&b"DICM"[..]);
     let group = bytes.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
@@ -133,34 +138,39 @@ pub fn read_bytes(name: &Path, bytes: &[u8]) -> Result<DicomFile> {
         OpenFileOptions::new()
             .read_preamble(preamble)
             .from_reader(bytes)
-            .map_err(|e| not_dicom(e.to_string()))?
+            .map_err(|e| not_dicom(e.to_string(), cause(e)))?
     } else if group == Some(0x0002) {
         // File meta group without the magic code in front: supply it.
         OpenFileOptions::new()
             .read_preamble(ReadPreamble::Never)
             .from_reader(std::io::Read::chain(&b"DICM"[..], bytes))
-            .map_err(|e| not_dicom(e.to_string()))?
+            .map_err(|e| not_dicom(e.to_string(), cause(e)))?
     } else if group == Some(0x0008) && bytes.len() >= 8 {
         let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
             .get(IMPLICIT_VR_LE)
-            .ok_or_else(|| not_dicom("implicit VR little endian is not registered".into()))?;
+            .ok_or_else(|| not_dicom("implicit VR little endian is not registered".into(), None))?;
         InMemDicomObject::read_dataset_with_ts(bytes, ts)
             .map_err(|e| {
-                not_dicom(format!(
-                    "no preamble or file meta, and not implicit VR little endian: {e}"
-                ))
+                not_dicom(
+                    format!("no preamble or file meta, and not implicit VR little endian: {e}"),
+                    cause(e),
+                )
             })?
             .with_meta(FileMetaTableBuilder::new().transfer_syntax(IMPLICIT_VR_LE))
             .map_err(|e| {
-                not_dicom(format!(
-                    "no file meta and no SOP Class/Instance UID to make one: {e}"
-                ))
+                not_dicom(
+                    format!("no file meta and no SOP Class/Instance UID to make one: {e}"),
+                    cause(e),
+                )
             })?
     } else {
-        return Err(not_dicom(format!(
-            "{} bytes without the DICM magic, a file meta group or a bare data set",
-            bytes.len()
-        )));
+        return Err(not_dicom(
+            format!(
+                "{} bytes without the DICM magic, a file meta group or a bare data set",
+                bytes.len()
+            ),
+            None,
+        ));
     };
     Ok(DicomFile {
         path: name.to_path_buf(),
@@ -302,7 +312,7 @@ impl DicomFile {
         let ts = self.transfer_syntax();
         let bits_stored = self.opt_u32(tags::BITS_STORED)?;
         let bits_allocated = self.opt_u32(tags::BITS_ALLOCATED)?;
-        let pixel_err = |reason: String| {
+        let pixel_err = |reason: String, source: Option<Cause>| {
             let reason = match known_limitation(&ts, bits_stored, bits_allocated) {
                 Some(why) => format!("{why} ({reason})"),
                 None => reason,
@@ -311,6 +321,7 @@ impl DicomFile {
                 path: self.path.clone(),
                 transfer_syntax: ts_label(&ts),
                 reason,
+                source,
             }
         };
         let spp = self.opt_u32(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1);
@@ -332,7 +343,7 @@ impl DicomFile {
         let decoded = self
             .obj
             .decode_pixel_data()
-            .map_err(|e| pixel_err(e.to_string()))?;
+            .map_err(|e| pixel_err(e.to_string(), cause(e)))?;
         let (rows, cols, frames) = (
             decoded.rows(),
             decoded.columns(),
@@ -352,7 +363,9 @@ impl DicomFile {
                     .flatten()
                     .is_some_and(|e| e.vr() == dicom_core::VR::OW),
         };
-        let values = layout.to_f64(decoded.data(), count).map_err(pixel_err)?;
+        let values = layout
+            .to_f64(decoded.data(), count)
+            .map_err(|reason| pixel_err(reason, None))?;
         Ok(StoredPixels {
             rows,
             cols,
@@ -393,7 +406,7 @@ impl DicomFile {
         }
         let v = e
             .to_multi_float64()
-            .map_err(|err| self.invalid(tag, err.to_string()))?;
+            .map_err(|err| self.invalid_because(tag, err))?;
         if v.iter().any(|x| !x.is_finite()) {
             return Err(self.invalid(tag, format!("non-finite value in {v:?}")));
         }
@@ -426,7 +439,7 @@ impl DicomFile {
             return Err(self.missing(tag));
         }
         e.to_int::<u32>()
-            .map_err(|err| self.invalid(tag, err.to_string()))
+            .map_err(|err| self.invalid_because(tag, err))
     }
 
     /// An optional unsigned integer attribute.
@@ -437,7 +450,7 @@ impl DicomFile {
             Some(e) => e
                 .to_int::<u32>()
                 .map(Some)
-                .map_err(|err| self.invalid(tag, err.to_string())),
+                .map_err(|err| self.invalid_because(tag, err)),
         }
     }
 
@@ -455,6 +468,22 @@ impl DicomFile {
             path: self.path.clone(),
             tag: tag_name(tag),
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// The error for an attribute whose value could not be converted: `err`'s message as the
+    /// reason, `err` as the source.
+    fn invalid_because(
+        &self,
+        tag: Tag,
+        err: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::InvalidTag {
+            path: self.path.clone(),
+            tag: tag_name(tag),
+            reason: err.to_string(),
+            source: cause(err),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! DICOM input: reading files (with or without preamble and file meta), discovering series in a
-//! folder, and loading a CT series into a [`Volume`](crate::volume::Volume) with exact geometry.
+//! folder, and loading a CT series into a [`Volume`](crate::volume::Volume) with exact geometry;
+//! [`mod@write`] holds what the DICOM writers (RT Structure Set, Segmentation) share.
 
 mod file;
 mod series;
+pub mod write;
 
 pub use file::{DicomFile, StoredPixels, read_bytes, read_file, read_header};
 pub use series::{

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::file::{DicomFile, read_file, read_header, ts_label};
+use super::write::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use crate::error::{Error, Result};
 use crate::volume::{Geometry, Volume, cross, dot};
 
@@ -174,6 +175,7 @@ fn header_of(file: DicomFile, in_memory: bool) -> Result<Header> {
         return Err(Error::NotDicom {
             path: file.path.clone(),
             reason: "a DICOMDIR (media directory), ignored".into(),
+            source: None,
         });
     }
     let modality = file
@@ -685,6 +687,7 @@ fn decode_parsed(f: &DicomFile, nx: usize, ny: usize, out: &mut [f32]) -> Result
                 "decoded {}×{}×{} samples, expected {nx}×{ny}",
                 px.cols, px.rows, px.frames
             ),
+            source: None,
         });
     }
     for (o, r) in out.iter_mut().zip(px.values) {
@@ -706,8 +709,8 @@ struct Native16 {
 impl Native16 {
     fn of(f: &DicomFile) -> Result<Option<Native16>> {
         let explicit = match f.transfer_syntax().as_str() {
-            "1.2.840.10008.1.2" => false,
-            "1.2.840.10008.1.2.1" => true,
+            IMPLICIT_VR_LE => false,
+            EXPLICIT_VR_LE => true,
             _ => return Ok(None),
         };
         let ba = f.opt_u32(tags::BITS_ALLOCATED)?;

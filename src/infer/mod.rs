@@ -21,7 +21,7 @@ use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, cause};
 use crate::model::{Blending, DType, Model, OutputKind, ResampleOutput};
 use crate::volume::{Geometry, Volume};
 
@@ -350,9 +350,13 @@ fn blend_tile(acc: &mut [f32], src: &[f32], w: &[f32], scale: f32, t: [usize; 3]
 }
 
 /// Runs `model` on a CT volume (HU) and returns the label map on the CT grid.
+///
+/// 1. `prepare`: the model grid, resampled and normalised in one pass, padded to the patch.
+/// 2. `run_tiles`: tiles in batches through ONNX Runtime, with mirroring, blended into the
+///    class-score accumulators; cancellation between tiles and inside ONNX Runtime.
+/// 3. `finish`: scores normalised by the weight sum, argmax and confidence, labels back on the
+///    CT grid, the probabilities when asked for.
 pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Result<Prediction> {
-    let m = &model.manifest;
-    let classes = m.num_classes();
     let mut rep = Reporter {
         f: opts.progress,
         last: 0.0,
@@ -360,19 +364,77 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
     let mut timings = Timings::default();
     rep.report("preprocess", 0.0);
     check_cancel(&opts.cancel)?;
+    let ModelInput { grid, pad, image } = prepare(model, ct, opts, &mut timings)?;
+    rep.report("preprocess", 0.05);
+    check_cancel(&opts.cancel)?;
+    let blended = run_tiles(model, image, pad, opts, &mut rep, &mut timings)?;
+    check_cancel(&opts.cancel)?;
+    finish(model, ct, opts, grid, blended, &mut rep, timings)
+}
 
-    // 1. model grid, resample + normalise
+/// The model-grid image and where it sits in its padded box.
+struct ModelInput {
+    /// The model grid.
+    grid: ModelGrid,
+    /// Sizes and offset of the padding.
+    pad: Padding,
+    /// The normalised image on the padded grid, `[z][y][x]`.
+    image: Vec<f32>,
+}
+
+/// The model grid (`size`, `[z, y, x]`) inside its box padded up to the patch size.
+#[derive(Clone, Copy)]
+struct Padding {
+    /// The model grid.
+    size: [usize; 3],
+    /// The padded box: at least the patch on every axis.
+    padded: [usize; 3],
+    /// Where the grid starts in the box.
+    lo: [usize; 3],
+}
+
+impl Padding {
+    /// Voxels of the padded box.
+    fn voxels(&self) -> usize {
+        self.padded[0] * self.padded[1] * self.padded[2]
+    }
+
+    /// True when the box is the grid itself.
+    fn none(&self) -> bool {
+        self.padded == self.size
+    }
+
+    /// Offset in the box of the start of grid row (`z`, `y`).
+    fn row_start(&self, z: usize, y: usize) -> usize {
+        ((z + self.lo[0]) * self.padded[1] + y + self.lo[1]) * self.padded[2] + self.lo[2]
+    }
+}
+
+/// Stage 1: the model grid, its memory check (accumulators for every class plus the image and
+/// the weights), the CT resampled and normalised onto it, and the padding up to the patch size.
+fn prepare(
+    model: &Model,
+    ct: &Volume<f32>,
+    opts: &InferOptions<'_>,
+    timings: &mut Timings,
+) -> Result<ModelInput> {
+    let m = &model.manifest;
+    let classes = m.num_classes();
     let t0 = Instant::now();
     let grid = ModelGrid::new(ct.geometry(), m.orientation, m.spacing_mm)?;
     let [sz, sy, sx] = grid.zyx();
     let patch = m.patch_size;
     let padded = [sz.max(patch[0]), sy.max(patch[1]), sx.max(patch[2])];
-    let pad_lo = [
-        (padded[0] - sz) / 2,
-        (padded[1] - sy) / 2,
-        (padded[2] - sx) / 2,
-    ];
-    let pvox = padded[0] * padded[1] * padded[2];
+    let pad = Padding {
+        size: [sz, sy, sx],
+        padded,
+        lo: [
+            (padded[0] - sz) / 2,
+            (padded[1] - sy) / 2,
+            (padded[2] - sx) / 2,
+        ],
+    };
+    let pvox = pad.voxels();
     let acc_bytes = (classes as u64 + 2) * pvox as u64 * 4;
     if acc_bytes > opts.memory_limit_bytes {
         return Err(Error::MemoryLimit {
@@ -387,15 +449,14 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
     let image = grid::resample_to_model(ct, &grid, &m.normalization);
     timings.model_grid_s = t0.elapsed().as_secs_f64();
     let tp = Instant::now();
-    let no_pad = padded == [sz, sy, sx];
-    let image = if no_pad {
+    let image = if pad.none() {
         image
     } else {
         let mut out = vec![0f32; pvox];
         for z in 0..sz {
             for y in 0..sy {
                 let src = (z * sy + y) * sx;
-                let dst = ((z + pad_lo[0]) * padded[1] + y + pad_lo[1]) * padded[2] + pad_lo[2];
+                let dst = pad.row_start(z, y);
                 if let (Some(d), Some(s)) = (out.get_mut(dst..dst + sx), image.get(src..src + sx)) {
                     d.copy_from_slice(s);
                 }
@@ -405,275 +466,438 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
     };
     timings.pad_s = tp.elapsed().as_secs_f64();
     timings.preprocess_s = t0.elapsed().as_secs_f64();
-    rep.report("preprocess", 0.05);
-    check_cancel(&opts.cancel)?;
+    Ok(ModelInput { grid, pad, image })
+}
 
-    // 2. tiles
-    let t1 = Instant::now();
-    let starts: Vec<Vec<usize>> = (0..3)
-        .map(|a| tiling::tile_starts(padded[a], patch[a], m.tile_step))
-        .collect();
-    let mut tiles = Vec::new();
-    for &z in &starts[0] {
-        for &y in &starts[1] {
-            for &x in &starts[2] {
-                tiles.push([z, y, x]);
+/// The outcome of stage 2.
+struct Blended {
+    /// Where the model grid sits in the padded box.
+    pad: Padding,
+    /// Weighted class scores, `[class][padded box]`.
+    acc: Vec<f32>,
+    /// The weight sum over all tiles, `[padded box]`.
+    wsum: Vec<f32>,
+    /// Number of tiles.
+    tiles: usize,
+    /// Network evaluations (tiles × mirror combinations).
+    evaluations: usize,
+}
+
+/// Tile positions and blending weights on the padded box.
+struct Tiling {
+    /// Start `[z, y, x]` of every tile, in run order.
+    tiles: Vec<[usize; 3]>,
+    geom: TileGeom,
+    /// The shared Gaussian map (`None`: centre-crop weights per tile).
+    gauss: Option<Vec<f32>>,
+    /// Tile step per axis, voxels.
+    strides: [usize; 3],
+}
+
+impl Tiling {
+    /// nnU-Net's tile positions over `padded` for the manifest's patch and step.
+    fn new(m: &crate::model::Manifest, padded: [usize; 3]) -> Self {
+        let patch = m.patch_size;
+        let starts: Vec<Vec<usize>> = (0..3)
+            .map(|a| tiling::tile_starts(padded[a], patch[a], m.tile_step))
+            .collect();
+        let mut tiles = Vec::new();
+        for &z in &starts[0] {
+            for &y in &starts[1] {
+                for &x in &starts[2] {
+                    tiles.push([z, y, x]);
+                }
             }
         }
+        let gauss = match m.blending {
+            Blending::Gaussian => Some(tiling::gaussian_map(patch)),
+            Blending::CenterCrop => None,
+        };
+        let strides =
+            [0, 1, 2].map(|a| ((patch[a] as f64 * m.tile_step).round_ties_even() as usize).max(1));
+        Tiling {
+            tiles,
+            geom: TileGeom { patch, padded },
+            gauss,
+            strides,
+        }
     }
-    let gauss = match m.blending {
-        Blending::Gaussian => Some(tiling::gaussian_map(patch)),
-        Blending::CenterCrop => None,
-    };
-    let strides =
-        [0, 1, 2].map(|a| ((patch[a] as f64 * m.tile_step).round_ties_even() as usize).max(1));
-    let tg = TileGeom { patch, padded };
-    let pv = patch[0] * patch[1] * patch[2];
-    // The weight sum depends on the tile positions only: all tiles, in order, up front.
+
+    /// The weights of the tile at `t` (see [`tile_weights`]).
+    fn weights<'a>(&'a self, buf: &'a mut Vec<f32>, t: [usize; 3]) -> &'a [f32] {
+        tile_weights(buf, self.gauss.as_deref(), t, self.geom, self.strides)
+    }
+
+    /// The weight sum over the padded box: it depends on the tile positions only, so all
+    /// tiles, in order, up front.
+    fn weight_sum(&self) -> Vec<f32> {
+        let geom = self.geom;
+        let px = geom.patch[2];
+        let mut wsum = vec![0f32; geom.padded[0] * geom.padded[1] * geom.padded[2]];
+        let mut wbuf = Vec::new();
+        for &t in &self.tiles {
+            let w = self.weights(&mut wbuf, t);
+            geom.rows(t, |gi, pi| {
+                if let (Some(d), Some(s)) = (wsum.get_mut(gi..gi + px), w.get(pi..pi + px)) {
+                    d.iter_mut().zip(s).for_each(|(d, &s)| *d += s);
+                }
+            });
+        }
+        wsum
+    }
+}
+
+/// Stage 2: the weight sum, then every batch of tiles of `image` (the padded model-grid image)
+/// through the model (each mirror combination), blended into the accumulators. The run options
+/// that let [`CancelToken`] stop a running call are registered with the token for the duration
+/// of the loop. The image and the loop's buffers are freed before it returns.
+fn run_tiles(
+    model: &Model,
+    image: Vec<f32>,
+    pad: Padding,
+    opts: &InferOptions<'_>,
+    rep: &mut Reporter<'_>,
+    timings: &mut Timings,
+) -> Result<Blended> {
+    let m = &model.manifest;
+    let t1 = Instant::now();
+    let tiling = Tiling::new(m, pad.padded);
     let tw = Instant::now();
-    let mut wsum = vec![0f32; pvox];
-    let mut wbuf = Vec::new();
-    for &t in &tiles {
-        let w = tile_weights(&mut wbuf, gauss.as_deref(), t, tg, strides);
-        tg.rows(t, |gi, pi| {
-            if let (Some(d), Some(s)) = (wsum.get_mut(gi..gi + patch[2]), w.get(pi..pi + patch[2]))
-            {
-                d.iter_mut().zip(s).for_each(|(d, &s)| *d += s);
-            }
-        });
-    }
+    let wsum = tiling.weight_sum();
     timings.weights_s = tw.elapsed().as_secs_f64();
-    let mut acc = vec![0f32; classes * pvox];
-    let mirrors = mirror_sets(&m.mirror_axes);
-    let batch = if opts.batch > 0 {
-        opts.batch.min(model.max_batch)
-    } else {
-        model.max_batch.min(4)
-    }
-    .max(1);
     let run_options = Arc::new(
-        ort::session::RunOptions::new()
-            .map_err(|e| Error::Ort(format!("creating run options: {e}")))?,
+        ort::session::RunOptions::new().map_err(|e| Error::ort("creating run options", e))?,
     );
     if let Some(c) = &opts.cancel {
         c.set_current(Some(run_options.clone()));
     }
-    // Buffers reused by every batch: the gathered tiles, their mirrored copy, the f16 copy the
-    // graph reads, and the mirrored outputs' sum. ONNX Runtime reads the inputs in place and its
-    // output is read in place too, so nothing else is copied.
-    let mut input = vec![0f32; batch * pv];
-    let mut mirrored = if mirrors.len() > 1 {
-        vec![0f32; batch * pv]
-    } else {
-        Vec::new()
-    };
-    let mut input_f16: Vec<half::f16> = match m.onnx.dtype {
-        DType::Float16 => vec![half::f16::ZERO; batch * pv],
-        DType::Float32 => Vec::new(),
-    };
-    let direct = mirrors.len() == 1 && m.onnx.dtype == DType::Float32;
-    let mut sum = if direct {
-        Vec::new()
-    } else {
-        vec![0f32; batch * classes * pv]
-    };
-    let result = (|| -> Result<usize> {
-        let mut evaluations = 0usize;
-        let total = tiles.len().max(1) * mirrors.len();
-        let mut done = 0usize;
-        let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
-        for (chunk_no, chunk) in tiles.chunks(batch).enumerate() {
-            let n = chunk.len();
-            let first_tile = chunk_no * batch;
-            let fail = |reason: String| Error::Inference {
-                tile: first_tile,
-                reason,
-            };
-            // gather input tiles
-            let tt = Instant::now();
-            for (b, &t) in chunk.iter().enumerate() {
-                let Some(blk) = input.get_mut(b * pv..(b + 1) * pv) else {
-                    continue;
-                };
-                tg.rows(t, |gi, pi| {
-                    if let (Some(d), Some(s)) =
-                        (blk.get_mut(pi..pi + patch[2]), image.get(gi..gi + patch[2]))
-                    {
-                        d.copy_from_slice(s);
-                    }
-                });
-            }
-            timings.tile_gather_s += tt.elapsed().as_secs_f64();
-            let scale = 1.0 / mirrors.len() as f32;
-            for (mi, axes) in mirrors.iter().enumerate() {
-                check_cancel(&opts.cancel)?;
-                let tt = Instant::now();
-                let x: &[f32] = if axes.is_empty() {
-                    input.get(..n * pv).unwrap_or(&[])
-                } else {
-                    let (Some(d), Some(s)) = (mirrored.get_mut(..n * pv), input.get(..n * pv))
-                    else {
-                        return Err(fail("tile buffer".into()));
-                    };
-                    mirror_copy(d, s, patch, axes);
-                    d
-                };
-                timings.tile_gather_s += tt.elapsed().as_secs_f64();
-                let shape = [n, 1, patch[0], patch[1], patch[2]];
-                let name = m.onnx.input.as_str();
-                let tc = Instant::now();
-                let tensor: ort::session::SessionInputValue<'_> = match m.onnx.dtype {
-                    DType::Float32 => ort::value::TensorRef::from_array_view((shape, x))
-                        .map_err(|e| fail(e.to_string()))?
-                        .into(),
-                    DType::Float16 => {
-                        let h = input_f16
-                            .get_mut(..n * pv)
-                            .ok_or_else(|| fail("tile buffer".into()))?;
-                        h.convert_from_f32_slice(x);
-                        timings.convert_s += tc.elapsed().as_secs_f64();
-                        ort::value::TensorRef::from_array_view((shape, &*h))
-                            .map_err(|e| fail(e.to_string()))?
-                            .into()
-                    }
-                };
-                let tr = Instant::now();
-                let outputs = session
-                    .run_with_options(ort::inputs![name => tensor], &run_options)
-                    .map_err(|e| {
-                        if run_options_cancelled(&e) {
-                            Error::Cancelled
-                        } else {
-                            fail(e.to_string())
-                        }
-                    })?;
-                timings.ort_run_s += tr.elapsed().as_secs_f64();
-                if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
-                    return Err(Error::Cancelled);
-                }
-                let value = outputs
-                    .get(m.onnx.output.as_str())
-                    .ok_or_else(|| fail(format!("no output named {:?}", m.onnx.output)))?;
-                let want = [n, classes, patch[0], patch[1], patch[2]];
-                let check_dims = |dims: &[i64]| {
-                    if dims.len() != 5 || dims.iter().zip(want.iter()).any(|(&a, &b)| a != b as i64)
-                    {
-                        Err(fail(format!(
-                            "output shape {dims:?}, expected {want:?} (the model must keep the patch size)"
-                        )))
-                    } else {
-                        Ok(())
-                    }
-                };
-                let tc = Instant::now();
-                let first = mi == 0;
-                let bad = match m.onnx.dtype {
-                    DType::Float32 => {
-                        let (s, d) = value
-                            .try_extract_tensor::<f32>()
-                            .map_err(|e| fail(e.to_string()))?;
-                        check_dims(s)?;
-                        let bad = d.iter().filter(|v| !v.is_finite()).count();
-                        if bad == 0 {
-                            if direct {
-                                timings.convert_s += tc.elapsed().as_secs_f64();
-                                let tb = Instant::now();
-                                for (b, &t) in chunk.iter().enumerate() {
-                                    let src = d
-                                        .get(b * classes * pv..(b + 1) * classes * pv)
-                                        .unwrap_or(&[]);
-                                    let w =
-                                        tile_weights(&mut wbuf, gauss.as_deref(), t, tg, strides);
-                                    blend_tile(&mut acc, src, w, 1.0, t, tg);
-                                }
-                                timings.blend_s += tb.elapsed().as_secs_f64();
-                            } else {
-                                mirror_add(&mut sum, d, patch, axes, first);
-                                timings.convert_s += tc.elapsed().as_secs_f64();
-                            }
-                        }
-                        bad
-                    }
-                    DType::Float16 => {
-                        let (s, d) = value
-                            .try_extract_tensor::<half::f16>()
-                            .map_err(|e| fail(e.to_string()))?;
-                        check_dims(s)?;
-                        let bad = d.iter().filter(|v| !v.is_finite()).count();
-                        if bad == 0 {
-                            mirror_add(&mut sum, d, patch, axes, first);
-                        }
-                        timings.convert_s += tc.elapsed().as_secs_f64();
-                        bad
-                    }
-                };
-                if bad > 0 {
-                    return Err(Error::NonFiniteOutput {
-                        tile: first_tile,
-                        count: bad,
-                    });
-                }
-                evaluations += n;
-                done += n;
-                rep.report("inference", 0.05 + 0.85 * done as f64 / total as f64);
-            }
-            if !direct {
-                let tb = Instant::now();
-                for (b, &t) in chunk.iter().enumerate() {
-                    let src = sum
-                        .get(b * classes * pv..(b + 1) * classes * pv)
-                        .unwrap_or(&[]);
-                    let w = tile_weights(&mut wbuf, gauss.as_deref(), t, tg, strides);
-                    blend_tile(&mut acc, src, w, scale, t, tg);
-                }
-                timings.blend_s += tb.elapsed().as_secs_f64();
-            }
-        }
-        Ok(evaluations)
-    })();
+    let mut tl = TileLoop::new(model, &image, &tiling, &run_options, opts);
+    let result = tl.run(rep, timings);
     if let Some(c) = &opts.cancel {
         c.set_current(None);
     }
     let evaluations = result?;
-    drop((input, mirrored, input_f16, sum, image));
+    let acc = tl.into_scores();
+    drop(image);
     timings.inference_s = t1.elapsed().as_secs_f64();
-    check_cancel(&opts.cancel)?;
+    Ok(Blended {
+        pad,
+        acc,
+        wsum,
+        tiles: tiling.tiles.len(),
+        evaluations,
+    })
+}
 
-    // 3. normalise by weights, crop the padding away
+/// The tile loop: what it reads, the accumulators it fills, and the buffers every batch reuses
+/// (the gathered tiles, their mirrored copy, the f16 copy the graph reads, the mirrored outputs'
+/// sum). ONNX Runtime reads the inputs in place and its output is read in place too, so nothing
+/// else is copied.
+struct TileLoop<'a> {
+    model: &'a Model,
+    image: &'a [f32],
+    tiling: &'a Tiling,
+    run_options: &'a ort::session::RunOptions,
+    cancel: &'a Option<CancelToken>,
+    classes: usize,
+    /// Tiles per ONNX Runtime call.
+    batch: usize,
+    /// Mirror combinations, the identity first.
+    mirrors: Vec<Vec<usize>>,
+    /// One f32 evaluation per tile: outputs are blended straight from ONNX Runtime's buffer.
+    direct: bool,
+    /// Weighted class scores, `[class][padded box]`.
+    acc: Vec<f32>,
+    input: Vec<f32>,
+    mirrored: Vec<f32>,
+    input_f16: Vec<half::f16>,
+    sum: Vec<f32>,
+    /// Centre-crop weights of the current tile.
+    wbuf: Vec<f32>,
+}
+
+impl<'a> TileLoop<'a> {
+    fn new(
+        model: &'a Model,
+        image: &'a [f32],
+        tiling: &'a Tiling,
+        run_options: &'a ort::session::RunOptions,
+        opts: &'a InferOptions<'_>,
+    ) -> Self {
+        let m = &model.manifest;
+        let classes = m.num_classes();
+        let g = tiling.geom;
+        let pv = g.patch[0] * g.patch[1] * g.patch[2];
+        let mirrors = mirror_sets(&m.mirror_axes);
+        let batch = if opts.batch > 0 {
+            opts.batch.min(model.max_batch)
+        } else {
+            model.max_batch.min(4)
+        }
+        .max(1);
+        let direct = mirrors.len() == 1 && m.onnx.dtype == DType::Float32;
+        TileLoop {
+            model,
+            image,
+            tiling,
+            run_options,
+            cancel: &opts.cancel,
+            classes,
+            batch,
+            acc: vec![0f32; classes * g.padded[0] * g.padded[1] * g.padded[2]],
+            input: vec![0f32; batch * pv],
+            mirrored: if mirrors.len() > 1 {
+                vec![0f32; batch * pv]
+            } else {
+                Vec::new()
+            },
+            input_f16: match m.onnx.dtype {
+                DType::Float16 => vec![half::f16::ZERO; batch * pv],
+                DType::Float32 => Vec::new(),
+            },
+            sum: if direct {
+                Vec::new()
+            } else {
+                vec![0f32; batch * classes * pv]
+            },
+            mirrors,
+            direct,
+            wbuf: Vec::new(),
+        }
+    }
+
+    /// The accumulated scores (the buffers are dropped).
+    fn into_scores(self) -> Vec<f32> {
+        self.acc
+    }
+
+    /// Runs every batch; returns the number of network evaluations.
+    fn run(&mut self, rep: &mut Reporter<'_>, timings: &mut Timings) -> Result<usize> {
+        let model = self.model;
+        let tiling = self.tiling;
+        let mut evaluations = 0usize;
+        let total = tiling.tiles.len().max(1) * self.mirrors.len();
+        let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
+        for (chunk_no, chunk) in tiling.tiles.chunks(self.batch).enumerate() {
+            let first_tile = chunk_no * self.batch;
+            self.gather(chunk, timings);
+            for mi in 0..self.mirrors.len() {
+                check_cancel(self.cancel)?;
+                self.evaluate(&mut session, chunk, first_tile, mi, timings)?;
+                evaluations += chunk.len();
+                rep.report("inference", 0.05 + 0.85 * evaluations as f64 / total as f64);
+            }
+            if !self.direct {
+                self.blend_sum(chunk, timings);
+            }
+        }
+        Ok(evaluations)
+    }
+
+    /// Copies the tiles of `chunk` out of the image into the input buffer.
+    fn gather(&mut self, chunk: &[[usize; 3]], timings: &mut Timings) {
+        let tt = Instant::now();
+        let g = self.tiling.geom;
+        let (pv, px) = (g.patch[0] * g.patch[1] * g.patch[2], g.patch[2]);
+        let image = self.image;
+        for (b, &t) in chunk.iter().enumerate() {
+            let Some(blk) = self.input.get_mut(b * pv..(b + 1) * pv) else {
+                continue;
+            };
+            g.rows(t, |gi, pi| {
+                if let (Some(d), Some(s)) = (blk.get_mut(pi..pi + px), image.get(gi..gi + px)) {
+                    d.copy_from_slice(s);
+                }
+            });
+        }
+        timings.tile_gather_s += tt.elapsed().as_secs_f64();
+    }
+
+    /// One network evaluation of the batch `chunk` under mirror combination `mi`: the (mirrored)
+    /// input as the graph's element type, the run, the output's shape and finiteness checked,
+    /// then blended straight into the accumulators (`direct`) or added, mirrored back, to the
+    /// batch's sum.
+    fn evaluate(
+        &mut self,
+        session: &mut ort::session::Session,
+        chunk: &[[usize; 3]],
+        first_tile: usize,
+        mi: usize,
+        timings: &mut Timings,
+    ) -> Result<()> {
+        let TileLoop {
+            model,
+            tiling,
+            run_options,
+            cancel,
+            classes,
+            direct,
+            mirrors,
+            acc,
+            input,
+            mirrored,
+            input_f16,
+            sum,
+            wbuf,
+            ..
+        } = self;
+        let (m, classes, direct) = (&model.manifest, *classes, *direct);
+        let patch = tiling.geom.patch;
+        let pv = patch[0] * patch[1] * patch[2];
+        let n = chunk.len();
+        let axes: &[usize] = mirrors.get(mi).map_or(&[], |a| a.as_slice());
+        let fail = |reason: String| Error::Inference {
+            tile: first_tile,
+            reason,
+            source: None,
+        };
+        let ort_fail = |e: ort::Error| Error::Inference {
+            tile: first_tile,
+            reason: e.to_string(),
+            source: cause(e),
+        };
+        let tt = Instant::now();
+        let x: &[f32] = if axes.is_empty() {
+            input.get(..n * pv).unwrap_or(&[])
+        } else {
+            let (Some(d), Some(s)) = (mirrored.get_mut(..n * pv), input.get(..n * pv)) else {
+                return Err(fail("tile buffer".into()));
+            };
+            mirror_copy(d, s, patch, axes);
+            d
+        };
+        timings.tile_gather_s += tt.elapsed().as_secs_f64();
+        let shape = [n, 1, patch[0], patch[1], patch[2]];
+        let name = m.onnx.input.as_str();
+        let tc = Instant::now();
+        let tensor: ort::session::SessionInputValue<'_> = match m.onnx.dtype {
+            DType::Float32 => ort::value::TensorRef::from_array_view((shape, x))
+                .map_err(ort_fail)?
+                .into(),
+            DType::Float16 => {
+                let h = input_f16
+                    .get_mut(..n * pv)
+                    .ok_or_else(|| fail("tile buffer".into()))?;
+                h.convert_from_f32_slice(x);
+                timings.convert_s += tc.elapsed().as_secs_f64();
+                ort::value::TensorRef::from_array_view((shape, &*h))
+                    .map_err(ort_fail)?
+                    .into()
+            }
+        };
+        let tr = Instant::now();
+        // A run stopped by `CancelToken::cancel` (ONNX Runtime's run termination) fails; the
+        // token, not the error's text, says that it was a cancellation.
+        let outputs = session.run_with_options(ort::inputs![name => tensor], run_options);
+        timings.ort_run_s += tr.elapsed().as_secs_f64();
+        check_cancel(cancel)?;
+        let outputs = outputs.map_err(ort_fail)?;
+        let value = outputs
+            .get(m.onnx.output.as_str())
+            .ok_or_else(|| fail(format!("no output named {:?}", m.onnx.output)))?;
+        let want = [n, classes, patch[0], patch[1], patch[2]];
+        let check_dims = |dims: &[i64]| {
+            if dims.len() != 5 || dims.iter().zip(want.iter()).any(|(&a, &b)| a != b as i64) {
+                Err(fail(format!(
+                    "output shape {dims:?}, expected {want:?} (the model must keep the patch size)"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let tc = Instant::now();
+        let first = mi == 0;
+        let bad = match m.onnx.dtype {
+            DType::Float32 => {
+                let (s, d) = value.try_extract_tensor::<f32>().map_err(ort_fail)?;
+                check_dims(s)?;
+                let bad = d.iter().filter(|v| !v.is_finite()).count();
+                if bad == 0 {
+                    if direct {
+                        timings.convert_s += tc.elapsed().as_secs_f64();
+                        let tb = Instant::now();
+                        for (b, &t) in chunk.iter().enumerate() {
+                            let src = d
+                                .get(b * classes * pv..(b + 1) * classes * pv)
+                                .unwrap_or(&[]);
+                            let w = tiling.weights(wbuf, t);
+                            blend_tile(acc, src, w, 1.0, t, tiling.geom);
+                        }
+                        timings.blend_s += tb.elapsed().as_secs_f64();
+                    } else {
+                        mirror_add(sum, d, patch, axes, first);
+                        timings.convert_s += tc.elapsed().as_secs_f64();
+                    }
+                }
+                bad
+            }
+            DType::Float16 => {
+                let (s, d) = value.try_extract_tensor::<half::f16>().map_err(ort_fail)?;
+                check_dims(s)?;
+                let bad = d.iter().filter(|v| !v.is_finite()).count();
+                if bad == 0 {
+                    mirror_add(sum, d, patch, axes, first);
+                }
+                timings.convert_s += tc.elapsed().as_secs_f64();
+                bad
+            }
+        };
+        if bad > 0 {
+            return Err(Error::NonFiniteOutput {
+                tile: first_tile,
+                count: bad,
+            });
+        }
+        Ok(())
+    }
+
+    /// Blends the batch's summed (mirrored) outputs into the accumulators, each scaled by one
+    /// over the number of mirror combinations.
+    fn blend_sum(&mut self, chunk: &[[usize; 3]], timings: &mut Timings) {
+        let tb = Instant::now();
+        let tiling = self.tiling;
+        let g = tiling.geom;
+        let pv = g.patch[0] * g.patch[1] * g.patch[2];
+        let classes = self.classes;
+        let scale = 1.0 / self.mirrors.len() as f32;
+        for (b, &t) in chunk.iter().enumerate() {
+            let src = self
+                .sum
+                .get(b * classes * pv..(b + 1) * classes * pv)
+                .unwrap_or(&[]);
+            let w = tiling.weights(&mut self.wbuf, t);
+            blend_tile(&mut self.acc, src, w, scale, t, g);
+        }
+        timings.blend_s += tb.elapsed().as_secs_f64();
+    }
+}
+
+/// Stage 3: scores normalised by the weight sum with the padding cropped away (in place when
+/// there is none), argmax and confidence on the model grid, labels back on the CT grid (from
+/// the scores or the model-grid labels, as the manifest says), the probabilities when asked
+/// for, and the prediction with its timings.
+fn finish(
+    model: &Model,
+    ct: &Volume<f32>,
+    opts: &InferOptions<'_>,
+    grid: ModelGrid,
+    blended: Blended,
+    rep: &mut Reporter<'_>,
+    mut timings: Timings,
+) -> Result<Prediction> {
+    let m = &model.manifest;
+    let classes = m.num_classes();
+    let Blended {
+        pad,
+        acc,
+        wsum,
+        tiles,
+        evaluations,
+    } = blended;
     let t2 = Instant::now();
+    let [sz, sy, sx] = pad.size;
     let vox = sz * sy * sx;
-    let scores = if no_pad {
-        // in place: the accumulators become the scores
-        acc.par_chunks_mut(sx.max(1))
-            .enumerate()
-            .for_each(|(r, row)| {
-                let o = (r % (sz * sy)) * sx;
-                if let Some(w) = wsum.get(o..o + sx) {
-                    for (v, &w) in row.iter_mut().zip(w) {
-                        *v = if w > 0.0 { *v / w } else { 0.0 };
-                    }
-                }
-            });
-        acc
-    } else {
-        let mut scores = vec![0f32; classes * vox];
-        scores
-            .par_chunks_mut(sx.max(1))
-            .enumerate()
-            .for_each(|(r, row)| {
-                let (c, z, y) = (r / (sz * sy), (r / sy) % sz, r % sy);
-                let gi = ((z + pad_lo[0]) * padded[1] + y + pad_lo[1]) * padded[2] + pad_lo[2];
-                if let (Some(w), Some(a)) = (
-                    wsum.get(gi..gi + sx),
-                    acc.get(c * pvox + gi..c * pvox + gi + sx),
-                ) {
-                    for ((s, &w), &v) in row.iter_mut().zip(w).zip(a) {
-                        *s = if w > 0.0 { v / w } else { 0.0 };
-                    }
-                }
-            });
-        scores
-    };
+    let scores = normalize_scores(acc, &wsum, classes, pad);
     drop(wsum);
     timings.normalize_s = t2.elapsed().as_secs_f64();
     let tc = Instant::now();
@@ -710,10 +934,47 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
         uncertainty,
         grid,
         probabilities,
-        tiles: tiles.len(),
+        tiles,
         evaluations,
         timings,
     })
+}
+
+/// `acc / wsum` per voxel (0 where no tile weighs), `[class][model grid]`: in place when there
+/// is no padding (the accumulators become the scores), else cropped into a new buffer.
+fn normalize_scores(mut acc: Vec<f32>, wsum: &[f32], classes: usize, pad: Padding) -> Vec<f32> {
+    let [sz, sy, sx] = pad.size;
+    if pad.none() {
+        acc.par_chunks_mut(sx.max(1))
+            .enumerate()
+            .for_each(|(r, row)| {
+                let o = (r % (sz * sy)) * sx;
+                if let Some(w) = wsum.get(o..o + sx) {
+                    for (v, &w) in row.iter_mut().zip(w) {
+                        *v = if w > 0.0 { *v / w } else { 0.0 };
+                    }
+                }
+            });
+        return acc;
+    }
+    let pvox = pad.voxels();
+    let mut scores = vec![0f32; classes * sz * sy * sx];
+    scores
+        .par_chunks_mut(sx.max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (c, z, y) = (r / (sz * sy), (r / sy) % sz, r % sy);
+            let gi = pad.row_start(z, y);
+            if let (Some(w), Some(a)) = (
+                wsum.get(gi..gi + sx),
+                acc.get(c * pvox + gi..c * pvox + gi + sx),
+            ) {
+                for ((s, &w), &v) in row.iter_mut().zip(w).zip(a) {
+                    *s = if w > 0.0 { v / w } else { 0.0 };
+                }
+            }
+        });
+    scores
 }
 
 /// Softmax over classes (logits) or renormalisation (probabilities), `[class][voxel]`.
@@ -802,11 +1063,6 @@ fn argmax_and_confidence(
         .map(|(s, &n)| (n > 0).then(|| s / n as f64))
         .collect();
     (labels, conf)
-}
-
-fn run_options_cancelled(e: &ort::Error) -> bool {
-    let s = e.to_string().to_ascii_lowercase();
-    s.contains("terminat") || s.contains("cancel")
 }
 
 /// Geometry of the model grid for a CT, without running anything (for callers that plan

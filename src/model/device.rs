@@ -43,7 +43,7 @@ impl std::str::FromStr for Device {
 /// What to do when the requested execution provider cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Fallback {
-    /// Fall back to the CPU and report it in [`Model::execution`].
+    /// Fall back to the CPU and report it in [`Model::execution`](super::Model::execution).
     ToCpu,
     /// Fail with [`Error::ExecutionProvider`].
     Fail,

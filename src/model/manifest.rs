@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, cause};
 
 /// The manifest schema version this SDK reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -262,6 +262,7 @@ impl Manifest {
         let m: Manifest = serde_json::from_str(text).map_err(|e| Error::InvalidManifest {
             path: origin.to_path_buf(),
             reason: e.to_string(),
+            source: cause(e),
         })?;
         m.validate(origin)?;
         Ok(m)
@@ -271,6 +272,7 @@ impl Manifest {
         let bad = |reason: String| Error::InvalidManifest {
             path: origin.to_path_buf(),
             reason,
+            source: None,
         };
         if self.schema_version != SCHEMA_VERSION {
             return Err(bad(format!(

@@ -4,7 +4,7 @@
 //! Loading checks, in order: the manifest parses and is self-consistent, the ONNX file's SHA-256
 //! matches the manifest, ONNX Runtime loads it, and the graph agrees with the manifest (tensor
 //! names, rank 5, one input channel, output channels = labels, element types). Each failure is a
-//! named [`Error`].
+//! named [`Error`](crate::Error).
 //!
 //! Four parts: [`manifest`] (the `model.json` schema), [`rules`] (its plausibility and
 //! applicability rules), [`device`] (execution providers and fallback), [`session`] (loading and
@@ -86,6 +86,19 @@ mod tests {
             let e = Manifest::parse(&s, Path::new("model.json")).unwrap_err();
             assert!(matches!(e, Error::InvalidManifest { .. }), "{from}: {e}");
         }
+    }
+
+    /// A manifest that does not parse keeps serde_json's error as the source; one that parses
+    /// but is inconsistent has none.
+    #[test]
+    fn unparsable_manifest_keeps_its_cause() {
+        use std::error::Error as _;
+        let e = Manifest::parse("{ not json", Path::new("model.json")).unwrap_err();
+        let source = e.source().expect("the JSON error");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some(), "{e}");
+        let s = sample().replace("\"tile_step\": 0.5", "\"tile_step\": 0");
+        let e = Manifest::parse(&s, Path::new("model.json")).unwrap_err();
+        assert!(e.source().is_none(), "{e}");
     }
 
     #[test]

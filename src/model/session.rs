@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::device::{Device, Execution, Fallback, ModelOptions};
 use super::manifest::{DType, Manifest};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, cause};
 use crate::runtime;
 
 /// A loaded model package, ready to run.
@@ -54,7 +54,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 fn ort_err(path: &Path) -> impl Fn(ort::Error) -> Error + '_ {
     move |e| Error::ModelLoad {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source: e,
     }
 }
 
@@ -138,7 +138,10 @@ fn build_session(
         Device::Cuda(id) => {
             let available = ep::CUDA::is_available().unwrap_or(false);
             if !available {
-                Err("the ONNX Runtime library has no CUDA execution provider".to_string())
+                Err((
+                    "the ONNX Runtime library has no CUDA execution provider".to_string(),
+                    None,
+                ))
             } else {
                 base()
                     .and_then(|b| {
@@ -151,13 +154,16 @@ fn build_session(
                             .map_err(&err)
                     })
                     .map(|s| (s, format!("CUDA:{id}")))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| (e.to_string(), cause(e)))
             }
         }
         Device::TensorRt(id) => {
             let available = ep::TensorRT::is_available().unwrap_or(false);
             if !available {
-                Err("the ONNX Runtime library has no TensorRT execution provider".to_string())
+                Err((
+                    "the ONNX Runtime library has no TensorRT execution provider".to_string(),
+                    None,
+                ))
             } else {
                 base()
                     .and_then(|b| {
@@ -173,7 +179,7 @@ fn build_session(
                         .map_err(&err)
                     })
                     .map(|s| (s, format!("TensorRT:{id}")))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| (e.to_string(), cause(e)))
             }
         }
     };
@@ -186,7 +192,7 @@ fn build_session(
                 fallback_reason: None,
             },
         )),
-        Err(reason) => match options.fallback {
+        Err((reason, source)) => match options.fallback {
             Fallback::ToCpu => {
                 log::warn!(
                     "{:?} unavailable ({reason}); running on the CPU",
@@ -197,6 +203,7 @@ fn build_session(
             Fallback::Fail => Err(Error::ExecutionProvider {
                 requested: format!("{:?}", options.device),
                 reason,
+                source,
             }),
         },
     }

@@ -13,8 +13,7 @@ pub use read::{
     RasterOptions, RoiKind, RtStruct, RtStructContour, RtStructRoi, check_frame_of_reference,
     rasterise_roi, read_rtstruct, read_rtstruct_bytes,
 };
-pub use write::{
-    OutputInfo, RoiCode, RoiContours, RoiSpec, build_rtstruct, format_ds, new_uid,
-    rois_from_labels, write_rtstruct,
-};
-pub(crate) use write::{now_utc, put_patient_study_frame, put_series};
+pub use write::{RoiContours, RoiSpec, build_rtstruct, rois_from_labels, write_rtstruct};
+
+/// Shared with the SEG writer; re-exported from [`crate::dicom::write`] for existing callers.
+pub use crate::dicom::write::{Code as RoiCode, OutputInfo, format_ds, new_uid};

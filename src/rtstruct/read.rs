@@ -444,6 +444,7 @@ pub fn check_frame_of_reference(rs: &RtStruct, ct_frame: &str) -> Result<()> {
             path: rs.path.clone(),
             tag: "FrameOfReferenceUID (0020,0052)".into(),
             reason: format!("structure set is drawn on {f}, the CT is {ct_frame}"),
+            source: None,
         }),
         _ => Ok(()),
     }

@@ -32,6 +32,7 @@ use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use autocontour::dicom::write::format_ds_decimals;
 use autocontour::volume::{Geometry, Volume, cross};
 use autocontour::{Error, Result};
 
@@ -299,32 +300,21 @@ fn make_uid(seed: &str, what: &str) -> String {
     format!("2.25.{}", u128::from_be_bytes(b) >> 1)
 }
 
-/// A DS value: at most 16 characters (6 decimals, trailing zeros dropped).
-fn ds(x: f64) -> String {
-    let mut s = format!("{x:.6}");
-    if s.contains('.') {
-        while s.ends_with('0') {
-            s.pop();
-        }
-        if s.ends_with('.') {
-            s.pop();
-        }
-    }
-    if s == "-0" {
-        s = "0".into();
-    }
-    if s.len() > 16 {
-        s = format!("{x:.9e}");
-    }
-    s
+/// A DS value: at most 16 characters (6 decimals, trailing zeros dropped; fewer decimals when
+/// 6 do not fit), through the SDK's own Decimal String formatter.
+fn ds(x: f64) -> Result<String> {
+    format_ds_decimals(x, 6)
 }
 
+/// `x` as written to a DS (rounded to 6 decimals), or `x` itself when it cannot be written.
 fn round6(x: f64) -> f64 {
-    ds(x).parse().unwrap_or(x)
+    ds(x).ok().and_then(|s| s.parse().ok()).unwrap_or(x)
 }
 
-fn ds_multi(v: &[f64]) -> PrimitiveValue {
-    PrimitiveValue::Strs(v.iter().map(|&x| ds(x)).collect())
+fn ds_multi(v: &[f64]) -> Result<PrimitiveValue> {
+    Ok(PrimitiveValue::Strs(
+        v.iter().map(|&x| ds(x)).collect::<Result<_>>()?,
+    ))
 }
 
 impl Phantom {
@@ -507,7 +497,7 @@ impl Phantom {
         put(tags::PATIENT_ID, VR::LO, s("PHANTOM"));
         put(tags::PATIENT_BIRTH_DATE, VR::DA, PrimitiveValue::Empty);
         put(tags::PATIENT_SEX, VR::CS, s("O"));
-        put(tags::SLICE_THICKNESS, VR::DS, s(&ds(g.spacing[2])));
+        put(tags::SLICE_THICKNESS, VR::DS, s(&ds(g.spacing[2])?));
         put(tags::KVP, VR::DS, s("120"));
         put(tags::SOFTWARE_VERSIONS, VR::LO, s(autocontour::VERSION));
         put(tags::PATIENT_POSITION, VR::CS, s(o.patient_position()));
@@ -517,8 +507,8 @@ impl Phantom {
         put(tags::SERIES_NUMBER, VR::IS, s("1"));
         put(tags::ACQUISITION_NUMBER, VR::IS, s("1"));
         put(tags::INSTANCE_NUMBER, VR::IS, s(&instance.to_string()));
-        put(tags::IMAGE_POSITION_PATIENT, VR::DS, ds_multi(&ipp));
-        put(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds_multi(&iop));
+        put(tags::IMAGE_POSITION_PATIENT, VR::DS, ds_multi(&ipp)?);
+        put(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds_multi(&iop)?);
         put(
             tags::FRAME_OF_REFERENCE_UID,
             VR::UI,
@@ -529,7 +519,7 @@ impl Phantom {
             VR::LO,
             PrimitiveValue::Empty,
         );
-        put(tags::SLICE_LOCATION, VR::DS, s(&ds(slice_location)));
+        put(tags::SLICE_LOCATION, VR::DS, s(&ds(slice_location)?));
         put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
         put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, s("MONOCHROME2"));
         put(tags::ROWS, VR::US, PrimitiveValue::from(rows));
@@ -537,7 +527,7 @@ impl Phantom {
         put(
             tags::PIXEL_SPACING,
             VR::DS,
-            ds_multi(&[g.spacing[1], g.spacing[0]]),
+            ds_multi(&[g.spacing[1], g.spacing[0]])?,
         );
         put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
         put(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
@@ -658,11 +648,11 @@ mod tests {
 
     #[test]
     fn ds_is_short_and_exact() {
-        assert_eq!(ds(-126.0), "-126");
-        assert_eq!(ds(0.5), "0.5");
-        assert_eq!(ds(-0.0), "0");
-        assert_eq!(ds(0.9765625), "0.976562");
-        assert!(ds(-123_456_789.123_456).len() <= 16);
+        assert_eq!(ds(-126.0).unwrap(), "-126");
+        assert_eq!(ds(0.5).unwrap(), "0.5");
+        assert_eq!(ds(-0.0).unwrap(), "0");
+        assert_eq!(ds(0.9765625).unwrap(), "0.976562");
+        assert_eq!(ds(-123_456_789.123_456).unwrap(), "-123456789.12346");
     }
 
     #[test]

@@ -1,0 +1,326 @@
+//! The scan: one pass over both masks for the overlap counts and the bounding box of their
+//! union ([`scan`], [`union_bbox`]), the crop to that box ([`Cropped`]), and the surface
+//! elements: which corners of a corner row are surface points ([`surface_row`]), their
+//! neighbourhood codes ([`code_at`]) and the area of each code ([`surfel_area_table`]).
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::metrics::overlap::OverlapCounts;
+use crate::metrics::tables::NEIGHBOUR_CODE_TO_NORMALS;
+
+/// Voxel bounding box `[lo, hi)` per axis, in (slice, row, column) order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BBox {
+    /// First voxel index per axis.
+    pub lo: [usize; 3],
+    /// One past the last voxel index per axis.
+    pub hi: [usize; 3],
+}
+
+impl BBox {
+    /// Voxels per axis (slice, row, column).
+    pub fn extent(&self) -> [usize; 3] {
+        [
+            self.hi[0] - self.lo[0],
+            self.hi[1] - self.lo[1],
+            self.hi[2] - self.lo[2],
+        ]
+    }
+}
+
+/// Checks a mask pair against `size = [columns, rows, slices]` and the spacing.
+pub(crate) fn check_inputs(
+    reference: &[u8],
+    test: &[u8],
+    size: [usize; 3],
+    spacing: [f64; 3],
+) -> Result<()> {
+    let n = size[0]
+        .checked_mul(size[1])
+        .and_then(|x| x.checked_mul(size[2]))
+        .ok_or_else(|| Error::InvalidArgument(format!("mask grid {size:?} overflows")))?;
+    for (name, m) in [("reference", reference), ("test", test)] {
+        if m.len() != n {
+            return Err(Error::InvalidArgument(format!(
+                "{name} mask has {} voxels, grid {size:?} needs {n}",
+                m.len()
+            )));
+        }
+    }
+    if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(Error::InvalidArgument(format!(
+            "mask spacing {spacing:?} must be finite and positive"
+        )));
+    }
+    Ok(())
+}
+
+/// Bounding box of the voxels non-zero in `a` or `b` on a grid of `size = [columns, rows,
+/// slices]`, or `None` when both are empty or either mask's length does not match the grid.
+pub fn union_bbox(a: &[u8], b: &[u8], size: [usize; 3]) -> Option<BBox> {
+    let n = size[0].checked_mul(size[1])?.checked_mul(size[2])?;
+    if a.len() != n || b.len() != n {
+        return None;
+    }
+    scan(a, b, size).1
+}
+
+/// Whether any byte is non-zero: an OR reduction over 256-byte blocks, which the compiler
+/// vectorises, stopping at the first non-zero block.
+#[inline]
+fn any_set(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(256);
+    for b in &mut blocks {
+        if b.iter().fold(0u8, |a, &v| a | v) != 0 {
+            return true;
+        }
+    }
+    blocks.remainder().iter().any(|&v| v != 0)
+}
+
+/// Non-zero counts of one row: (`a`, `b`, both), in `u32` lanes so the loop vectorises.
+#[inline]
+fn row_counts(ra: &[u8], rb: &[u8]) -> (u64, u64, u64) {
+    let (mut ca, mut cb, mut cab) = (0u32, 0u32, 0u32);
+    for (&x, &y) in ra.iter().zip(rb) {
+        let (x, y) = (u32::from(x != 0), u32::from(y != 0));
+        ca += x;
+        cb += y;
+        cab += x & y;
+    }
+    (u64::from(ca), u64::from(cb), u64::from(cab))
+}
+
+/// One pass over both masks: the overlap counts and the bounding box of their union (`None`
+/// when both are empty). Empty rows cost one OR reduction each; only rows with voxels are
+/// counted and searched. Inputs must have passed [`check_inputs`].
+pub(crate) fn scan(a: &[u8], b: &[u8], size: [usize; 3]) -> (OverlapCounts, Option<BBox>) {
+    let [ni, nj, nk] = size;
+    let plane = ni * nj;
+    if plane == 0 || nk == 0 {
+        return (OverlapCounts::default(), None);
+    }
+    let merge_box = |x: Option<BBox>, y: Option<BBox>| match (x, y) {
+        (Some(x), Some(y)) => Some(BBox {
+            lo: [
+                x.lo[0].min(y.lo[0]),
+                x.lo[1].min(y.lo[1]),
+                x.lo[2].min(y.lo[2]),
+            ],
+            hi: [
+                x.hi[0].max(y.hi[0]),
+                x.hi[1].max(y.hi[1]),
+                x.hi[2].max(y.hi[2]),
+            ],
+        }),
+        (x, None) => x,
+        (None, y) => y,
+    };
+    a.par_chunks(plane)
+        .zip(b.par_chunks(plane))
+        .enumerate()
+        .map(|(k, (sa, sb))| {
+            let mut c = OverlapCounts::default();
+            let mut bb: Option<BBox> = None;
+            if !any_set(sa) && !any_set(sb) {
+                return (c, bb);
+            }
+            for (j, (ra, rb)) in sa.chunks(ni).zip(sb.chunks(ni)).enumerate() {
+                let (sa_, sb_) = (any_set(ra), any_set(rb));
+                if !(sa_ || sb_) {
+                    continue;
+                }
+                let (x, y, xy) = row_counts(ra, rb);
+                c.reference += x;
+                c.test += y;
+                c.both += xy;
+                let hit = |(x, y): (&u8, &u8)| (x | y) != 0;
+                let Some(first) = ra.iter().zip(rb).position(hit) else {
+                    continue;
+                };
+                let last = ra.iter().zip(rb).rposition(hit).unwrap_or(first);
+                let b = bb.get_or_insert(BBox {
+                    lo: [k, j, first],
+                    hi: [k + 1, j + 1, last + 1],
+                });
+                b.lo[2] = b.lo[2].min(first);
+                b.hi[2] = b.hi[2].max(last + 1);
+                b.hi[1] = j + 1;
+            }
+            (c, bb)
+        })
+        .reduce(
+            || (OverlapCounts::default(), None),
+            |(c1, b1), (c2, b2)| {
+                (
+                    OverlapCounts {
+                        reference: c1.reference + c2.reference,
+                        test: c1.test + c2.test,
+                        both: c1.both + c2.both,
+                    },
+                    merge_box(b1, b2),
+                )
+            },
+        )
+}
+
+/// A mask seen through the crop: voxel coordinates relative to the bounding box.
+pub(super) struct Cropped<'a> {
+    mask: &'a [u8],
+    /// Full grid columns and rows.
+    ni: usize,
+    nj: usize,
+    bbox: BBox,
+    /// Crop extent (slice, row, column).
+    pub(super) ext: [usize; 3],
+}
+
+impl<'a> Cropped<'a> {
+    /// `mask` on a grid of `size = [columns, rows, slices]`, cropped to `bbox`.
+    pub(super) fn new(mask: &'a [u8], size: [usize; 3], bbox: BBox) -> Self {
+        Cropped {
+            mask,
+            ni: size[0],
+            nj: size[1],
+            bbox,
+            ext: bbox.extent(),
+        }
+    }
+
+    /// Row `y` of slice `z` in crop coordinates (may be −1 or the extent: then `None`).
+    pub(super) fn row(&self, z: isize, y: isize) -> Option<&'a [u8]> {
+        let z = usize::try_from(z).ok().filter(|&z| z < self.ext[0])?;
+        let y = usize::try_from(y).ok().filter(|&y| y < self.ext[1])?;
+        let start =
+            ((z + self.bbox.lo[0]) * self.nj + y + self.bbox.lo[1]) * self.ni + self.bbox.lo[2];
+        self.mask.get(start..start + self.ext[2])
+    }
+
+    /// Neighbourhood code of corner (cz, cy, cx), DeepMind's bit order.
+    #[cfg(test)]
+    pub(super) fn code(&self, cz: usize, cy: usize, cx: usize) -> u8 {
+        let mut code = 0u8;
+        for a in 0..2usize {
+            for b in 0..2usize {
+                let Some(row) =
+                    self.row(cz as isize + a as isize - 1, cy as isize + b as isize - 1)
+                else {
+                    continue;
+                };
+                for c in 0..2usize {
+                    let x = (cx + c).wrapping_sub(1);
+                    if row.get(x).is_some_and(|&v| v != 0) {
+                        code |= 1 << (7 - (4 * a + 2 * b + c));
+                    }
+                }
+            }
+        }
+        code
+    }
+}
+
+/// Surfel area (mm²) per neighbourhood code for `spacing = [column, row, slice]`, as
+/// DeepMind's `create_table_neighbour_code_to_surface_area` with spacing (slice, row, column).
+pub fn surfel_area_table(spacing: [f64; 3]) -> [f64; 256] {
+    let s = [spacing[2], spacing[1], spacing[0]];
+    let mut t = [0.0; 256];
+    for (area, normals) in t.iter_mut().zip(NEIGHBOUR_CODE_TO_NORMALS.iter()) {
+        let mut sum = 0.0;
+        for n in normals.iter() {
+            let v = [n[0] * s[1] * s[2], n[1] * s[0] * s[2], n[2] * s[0] * s[1]];
+            sum += (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        }
+        *area = sum;
+    }
+    t
+}
+
+/// Reusable row buffers for [`surface_row`].
+pub(super) struct RowScratch {
+    or4: Vec<u8>,
+    and4: Vec<u8>,
+}
+
+impl RowScratch {
+    /// Buffers for rows of `ex` voxels.
+    pub(super) fn new(ex: usize) -> Self {
+        RowScratch {
+            or4: vec![0; ex],
+            and4: vec![0; ex],
+        }
+    }
+}
+
+/// Marks the surface corners of corner row (`z`, `y`) of a cropped mask: `out[x]` (length
+/// `ex + 1`) becomes 1 where the 2×2×2 neighbourhood of corner `x` is neither empty nor full,
+/// else 0. Returns whether any corner of the row is a surface point.
+pub(super) fn surface_row(
+    m: &Cropped<'_>,
+    z: usize,
+    y: usize,
+    s: &mut RowScratch,
+    out: &mut [u8],
+) -> bool {
+    let (z, y) = (z as isize, y as isize);
+    let rows = [
+        m.row(z - 1, y - 1),
+        m.row(z - 1, y),
+        m.row(z, y - 1),
+        m.row(z, y),
+    ];
+    s.or4.fill(0);
+    s.and4.fill(1);
+    for r in rows {
+        match r {
+            Some(r) => {
+                for ((o, a), &v) in s.or4.iter_mut().zip(s.and4.iter_mut()).zip(r) {
+                    let v = u8::from(v != 0);
+                    *o |= v;
+                    *a &= v;
+                }
+            }
+            None => s.and4.fill(0),
+        }
+    }
+    if !any_set(&s.or4) {
+        out.fill(0);
+        return false;
+    }
+    // Corner x sees voxels x − 1 and x of each row; outside the crop is background (so the
+    // first and last corners are never inside all eight voxels).
+    if let (Some(o), Some(&v)) = (out.first_mut(), s.or4.first()) {
+        *o = v;
+    }
+    if let (Some(o), Some(&v)) = (out.last_mut(), s.or4.last()) {
+        *o = v;
+    }
+    if let Some(inner) = out.get_mut(1..s.or4.len()) {
+        for ((o, ow), aw) in inner
+            .iter_mut()
+            .zip(s.or4.windows(2))
+            .zip(s.and4.windows(2))
+        {
+            *o = (ow[0] | ow[1]) & !(aw[0] & aw[1]) & 1;
+        }
+    }
+    true
+}
+
+/// Neighbourhood code (DeepMind's bit order: 128 for voxel (z−1, y−1, x−1) down to 1 for
+/// (z, y, x)) of corner `x` given the four voxel rows around corner row (z, y).
+#[inline]
+pub(super) fn code_at(rows: &[Option<&[u8]>; 4], x: usize) -> u8 {
+    let mut code = 0u8;
+    for (r, row) in rows.iter().enumerate() {
+        let Some(row) = row else { continue };
+        let shift = 6 - 2 * r as u32;
+        if x > 0 && row.get(x - 1).is_some_and(|&v| v != 0) {
+            code |= 2 << shift;
+        }
+        if row.get(x).is_some_and(|&v| v != 0) {
+            code |= 1 << shift;
+        }
+    }
+    code
+}
