@@ -713,10 +713,9 @@ impl<'a> TileLoop<'a> {
         timings.tile_gather_s += tt.elapsed().as_secs_f64();
     }
 
-    /// One network evaluation of the batch `chunk` under mirror combination `mi`: the (mirrored)
-    /// input as the graph's element type, the run, the output's shape and finiteness checked,
-    /// then blended straight into the accumulators (`direct`) or added, mirrored back, to the
-    /// batch's sum.
+    /// One network evaluation of the batch `chunk` under mirror combination `mi`: the input
+    /// ([`input_tensor`](Self::input_tensor)), the run, then the output
+    /// ([`accumulate`](Self::accumulate)).
     fn evaluate(
         &mut self,
         session: &mut ort::session::Session,
@@ -725,91 +724,113 @@ impl<'a> TileLoop<'a> {
         mi: usize,
         timings: &mut Timings,
     ) -> Result<()> {
-        let TileLoop {
-            model,
-            tiling,
-            run_options,
-            cancel,
-            classes,
-            direct,
-            mirrors,
-            acc,
-            input,
-            mirrored,
-            input_f16,
-            sum,
-            wbuf,
-            ..
-        } = self;
-        let (m, classes, direct) = (&model.manifest, *classes, *direct);
-        let patch = tiling.geom.patch;
+        let (model, run_options) = (self.model, self.run_options);
+        let onnx = &model.manifest.onnx;
+        let tensor = self.input_tensor(chunk.len(), mi, first_tile, timings)?;
+        let tr = Instant::now();
+        // A run stopped by `CancelToken::cancel` (ONNX Runtime's run termination) fails; the
+        // token, not the error's text, says that it was a cancellation.
+        let outputs =
+            session.run_with_options(ort::inputs![onnx.input.as_str() => tensor], run_options);
+        timings.ort_run_s += tr.elapsed().as_secs_f64();
+        check_cancel(self.cancel)?;
+        let outputs = outputs.map_err(|e| ort_failure(first_tile, e))?;
+        let value = outputs.get(onnx.output.as_str()).ok_or_else(|| {
+            inference_failure(first_tile, format!("no output named {:?}", onnx.output))
+        })?;
+        self.accumulate(value, chunk, first_tile, mi, timings)
+    }
+
+    /// The batch's input (`n` tiles) as the graph reads it: the gathered tiles, mirrored along
+    /// the axes of mirror combination `mi` when it has any, converted to `f16` for an `f16`
+    /// graph. The tensor views the loop's buffers; nothing is allocated.
+    fn input_tensor(
+        &mut self,
+        n: usize,
+        mi: usize,
+        first_tile: usize,
+        timings: &mut Timings,
+    ) -> Result<ort::session::SessionInputValue<'_>> {
+        let patch = self.tiling.geom.patch;
         let pv = patch[0] * patch[1] * patch[2];
-        let n = chunk.len();
-        let axes: &[usize] = mirrors.get(mi).map_or(&[], |a| a.as_slice());
-        let fail = |reason: String| Error::Inference {
-            tile: first_tile,
-            reason,
-            source: None,
-        };
-        let ort_fail = |e: ort::Error| Error::Inference {
-            tile: first_tile,
-            reason: e.to_string(),
-            source: cause(e),
-        };
+        let axes: &[usize] = self.mirrors.get(mi).map_or(&[], |a| a.as_slice());
+        let buffer = || inference_failure(first_tile, "tile buffer".into());
         let tt = Instant::now();
         let x: &[f32] = if axes.is_empty() {
-            input.get(..n * pv).unwrap_or(&[])
+            self.input.get(..n * pv).unwrap_or(&[])
         } else {
-            let (Some(d), Some(s)) = (mirrored.get_mut(..n * pv), input.get(..n * pv)) else {
-                return Err(fail("tile buffer".into()));
+            let (Some(d), Some(s)) = (self.mirrored.get_mut(..n * pv), self.input.get(..n * pv))
+            else {
+                return Err(buffer());
             };
             mirror_copy(d, s, patch, axes);
             d
         };
         timings.tile_gather_s += tt.elapsed().as_secs_f64();
         let shape = [n, 1, patch[0], patch[1], patch[2]];
-        let name = m.onnx.input.as_str();
         let tc = Instant::now();
-        let tensor: ort::session::SessionInputValue<'_> = match m.onnx.dtype {
+        Ok(match self.model.manifest.onnx.dtype {
             DType::Float32 => ort::value::TensorRef::from_array_view((shape, x))
-                .map_err(ort_fail)?
+                .map_err(|e| ort_failure(first_tile, e))?
                 .into(),
             DType::Float16 => {
-                let h = input_f16
-                    .get_mut(..n * pv)
-                    .ok_or_else(|| fail("tile buffer".into()))?;
+                let h = self.input_f16.get_mut(..n * pv).ok_or_else(buffer)?;
                 h.convert_from_f32_slice(x);
                 timings.convert_s += tc.elapsed().as_secs_f64();
                 ort::value::TensorRef::from_array_view((shape, &*h))
-                    .map_err(ort_fail)?
+                    .map_err(|e| ort_failure(first_tile, e))?
                     .into()
             }
-        };
-        let tr = Instant::now();
-        // A run stopped by `CancelToken::cancel` (ONNX Runtime's run termination) fails; the
-        // token, not the error's text, says that it was a cancellation.
-        let outputs = session.run_with_options(ort::inputs![name => tensor], run_options);
-        timings.ort_run_s += tr.elapsed().as_secs_f64();
-        check_cancel(cancel)?;
-        let outputs = outputs.map_err(ort_fail)?;
-        let value = outputs
-            .get(m.onnx.output.as_str())
-            .ok_or_else(|| fail(format!("no output named {:?}", m.onnx.output)))?;
-        let want = [n, classes, patch[0], patch[1], patch[2]];
+        })
+    }
+
+    /// Checks the output of the batch `chunk` under mirror combination `mi` (shape `[n, classes,
+    /// patch]`, every value finite), then blends it straight into the accumulators (`direct`)
+    /// or adds it, mirrored back, to the batch's sum (overwriting it for the first
+    /// combination).
+    fn accumulate(
+        &mut self,
+        value: &ort::value::DynValue,
+        chunk: &[[usize; 3]],
+        first_tile: usize,
+        mi: usize,
+        timings: &mut Timings,
+    ) -> Result<()> {
+        let TileLoop {
+            model,
+            tiling,
+            classes,
+            direct,
+            mirrors,
+            acc,
+            sum,
+            wbuf,
+            ..
+        } = self;
+        let (classes, direct) = (*classes, *direct);
+        let patch = tiling.geom.patch;
+        let pv = patch[0] * patch[1] * patch[2];
+        let axes: &[usize] = mirrors.get(mi).map_or(&[], |a| a.as_slice());
+        let want = [chunk.len(), classes, patch[0], patch[1], patch[2]];
         let check_dims = |dims: &[i64]| {
             if dims.len() != 5 || dims.iter().zip(want.iter()).any(|(&a, &b)| a != b as i64) {
-                Err(fail(format!(
-                    "output shape {dims:?}, expected {want:?} (the model must keep the patch size)"
-                )))
+                Err(inference_failure(
+                    first_tile,
+                    format!(
+                        "output shape {dims:?}, expected {want:?} (the model must keep the patch size)"
+                    ),
+                ))
             } else {
                 Ok(())
             }
         };
         let tc = Instant::now();
         let first = mi == 0;
-        let bad = match m.onnx.dtype {
+        let bad = match model.manifest.onnx.dtype {
             DType::Float32 => {
-                let (s, d) = value.try_extract_tensor::<f32>().map_err(ort_fail)?;
+                let (s, d) = value
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| ort_failure(first_tile, e))?;
                 check_dims(s)?;
                 let bad = d.iter().filter(|v| !v.is_finite()).count();
                 if bad == 0 {
@@ -832,7 +853,9 @@ impl<'a> TileLoop<'a> {
                 bad
             }
             DType::Float16 => {
-                let (s, d) = value.try_extract_tensor::<half::f16>().map_err(ort_fail)?;
+                let (s, d) = value
+                    .try_extract_tensor::<half::f16>()
+                    .map_err(|e| ort_failure(first_tile, e))?;
                 check_dims(s)?;
                 let bad = d.iter().filter(|v| !v.is_finite()).count();
                 if bad == 0 {
@@ -869,6 +892,26 @@ impl<'a> TileLoop<'a> {
             blend_tile(&mut self.acc, src, w, scale, t, g);
         }
         timings.blend_s += tb.elapsed().as_secs_f64();
+    }
+}
+
+/// An [`Error::Inference`] at the batch starting with tile `tile`, for a problem found by the
+/// engine.
+fn inference_failure(tile: usize, reason: String) -> Error {
+    Error::Inference {
+        tile,
+        reason,
+        source: None,
+    }
+}
+
+/// An [`Error::Inference`] at the batch starting with tile `tile` for an ONNX Runtime error,
+/// kept as the source.
+fn ort_failure(tile: usize, e: ort::Error) -> Error {
+    Error::Inference {
+        tile,
+        reason: e.to_string(),
+        source: cause(e),
     }
 }
 

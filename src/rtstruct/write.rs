@@ -7,12 +7,12 @@ use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
 use crate::contour::{Contour, ContourOptions, contours_for_label};
-use crate::dicom::CtSeries;
 use crate::dicom::write::{
     Code as RoiCode, IMPLICIT_VR_LE, OutputInfo, RTSTRUCT_SOP_CLASS, STUDY_SOP_CLASS, code_item,
-    image_ref, lo, new_uid, now_utc, push_ds, put, put_patient_study_frame, put_seq, put_series,
-    software_versions, sop_class_or_ct, with_file_meta, write_object,
+    image_ref, item, lo, new_uid, now_utc, push_ds, put, put_patient_study_frame, put_seq,
+    put_series, software_versions, sop_class_or_ct, with_file_meta, write_object,
 };
+use crate::dicom::{CtSeries, SliceRef};
 use crate::error::{Error, Result};
 use crate::volume::Volume;
 
@@ -63,7 +63,31 @@ pub fn build_rtstruct(
     rois: &[RoiContours],
     info: &OutputInfo,
 ) -> Result<FileDicomObject<InMemDicomObject>> {
-    let nslices = ct.slices.len();
+    check_roi_numbers(rois)?;
+    let sop_uid = new_uid(&ct.series_uid);
+    let series_uid = new_uid(&sop_uid);
+    let (date, time) = now_utc();
+    let mut o = InMemDicomObject::new_empty();
+    put_sop_common(&mut o, &sop_uid, &date, &time);
+    put_patient_study_frame(&mut o, ct);
+    // RT Series
+    put_series(&mut o, "RTSTRUCT", &series_uid, "", &date, &time, info);
+    put(&mut o, tags::OPERATORS_NAME, VR::PN, "");
+    put_equipment(&mut o, info);
+    put_structure_set(&mut o, info, &date, &time);
+    put_seq(
+        &mut o,
+        tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
+        vec![referenced_frame(ct)],
+    );
+    put_rois(&mut o, ct, rois, info)?;
+    // Approval
+    put(&mut o, tags::APPROVAL_STATUS, VR::CS, "UNAPPROVED");
+    with_file_meta(o, IMPLICIT_VR_LE, "RTSTRUCT")
+}
+
+/// ROI numbers must be non-zero and unique.
+fn check_roi_numbers(rois: &[RoiContours]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for r in rois {
         if r.spec.number == 0 || !seen.insert(r.spec.number) {
@@ -73,224 +97,230 @@ pub fn build_rtstruct(
             )));
         }
     }
-    let sop_uid = new_uid(&ct.series_uid);
-    let series_uid = new_uid(&sop_uid);
-    let (date, time) = now_utc();
-    let mut o = InMemDicomObject::new_empty();
-    put(&mut o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
-    put(&mut o, tags::SOP_CLASS_UID, VR::UI, RTSTRUCT_SOP_CLASS);
-    put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid.as_str());
-    put(&mut o, tags::INSTANCE_CREATION_DATE, VR::DA, date.as_str());
-    put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
-    put_patient_study_frame(&mut o, ct);
-    // RT Series
-    put_series(&mut o, "RTSTRUCT", &series_uid, "", &date, &time, info);
-    put(&mut o, tags::OPERATORS_NAME, VR::PN, "");
-    // General Equipment
-    put(&mut o, tags::MANUFACTURER, VR::LO, "autocontour");
+    Ok(())
+}
+
+/// SOP Common: character set, class, instance, creation date and time.
+fn put_sop_common(o: &mut InMemDicomObject, sop_uid: &str, date: &str, time: &str) {
+    put(o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    put(o, tags::SOP_CLASS_UID, VR::UI, RTSTRUCT_SOP_CLASS);
+    put(o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid);
+    put(o, tags::INSTANCE_CREATION_DATE, VR::DA, date);
+    put(o, tags::INSTANCE_CREATION_TIME, VR::TM, time);
+}
+
+/// General Equipment: manufacturer, the model as Manufacturer's Model Name, software versions.
+fn put_equipment(o: &mut InMemDicomObject, info: &OutputInfo) {
+    put(o, tags::MANUFACTURER, VR::LO, "autocontour");
     put(
-        &mut o,
+        o,
         tags::MANUFACTURER_MODEL_NAME,
         VR::LO,
         lo(&info.model_name),
     );
-    put(
-        &mut o,
-        tags::SOFTWARE_VERSIONS,
-        VR::LO,
-        software_versions(info),
-    );
-    // Structure Set
+    put(o, tags::SOFTWARE_VERSIONS, VR::LO, software_versions(info));
+}
+
+/// Structure Set: label (`info`'s, else `autocontour`, at most 16 characters), date, time,
+/// instance number.
+fn put_structure_set(o: &mut InMemDicomObject, info: &OutputInfo, date: &str, time: &str) {
     let label = info.label.clone().unwrap_or_else(|| "autocontour".into());
     put(
-        &mut o,
+        o,
         tags::STRUCTURE_SET_LABEL,
         VR::SH,
         label.chars().take(16).collect::<String>(),
     );
-    put(&mut o, tags::STRUCTURE_SET_DATE, VR::DA, date.as_str());
-    put(&mut o, tags::STRUCTURE_SET_TIME, VR::TM, time.as_str());
-    put(&mut o, tags::INSTANCE_NUMBER, VR::IS, "1");
+    put(o, tags::STRUCTURE_SET_DATE, VR::DA, date);
+    put(o, tags::STRUCTURE_SET_TIME, VR::TM, time);
+    put(o, tags::INSTANCE_NUMBER, VR::IS, "1");
+}
 
+/// The Referenced Frame of Reference item: the CT's frame → its study → its series → every CT
+/// slice in the Contour Image Sequence.
+fn referenced_frame(ct: &CtSeries) -> InMemDicomObject {
     let images: Vec<InMemDicomObject> = ct
         .slices
         .iter()
         .map(|s| image_ref(sop_class_or_ct(&s.sop_class_uid), &s.sop_instance_uid))
         .collect();
-    let mut series = InMemDicomObject::new_empty();
-    put(
-        &mut series,
-        tags::SERIES_INSTANCE_UID,
-        VR::UI,
-        ct.series_uid.as_str(),
-    );
-    put_seq(&mut series, tags::CONTOUR_IMAGE_SEQUENCE, images);
-    let mut study = InMemDicomObject::new_empty();
-    put(
-        &mut study,
-        tags::REFERENCED_SOP_CLASS_UID,
-        VR::UI,
-        STUDY_SOP_CLASS,
-    );
-    put(
-        &mut study,
-        tags::REFERENCED_SOP_INSTANCE_UID,
-        VR::UI,
-        ct.study_uid.as_str(),
-    );
-    put_seq(
-        &mut study,
-        tags::RT_REFERENCED_SERIES_SEQUENCE,
-        vec![series],
-    );
-    let mut frame = InMemDicomObject::new_empty();
-    put(
-        &mut frame,
-        tags::FRAME_OF_REFERENCE_UID,
-        VR::UI,
-        ct.frame_of_reference_uid.as_str(),
-    );
-    put_seq(&mut frame, tags::RT_REFERENCED_STUDY_SEQUENCE, vec![study]);
-    put_seq(
-        &mut o,
-        tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
-        vec![frame],
-    );
+    let series = item(|it| {
+        put(
+            it,
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            ct.series_uid.as_str(),
+        );
+        put_seq(it, tags::CONTOUR_IMAGE_SEQUENCE, images);
+    });
+    let study = item(|it| {
+        put(it, tags::REFERENCED_SOP_CLASS_UID, VR::UI, STUDY_SOP_CLASS);
+        put(
+            it,
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            ct.study_uid.as_str(),
+        );
+        put_seq(it, tags::RT_REFERENCED_SERIES_SEQUENCE, vec![series]);
+    });
+    item(|it| {
+        put(
+            it,
+            tags::FRAME_OF_REFERENCE_UID,
+            VR::UI,
+            ct.frame_of_reference_uid.as_str(),
+        );
+        put_seq(it, tags::RT_REFERENCED_STUDY_SEQUENCE, vec![study]);
+    })
+}
 
+/// Structure Set ROI, ROI Contour and RT ROI Observations sequences: one item each per ROI, in
+/// order.
+fn put_rois(
+    o: &mut InMemDicomObject,
+    ct: &CtSeries,
+    rois: &[RoiContours],
+    info: &OutputInfo,
+) -> Result<()> {
     let generation = lo(&format!(
         "autocontour {} {} {}",
         crate::VERSION,
         info.model_name,
         info.model_version
     ));
-    let mut ss_rois = Vec::new();
-    let mut roi_contours = Vec::new();
-    let mut observations = Vec::new();
+    let mut ss_rois = Vec::with_capacity(rois.len());
+    let mut roi_contours = Vec::with_capacity(rois.len());
+    let mut observations = Vec::with_capacity(rois.len());
     for (n, roi) in rois.iter().enumerate() {
-        let number = roi.spec.number.to_string();
-        let mut s = InMemDicomObject::new_empty();
-        put(&mut s, tags::ROI_NUMBER, VR::IS, number.as_str());
+        ss_rois.push(structure_set_roi(ct, roi, &generation));
+        roi_contours.push(roi_contour(ct, roi)?);
+        observations.push(observation(n, roi));
+    }
+    put_seq(o, tags::STRUCTURE_SET_ROI_SEQUENCE, ss_rois);
+    put_seq(o, tags::ROI_CONTOUR_SEQUENCE, roi_contours);
+    put_seq(o, tags::RTROI_OBSERVATIONS_SEQUENCE, observations);
+    Ok(())
+}
+
+/// The Structure Set ROI item: number, frame of reference, name, AUTOMATIC generation with
+/// `generation` as its description.
+fn structure_set_roi(ct: &CtSeries, roi: &RoiContours, generation: &str) -> InMemDicomObject {
+    item(|it| {
+        put(it, tags::ROI_NUMBER, VR::IS, roi.spec.number.to_string());
         put(
-            &mut s,
+            it,
             tags::REFERENCED_FRAME_OF_REFERENCE_UID,
             VR::UI,
             ct.frame_of_reference_uid.as_str(),
         );
-        put(&mut s, tags::ROI_NAME, VR::LO, lo(&roi.spec.name));
-        put(&mut s, tags::ROI_GENERATION_ALGORITHM, VR::CS, "AUTOMATIC");
-        put(
-            &mut s,
-            tags::ROI_GENERATION_DESCRIPTION,
-            VR::LO,
-            generation.as_str(),
-        );
-        ss_rois.push(s);
+        put(it, tags::ROI_NAME, VR::LO, lo(&roi.spec.name));
+        put(it, tags::ROI_GENERATION_ALGORITHM, VR::CS, "AUTOMATIC");
+        put(it, tags::ROI_GENERATION_DESCRIPTION, VR::LO, generation);
+    })
+}
 
-        let mut rc = InMemDicomObject::new_empty();
-        let [r, g, b] = roi.spec.color;
-        put(
-            &mut rc,
-            tags::ROI_DISPLAY_COLOR,
-            VR::IS,
-            format!("{r}\\{g}\\{b}"),
+/// The ROI Contour item: display colour, the contours with at least 3 points (no Contour
+/// Sequence when there are none) and the ROI number.
+fn roi_contour(ct: &CtSeries, roi: &RoiContours) -> Result<InMemDicomObject> {
+    let mut rc = InMemDicomObject::new_empty();
+    let [r, g, b] = roi.spec.color;
+    put(
+        &mut rc,
+        tags::ROI_DISPLAY_COLOR,
+        VR::IS,
+        format!("{r}\\{g}\\{b}"),
+    );
+    let mut items = Vec::with_capacity(roi.contours.len());
+    for (c_idx, c) in roi.contours.iter().enumerate() {
+        let slice = ct.slices.get(c.slice).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "contour of ROI '{}' lies on slice {} but the CT has {}",
+                roi.spec.name,
+                c.slice,
+                ct.slices.len()
+            ))
+        })?;
+        if c.points.len() < 3 {
+            continue;
+        }
+        items.push(contour_item(c, c_idx + 1, slice)?);
+    }
+    if !items.is_empty() {
+        put_seq(&mut rc, tags::CONTOUR_SEQUENCE, items);
+    }
+    put(
+        &mut rc,
+        tags::REFERENCED_ROI_NUMBER,
+        VR::IS,
+        roi.spec.number.to_string(),
+    );
+    Ok(rc)
+}
+
+/// One Contour Sequence item: the CT slice it lies on, geometric type, number of points,
+/// `number`, and Contour Data (x\y\z per point, each a DS of at most 3 decimals).
+fn contour_item(c: &Contour, number: usize, slice: &SliceRef) -> Result<InMemDicomObject> {
+    let mut data = String::with_capacity(c.points.len() * 3 * 9);
+    for (p_idx, p) in c.points.iter().enumerate() {
+        for (a, v) in p.iter().enumerate() {
+            if p_idx > 0 || a > 0 {
+                data.push('\\');
+            }
+            push_ds(&mut data, *v)?;
+        }
+    }
+    Ok(item(|it| {
+        put_seq(
+            it,
+            tags::CONTOUR_IMAGE_SEQUENCE,
+            vec![image_ref(
+                sop_class_or_ct(&slice.sop_class_uid),
+                &slice.sop_instance_uid,
+            )],
         );
-        let mut items = Vec::with_capacity(roi.contours.len());
-        for (c_idx, c) in roi.contours.iter().enumerate() {
-            let slice = ct.slices.get(c.slice).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "contour of ROI '{}' lies on slice {} but the CT has {nslices}",
-                    roi.spec.name, c.slice
-                ))
-            })?;
-            if c.points.len() < 3 {
-                continue;
-            }
-            let mut data = String::with_capacity(c.points.len() * 3 * 9);
-            for (p_idx, p) in c.points.iter().enumerate() {
-                for (a, v) in p.iter().enumerate() {
-                    if p_idx > 0 || a > 0 {
-                        data.push('\\');
-                    }
-                    push_ds(&mut data, *v)?;
-                }
-            }
-            let mut it = InMemDicomObject::new_empty();
-            put_seq(
-                &mut it,
-                tags::CONTOUR_IMAGE_SEQUENCE,
-                vec![image_ref(
-                    sop_class_or_ct(&slice.sop_class_uid),
-                    &slice.sop_instance_uid,
-                )],
-            );
-            put(
-                &mut it,
-                tags::CONTOUR_GEOMETRIC_TYPE,
-                VR::CS,
-                c.geometric_type.as_str(),
-            );
-            put(
-                &mut it,
-                tags::NUMBER_OF_CONTOUR_POINTS,
-                VR::IS,
-                c.points.len().to_string(),
-            );
-            put(
-                &mut it,
-                tags::CONTOUR_NUMBER,
-                VR::IS,
-                (c_idx + 1).to_string(),
-            );
-            put(&mut it, tags::CONTOUR_DATA, VR::DS, data);
-            items.push(it);
-        }
-        if !items.is_empty() {
-            put_seq(&mut rc, tags::CONTOUR_SEQUENCE, items);
-        }
         put(
-            &mut rc,
+            it,
+            tags::CONTOUR_GEOMETRIC_TYPE,
+            VR::CS,
+            c.geometric_type.as_str(),
+        );
+        put(
+            it,
+            tags::NUMBER_OF_CONTOUR_POINTS,
+            VR::IS,
+            c.points.len().to_string(),
+        );
+        put(it, tags::CONTOUR_NUMBER, VR::IS, number.to_string());
+        put(it, tags::CONTOUR_DATA, VR::DS, data);
+    }))
+}
+
+/// The RT ROI Observations item of the `n`-th ROI (0-based): observation number, ROI number,
+/// the identification code when there is one, interpreted type, empty interpreter.
+fn observation(n: usize, roi: &RoiContours) -> InMemDicomObject {
+    item(|ob| {
+        put(ob, tags::OBSERVATION_NUMBER, VR::IS, (n + 1).to_string());
+        put(
+            ob,
             tags::REFERENCED_ROI_NUMBER,
             VR::IS,
-            number.as_str(),
-        );
-        roi_contours.push(rc);
-
-        let mut ob = InMemDicomObject::new_empty();
-        put(
-            &mut ob,
-            tags::OBSERVATION_NUMBER,
-            VR::IS,
-            (n + 1).to_string(),
-        );
-        put(
-            &mut ob,
-            tags::REFERENCED_ROI_NUMBER,
-            VR::IS,
-            number.as_str(),
+            roi.spec.number.to_string(),
         );
         if let Some(code) = &roi.spec.code {
             put_seq(
-                &mut ob,
+                ob,
                 tags::RTROI_IDENTIFICATION_CODE_SEQUENCE,
                 vec![code_item(&code.value, &code.scheme, &code.meaning)],
             );
         }
         put(
-            &mut ob,
+            ob,
             tags::RTROI_INTERPRETED_TYPE,
             VR::CS,
             roi.spec.interpreted_type.trim().to_uppercase(),
         );
-        put(&mut ob, tags::ROI_INTERPRETER, VR::PN, "");
-        observations.push(ob);
-    }
-    put_seq(&mut o, tags::STRUCTURE_SET_ROI_SEQUENCE, ss_rois);
-    put_seq(&mut o, tags::ROI_CONTOUR_SEQUENCE, roi_contours);
-    put_seq(&mut o, tags::RTROI_OBSERVATIONS_SEQUENCE, observations);
-    // Approval
-    put(&mut o, tags::APPROVAL_STATUS, VR::CS, "UNAPPROVED");
-
-    with_file_meta(o, IMPLICIT_VR_LE, "RTSTRUCT")
+        put(ob, tags::ROI_INTERPRETER, VR::PN, "");
+    })
 }
 
 /// Builds and writes the RT Structure Set to `path`: written to a temporary file beside it,
