@@ -209,7 +209,7 @@ impl Manifest {
 
     /// For each label, the label it must lie inside (its `inside`, or the External under
     /// `organs_inside_external`); `None` for background, the External itself and free labels.
-    /// Checked by [`Manifest::check_rules`].
+    /// Checked when the manifest is parsed.
     pub fn containers(&self) -> Vec<Option<usize>> {
         let rules = self.rules();
         let ext = self.external_label();
