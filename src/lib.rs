@@ -13,6 +13,31 @@
 //! `include/autocontour.h`; the command-line tool is `autocontour-cli` (`cli/`).
 //!
 //! The library never installs a logger; it logs through the `log` facade.
+//!
+//! # Example: a CT folder to an RT Structure Set
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! use autocontour::contour::ContourOptions;
+//! use autocontour::dicom::{LoadOptions, load_series};
+//! use autocontour::infer::InferOptions;
+//! use autocontour::model::{Model, ModelOptions};
+//! use autocontour::pipeline::segment;
+//!
+//! // ONNX Runtime by path: ModelOptions::runtime, or the AUTOCONTOUR_ORT_LIB variable.
+//! let model = Model::open(Path::new("models/thorax-basic"), &ModelOptions::default())?;
+//! let ct = load_series(Path::new("ct/"), None, &LoadOptions::default())?;
+//! let seg = segment(&model, &ct, &InferOptions::default())?;
+//! for s in &seg.structures {
+//!     println!("{}: {:.1} ml, flags {:?}", s.name, s.volume_ml, s.flags);
+//! }
+//! for f in &seg.case_flags {
+//!     println!("case: {f}");
+//! }
+//! seg.write_rtstruct(&model, &ct, Path::new("rtstruct.dcm"), &ContourOptions::default())?;
+//! # Ok::<(), autocontour::Error>(())
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
