@@ -403,6 +403,20 @@ mod tests {
         }
     }
 
+    /// Dice of a mask against the truth, with the false-positive and false-negative counts.
+    fn dice_fp_fn(mask: &[u8], truth: &[u8]) -> (f64, usize, usize) {
+        let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
+        for (&b, &t) in mask.iter().zip(truth) {
+            match (b != 0, t != 0) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, true) => fneg += 1,
+                _ => {}
+            }
+        }
+        (2.0 * tp as f64 / (2 * tp + fp + fneg) as f64, fp, fneg)
+    }
+
     #[test]
     fn morphology_on_a_line() {
         let mut d = vec![0, 1, 1, 1, 1, 1, 0, 1, 0, 0];
@@ -445,16 +459,7 @@ mod tests {
         }
         let ct = Volume::new(g, hu).unwrap();
         let body = body_mask(&ct, &BodyOptions::default()).unwrap();
-        let (mut tp, mut fp, mut fneg) = (0, 0, 0);
-        for (&b, &t) in body.data().iter().zip(&truth) {
-            match (b, t) {
-                (1, 1) => tp += 1,
-                (1, 0) => fp += 1,
-                (0, 1) => fneg += 1,
-                _ => {}
-            }
-        }
-        let dice = 2.0 * tp as f64 / (2 * tp + fp + fneg) as f64;
+        let (dice, fp, fneg) = dice_fp_fn(body.data(), &truth);
         assert!(dice > 0.97, "dice {dice} (fp {fp}, fn {fneg})");
         // The couch ends are far from the body: none of them is kept.
         for k in 0..nk {
@@ -530,16 +535,7 @@ mod tests {
                             }
                             let ct = Volume::new(g, hu).unwrap();
                             let body = body_mask(&ct, &BodyOptions::default()).unwrap();
-                            let (mut tp, mut fp, mut fneg) = (0, 0, 0);
-                            for (&b, &t) in body.data().iter().zip(&truth) {
-                                match (b, t) {
-                                    (1, 1) => tp += 1,
-                                    (1, 0) => fp += 1,
-                                    (0, 1) => fneg += 1,
-                                    _ => {}
-                                }
-                            }
-                            let dice = 2.0 * tp as f64 / (2 * tp + fp + fneg) as f64;
+                            let (dice, fp, fneg) = dice_fp_fn(body.data(), &truth);
                             let case = format!(
                                 "{name} gap {gap_mm} feet_first {feet_first} prone {prone} spacing {s}"
                             );
