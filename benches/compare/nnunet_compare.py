@@ -13,13 +13,27 @@ load torch; PSS counts their shared libraries once), sampled every 50 ms from
 
     python3 benches/compare/nnunet_compare.py                       # nnU-Net half, mirroring off and on
     python3 benches/compare/nnunet_compare.py --repeats 3 --folds 0 1
-    python3 benches/compare/nnunet_compare.py --autocontour target/release/autocontour \\
-        --autocontour-args "segment --model {package} --input {ct} --out {out}"
+    target/pyenv/bin/python benches/compare/nnunet_compare.py --autocontour target/release/autocontour \\
+        --ct-dicom <DICOM folder of the held-out CT>      # argument template: --autocontour-args
 
 Only the standard library is needed to run it (SimpleITK, if importable, adds a voxel agreement
-column between the label maps). nnU-Net comes from the fixture's venv (target/nnunet/venv, see
+column between the label maps: run it with target/pyenv/bin/python, which has SimpleITK).
+nnU-Net comes from the fixture's venv (target/nnunet/venv, see
 tests/nnunet/make_fixture.sh); the model is the fixture's trained folder, or any
 <Trainer>__<Plans>__<configuration> folder with --model.
+
+Recorded 2026-11-30 (nnunetv2 2.8.1, torch 2.8.0 CPU), 2-core dev VM (AMD EPYC, 2 vCPUs, 24 GiB),
+load average 2.0-2.7 during the runs (other developers' builds), fixture model (folds 0 + 1) on
+tests/nnunet/heldout_ct.nii.gz (15 x 197 x 197 at 6 x 1.5 x 1.5 mm; 24 x 96 x 73 voxels at model
+spacing, 12 tiles per fold), 2 runs each:
+
+| tool | mirroring | wall s (min of 2) | max RSS MB | tree PSS MB |
+|---|---|---|---|---|
+| nnUNetPredictor | off | 27.1 (28.0) | 1131 | 2044 |
+| nnUNetPredictor | on (2 axes: 4 evaluations per tile) | 53.6 (56.6) | 1126 | 1967 |
+
+(importing torch + nnunetv2 alone takes 5.7 s per process there; nnU-Net starts three: the main
+process and a preprocessing and an export worker, spawned.)
 """
 from __future__ import annotations
 
@@ -166,16 +180,21 @@ def nnunet_command(venv: Path, model: Path, in_dir: Path, out_dir: Path, folds, 
     return cmd
 
 
-def autocontour_command(args, package: Path, ct: Path, out: Path, mirror: bool) -> list[str] | None:
+def autocontour_command(args, package: Path, ct: Path, outdir: Path, mirror: bool) -> list[str] | None:
     """>>> PLUG-IN POINT for the lead: the `autocontour segment` command line, or None to skip.
 
-    Fill --autocontour-args with the CLI's real syntax once it exists; {package}, {ct}, {out},
-    {threads} and {mirror} ("on"/"off") are substituted. The command must write the label map to
-    {out} (NIfTI .nii.gz, same grid as the input CT, for the agreement column).
+    --autocontour-args is a template; {package}, {ct}, {ct_dicom}, {outdir}, {threads} and
+    {mirror} ("on"/"off") are substituted. The default matches the CLI of 2026-11-30
+    (`autocontour segment <CT folder> --model DIR --out DIR --threads N --nifti --no-preview`):
+    it reads DICOM folders, so pass --ct-dicom with a DICOM copy of the held-out CT (or change
+    the template once the CLI reads NIfTI). The label map must end up in {outdir}/labels.nii.gz
+    (same grid as the CT) for the agreement column. There is no mirroring switch in the CLI yet:
+    the package's mirror_axes decide, so `{mirror}` is only there for a future flag.
     """
     if not args.autocontour:
         return None
-    fmt = dict(package=package, ct=ct, out=out, threads=args.threads, mirror="on" if mirror else "off")
+    fmt = dict(package=package, ct=ct, ct_dicom=args.ct_dicom or ct, outdir=outdir, threads=args.threads,
+               mirror="on" if mirror else "off")
     return [args.autocontour, *[a.format(**fmt) for a in shlex.split(args.autocontour_args)]]
 
 
@@ -225,8 +244,10 @@ def main(argv=None) -> int:
     ap.add_argument("--mirror", choices=["off", "on", "both"], default="both")
     ap.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="venv holding nnunetv2")
     ap.add_argument("--autocontour", help="path of the autocontour CLI (omit to time nnU-Net alone)")
-    ap.add_argument("--autocontour-args", default="segment --model {package} --input {ct} --out {out}",
+    ap.add_argument("--autocontour-args",
+                    default="segment {ct_dicom} --model {package} --out {outdir} --threads {threads} --nifti --no-preview",
                     help="argument template for the autocontour CLI (see autocontour_command)")
+    ap.add_argument("--ct-dicom", type=Path, help="DICOM folder of the same CT, for the autocontour CLI")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args(argv)
@@ -250,10 +271,11 @@ def main(argv=None) -> int:
             rows.append(r)
             print(f"  nnU-Net mirror={'on ' if mirror else 'off'} rep {rep}: {r['wall_s']:.2f} s, "
                   f"max RSS {r['max_rss_mb']:.0f} MB, tree PSS {r['tree_pss_mb']:.0f} MB, rc {r['rc']}", flush=True)
-            ac_out = work / f"autocontour_{'tta' if mirror else 'notta'}_{rep}.nii.gz"
-            ac = autocontour_command(args, args.package, args.ct, ac_out, mirror)
+            ac_dir = work / f"autocontour_{'tta' if mirror else 'notta'}_{rep}"
+            ac_out = ac_dir / "labels.nii.gz"
+            ac = autocontour_command(args, args.package, args.ct, ac_dir, mirror)
             if ac:
-                r2 = run_and_measure(ac, env=env, expect_file=str(ac_out), log_file=str(work / f"{ac_out.name}.log"))
+                r2 = run_and_measure(ac, env=env, expect_file=str(ac_out), log_file=str(work / f"{ac_dir.name}.log"))
                 r2.update(tool="autocontour", mirror=mirror, rep=rep, out=str(ac_out))
                 if r2["output_present"] and r["output_present"]:
                     r2["agreement"] = agreement(Path(r["out"]), ac_out)

@@ -253,6 +253,28 @@ def cmd_refs(args):
         "shape_after_cropping_transposed": list(map(int, props["shape_after_cropping_and_before_resampling"])),
         "spacing_zyx": list(map(float, props["spacing"])),
     }
+    # the README's sliding-window description, run with this PyTorch network, must give nnU-Net's
+    # float16 logits bit for bit (spec_check.py runs the same function with onnxruntime)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import spec_check
+
+    tf, tb = pred.plans_manager.transpose_forward, pred.plans_manager.transpose_backward
+    net = pred.network.eval()
+    net.load_state_dict(pred.list_of_parameters[0])
+
+    class TorchSession:
+        def run(self, _names, feed):
+            x = torch.from_numpy(np.ascontiguousarray(feed["image"])).permute(0, 1, *[2 + a for a in tf])
+            with torch.no_grad():
+                y = net(x.contiguous())
+            return [y.permute(0, 1, *[2 + a for a in tb]).numpy()]
+
+    zyx = [0, *[1 + b for b in tb]]
+    patch = [pred.configuration_manager.patch_size[tf.index(a)] for a in range(3)]
+    mine = spec_check.sliding_window(TorchSession(), data.transpose(zyx), patch, tf)
+    n_diff = int(np.sum(mine != logits.transpose(zyx)))
+    summary["sliding_window_spec_with_torch"] = {"float16_values_differing": n_diff, "of": int(mine.size)}
+    print(f"README sliding-window spec with the PyTorch network: {n_diff} of {mine.size} float16 logits differ")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
 
 

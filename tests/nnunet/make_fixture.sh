@@ -16,8 +16,8 @@
 #           3d_fullres network/patch in nnUNetPlans.json (make_fixture.py edit-plans), then
 #           nnUNetv2_preprocess -d 901 -c 3d_fullres
 #   train   nnUNetv2_train 901 3d_fullres {0,1} -tr nnUNetTrainer_AcTiny -device cpu, both folds at once
-#           (30 epochs x 20 iterations each, seeded: about 3 min per fold on an idle 2-core
-#           machine, 30+ min when it shares the cores with Rust builds)
+#           (30 epochs x 20 iterations each, seeded; measured: 84 min wall for both folds on the
+#           2-core dev VM at load average 6-8 from other builds, 75 CPU-minutes in all)
 #   import  models/importers/nnunet/import_nnunet.py -> tests/nnunet/package (folds 0 and 1);
 #           the model's plans.json and dataset.json -> tests/nnunet/model_meta/ (test_import_errors.py)
 #   refs    nnUNetPredictor on the held-out CT (fold 0 / folds 0+1, mirroring off / on)

@@ -260,6 +260,24 @@ class ImportErrors(unittest.TestCase):
         self.assertEqual([(e["index"], e["name"]) for e in m["labels"]],
                          [(0, "Background"), (1, "Body"), (2, "Lungs"), (3, "Lung_R")])
 
+    def test_resenc_import(self):
+        """ResidualEncoderUNet (nnU-Net's ResEnc presets) builds, exports and matches PyTorch."""
+        plans = copy.deepcopy(self.plans)
+        arch = plans["configurations"]["3d_fullres"]["architecture"]
+        ak = arch["arch_kwargs"]
+        arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+        ak["n_blocks_per_stage"] = [1, 2, 2, 2]
+        del ak["n_conv_per_stage"]
+        d = self.tmp / "resenc" / self.good.name
+        d.mkdir(parents=True)
+        (d / "plans.json").write_text(json.dumps(plans))
+        (d / "dataset.json").write_text(json.dumps(self.dataset))
+        make_checkpoint(self.plans, self.dataset, d / "fold_0" / "checkpoint_final.pth", arch_override=arch)
+        rc, err, out = self.run_inproc(d)
+        self.assertEqual(rc, 0, err)
+        m = json.loads((out / "model.json").read_text())
+        self.assertLess(m["nnunet"]["folds"][0]["onnx_check"]["max_abs_diff"], 1e-3)
+
     def test_wrong_head_count(self):
         """A checkpoint with another number of output channels than dataset.json implies."""
         d = self.variant("heads")
