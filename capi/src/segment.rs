@@ -14,7 +14,7 @@ use super::status::ac_status;
 use autocontour::contour::{Contour, ContourOptions};
 use autocontour::infer::{CancelToken, InferOptions, Progress};
 use autocontour::nifti::{nifti_labels_bytes, write_nifti_labels};
-use autocontour::pipeline::{Segmentation, segment_with};
+use autocontour::pipeline::{Segmentation, StructureSummary, segment_with};
 use autocontour::plausibility::{Flag, OnMismatch};
 use autocontour::rtstruct::{RoiContours, build_rtstruct, write_rtstruct};
 use autocontour::seg::{build_seg, write_seg};
@@ -74,21 +74,32 @@ impl ResultBody {
             .map_err(Clone::clone)
     }
 
+    /// Structure `index` (as numbered by `ac_result_structure`), or
+    /// `AC_STATUS_INDEX_OUT_OF_RANGE`.
+    fn structure(&self, index: usize) -> Result<&StructureSummary, FfiError> {
+        self.seg
+            .structures
+            .get(index)
+            .ok_or_else(|| structure_range(index, self.seg.structures.len()))
+    }
+
     /// The contours of structure `index` (as numbered by `ac_result_structure`).
     fn structure_contours(&self, index: usize) -> Result<&[Contour], FfiError> {
-        let n = self.seg.structures.len();
-        let s = self.seg.structures.get(index).ok_or_else(|| {
-            FfiError::new(
-                ac_status::IndexOutOfRange,
-                format!("structure index {index} is past the end ({n} structures)"),
-            )
-        })?;
+        let s = self.structure(index)?;
         let rois = self.rois()?;
         Ok(rois
             .iter()
             .find(|r| r.spec.number == u32::from(s.label))
             .map_or(&[][..], |r| r.contours.as_slice()))
     }
+}
+
+/// The error for a structure index past the end of `n` structures.
+fn structure_range(index: usize, n: usize) -> FfiError {
+    FfiError::new(
+        ac_status::IndexOutOfRange,
+        format!("structure index {index} is past the end ({n} structures)"),
+    )
 }
 
 impl Handle for ac_result {
@@ -403,16 +414,10 @@ pub unsafe extern "C" fn ac_result_flag_count(
     boundary("ac_result_flag_count", || {
         let out = try_out!(count, "count");
         let r = get(result, "result")?;
-        let n = r.structure_flags.len();
         *out = r
             .structure_flags
             .get(structure_index)
-            .ok_or_else(|| {
-                FfiError::new(
-                    ac_status::IndexOutOfRange,
-                    format!("structure index {structure_index} is past the end ({n} structures)"),
-                )
-            })?
+            .ok_or_else(|| structure_range(structure_index, r.structure_flags.len()))?
             .len();
         Ok(())
     })
@@ -515,13 +520,7 @@ pub unsafe extern "C" fn ac_result_uncertainty(
     boundary("ac_result_uncertainty", || {
         let out = try_out!(uncertainty, "uncertainty");
         let r = get(result, "result")?;
-        let n = r.seg.structures.len();
-        let s = r.seg.structures.get(index).ok_or_else(|| {
-            FfiError::new(
-                ac_status::IndexOutOfRange,
-                format!("structure index {index} is past the end ({n} structures)"),
-            )
-        })?;
+        let s = r.structure(index)?;
         *out = match s.uncertainty {
             Some(u) => ac_uncertainty {
                 mean_entropy: u.mean_entropy,
@@ -586,13 +585,8 @@ pub unsafe extern "C" fn ac_result_structure(
         let out = try_out!(structure, "structure");
         let r = get(result, "result")?;
         let n = r.seg.structures.len();
-        let range = || {
-            FfiError::new(
-                ac_status::IndexOutOfRange,
-                format!("structure index {index} is past the end ({n} structures)"),
-            )
-        };
-        let s = r.seg.structures.get(index).ok_or_else(range)?;
+        let range = || structure_range(index, n);
+        let s = r.structure(index)?;
         let name = r.names.get(index).ok_or_else(range)?;
         let roi_type = r.roi_types.get(index).ok_or_else(range)?;
         let flags = r.flags.get(index).ok_or_else(range)?;
