@@ -214,12 +214,8 @@ fn pack_frames(labels: &Volume<u8>, segments: &[SegSegment], frames: &[Frame]) -
 
 /// SOP Common (character set, class, instance, creation date and time) and the Image Type.
 fn put_sop_common(o: &mut InMemDicomObject, sop_uid: &str, date: &str, time: &str) {
-    put(o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    crate::dicom::write::put_sop_common(o, SEG_SOP_CLASS, sop_uid, date, time);
     put(o, tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY");
-    put(o, tags::SOP_CLASS_UID, VR::UI, SEG_SOP_CLASS);
-    put(o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid);
-    put(o, tags::INSTANCE_CREATION_DATE, VR::DA, date);
-    put(o, tags::INSTANCE_CREATION_TIME, VR::TM, time);
 }
 
 /// Enhanced General Equipment: manufacturer, model name (the model's, else `autocontour`),

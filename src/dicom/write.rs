@@ -221,6 +221,22 @@ pub fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<String
     obj.put(DataElement::new(tag, vr, value.into()));
 }
 
+/// SOP Common module of a derived object: UTF-8 character set, `sop_class`, `sop_uid`, creation
+/// date and time.
+pub fn put_sop_common(
+    o: &mut InMemDicomObject,
+    sop_class: &str,
+    sop_uid: &str,
+    date: &str,
+    time: &str,
+) {
+    put(o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    put(o, tags::SOP_CLASS_UID, VR::UI, sop_class);
+    put(o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid);
+    put(o, tags::INSTANCE_CREATION_DATE, VR::DA, date);
+    put(o, tags::INSTANCE_CREATION_TIME, VR::TM, time);
+}
+
 /// Puts an element with a primitive (e.g. binary) value.
 pub fn put_v(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: PrimitiveValue) {
     obj.put(DataElement::new(tag, vr, value));

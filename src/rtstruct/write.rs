@@ -68,7 +68,7 @@ pub fn build_rtstruct(
     let series_uid = new_uid(&sop_uid);
     let (date, time) = now_utc();
     let mut o = InMemDicomObject::new_empty();
-    put_sop_common(&mut o, &sop_uid, &date, &time);
+    crate::dicom::write::put_sop_common(&mut o, RTSTRUCT_SOP_CLASS, &sop_uid, &date, &time);
     put_patient_study_frame(&mut o, ct);
     // RT Series
     put_series(&mut o, "RTSTRUCT", &series_uid, "", &date, &time, info);
@@ -98,15 +98,6 @@ fn check_roi_numbers(rois: &[RoiContours]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// SOP Common: character set, class, instance, creation date and time.
-fn put_sop_common(o: &mut InMemDicomObject, sop_uid: &str, date: &str, time: &str) {
-    put(o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
-    put(o, tags::SOP_CLASS_UID, VR::UI, RTSTRUCT_SOP_CLASS);
-    put(o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid);
-    put(o, tags::INSTANCE_CREATION_DATE, VR::DA, date);
-    put(o, tags::INSTANCE_CREATION_TIME, VR::TM, time);
 }
 
 /// General Equipment: manufacturer, the model as Manufacturer's Model Name, software versions.
