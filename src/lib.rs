@@ -51,6 +51,7 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod nifti;
+pub mod nnunet;
 pub mod pipeline;
 pub mod plausibility;
 pub mod postprocess;

@@ -212,6 +212,37 @@ fn bad(path: &Path, field: &str, reason: impl Into<String>) -> Error {
 /// Reads a NIfTI-1 label map (see the module docs for what is accepted) into a volume whose
 /// geometry is in DICOM LPS.
 pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
+    read_voxels(path, "label maps", |idx, v| {
+        if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
+            return Err(bad(
+                path,
+                "data",
+                format!("voxel {idx} is {v}, not a label 0-255"),
+            ));
+        }
+        Ok(v as u8)
+    })
+}
+
+/// Reads a 3-D NIfTI-1 image (a CT in HU, for example) of any integer or float type into a
+/// float32 volume whose geometry is in DICOM LPS; `scl_slope`/`scl_inter` are applied. Voxel
+/// `(i, j, k)` of the file is voxel `(i, j, k)` of the volume, so the array is the one a NIfTI
+/// reader such as SimpleITK gives (`[k][j][i]`). A NaN or infinite voxel is an error.
+pub fn read_nifti_image(path: &Path) -> Result<Volume<f32>> {
+    read_voxels(path, "images", |idx, v| {
+        let f = v as f32;
+        if !f.is_finite() {
+            return Err(bad(path, "data", format!("voxel {idx} is {v}")));
+        }
+        Ok(f)
+    })
+}
+
+fn read_voxels<T>(
+    path: &Path,
+    what: &str,
+    convert: impl Fn(usize, f64) -> Result<T>,
+) -> Result<Volume<T>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut bytes = Vec::new();
     let r = if is_gz(path) {
@@ -270,7 +301,7 @@ pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
             return Err(bad(
                 path,
                 "dim",
-                format!("dim[{n}] = {d}: only 3-D label maps are supported"),
+                format!("dim[{n}] = {d}: only 3-D {what} are supported"),
             ));
         }
     }
@@ -284,7 +315,7 @@ pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
             return Err(bad(
                 path,
                 "datatype",
-                format!("{other} is not an integer or float type supported for labels"),
+                format!("{other} is not an integer or float type supported for {what}"),
             ));
         }
     };
@@ -331,15 +362,7 @@ pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
             (_, true) => f64::from_le_bytes(c.try_into().unwrap_or_default()),
             (_, false) => f64::from_be_bytes(c.try_into().unwrap_or_default()),
         };
-        let v = v * slope + inter;
-        if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
-            return Err(bad(
-                path,
-                "data",
-                format!("voxel {idx} is {v}, not a label 0-255"),
-            ));
-        }
-        data.push(v as u8);
+        data.push(convert(idx, v * slope + inter)?);
     }
     let affine: [[f64; 4]; 3] = if i16_at(254) > 0 {
         std::array::from_fn(|r| std::array::from_fn(|c| f32_at(280 + 16 * r + 4 * c)))

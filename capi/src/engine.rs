@@ -231,6 +231,8 @@ pub unsafe extern "C" fn ac_engine_new(
                 device,
                 threads: o.threads as usize,
                 fallback,
+                // nnU-Net packages: every fold the package lists.
+                folds: None,
             },
             memory_limit_bytes: if o.memory_limit_bytes == 0 {
                 autocontour::infer::InferOptions::default().memory_limit_bytes

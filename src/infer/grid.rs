@@ -62,7 +62,7 @@ pub struct ModelGrid {
 }
 
 /// Chooses, for each patient axis, the CT axis closest to it (best permutation overall).
-fn lps_permutation(ct: &Geometry) -> [(usize, bool); 3] {
+pub(crate) fn lps_permutation(ct: &Geometry) -> [(usize, bool); 3] {
     const PERMS: [[usize; 3]; 6] = [
         [0, 1, 2],
         [0, 2, 1],
@@ -93,6 +93,10 @@ impl ModelGrid {
         let perm = match orientation {
             Orientation::Lps => lps_permutation(ct),
             Orientation::Native => [(0, false), (1, false), (2, false)],
+            Orientation::Ras => {
+                let [x, y, z] = lps_permutation(ct);
+                [(x.0, !x.1), (y.0, !y.1), z]
+            }
         };
         let mut axes = [AxisMap {
             ct_axis: 0,

@@ -93,8 +93,11 @@ pub struct InferOptions<'a> {
     pub progress: Option<&'a (dyn Fn(Progress<'_>) + Sync)>,
     /// Cancellation handle.
     pub cancel: Option<CancelToken>,
-    /// Keep the per-class probabilities on the model grid in [`Prediction::probabilities`].
+    /// Keep the per-class probabilities on the model grid in [`Prediction::probabilities`]
+    /// (not available for nnU-Net packages).
     pub keep_probabilities: bool,
+    /// Run without the manifest's mirroring test-time augmentation.
+    pub disable_mirroring: bool,
 }
 
 impl Default for InferOptions<'_> {
@@ -105,6 +108,7 @@ impl Default for InferOptions<'_> {
             progress: None,
             cancel: None,
             keep_probabilities: false,
+            disable_mirroring: false,
         }
     }
 }
@@ -357,6 +361,14 @@ fn blend_tile(acc: &mut [f32], src: &[f32], w: &[f32], scale: f32, t: [usize; 3]
 /// 3. `finish`: scores normalised by the weight sum, argmax and confidence, labels back on the
 ///    CT grid, the probabilities when asked for.
 pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Result<Prediction> {
+    if let Some(spec) = &model.manifest.nnunet {
+        if opts.keep_probabilities {
+            return Err(Error::InvalidArgument(
+                "probabilities are not kept for nnU-Net packages".into(),
+            ));
+        }
+        return crate::nnunet::predict(model, spec, ct, opts);
+    }
     let mut rep = Reporter {
         f: opts.progress,
         last: 0.0,
@@ -628,7 +640,11 @@ impl<'a> TileLoop<'a> {
         let classes = m.num_classes();
         let g = tiling.geom;
         let pv = g.patch[0] * g.patch[1] * g.patch[2];
-        let mirrors = mirror_sets(&m.mirror_axes);
+        let mirrors = if opts.disable_mirroring {
+            mirror_sets(&[])
+        } else {
+            mirror_sets(&m.mirror_axes)
+        };
         let batch = if opts.batch > 0 {
             opts.batch.min(model.max_batch)
         } else {
@@ -1051,7 +1067,7 @@ fn to_probabilities(scores: &[f32], classes: usize, vox: usize, kind: OutputKind
 /// Argmax per model voxel and, per class, the mean probability of that class where it wins.
 /// Runs over fixed chunks in parallel and adds the chunks' sums in order, so the result does
 /// not depend on the thread count.
-fn argmax_and_confidence(
+pub(crate) fn argmax_and_confidence(
     scores: &[f32],
     classes: usize,
     vox: usize,

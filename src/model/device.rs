@@ -61,6 +61,9 @@ pub struct ModelOptions {
     pub threads: usize,
     /// Behaviour when `device` is unavailable.
     pub fallback: Fallback,
+    /// nnU-Net packages: which folds to load and ensemble (`None`: every fold the package
+    /// lists). An error for other packages.
+    pub folds: Option<Vec<u32>>,
 }
 
 impl Default for ModelOptions {
@@ -70,6 +73,7 @@ impl Default for ModelOptions {
             device: Device::Cpu,
             threads: 0,
             fallback: Fallback::ToCpu,
+            folds: None,
         }
     }
 }

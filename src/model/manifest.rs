@@ -49,6 +49,23 @@ pub struct Manifest {
     /// Plausibility and applicability rules (see [`super::rules`]); absent: defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plausibility: Option<super::rules::Rules>,
+    /// Which prediction pipeline the package needs (absent: the engine's own, described by the
+    /// fields above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<Pipeline>,
+    /// For `"pipeline": "nnunet_v2"`: everything nnU-Net's predictor uses (see
+    /// [`crate::nnunet`]); the top-level fields then only approximate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nnunet: Option<crate::nnunet::NnunetSpec>,
+}
+
+/// A prediction pipeline other than the engine's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pipeline {
+    /// An imported nnU-Net v2 model: `nnUNetPredictor`'s preprocessing, sliding window and
+    /// export reproduced by [`crate::nnunet`].
+    #[serde(rename = "nnunet_v2")]
+    NnunetV2,
 }
 
 /// The ONNX file and its tensors.
@@ -86,6 +103,10 @@ pub enum Orientation {
     /// The CT's own voxel axes.
     #[serde(rename = "native")]
     Native,
+    /// As `LPS` with X and Y flipped: X to the patient's right, Y anterior, Z head (what a
+    /// canonical-RAS NIfTI reader gives).
+    #[serde(rename = "RAS")]
+    Ras,
 }
 
 /// Target spacing.
@@ -128,6 +149,14 @@ pub enum Normalization {
         /// Standard deviation after clipping.
         std: f64,
     },
+    /// nnU-Net ZScoreNormalization: the image's own mean and standard deviation (inside the
+    /// nonzero mask when `use_mask_for_norm`). Only for `nnunet_v2` packages, where the
+    /// `nnunet` block governs.
+    ZscoreImage {
+        /// Statistics and normalisation inside the hole-filled nonzero mask only.
+        #[serde(default)]
+        use_mask_for_norm: bool,
+    },
 }
 
 impl Normalization {
@@ -147,6 +176,9 @@ impl Normalization {
             Normalization::CtZscore { clip, mean, std } => {
                 (((hu as f64).clamp(clip[0], clip[1]) - mean) / std) as f32
             }
+            // Per-image statistics: refused by `Manifest::parse` outside nnU-Net packages,
+            // which normalise in `crate::nnunet`.
+            Normalization::ZscoreImage { .. } => hu,
         }
     }
 }
@@ -351,6 +383,27 @@ impl Manifest {
                     return Err(bad("ct_zscore needs std > 0 and clip[0] < clip[1]".into()));
                 }
             }
+            Normalization::ZscoreImage { .. } => {
+                if self.pipeline != Some(Pipeline::NnunetV2) {
+                    return Err(bad(
+                        "normalization zscore_image is only supported in nnunet_v2 packages".into(),
+                    ));
+                }
+            }
+        }
+        match (self.pipeline, &self.nnunet) {
+            (Some(Pipeline::NnunetV2), Some(spec)) => spec.check(self.labels.len()).map_err(bad)?,
+            (Some(Pipeline::NnunetV2), None) => {
+                return Err(bad(
+                    "\"pipeline\": \"nnunet_v2\" without an \"nnunet\" block".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "an \"nnunet\" block without \"pipeline\": \"nnunet_v2\"".into(),
+                ));
+            }
+            (None, None) => {}
         }
         if self.onnx.sha256.len() != 64 || !self.onnx.sha256.chars().all(|c| c.is_ascii_hexdigit())
         {
@@ -365,8 +418,17 @@ impl Manifest {
         Ok(())
     }
 
-    /// Number of output channels (labels including background).
+    /// Number of labels including background.
     pub fn num_classes(&self) -> usize {
         self.labels.len()
+    }
+
+    /// Number of channels the network outputs: the labels, or for a region-based nnU-Net
+    /// model its regions.
+    pub fn output_channels(&self) -> usize {
+        match &self.nnunet {
+            Some(n) => n.labels.num_segmentation_heads,
+            None => self.labels.len(),
+        }
     }
 }

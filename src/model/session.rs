@@ -22,6 +22,10 @@ pub struct Model {
     pub(crate) session: Mutex<ort::session::Session>,
     /// Batch size the graph accepts (1 when its batch axis is fixed to 1).
     pub(crate) max_batch: usize,
+    /// nnU-Net packages: the folds loaded, in order (the first runs in `session`).
+    pub folds: Vec<u32>,
+    /// nnU-Net packages: the sessions of the second and later folds.
+    pub(crate) extra_folds: Vec<Mutex<ort::session::Session>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -69,35 +73,113 @@ impl Model {
             _ => Error::io(&manifest_path, e),
         })?;
         let manifest = Manifest::parse(&text, &manifest_path)?;
-        let onnx_path = dir.join(&manifest.onnx.file);
-        if !onnx_path.exists() {
-            return Err(Error::ModelNotFound { path: onnx_path });
-        }
-        let digest = sha256_file(&onnx_path)?;
-        if !digest.eq_ignore_ascii_case(&manifest.onnx.sha256) {
-            return Err(Error::ModelHashMismatch {
-                path: onnx_path,
-                expected: manifest.onnx.sha256.clone(),
-                found: digest,
-            });
-        }
+        // The graphs to load: the manifest's one, or the selected nnU-Net folds.
+        let (graphs, folds) = match &manifest.nnunet {
+            None => {
+                if options.folds.is_some() {
+                    return Err(Error::InvalidArgument(format!(
+                        "folds were selected but {} is not an nnU-Net package",
+                        dir.display()
+                    )));
+                }
+                (
+                    vec![(manifest.onnx.file.clone(), manifest.onnx.sha256.clone())],
+                    Vec::new(),
+                )
+            }
+            Some(spec) => {
+                let wanted: Vec<u32> = match &options.folds {
+                    Some(f) if f.is_empty() => {
+                        return Err(Error::InvalidArgument("an empty fold list".into()));
+                    }
+                    Some(f) => f.clone(),
+                    None => spec.folds.iter().map(|f| f.fold).collect(),
+                };
+                let mut graphs = Vec::new();
+                for (i, &w) in wanted.iter().enumerate() {
+                    if wanted[..i].contains(&w) {
+                        return Err(Error::InvalidArgument(format!("fold {w} selected twice")));
+                    }
+                    let Some(f) = spec.folds.iter().find(|f| f.fold == w) else {
+                        return Err(Error::InvalidArgument(format!(
+                            "fold {w} is not in {} (folds: {:?})",
+                            manifest_path.display(),
+                            spec.folds.iter().map(|f| f.fold).collect::<Vec<_>>()
+                        )));
+                    };
+                    graphs.push((f.file.clone(), f.sha256.clone()));
+                }
+                (graphs, wanted)
+            }
+        };
         let env = runtime::environment(&options.runtime)?;
-        let (session, execution) = build_session(&env, &onnx_path, options)?;
-        let max_batch = check_graph(&session, &manifest, &onnx_path)?;
+        let mut sessions = Vec::new();
+        let mut execution = None;
+        let mut max_batch = usize::MAX;
+        for (file, sha) in &graphs {
+            let onnx_path = dir.join(file);
+            if !onnx_path.exists() {
+                return Err(Error::ModelNotFound { path: onnx_path });
+            }
+            let digest = sha256_file(&onnx_path)?;
+            if !digest.eq_ignore_ascii_case(sha) {
+                return Err(Error::ModelHashMismatch {
+                    path: onnx_path,
+                    expected: sha.clone(),
+                    found: digest,
+                });
+            }
+            let (session, ex) = build_session(&env, &onnx_path, options)?;
+            max_batch = max_batch.min(check_graph(&session, &manifest, &onnx_path)?);
+            execution.get_or_insert(ex);
+            sessions.push(Mutex::new(session));
+        }
+        let mut sessions = sessions.into_iter();
+        let (Some(session), Some(execution)) = (sessions.next(), execution) else {
+            return Err(Error::ModelNotFound {
+                path: dir.join(&manifest.onnx.file),
+            });
+        };
         log::info!(
-            "model {} {} loaded from {} on {}",
+            "model {} {} loaded from {} on {}{}",
             manifest.name,
             manifest.version,
             dir.display(),
-            execution.provider
+            execution.provider,
+            if folds.is_empty() {
+                String::new()
+            } else {
+                format!(" (nnU-Net folds {folds:?})")
+            }
         );
         Ok(Model {
             manifest,
             dir: dir.to_path_buf(),
             execution,
-            session: Mutex::new(session),
+            session,
             max_batch,
+            folds,
+            extra_folds: sessions.collect(),
         })
+    }
+
+    /// Number of graphs an nnU-Net package runs per CT (1 for other packages).
+    pub fn fold_count(&self) -> usize {
+        1 + self.extra_folds.len()
+    }
+
+    /// The session of fold number `i` (0-based position in [`Model::folds`]).
+    pub(crate) fn fold_session(
+        &self,
+        i: usize,
+    ) -> Result<std::sync::MutexGuard<'_, ort::session::Session>> {
+        let m = if i == 0 {
+            Some(&self.session)
+        } else {
+            self.extra_folds.get(i - 1)
+        };
+        m.map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+            .ok_or_else(|| Error::InvalidArgument(format!("no fold session {i}")))
     }
 }
 
@@ -288,11 +370,11 @@ fn check_graph(session: &ort::session::Session, m: &Manifest, path: &Path) -> Re
     }
     if let Some(&c) = outs.get(1)
         && c > 0
-        && c as usize != m.num_classes()
+        && c as usize != m.output_channels()
     {
         return Err(bad(format!(
-            "output has {c} channels but the manifest lists {} labels",
-            m.num_classes()
+            "output has {c} channels but the manifest says {}",
+            m.output_channels()
         )));
     }
     for (a, (&d, &p)) in ins.iter().skip(2).zip(m.patch_size.iter()).enumerate() {
