@@ -40,6 +40,12 @@ pub enum CliError {
     /// A failure reported by the SDK.
     #[error(transparent)]
     Sdk(#[from] autocontour::Error),
+    /// The nnU-Net importer failed (it printed `error[NAME]: …`); its exit status is kept.
+    #[error("the nnU-Net importer failed (exit status {code}; see its error above)")]
+    Importer {
+        /// The importer's exit status.
+        code: i32,
+    },
 }
 
 impl CliError {
@@ -52,6 +58,10 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             CliError::Usage(_) => Self::USAGE_EXIT,
+            CliError::Importer { code } => u8::try_from(*code)
+                .ok()
+                .filter(|&c| c != 0)
+                .unwrap_or(Self::FAILURE_EXIT),
             _ => Self::FAILURE_EXIT,
         })
     }

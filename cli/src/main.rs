@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod convert;
 mod error;
 mod evaluate;
+mod nnunet;
 mod plots;
 mod preview;
 mod segment;
@@ -58,6 +59,13 @@ enum Command {
     },
     /// Segment CT series with a model package: RT Structure Set, preview PNG, JSON summary.
     Segment(segment::SegmentArgs),
+    /// Segment a NIfTI CT into a NIfTI label map on its grid (no DICOM; JSON summary on stdout).
+    Predict(nnunet::PredictArgs),
+    /// Import a model trained elsewhere as a model package.
+    Import {
+        #[command(subcommand)]
+        what: nnunet::ImportCommand,
+    },
     /// Rasterise an RT Structure Set on a CT grid: a NIfTI label map (+ JSON sidecar) or one
     /// NIfTI mask per ROI in a folder.
     RtstructToMask(convert::ToMaskArgs),
@@ -166,6 +174,8 @@ fn run(cli: Cli) -> CliResult<()> {
             seed,
         ),
         Command::Segment(args) => segment::run(args, rt),
+        Command::Predict(args) => nnunet::predict_cmd(args, rt),
+        Command::Import { what } => nnunet::import_cmd(what),
         Command::RtstructToMask(args) => convert::to_mask(args),
         Command::MaskToRtstruct(args) => convert::to_rtstruct(args),
         Command::Evaluate(args) => evaluate::run(args),

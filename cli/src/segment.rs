@@ -61,6 +61,12 @@ pub struct SegmentArgs {
     /// with a named error and writes nothing.
     #[arg(long, value_enum, default_value_t = MismatchArg::Flag)]
     pub on_mismatch: MismatchArg,
+    /// nnU-Net packages: the folds to ensemble (default: every fold in the package).
+    #[arg(long, num_args = 1.., value_name = "FOLD")]
+    pub folds: Option<Vec<u32>>,
+    /// Run without the model's test-time mirroring (faster, usually slightly less accurate).
+    #[arg(long)]
+    pub no_mirroring: bool,
 }
 
 /// `--on-mismatch` values.
@@ -131,6 +137,7 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
         } else {
             Fallback::ToCpu
         },
+        folds: args.folds.clone(),
     };
     let model = Model::open(&model_dir, &opts)?;
     if let Some(reason) = &model.execution.fallback_reason {
@@ -242,6 +249,7 @@ fn run_case(
         &ct,
         &InferOptions {
             progress: Some(&report),
+            disable_mirroring: args.no_mirroring,
             ..InferOptions::default()
         },
         match args.on_mismatch {
