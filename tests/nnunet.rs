@@ -409,3 +409,167 @@ fn two_fold_ensemble_agrees_with_nnunet_predictor() {
     check_against("folds01_nomirror", &run(&model, false));
     check_against("folds01_mirror", &run(&model, true));
 }
+
+// ------------------------------------------------------------------------------ 3. mutations
+
+/// The package with one manifest field changed (the ONNX files linked, not copied).
+fn mutated(edit: impl Fn(&mut Value)) -> tempfile::TempDir {
+    let src = dir().join("package");
+    let t = tempfile::tempdir().unwrap();
+    for f in ["fold_0.onnx", "fold_1.onnx"] {
+        std::os::unix::fs::symlink(src.join(f), t.path().join(f)).unwrap();
+    }
+    let mut m: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("model.json")).unwrap()).unwrap();
+    edit(&mut m);
+    std::fs::write(
+        t.path().join("model.json"),
+        serde_json::to_string_pretty(&m).unwrap(),
+    )
+    .unwrap();
+    t
+}
+
+/// Each change to a preprocessing or export step moves the label map outside the tolerance
+/// the agreement tests allow (> 0.1 % of the voxels, or a structure's Dice < 0.995).
+#[test]
+fn preprocessing_mutations_are_caught() {
+    let reference = read_nifti_labels(&dir().join("ref/fold0_nomirror.nii.gz")).unwrap();
+    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "image resampling order 3 -> 1",
+            Box::new(|m| m["nnunet"]["resampling"]["data"]["order"] = 1.into()),
+        ),
+        (
+            "no separate-z resampling of the image",
+            Box::new(|m| m["nnunet"]["resampling"]["data"]["force_separate_z"] = false.into()),
+        ),
+        (
+            "logits resampling order 1 -> 0",
+            Box::new(|m| m["nnunet"]["resampling"]["logits"]["order"] = 0.into()),
+        ),
+        (
+            "CT normalisation mean +20 HU",
+            Box::new(|m| {
+                let v = m["nnunet"]["normalization"][0]["mean"].as_f64().unwrap();
+                m["nnunet"]["normalization"][0]["mean"] = (v + 20.0).into();
+            }),
+        ),
+        (
+            "target spacing z 3.5 -> 3.0 mm",
+            Box::new(|m| m["nnunet"]["spacing_zyx"][0] = 3.0.into()),
+        ),
+        (
+            "Gaussian sigma patch/8 -> patch/4",
+            Box::new(|m| m["nnunet"]["gaussian"]["sigma_scale"] = 0.25.into()),
+        ),
+        (
+            "tile step 0.5 -> 1.0",
+            Box::new(|m| m["nnunet"]["sliding_window"]["tile_step"] = 1.0.into()),
+        ),
+    ];
+    let mut missed = Vec::new();
+    for (name, edit) in &mutations {
+        let pkg = mutated(edit);
+        let model = open(pkg.path(), &[0]);
+        let labels = run(&model, false);
+        let (differ, dice) = agreement(&labels, reference.data());
+        let worst = dice.values().copied().fold(1.0, f64::min);
+        eprintln!("mutation {name}: {differ} voxels differ, worst Dice {worst:.5}");
+        if differ as f64 <= 0.001 * labels.len() as f64 && worst >= 0.995 {
+            missed.push(*name);
+        }
+    }
+    assert!(missed.is_empty(), "mutations not caught: {missed:?}");
+}
+
+/// Packages the engine cannot run faithfully are refused with named errors before any
+/// inference: the message names the field.
+#[test]
+fn unsupported_or_broken_packages_are_named_errors() {
+    let opts = |folds: Option<Vec<u32>>| ModelOptions {
+        runtime: RuntimeOptions {
+            library: Some(common::ort_lib()),
+        },
+        folds,
+        ..ModelOptions::default()
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (
+            "no nnunet block",
+            Box::new(|m| {
+                m.as_object_mut().unwrap().remove("nnunet");
+            }),
+            "without an \"nnunet\" block",
+        ),
+        (
+            "unknown pipeline",
+            Box::new(|m| m["pipeline"] = "nnunet_v3".into()),
+            "nnunet_v3",
+        ),
+        (
+            "no pipeline",
+            Box::new(|m| {
+                m.as_object_mut().unwrap().remove("pipeline");
+            }),
+            "without \"pipeline\"",
+        ),
+        (
+            "unknown normalisation",
+            Box::new(|m| m["nnunet"]["normalization"][0]["kind"] = "rescale_to_01".into()),
+            "rescale_to_01",
+        ),
+        (
+            "other resampling",
+            Box::new(|m| m["nnunet"]["resampling"]["function"] = "resample_torch_fornnunet".into()),
+            "resample_torch_fornnunet",
+        ),
+        (
+            "float32 accumulators",
+            Box::new(|m| m["nnunet"]["accumulator_dtype"] = "float32".into()),
+            "accumulator_dtype",
+        ),
+        (
+            "two channels",
+            Box::new(|m| m["nnunet"]["num_input_channels"] = 2.into()),
+            "num_input_channels",
+        ),
+        (
+            "heads vs labels",
+            Box::new(|m| m["nnunet"]["labels"]["num_segmentation_heads"] = 5.into()),
+            "num_segmentation_heads",
+        ),
+        (
+            "fold file escapes",
+            Box::new(|m| m["nnunet"]["folds"][1]["file"] = "../fold_1.onnx".into()),
+            "plain file name",
+        ),
+    ];
+    for (name, edit, needle) in &cases {
+        let pkg = mutated(edit);
+        let e = Model::open(pkg.path(), &opts(None)).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, autocontour::Error::InvalidManifest { .. }),
+            "{name}: {msg}"
+        );
+        assert!(msg.contains(needle), "{name}: {msg}");
+    }
+    // a fold that is not in the package, a fold file whose hash does not match
+    let pkg = mutated(|_| {});
+    let e = Model::open(pkg.path(), &opts(Some(vec![3]))).unwrap_err();
+    assert!(e.to_string().contains("fold 3 is not in"), "{e}");
+    let pkg = mutated(|m| m["nnunet"]["folds"][1]["file"] = "fold_0.onnx".into());
+    let e = Model::open(pkg.path(), &opts(Some(vec![1]))).unwrap_err();
+    assert!(
+        matches!(e, autocontour::Error::ModelHashMismatch { .. }),
+        "{e}"
+    );
+    // folds for a package that is not an nnU-Net one
+    let e = Model::open(
+        &common::root().join("models/thorax-basic"),
+        &opts(Some(vec![0])),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not an nnU-Net package"), "{e}");
+}

@@ -13,8 +13,7 @@ load torch; PSS counts their shared libraries once), sampled every 50 ms from
 
     python3 benches/compare/nnunet_compare.py                       # nnU-Net half, mirroring off and on
     python3 benches/compare/nnunet_compare.py --repeats 3 --folds 0 1
-    target/pyenv/bin/python benches/compare/nnunet_compare.py --autocontour target/release/autocontour \\
-        --ct-dicom <DICOM folder of the held-out CT>      # argument template: --autocontour-args
+    target/pyenv/bin/python benches/compare/nnunet_compare.py --autocontour target/release/autocontour
 
 Only the standard library is needed to run it (SimpleITK, if importable, adds a voxel agreement
 column between the label maps: run it with target/pyenv/bin/python, which has SimpleITK).
@@ -181,21 +180,20 @@ def nnunet_command(venv: Path, model: Path, in_dir: Path, out_dir: Path, folds, 
 
 
 def autocontour_command(args, package: Path, ct: Path, outdir: Path, mirror: bool) -> list[str] | None:
-    """>>> PLUG-IN POINT for the lead: the `autocontour segment` command line, or None to skip.
+    """The `autocontour` command line, or None to skip.
 
-    --autocontour-args is a template; {package}, {ct}, {ct_dicom}, {outdir}, {threads} and
-    {mirror} ("on"/"off") are substituted. The default matches the CLI of 2026-11-30
-    (`autocontour segment <CT folder> --model DIR --out DIR --threads N --nifti --no-preview`):
-    it reads DICOM folders, so pass --ct-dicom with a DICOM copy of the held-out CT (or change
-    the template once the CLI reads NIfTI). The label map must end up in {outdir}/labels.nii.gz
-    (same grid as the CT) for the agreement column. There is no mirroring switch in the CLI yet:
-    the package's mirror_axes decide, so `{mirror}` is only there for a future flag.
+    --autocontour-args is a template; {package}, {ct}, {ct_dicom}, {outdir}, {threads},
+    {folds} and {mirror_flag} ("--no-mirroring" or nothing) are substituted. The default runs
+    `autocontour predict <CT.nii.gz> --model DIR --out DIR/labels.nii.gz --threads N --folds …`:
+    NIfTI in, NIfTI label map out, as nnU-Net. The label map must end up in
+    {outdir}/labels.nii.gz (same grid as the CT) for the agreement column.
     """
     if not args.autocontour:
         return None
+    outdir.mkdir(parents=True, exist_ok=True)
     fmt = dict(package=package, ct=ct, ct_dicom=args.ct_dicom or ct, outdir=outdir, threads=args.threads,
-               mirror="on" if mirror else "off")
-    return [args.autocontour, *[a.format(**fmt) for a in shlex.split(args.autocontour_args)]]
+               folds=" ".join(args.folds), mirror_flag="" if mirror else "--no-mirroring")
+    return [args.autocontour, *shlex.split(args.autocontour_args.format(**fmt))]
 
 
 def agreement(a: Path, b: Path):
@@ -245,7 +243,8 @@ def main(argv=None) -> int:
     ap.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="venv holding nnunetv2")
     ap.add_argument("--autocontour", help="path of the autocontour CLI (omit to time nnU-Net alone)")
     ap.add_argument("--autocontour-args",
-                    default="segment {ct_dicom} --model {package} --out {outdir} --threads {threads} --nifti --no-preview",
+                    default="predict {ct} --model {package} --out {outdir}/labels.nii.gz --threads {threads} "
+                            "--folds {folds} {mirror_flag}",
                     help="argument template for the autocontour CLI (see autocontour_command)")
     ap.add_argument("--ct-dicom", type=Path, help="DICOM folder of the same CT, for the autocontour CLI")
     ap.add_argument("--json", type=Path, help="also write the results here")
