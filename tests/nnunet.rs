@@ -412,6 +412,9 @@ fn two_fold_ensemble_agrees_with_nnunet_predictor() {
 
 // ------------------------------------------------------------------------------ 3. mutations
 
+/// A change to a package's model.json.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 /// The package with one manifest field changed (the ONNX files linked, not copied).
 fn mutated(edit: impl Fn(&mut Value)) -> tempfile::TempDir {
     let src = dir().join("package");
@@ -435,7 +438,7 @@ fn mutated(edit: impl Fn(&mut Value)) -> tempfile::TempDir {
 #[test]
 fn preprocessing_mutations_are_caught() {
     let reference = read_nifti_labels(&dir().join("ref/fold0_nomirror.nii.gz")).unwrap();
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let mutations: Vec<(&str, Edit)> = vec![
         (
             "image resampling order 3 -> 1",
             Box::new(|m| m["nnunet"]["resampling"]["data"]["order"] = 1.into()),
@@ -494,7 +497,7 @@ fn unsupported_or_broken_packages_are_named_errors() {
         folds,
         ..ModelOptions::default()
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "no nnunet block",
             Box::new(|m| {
@@ -572,4 +575,153 @@ fn unsupported_or_broken_packages_are_named_errors() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("not an nnU-Net package"), "{e}");
+}
+
+// ------------------------------------------------------------------------------ 4. bundles
+
+fn write_bundle(parts: serde_json::Value, plausibility: Option<Value>) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let mut b = serde_json::json!({
+        "schema_version": 1, "name": "two-part", "version": "1.0.0", "parts": parts
+    });
+    if let Some(p) = plausibility {
+        b["plausibility"] = p;
+    }
+    std::fs::write(t.path().join("bundle.json"), b.to_string()).unwrap();
+    t
+}
+
+fn plain_options() -> ModelOptions {
+    ModelOptions {
+        runtime: RuntimeOptions {
+            library: Some(common::ort_lib()),
+        },
+        threads: 2,
+        ..ModelOptions::default()
+    }
+}
+
+/// The default model (its External as BODY) and an nnU-Net part (lungs, fold 0) on the
+/// held-out CT: one label map, the lungs exactly the nnU-Net part's (painted last), BODY the
+/// default model's External wherever the lungs are not.
+#[test]
+fn bundle_merges_an_nnunet_part_and_a_plain_part() {
+    let thorax = common::root().join("models/thorax-basic");
+    let b = write_bundle(
+        serde_json::json!([
+            {"package": thorax, "structures": {"External": "BODY"}},
+            {"package": dir().join("package"), "structures": {"Lung_L": "Lung_L", "Lung_R": "Lung_R"}, "folds": [0]}
+        ]),
+        None,
+    );
+    let bundle = Model::open(b.path(), &plain_options()).unwrap();
+    let names: Vec<&str> = bundle
+        .manifest
+        .labels
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(names, ["Background", "BODY", "Lung_L", "Lung_R"]);
+    let merged = run(&bundle, false);
+    let nn = run(&open(&dir().join("package"), &[0]), false);
+    let th = run(&Model::open(&thorax, &plain_options()).unwrap(), false);
+    let expected: Vec<u8> = nn
+        .iter()
+        .zip(&th)
+        .map(|(&a, &b)| match (a, b) {
+            (2, _) => 2,
+            (3, _) => 3,
+            (_, 1) => 1,
+            _ => 0,
+        })
+        .collect();
+    let differ = merged.iter().zip(&expected).filter(|(a, b)| a != b).count();
+    assert_eq!(differ, 0, "{differ} voxels differ from the parts run alone");
+    assert!(merged.contains(&1) && merged.contains(&3));
+}
+
+/// The default model split into two parts on RIDER (one CT load), with the default model's
+/// plausibility rules given to the bundle: the same label map as the model alone with its labels
+/// renumbered (builtin External included), and one RT Structure Set with the bundle's names.
+#[test]
+fn bundle_on_rider_gives_one_structure_set() {
+    use autocontour::dicom::{LoadOptions, load_series};
+    use autocontour::pipeline::segment;
+    let thorax = common::root().join("models/thorax-basic");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(thorax.join("model.json")).unwrap()).unwrap();
+    let rules = manifest["plausibility"].clone();
+    let b = write_bundle(
+        serde_json::json!([
+            {"package": thorax, "structures": {"External": "BODY"}},
+            {"package": thorax, "structures": {"Lung_L": "Lung_L", "Lung_R": "Lung_R"}}
+        ]),
+        Some(rules),
+    );
+    let ct = load_series(&common::require("rider/ct"), None, &LoadOptions::default()).unwrap();
+    let bundle = Model::open(b.path(), &plain_options()).unwrap();
+    let plain = Model::open(&thorax, &plain_options()).unwrap();
+    let sb = segment(&bundle, &ct, &InferOptions::default()).unwrap();
+    let sp = segment(&plain, &ct, &InferOptions::default()).unwrap();
+    let renumber = [0u8, 1, 2, 3]; // External, Lung_L, Lung_R → BODY, Lung_L, Lung_R
+    let differ = sb
+        .labels
+        .data()
+        .iter()
+        .zip(sp.labels.data())
+        .filter(|(a, b)| **a != renumber[**b as usize])
+        .count();
+    assert_eq!(differ, 0);
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("rtstruct.dcm");
+    sb.write_rtstruct(&bundle, &ct, &path, &Default::default())
+        .unwrap();
+    let rs = autocontour::rtstruct::read_rtstruct(&path).unwrap();
+    for name in ["Lung_L", "Lung_R", "BODY"] {
+        let kind = rs.roi(name).map(|r| r.kind());
+        assert_eq!(kind, Some(autocontour::rtstruct::RoiKind::Area), "{name}");
+    }
+    assert_eq!(rs.rois.len(), 3);
+}
+
+/// Bundles that cannot be merged are named errors naming bundle.json.
+#[test]
+fn bundle_errors_are_named() {
+    let thorax = common::root().join("models/thorax-basic");
+    let cases = [
+        (serde_json::json!([]), "at least one part"),
+        (
+            serde_json::json!([{"package": thorax, "structures": {"Liver": "Liver"}}]),
+            "no structure \"Liver\"",
+        ),
+        (
+            serde_json::json!([{"package": thorax}, {"package": thorax, "structures": {"Lung_L": "Lung_L"}}]),
+            "appears twice",
+        ),
+        (
+            serde_json::json!([{"package": thorax, "structures": {}}]),
+            "keep no structure",
+        ),
+        (
+            serde_json::json!([{"package": thorax, "bogus": 1}]),
+            "bogus",
+        ),
+    ];
+    for (parts, needle) in cases {
+        let b = write_bundle(parts, None);
+        let e = Model::open(b.path(), &plain_options()).unwrap_err();
+        assert!(
+            matches!(e, autocontour::Error::InvalidManifest { .. }),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains(needle) && e.to_string().contains("bundle.json"),
+            "{e}"
+        );
+    }
+    // a part that is itself a bundle
+    let inner = write_bundle(serde_json::json!([{"package": thorax}]), None);
+    let outer = write_bundle(serde_json::json!([{"package": inner.path()}]), None);
+    let e = Model::open(outer.path(), &plain_options()).unwrap_err();
+    assert!(e.to_string().contains("is itself a bundle"), "{e}");
 }

@@ -361,6 +361,9 @@ fn blend_tile(acc: &mut [f32], src: &[f32], w: &[f32], scale: f32, t: [usize; 3]
 /// 3. `finish`: scores normalised by the weight sum, argmax and confidence, labels back on the
 ///    CT grid, the probabilities when asked for.
 pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Result<Prediction> {
+    if !model.parts.is_empty() {
+        return predict_bundle(model, ct, opts);
+    }
     if let Some(spec) = &model.manifest.nnunet {
         if opts.keep_probabilities {
             return Err(Error::InvalidArgument(
@@ -382,6 +385,73 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
     let blended = run_tiles(model, image, pad, opts, &mut rep, &mut timings)?;
     check_cancel(&opts.cancel)?;
     finish(model, ct, opts, grid, blended, &mut rep, timings)
+}
+
+/// A bundle: every part in order on the same CT, their labels merged (a later part's structure
+/// overwrites an earlier part's where both claim a voxel), confidence and uncertainty taken from the part that owns the
+/// structure, timings and tile counts summed.
+fn predict_bundle(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Result<Prediction> {
+    let n = model.parts.len();
+    let classes = model.manifest.num_classes();
+    let mut labels = vec![0u8; ct.geometry().voxel_count()];
+    let mut confidence = vec![None; classes];
+    let mut uncertainty = vec![None; classes];
+    let mut timings = Timings::default();
+    let (mut tiles, mut evaluations) = (0, 0);
+    let mut grid = None;
+    for (i, part) in model.parts.iter().enumerate() {
+        let scaled = |p: Progress<'_>| {
+            if let Some(f) = opts.progress {
+                f(Progress {
+                    stage: p.stage,
+                    fraction: (i as f64 + p.fraction) / n as f64,
+                });
+            }
+        };
+        let popts = InferOptions {
+            memory_limit_bytes: opts.memory_limit_bytes,
+            batch: opts.batch,
+            progress: Some(&scaled),
+            cancel: opts.cancel.clone(),
+            keep_probabilities: false,
+            disable_mirroring: opts.disable_mirroring,
+        };
+        let p = predict(&part.model, ct, &popts)?;
+        for (dst, &src) in labels.iter_mut().zip(p.labels.data()) {
+            let mapped = part.remap.get(src as usize).copied().unwrap_or(0);
+            if mapped != 0 {
+                *dst = mapped;
+            }
+        }
+        for (pl, &bl) in part.remap.iter().enumerate() {
+            if bl != 0 {
+                let b = bl as usize;
+                if let (Some(c), Some(u)) = (confidence.get_mut(b), uncertainty.get_mut(b)) {
+                    *c = p.confidence.get(pl).copied().flatten();
+                    *u = p.uncertainty.get(pl).cloned().flatten();
+                }
+            }
+        }
+        let t = &p.timings;
+        timings.preprocess_s += t.preprocess_s;
+        timings.inference_s += t.inference_s;
+        timings.ort_run_s += t.ort_run_s;
+        timings.resample_s += t.resample_s;
+        tiles += p.tiles;
+        evaluations += p.evaluations;
+        grid.get_or_insert(p.grid);
+    }
+    let grid = grid.ok_or_else(|| Error::InvalidArgument("a bundle without parts".into()))?;
+    Ok(Prediction {
+        labels: Volume::new(*ct.geometry(), labels)?,
+        confidence,
+        uncertainty,
+        grid,
+        probabilities: None,
+        tiles,
+        evaluations,
+        timings,
+    })
 }
 
 /// The model-grid image and where it sits in its padded box.
@@ -693,7 +763,7 @@ impl<'a> TileLoop<'a> {
         let tiling = self.tiling;
         let mut evaluations = 0usize;
         let total = tiling.tiles.len().max(1) * self.mirrors.len();
-        let mut session = model.session.lock().unwrap_or_else(|p| p.into_inner());
+        let mut session = model.fold_session(0)?;
         for (chunk_no, chunk) in tiling.tiles.chunks(self.batch).enumerate() {
             let first_tile = chunk_no * self.batch;
             self.gather(chunk, timings);

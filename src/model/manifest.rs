@@ -300,18 +300,13 @@ impl Manifest {
         Ok(m)
     }
 
-    fn validate(&self, origin: &Path) -> Result<()> {
+    /// The labels and the plausibility rules (what a bundle's merged manifest is checked for).
+    pub(crate) fn validate_structures(&self, origin: &Path) -> Result<()> {
         let bad = |reason: String| Error::InvalidManifest {
             path: origin.to_path_buf(),
             reason,
             source: None,
         };
-        if self.schema_version != SCHEMA_VERSION {
-            return Err(bad(format!(
-                "schema_version {} is not supported (this SDK reads {SCHEMA_VERSION})",
-                self.schema_version
-            )));
-        }
         if self.labels.len() < 2 {
             return Err(bad(
                 "at least background and one structure are needed".into()
@@ -346,6 +341,23 @@ impl Manifest {
         if self.labels.len() > 255 {
             return Err(bad("more than 255 labels".into()));
         }
+        self.check_rules().map_err(bad)?;
+        Ok(())
+    }
+
+    fn validate(&self, origin: &Path) -> Result<()> {
+        let bad = |reason: String| Error::InvalidManifest {
+            path: origin.to_path_buf(),
+            reason,
+            source: None,
+        };
+        if self.schema_version != SCHEMA_VERSION {
+            return Err(bad(format!(
+                "schema_version {} is not supported (this SDK reads {SCHEMA_VERSION})",
+                self.schema_version
+            )));
+        }
+        self.validate_structures(origin)?;
         if self.patch_size.contains(&0) {
             return Err(bad(format!("patch_size {:?} has a zero", self.patch_size)));
         }
@@ -414,7 +426,6 @@ impl Manifest {
                 "onnx.file must be a plain file name inside the package".into(),
             ));
         }
-        self.check_rules().map_err(bad)?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 //! applicability rules), [`device`] (execution providers and fallback), [`session`] (loading and
 //! checking the package into ONNX Runtime).
 
+pub mod bundle;
 pub mod device;
 pub mod manifest;
 pub mod rules;

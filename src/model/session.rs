@@ -19,13 +19,15 @@ pub struct Model {
     pub dir: PathBuf,
     /// Which execution provider runs.
     pub execution: Execution,
-    pub(crate) session: Mutex<ort::session::Session>,
+    /// One session per graph: the package's, or one per nnU-Net fold; none for a bundle.
+    pub(crate) sessions: Vec<Mutex<ort::session::Session>>,
     /// Batch size the graph accepts (1 when its batch axis is fixed to 1).
     pub(crate) max_batch: usize,
-    /// nnU-Net packages: the folds loaded, in order (the first runs in `session`).
+    /// nnU-Net packages: the folds loaded, in order.
     pub folds: Vec<u32>,
-    /// nnU-Net packages: the sessions of the second and later folds.
-    pub(crate) extra_folds: Vec<Mutex<ort::session::Session>>,
+    /// Bundles (`bundle.json`): the part models, run one after another, and where each part's
+    /// labels go in the bundle's label map.
+    pub parts: Vec<super::bundle::Part>,
 }
 
 impl std::fmt::Debug for Model {
@@ -63,8 +65,12 @@ fn ort_err(path: &Path) -> impl Fn(ort::Error) -> Error + '_ {
 }
 
 impl Model {
-    /// Opens the package in `dir` (`model.json` + the ONNX file it names).
+    /// Opens the package in `dir` (`model.json` + the ONNX file it names), or the bundle in
+    /// `dir` (`bundle.json` and its parts, see [`super::bundle`]).
     pub fn open(dir: &Path, options: &ModelOptions) -> Result<Model> {
+        if dir.join(super::bundle::BUNDLE_FILE).is_file() {
+            return super::bundle::open(dir, options);
+        }
         let manifest_path = dir.join("model.json");
         let text = std::fs::read_to_string(&manifest_path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::ModelNotFound {
@@ -134,8 +140,7 @@ impl Model {
             execution.get_or_insert(ex);
             sessions.push(Mutex::new(session));
         }
-        let mut sessions = sessions.into_iter();
-        let (Some(session), Some(execution)) = (sessions.next(), execution) else {
+        let Some(execution) = execution else {
             return Err(Error::ModelNotFound {
                 path: dir.join(&manifest.onnx.file),
             });
@@ -156,16 +161,16 @@ impl Model {
             manifest,
             dir: dir.to_path_buf(),
             execution,
-            session,
+            sessions,
             max_batch,
             folds,
-            extra_folds: sessions.collect(),
+            parts: Vec::new(),
         })
     }
 
-    /// Number of graphs an nnU-Net package runs per CT (1 for other packages).
+    /// Number of graphs an nnU-Net package runs per CT (1 for other packages, 0 for bundles).
     pub fn fold_count(&self) -> usize {
-        1 + self.extra_folds.len()
+        self.sessions.len()
     }
 
     /// The session of fold number `i` (0-based position in [`Model::folds`]).
@@ -173,13 +178,10 @@ impl Model {
         &self,
         i: usize,
     ) -> Result<std::sync::MutexGuard<'_, ort::session::Session>> {
-        let m = if i == 0 {
-            Some(&self.session)
-        } else {
-            self.extra_folds.get(i - 1)
-        };
-        m.map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
-            .ok_or_else(|| Error::InvalidArgument(format!("no fold session {i}")))
+        self.sessions
+            .get(i)
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+            .ok_or_else(|| Error::InvalidArgument(format!("no ONNX Runtime session {i}")))
     }
 }
 
