@@ -725,3 +725,62 @@ fn bundle_errors_are_named() {
     let e = Model::open(outer.path(), &plain_options()).unwrap_err();
     assert!(e.to_string().contains("is itself a bundle"), "{e}");
 }
+
+// ------------------------------------------------------------------------------ 5. the CLI
+
+/// `autocontour predict`: NIfTI in, NIfTI label map out, as nnUNetv2_predict.
+#[test]
+fn cli_predict_writes_nnunets_label_map() {
+    let out = tempfile::tempdir().unwrap();
+    let labels = out.path().join("labels.nii.gz");
+    let o = std::process::Command::new(common::cli())
+        .arg("predict")
+        .arg(dir().join("heldout_ct.nii.gz"))
+        .args(["--model"])
+        .arg(dir().join("package"))
+        .arg("--out")
+        .arg(&labels)
+        .args([
+            "--folds",
+            "0",
+            "--no-mirroring",
+            "--threads",
+            "2",
+            "--ort-lib",
+        ])
+        .arg(common::ort_lib())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["model"]["folds"], serde_json::json!([0]));
+    assert_eq!(summary["mirroring"], false);
+    let ours = read_nifti_labels(&labels).unwrap();
+    assert_eq!(ours.geometry().size, heldout().geometry().size);
+    check_against("fold0_nomirror", ours.data());
+}
+
+/// `autocontour import nnunet` runs the importer and keeps its named error and exit status;
+/// nothing is written. (An empty results folder fails before the importer needs torch.)
+#[test]
+fn cli_import_reports_the_importers_named_error() {
+    let t = tempfile::tempdir().unwrap();
+    let model = t
+        .path()
+        .join("Dataset1_X/nnUNetTrainer__nnUNetPlans__3d_fullres");
+    std::fs::create_dir_all(&model).unwrap();
+    let out = t.path().join("pkg");
+    let o = std::process::Command::new(common::cli())
+        .args(["import", "nnunet"])
+        .arg(&model)
+        .arg("--python")
+        .arg(common::python())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(12), "{stderr}");
+    assert!(stderr.contains("error[MISSING_FOLD]"), "{stderr}");
+    assert!(!out.exists());
+}
