@@ -327,6 +327,35 @@ fn tiles_gaussian_crop_and_padding_match_nnunet() {
     }
 }
 
+#[test]
+fn regions_are_painted_as_nnunet_paints_them() {
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("unit/regions.json")).unwrap())
+            .unwrap();
+    let order: Vec<u32> = serde_json::from_value(meta["regions_class_order"].clone()).unwrap();
+    let logits = npy("regions_logits.npy");
+    let want = npy("regions_seg.npy");
+    let vox: usize = logits.shape[1..].iter().product();
+    let mut labels = vec![0u8; vox];
+    for (c, &paint) in order.iter().enumerate() {
+        let ch: Vec<f32> = logits.data[c * vox..(c + 1) * vox]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        autocontour::nnunet::paint_region(&mut labels, &ch, paint);
+    }
+    let differ = labels
+        .iter()
+        .zip(&want.data)
+        .filter(|(a, b)| **a as f64 != **b)
+        .count();
+    assert_eq!(
+        differ, 0,
+        "{differ} of {vox} voxels differ from LabelManager's"
+    );
+    assert!((1..=3).all(|v| labels.contains(&v)));
+}
+
 // ------------------------------------------------------------------------------ 2. end to end
 
 fn heldout() -> &'static Volume<f32> {

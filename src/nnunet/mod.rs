@@ -249,6 +249,36 @@ fn labels_from_logits(
     out
 }
 
+/// One channel of the argmax over channels: voxels where `values` beats `best` take `channel`
+/// (channels in increasing order, so the first maximum wins, as numpy's and torch's argmax).
+pub fn argmax_step(labels: &mut [u8], best: &mut [f32], values: &[f32], channel: u8) {
+    labels
+        .par_iter_mut()
+        .zip(best.par_iter_mut())
+        .zip(values.par_iter())
+        .for_each(|((l, b), &v)| {
+            if v > *b {
+                *b = v;
+                *l = channel;
+            }
+        });
+}
+
+/// One region of a region-based model (`LabelManager.convert_probabilities_to_segmentation`):
+/// voxels whose float32 sigmoid of the logit exceeds 0.5 are painted `value`; called for the
+/// channels in `regions_class_order` order, later regions overwrite earlier ones.
+pub fn paint_region(labels: &mut [u8], logits: &[f32], value: u32) {
+    let paint = value.min(255) as u8;
+    labels
+        .par_iter_mut()
+        .zip(logits.par_iter())
+        .for_each(|(l, &x)| {
+            if 1.0f32 / (1.0 + (-x).exp()) > 0.5 {
+                *l = paint;
+            }
+        });
+}
+
 /// Runs an nnU-Net package on a CT volume (HU): the label map on the CT grid, confidence and
 /// uncertainty per label on the model grid (softmax of the ensembled logits; none for
 /// region-based models).
@@ -466,27 +496,8 @@ pub fn predict(
             },
         )?;
         match &regions {
-            None => cropped
-                .par_iter_mut()
-                .zip(best.par_iter_mut())
-                .zip(r.par_iter())
-                .for_each(|((l, b), &v)| {
-                    if v > *b {
-                        *b = v;
-                        *l = c as u8;
-                    }
-                }),
-            Some(order) => {
-                let paint = order.get(c).copied().unwrap_or(0).min(255) as u8;
-                cropped
-                    .par_iter_mut()
-                    .zip(r.par_iter())
-                    .for_each(|(l, &x)| {
-                        if 1.0f32 / (1.0 + (-x).exp()) > 0.5 {
-                            *l = paint;
-                        }
-                    });
-            }
+            None => argmax_step(&mut cropped, &mut best, &r, c as u8),
+            Some(order) => paint_region(&mut cropped, &r, order.get(c).copied().unwrap_or(0)),
         }
         cancelled()?;
     }
