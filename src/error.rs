@@ -370,6 +370,14 @@ pub enum Error {
         /// The applicability flags, `code: sentence` joined by `; `.
         reasons: String,
     },
+    /// A site profile does not parse or does not fit the model (every problem listed).
+    #[error("{}: invalid site profile: {}", path.display(), problems.join("; "))]
+    InvalidProfile {
+        /// The profile file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
 
     // ---- caller mistakes ----
     /// An argument is out of range or inconsistent.

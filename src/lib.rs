@@ -42,6 +42,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod body;
 pub mod contour;
 pub mod dicom;
@@ -55,6 +56,7 @@ pub mod nnunet;
 pub mod pipeline;
 pub mod plausibility;
 pub mod postprocess;
+pub mod profile;
 pub mod rtstruct;
 pub mod runtime;
 pub mod seg;

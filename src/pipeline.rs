@@ -16,6 +16,7 @@ use crate::model::{Execution, Model};
 use crate::plausibility::{
     CtFacts, Flag, FlagCode, OnMismatch, check_applicability, check_structures, refuse_after,
 };
+use crate::profile::ResolvedProfile;
 use crate::rtstruct::{
     OutputInfo, RoiCode, RoiContours, RoiSpec, rois_from_labels, write_rtstruct,
 };
@@ -86,6 +87,8 @@ pub struct Segmentation {
     pub case_flags: Vec<Flag>,
     /// What the applicability checks saw in the CT.
     pub ct_facts: CtFacts,
+    /// The site profile applied ([`Segmentation::apply_profile`]), if any.
+    pub profile: Option<ResolvedProfile>,
 }
 
 /// Default display colours for labels without one.
@@ -252,14 +255,48 @@ pub fn segment_with(
         model: (m.name.clone(), m.version.clone(), m.onnx.sha256.clone()),
         case_flags,
         ct_facts,
+        profile: None,
     })
 }
 
 impl Segmentation {
-    /// ROI descriptions for the RT Structure Set, one per structure (empty ones included).
+    /// Applies a site profile resolved for this model: structures take the profile's names,
+    /// colours and types; structures it does not include are left out of every output (their
+    /// voxels stay in [`Segmentation::labels`], so an External still encloses them); the
+    /// structure set's label, name, series description and approval status come from it.
+    pub fn apply_profile(&mut self, profile: ResolvedProfile) {
+        for s in self.structures.iter_mut() {
+            if let Some(Some(p)) = profile.structures.get(s.label as usize) {
+                s.name = p.name.clone();
+                if let Some(c) = p.color {
+                    s.color = c;
+                }
+                if let Some(t) = &p.rt_roi_type {
+                    s.rt_roi_type = t.clone();
+                }
+            }
+        }
+        self.profile = Some(profile);
+    }
+
+    /// Whether structure `label` is written (no profile, or the profile includes it).
+    pub fn is_written(&self, label: u8) -> bool {
+        self.profile.as_ref().is_none_or(|p| {
+            p.structures
+                .get(label as usize)
+                .is_some_and(|s| s.is_some())
+        })
+    }
+
+    /// The structures written to outputs (all of them without a profile).
+    pub fn written_structures(&self) -> impl Iterator<Item = &StructureSummary> {
+        self.structures.iter().filter(|s| self.is_written(s.label))
+    }
+
+    /// ROI descriptions for the RT Structure Set, one per written structure (empty ones
+    /// included).
     pub fn roi_specs(&self, model: &Model) -> Vec<(u8, RoiSpec)> {
-        self.structures
-            .iter()
+        self.written_structures()
             .map(|s| {
                 let code = model
                     .manifest
@@ -304,8 +341,19 @@ impl Segmentation {
             model_name: self.model.0.clone(),
             model_version: self.model.1.clone(),
             model_sha256: self.model.2.clone(),
-            label: None,
-            series_description: None,
+            label: self
+                .profile
+                .as_ref()
+                .and_then(|p| p.structure_set_label.clone()),
+            series_description: self
+                .profile
+                .as_ref()
+                .and_then(|p| p.series_description.clone()),
+            structure_set_name: self
+                .profile
+                .as_ref()
+                .and_then(|p| p.structure_set_name.clone()),
+            approval_status: self.profile.as_ref().map(|p| p.approval_status.clone()),
         }
     }
 

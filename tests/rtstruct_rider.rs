@@ -226,39 +226,6 @@ fn specs() -> Vec<(u8, RoiSpec)> {
     ]
 }
 
-/// Minimal MetaImage reader for plastimatch's uncompressed `.mha` output.
-fn read_mha(path: &Path) -> (Vec<usize>, Vec<f64>, Vec<u8>) {
-    let bytes = std::fs::read(path).unwrap();
-    let mut pos = 0;
-    let (mut dims, mut offset, mut etype) = (Vec::new(), Vec::new(), String::new());
-    loop {
-        let end = bytes[pos..].iter().position(|&b| b == b'\n').unwrap() + pos;
-        let line = String::from_utf8_lossy(&bytes[pos..end]).into_owned();
-        pos = end + 1;
-        let (k, v) = line
-            .split_once('=')
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .unwrap();
-        match k {
-            "DimSize" => dims = v.split_whitespace().map(|x| x.parse().unwrap()).collect(),
-            "Offset" => offset = v.split_whitespace().map(|x| x.parse().unwrap()).collect(),
-            "ElementType" => etype = v.to_string(),
-            "CompressedData" => assert_eq!(v, "False", "{}", path.display()),
-            "TransformMatrix" => {
-                let m: Vec<f64> = v.split_whitespace().map(|x| x.parse().unwrap()).collect();
-                assert_eq!(m, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
-            }
-            "ElementDataFile" => {
-                assert_eq!(v, "LOCAL");
-                break;
-            }
-            _ => {}
-        }
-    }
-    assert_eq!(etype, "MET_UCHAR", "{}", path.display());
-    (dims, offset, bytes[pos..].to_vec())
-}
-
 /// Label map → our RTSTRUCT → dciodvfy, pydicom, plastimatch and our own reader.
 #[test]
 #[cfg_attr(
@@ -378,7 +345,7 @@ fn rider_round_trip_through_independent_tools() {
         if label == 4 && !mha.exists() {
             continue; // plastimatch writes no image for an ROI without contours
         }
-        let (dims, offset, data) = read_mha(&mha);
+        let (dims, offset, data) = common::read_mha(&mha);
         assert_eq!(dims, g.size.to_vec());
         for a in 0..3 {
             assert!(
@@ -518,7 +485,7 @@ fn raystation_style_structure_set() {
                 f.starts_with(prefix) && f.ends_with(".mha")
             })
             .unwrap_or_else(|| panic!("no plastimatch image for {name} in {pm_files:?}"));
-        let (dims, _, pm_data) = read_mha(mha);
+        let (dims, _, pm_data) = common::read_mha(mha);
         assert_eq!(dims, g.size.to_vec());
         let d_pm = dice(mask.data(), &pm_data);
         let d_pm_ref = dice(&pm_data, truth);

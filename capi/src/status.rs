@@ -117,6 +117,8 @@ pub enum ac_status {
     /// missing) and the segment options asked to refuse such cases
     /// (`AC_ON_MISMATCH_REFUSE`); the message lists each reason.
     NotApplicable = 410,
+    /// A site profile does not parse or does not fit the model; the message lists every problem.
+    InvalidProfile = 411,
 }
 
 impl ac_status {
@@ -161,6 +163,7 @@ impl ac_status {
             Error::MemoryLimit { .. } => S::MemoryLimit,
             Error::Cancelled => S::Cancelled,
             Error::NotApplicable { .. } => S::NotApplicable,
+            Error::InvalidProfile { .. } => S::InvalidProfile,
             Error::InvalidArgument(_) => S::InvalidArgument,
         }
     }
@@ -245,6 +248,7 @@ status_table! {
     MemoryLimit => "AC_STATUS_MEMORY_LIMIT: a memory limit would be exceeded",
     Cancelled => "AC_STATUS_CANCELLED: the run was cancelled",
     NotApplicable => "AC_STATUS_NOT_APPLICABLE: the CT does not suit the model",
+    InvalidProfile => "AC_STATUS_INVALID_PROFILE: the site profile is invalid for this model",
 }
 
 /// Returns a static, NUL-terminated description of a status code (`"AC_STATUS_IO: reading or

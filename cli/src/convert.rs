@@ -411,8 +411,8 @@ pub fn to_rtstruct(args: ToRtstructArgs) -> CliResult<()> {
         model_name: "mask-to-rtstruct".into(),
         model_version: String::new(),
         model_sha256: String::new(),
-        label: None,
         series_description: Some("autocontour mask-to-rtstruct".into()),
+        ..OutputInfo::default()
     };
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -455,13 +455,7 @@ pub fn segment_outputs(
                 code: s.code.clone(),
             })
             .collect();
-        let info = OutputInfo {
-            model_name: seg.model.0.clone(),
-            model_version: seg.model.1.clone(),
-            model_sha256: seg.model.2.clone(),
-            label: None,
-            series_description: None,
-        };
+        let info = seg.output_info();
         let p = out.join("seg.dcm");
         autocontour::seg::write_seg(&p, ct, &seg.labels, &segments, &info)?;
         Some(p)
@@ -470,7 +464,20 @@ pub fn segment_outputs(
     };
     let nifti_path = if write_nifti {
         let p = out.join("labels.nii.gz");
-        write_nifti_labels(&p, &seg.labels, &format!("autocontour {}", seg.model.0))?;
+        let description = format!("autocontour {}", seg.model.0);
+        if seg.structures.iter().all(|s| seg.is_written(s.label)) {
+            write_nifti_labels(&p, &seg.labels, &description)?;
+        } else {
+            // structures the site profile leaves out are not written: background here
+            let kept: Vec<u8> = seg
+                .labels
+                .data()
+                .iter()
+                .map(|&l| if seg.is_written(l) { l } else { 0 })
+                .collect();
+            let kept = autocontour::volume::Volume::new(*seg.labels.geometry(), kept)?;
+            write_nifti_labels(&p, &kept, &description)?;
+        }
         let labels: Vec<serde_json::Value> = specs
             .iter()
             .map(|(label, s)| {

@@ -6,12 +6,14 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::preview::write_preview;
+use autocontour::audit::{AuditOutput, AuditRecord};
 use autocontour::contour::ContourOptions;
 use autocontour::dicom::{LoadOptions, load_series};
 use autocontour::infer::{InferOptions, Progress};
 use autocontour::model::{Device, Fallback, Model, ModelOptions};
 use autocontour::pipeline::segment_with;
 use autocontour::plausibility::OnMismatch;
+use autocontour::profile::{ResolvedProfile, SiteProfile};
 use autocontour::runtime::RuntimeOptions;
 use autocontour::{Error, Result};
 
@@ -67,6 +69,13 @@ pub struct SegmentArgs {
     /// Run without the model's test-time mirroring (faster, usually slightly less accurate).
     #[arg(long)]
     pub no_mirroring: bool,
+    /// Site profile (TOML or JSON): structure names, colours, types, subset, structure set
+    /// label, approval status (docs/profiles.md). Checked against the model before any case.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Append one JSON line per case (succeeded or failed) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// `--on-mismatch` values.
@@ -140,6 +149,10 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
         folds: args.folds.clone(),
     };
     let model = Model::open(&model_dir, &opts)?;
+    let profile = match &args.profile {
+        Some(p) => Some(SiteProfile::load(p)?.resolve(&model.manifest)?),
+        None => None,
+    };
     if let Some(reason) = &model.execution.fallback_reason {
         eprintln!("note: running on the CPU: {reason}");
     }
@@ -162,10 +175,49 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
                         args.out.clone()
                     };
                     let t = Instant::now();
-                    let result = run_case(&model, &input, &out, &name, &args, tty && jobs == 1);
+                    let result = run_case(
+                        &model,
+                        profile.as_ref(),
+                        &input,
+                        &out,
+                        &name,
+                        &args,
+                        tty && jobs == 1,
+                    );
                     if let Err(e) = &result {
                         eprintln!("{name}: error: {e}");
                     }
+                    if let Some(log) = &args.audit_log {
+                        let record = match &result {
+                            Ok((_, record)) => record.clone(),
+                            Err(e) => {
+                                let secs = t.elapsed().as_secs_f64();
+                                let r = match e {
+                                    CliError::Sdk(e) => AuditRecord::failure(&model, e, None, secs),
+                                    other => {
+                                        let mut r = AuditRecord::failure(
+                                            &model,
+                                            &Error::InvalidArgument(other.to_string()),
+                                            None,
+                                            secs,
+                                        );
+                                        r.error_code = Some("CliInput".into());
+                                        r.error = Some(other.to_string());
+                                        r
+                                    }
+                                }
+                                .with_input(&input);
+                                match &profile {
+                                    Some(p) => r.with_profile(&p.name, &p.sha256),
+                                    None => r,
+                                }
+                            }
+                        };
+                        if let Err(e) = record.append_to(log) {
+                            eprintln!("{name}: error: audit log: {e}");
+                        }
+                    }
+                    let result = result.map(|(summary, _)| summary);
                     outcomes
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -217,12 +269,13 @@ fn case_names(inputs: &[PathBuf]) -> Vec<String> {
 
 fn run_case(
     model: &Model,
+    profile: Option<&ResolvedProfile>,
     input: &Path,
     out: &Path,
     name: &str,
     args: &SegmentArgs,
     tty: bool,
-) -> CliResult<serde_json::Value> {
+) -> CliResult<(serde_json::Value, AuditRecord)> {
     let t_all = Instant::now();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let t = Instant::now();
@@ -244,7 +297,7 @@ fn run_case(
         }
         *l = (p.stage.to_string(), pct);
     };
-    let seg = segment_with(
+    let mut seg = segment_with(
         model,
         &ct,
         &InferOptions {
@@ -257,6 +310,9 @@ fn run_case(
             MismatchArg::Refuse => OnMismatch::Refuse,
         },
     )?;
+    if let Some(p) = profile {
+        seg.apply_profile(p.clone());
+    }
     let t = Instant::now();
     let rtstruct = out.join("rtstruct.dcm");
     let sop = seg.write_rtstruct(model, &ct, &rtstruct, &ContourOptions::default())?;
@@ -294,8 +350,9 @@ fn run_case(
             "dir": model.dir,
         },
         "execution": seg.execution,
-        "structures": seg.structures,
-        "flagged": seg.structures.iter().filter(|s| !s.flags.is_empty()).map(|s| &s.name).collect::<Vec<_>>(),
+        "structures": seg.written_structures().collect::<Vec<_>>(),
+        "flagged": seg.written_structures().filter(|s| !s.flags.is_empty()).map(|s| &s.name).collect::<Vec<_>>(),
+        "profile": seg.profile.as_ref().map(|p| serde_json::json!({"name": p.name, "sha256": p.sha256})),
         "case_flags": seg.case_flags,
         "ct": seg.ct_facts,
         "timings_s": {
@@ -328,7 +385,7 @@ fn run_case(
     for f in &seg.case_flags {
         println!("  ! {f}");
     }
-    for s in &seg.structures {
+    for s in seg.written_structures() {
         let conf = s
             .confidence
             .map(|c| format!("{c:.2}"))
@@ -354,7 +411,35 @@ fn run_case(
         println!("  preview  {}", preview.display());
     }
     println!("  summary  {}", json_path.display());
-    Ok(summary)
+    let mut outputs = vec![AuditOutput {
+        kind: "rtstruct".into(),
+        path: rtstruct.clone(),
+        sop_instance_uid: Some(sop.clone()),
+    }];
+    for (kind, p) in [("seg", &seg_path), ("nifti", &nifti_path)] {
+        if let Some(p) = p {
+            outputs.push(AuditOutput {
+                kind: kind.into(),
+                path: p.clone(),
+                sop_instance_uid: None,
+            });
+        }
+    }
+    if !args.no_preview {
+        outputs.push(AuditOutput {
+            kind: "preview".into(),
+            path: preview.clone(),
+            sop_instance_uid: None,
+        });
+    }
+    outputs.push(AuditOutput {
+        kind: "summary".into(),
+        path: json_path.clone(),
+        sop_instance_uid: None,
+    });
+    let record =
+        AuditRecord::success(model, &seg, &ct.series_uid, outputs, total_s).with_input(input);
+    Ok((summary, record))
 }
 
 fn csv_field(s: &str) -> String {

@@ -54,6 +54,10 @@ pub struct OutputInfo {
     pub label: Option<String>,
     /// Series Description (default `autocontour <model name>`).
     pub series_description: Option<String>,
+    /// Structure Set Name (RT Structure Set only; absent by default).
+    pub structure_set_name: Option<String>,
+    /// Approval Status (RT Structure Set only; default `UNAPPROVED`).
+    pub approval_status: Option<String>,
 }
 
 /// A coded concept (Code Sequence Macro: e.g. an FMA or SNOMED code), written as an RT ROI

@@ -82,7 +82,12 @@ pub fn build_rtstruct(
     );
     put_rois(&mut o, ct, rois, info)?;
     // Approval
-    put(&mut o, tags::APPROVAL_STATUS, VR::CS, "UNAPPROVED");
+    put(
+        &mut o,
+        tags::APPROVAL_STATUS,
+        VR::CS,
+        info.approval_status.as_deref().unwrap_or("UNAPPROVED"),
+    );
     with_file_meta(o, IMPLICIT_VR_LE, "RTSTRUCT")
 }
 
@@ -122,6 +127,9 @@ fn put_structure_set(o: &mut InMemDicomObject, info: &OutputInfo, date: &str, ti
         VR::SH,
         label.chars().take(16).collect::<String>(),
     );
+    if let Some(name) = info.structure_set_name.as_deref().filter(|n| !n.is_empty()) {
+        put(o, tags::STRUCTURE_SET_NAME, VR::LO, lo(name));
+    }
     put(o, tags::STRUCTURE_SET_DATE, VR::DA, date);
     put(o, tags::STRUCTURE_SET_TIME, VR::TM, time);
     put(o, tags::INSTANCE_NUMBER, VR::IS, "1");

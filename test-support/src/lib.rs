@@ -5,11 +5,13 @@
 //!
 //! Not part of the SDK: the C ABI crate does not depend on it.
 
+pub mod mha;
 pub mod paths;
 pub mod phantom;
 pub mod reference;
 pub mod rng;
 pub mod seg;
 
+pub use mha::read_mha;
 pub use paths::*;
 pub use rng::XorShift;
