@@ -134,6 +134,8 @@ enum ac_status
   // missing) and the segment options asked to refuse such cases
   // (`AC_ON_MISMATCH_REFUSE`); the message lists each reason.
   AC_STATUS_NOT_APPLICABLE = 410,
+  // A site profile does not parse or does not fit the model; the message lists every problem.
+  AC_STATUS_INVALID_PROFILE = 411,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -386,6 +388,14 @@ typedef struct {
 typedef struct {
   // An `ac_on_mismatch` value. Default `AC_ON_MISMATCH_FLAG`.
   uint32_t on_mismatch;
+  // A site profile file (TOML or JSON, UTF-8 path; docs/profiles.md), or NULL (default):
+  // structure names, colours, types and subset, structure set label, approval status. It is
+  // checked against the model before inference (`AC_STATUS_INVALID_PROFILE`).
+  const char *profile_path;
+  // A file to append the case's audit line to (one JSON line), or NULL (default). A failed
+  // segmentation appends its line (with the error's name) before returning; a successful
+  // one when its result is freed, with every output written through the result.
+  const char *audit_log_path;
 } ac_segment_options;
 
 // Progress callback for `ac_segment`: `user_data` as given, `stage` one of `"preprocess"`,
@@ -773,6 +783,20 @@ ac_status ac_result_contour(const ac_result *result,
                             size_t structure_index,
                             size_t contour_index,
                             ac_contour *contour);
+
+// Sets `*written` to whether structure `structure_index` is written to the RT Structure Set,
+// SEG and NIfTI outputs: true unless the site profile of `ac_segment_options` leaves it out
+// (such a structure has no contours). Any thread.
+ac_status ac_result_structure_written(const ac_result *result,
+                                      size_t structure_index,
+                                      bool *written);
+
+// `*out` receives a new `ac_buffer` holding the case's audit record as one line of JSON (no
+// newline): time, series UID, model name/version/SHA-256, profile name/SHA-256, execution
+// provider, flags, the outputs written through this result so far (with SOP Instance UIDs),
+// duration. The same record is appended to `ac_segment_options.audit_log_path`, if set, when
+// the result is freed. Freed with `ac_buffer_free`. Any thread.
+ac_status ac_result_audit_record(const ac_result *result, ac_buffer **out);
 
 // Frees a result. NULL is a no-op. Pointers obtained from it become invalid.
 ac_status ac_result_free(ac_result *result);

@@ -288,6 +288,24 @@ impl Segmentation {
         })
     }
 
+    /// The label map as written to SEG and NIfTI outputs: structures a profile leaves out
+    /// become background (borrowed unchanged when nothing is left out).
+    pub fn written_labels(&self) -> Result<std::borrow::Cow<'_, Volume<u8>>> {
+        if self.structures.iter().all(|s| self.is_written(s.label)) {
+            return Ok(std::borrow::Cow::Borrowed(&self.labels));
+        }
+        let kept: Vec<u8> = self
+            .labels
+            .data()
+            .iter()
+            .map(|&l| if self.is_written(l) { l } else { 0 })
+            .collect();
+        Ok(std::borrow::Cow::Owned(Volume::new(
+            *self.labels.geometry(),
+            kept,
+        )?))
+    }
+
     /// The structures written to outputs (all of them without a profile).
     pub fn written_structures(&self) -> impl Iterator<Item = &StructureSummary> {
         self.structures.iter().filter(|s| self.is_written(s.label))

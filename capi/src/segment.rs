@@ -3,19 +3,21 @@
 use std::ffi::{CString, c_char, c_void};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use super::boundary::{FfiError, boundary, try_out, try_str};
+use super::boundary::{FfiError, boundary, try_opt_str, try_out, try_str};
 use super::engine::{ModelBody, SeriesBody, ac_geometry, ac_model, ac_series, cstring};
 use super::handle::{Handle, get, get_opt, register, release};
 use super::status::ac_status;
+use autocontour::audit::{AuditOutput, AuditRecord};
 use autocontour::contour::{Contour, ContourOptions};
 use autocontour::infer::{CancelToken, InferOptions, Progress};
 use autocontour::nifti::{nifti_labels_bytes, write_nifti_labels};
 use autocontour::pipeline::{Segmentation, StructureSummary, segment_with};
 use autocontour::plausibility::{Flag, OnMismatch};
+use autocontour::profile::SiteProfile;
 use autocontour::rtstruct::{RoiContours, build_rtstruct, write_rtstruct};
 use autocontour::seg::{build_seg, write_seg};
 
@@ -58,9 +60,37 @@ pub(crate) struct ResultBody {
     fallback_reason: Option<CString>,
     /// The RT Structure Set's ROIs and contours, made on first use and kept.
     rois: OnceLock<Result<Vec<RoiContours>, FfiError>>,
+    /// The case's audit record (outputs added as they are written) and the log it is appended
+    /// to when the result is freed.
+    audit: Mutex<AuditRecord>,
+    audit_log: Option<std::path::PathBuf>,
+}
+
+impl Drop for ResultBody {
+    fn drop(&mut self) {
+        if let Some(log) = &self.audit_log {
+            let record = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = record.append_to(log) {
+                log::error!("audit log {}: {e}", log.display());
+            }
+        }
+    }
 }
 
 impl ResultBody {
+    /// Adds a written file to the case's audit record.
+    fn record_output(&self, kind: &str, path: &str, uid: Option<String>) {
+        self.audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .outputs
+            .push(AuditOutput {
+                kind: kind.into(),
+                path: path.into(),
+                sop_instance_uid: uid,
+            });
+    }
+
     /// The ROIs and contours of the RT Structure Set (computed once; concurrent first calls
     /// wait for the one computing).
     fn rois(&self) -> Result<&[RoiContours], FfiError> {
@@ -241,6 +271,14 @@ pub enum ac_on_mismatch {
 pub struct ac_segment_options {
     /// An `ac_on_mismatch` value. Default `AC_ON_MISMATCH_FLAG`.
     pub on_mismatch: u32,
+    /// A site profile file (TOML or JSON, UTF-8 path; docs/profiles.md), or NULL (default):
+    /// structure names, colours, types and subset, structure set label, approval status. It is
+    /// checked against the model before inference (`AC_STATUS_INVALID_PROFILE`).
+    pub profile_path: *const c_char,
+    /// A file to append the case's audit line to (one JSON line), or NULL (default). A failed
+    /// segmentation appends its line (with the error's name) before returning; a successful
+    /// one when its result is freed, with every output written through the result.
+    pub audit_log_path: *const c_char,
 }
 
 /// Fills `options` with the defaults (`on_mismatch` = `AC_ON_MISMATCH_FLAG`). Any thread.
@@ -249,6 +287,8 @@ pub unsafe extern "C" fn ac_segment_options_init(options: *mut ac_segment_option
     boundary("ac_segment_options_init", || {
         *try_out!(options, "options") = ac_segment_options {
             on_mismatch: ac_on_mismatch::Flag as u32,
+            profile_path: std::ptr::null(),
+            audit_log_path: std::ptr::null(),
         };
         Ok(())
     })
@@ -323,7 +363,15 @@ fn segment_impl(
     let s = get(series, "series")?;
     let token = get_opt(cancel, "cancel")?;
     // SAFETY: optional input; the caller promises a non-NULL pointer is readable.
-    let on_mismatch = match unsafe { options.as_ref() }.map(|o| o.on_mismatch) {
+    let o = unsafe { options.as_ref() };
+    let (profile_path, audit_log) = match o {
+        Some(o) => (
+            try_opt_str!(o.profile_path, "options->profile_path"),
+            try_opt_str!(o.audit_log_path, "options->audit_log_path").map(std::path::PathBuf::from),
+        ),
+        None => (None, None),
+    };
+    let on_mismatch = match o.map(|o| o.on_mismatch) {
         None | Some(0) => OnMismatch::Flag,
         Some(1) => OnMismatch::Refuse,
         Some(n) => {
@@ -356,7 +404,50 @@ fn segment_impl(
         m.model.manifest.name,
         s.ct.series_uid
     );
-    let seg = segment_with(&m.model, &s.ct, &opts, on_mismatch)?;
+    let started = std::time::Instant::now();
+    let mut profile_id = None;
+    let outcome = (|| {
+        let profile = match profile_path {
+            Some(p) => {
+                let p = SiteProfile::load(Path::new(p))?.resolve(&m.model.manifest)?;
+                profile_id = Some((p.name.clone(), p.sha256.clone()));
+                Some(p)
+            }
+            None => None,
+        };
+        let mut seg = segment_with(&m.model, &s.ct, &opts, on_mismatch)?;
+        if let Some(p) = profile {
+            seg.apply_profile(p);
+        }
+        Ok::<_, autocontour::Error>(seg)
+    })();
+    let seg = match outcome {
+        Ok(seg) => seg,
+        Err(e) => {
+            if let Some(log) = &audit_log {
+                let mut r = AuditRecord::failure(
+                    &m.model,
+                    &e,
+                    Some(&s.ct.series_uid),
+                    started.elapsed().as_secs_f64(),
+                );
+                if let Some((name, sha)) = &profile_id {
+                    r = r.with_profile(name, sha);
+                }
+                if let Err(le) = r.append_to(log) {
+                    log::error!("audit log {}: {le}", log.display());
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    let audit = AuditRecord::success(
+        &m.model,
+        &seg,
+        &s.ct.series_uid,
+        Vec::new(),
+        started.elapsed().as_secs_f64(),
+    );
     let body = ResultBody {
         names: seg.structures.iter().map(|x| cstring(&x.name)).collect(),
         roi_types: seg
@@ -381,6 +472,8 @@ fn segment_impl(
         provider: cstring(&seg.execution.provider),
         rois: OnceLock::new(),
         fallback_reason: seg.execution.fallback_reason.as_deref().map(cstring),
+        audit: Mutex::new(audit),
+        audit_log,
         seg,
         model: m,
         series: s,
@@ -663,7 +756,8 @@ pub unsafe extern "C" fn ac_result_write_rtstruct(
         let path = try_str!(path, "path");
         let r = get(result, "result")?;
         let info = r.seg.output_info();
-        write_rtstruct(Path::new(path), &r.series.ct, r.rois()?, &info)?;
+        let uid = write_rtstruct(Path::new(path), &r.series.ct, r.rois()?, &info)?;
+        r.record_output("rtstruct", path, Some(uid));
         Ok(())
     })
 }
@@ -709,13 +803,14 @@ pub unsafe extern "C" fn ac_result_write_seg(
         let path = try_str!(path, "path");
         let r = get(result, "result")?;
         let segments = r.seg.seg_segments(&r.model.model);
-        write_seg(
+        let uid = write_seg(
             Path::new(path),
             &r.series.ct,
-            &r.seg.labels,
+            &*r.seg.written_labels()?,
             &segments,
             &r.seg.output_info(),
         )?;
+        r.record_output("seg", path, Some(uid));
         Ok(())
     })
 }
@@ -731,7 +826,12 @@ pub unsafe extern "C" fn ac_result_seg_buffer(
         let out = try_out!(out, "out");
         let r = get(result, "result")?;
         let segments = r.seg.seg_segments(&r.model.model);
-        let obj = build_seg(&r.series.ct, &r.seg.labels, &segments, &r.seg.output_info())?;
+        let obj = build_seg(
+            &r.series.ct,
+            &*r.seg.written_labels()?,
+            &segments,
+            &r.seg.output_info(),
+        )?;
         *out = register::<ac_buffer>(dicom_bytes(&obj, "SEG")?);
         Ok(())
     })
@@ -752,7 +852,12 @@ pub unsafe extern "C" fn ac_result_write_nifti(
     boundary("ac_result_write_nifti", || {
         let path = try_str!(path, "path");
         let r = get(result, "result")?;
-        write_nifti_labels(Path::new(path), &r.seg.labels, &nifti_description(&r))?;
+        write_nifti_labels(
+            Path::new(path),
+            &*r.seg.written_labels()?,
+            &nifti_description(&r),
+        )?;
+        r.record_output("nifti", path, None);
         Ok(())
     })
 }
@@ -769,7 +874,7 @@ pub unsafe extern "C" fn ac_result_nifti_buffer(
     boundary("ac_result_nifti_buffer", || {
         let out = try_out!(out, "out");
         let r = get(result, "result")?;
-        let bytes = nifti_labels_bytes(&r.seg.labels, &nifti_description(&r), gzip)?;
+        let bytes = nifti_labels_bytes(&*r.seg.written_labels()?, &nifti_description(&r), gzip)?;
         *out = register::<ac_buffer>(bytes);
         Ok(())
     })
@@ -823,6 +928,47 @@ pub unsafe extern "C" fn ac_result_contour(
             point_count: c.points.len(),
             points: c.points.as_ptr().cast(),
         };
+        Ok(())
+    })
+}
+
+/// Sets `*written` to whether structure `structure_index` is written to the RT Structure Set,
+/// SEG and NIfTI outputs: true unless the site profile of `ac_segment_options` leaves it out
+/// (such a structure has no contours). Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_structure_written(
+    result: *const ac_result,
+    structure_index: usize,
+    written: *mut bool,
+) -> ac_status {
+    boundary("ac_result_structure_written", || {
+        let out = try_out!(written, "written");
+        let r = get(result, "result")?;
+        let s = r.structure(structure_index)?;
+        *out = r.seg.is_written(s.label);
+        Ok(())
+    })
+}
+
+/// `*out` receives a new `ac_buffer` holding the case's audit record as one line of JSON (no
+/// newline): time, series UID, model name/version/SHA-256, profile name/SHA-256, execution
+/// provider, flags, the outputs written through this result so far (with SOP Instance UIDs),
+/// duration. The same record is appended to `ac_segment_options.audit_log_path`, if set, when
+/// the result is freed. Freed with `ac_buffer_free`. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ac_result_audit_record(
+    result: *const ac_result,
+    out: *mut *mut ac_buffer,
+) -> ac_status {
+    boundary("ac_result_audit_record", || {
+        let out = try_out!(out, "out");
+        let r = get(result, "result")?;
+        let json = r
+            .audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .to_json()?;
+        *out = register::<ac_buffer>(json.into_bytes());
         Ok(())
     })
 }

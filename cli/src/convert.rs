@@ -457,7 +457,7 @@ pub fn segment_outputs(
             .collect();
         let info = seg.output_info();
         let p = out.join("seg.dcm");
-        autocontour::seg::write_seg(&p, ct, &seg.labels, &segments, &info)?;
+        autocontour::seg::write_seg(&p, ct, &*seg.written_labels()?, &segments, &info)?;
         Some(p)
     } else {
         None
@@ -465,19 +465,7 @@ pub fn segment_outputs(
     let nifti_path = if write_nifti {
         let p = out.join("labels.nii.gz");
         let description = format!("autocontour {}", seg.model.0);
-        if seg.structures.iter().all(|s| seg.is_written(s.label)) {
-            write_nifti_labels(&p, &seg.labels, &description)?;
-        } else {
-            // structures the site profile leaves out are not written: background here
-            let kept: Vec<u8> = seg
-                .labels
-                .data()
-                .iter()
-                .map(|&l| if seg.is_written(l) { l } else { 0 })
-                .collect();
-            let kept = autocontour::volume::Volume::new(*seg.labels.geometry(), kept)?;
-            write_nifti_labels(&p, &kept, &description)?;
-        }
+        write_nifti_labels(&p, &*seg.written_labels()?, &description)?;
         let labels: Vec<serde_json::Value> = specs
             .iter()
             .map(|(label, s)| {

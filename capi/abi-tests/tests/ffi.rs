@@ -360,6 +360,92 @@ fn eight_threads_share_one_model() {
 }
 
 /// Copies a library buffer's bytes and frees it.
+/// A site profile and an audit log through `ac_segment_with_options`: names from the profile,
+/// a left-out structure not written, the audit record with the RTSTRUCT's SOP Instance UID,
+/// appended when the result is freed; an invalid profile is `AC_STATUS_INVALID_PROFILE` with a
+/// failure line in the log.
+#[test]
+fn profile_and_audit_log_through_the_c_api() {
+    let a = api();
+    let s = open_session();
+    let t = tempfile::tempdir().unwrap();
+    let profile = t.path().join("p.toml");
+    std::fs::write(
+        &profile,
+        "name = \"ffi\"\n[[model]]\nname = \"tiny-unet\"\ninclude = [\"Alpha\"]\nsuffix = \"_AI\"\n\
+         approval_status = \"UNAPPROVED\"\n[model.structures.Alpha]\nname = \"Organ\"\ncolor = [1, 2, 3]\n",
+    )
+    .unwrap();
+    let log = t.path().join("audit.jsonl");
+    let rs = t.path().join("rs.dcm");
+    let (pc, lc, rc) = (
+        c(profile.to_str().unwrap()),
+        c(log.to_str().unwrap()),
+        c(rs.to_str().unwrap()),
+    );
+    // SAFETY: valid handles, options and out pointers.
+    unsafe {
+        let mut o: ac_segment_options = std::mem::zeroed();
+        expect(a.ac_segment_options_init(&mut o), OK);
+        assert!(o.profile_path.is_null() && o.audit_log_path.is_null());
+        o.profile_path = pc.as_ptr();
+        o.audit_log_path = lc.as_ptr();
+        let mut r = null_mut();
+        expect(
+            a.ac_segment_with_options(s.model, s.series, &o, None, null_mut(), null_mut(), &mut r),
+            OK,
+        );
+        let mut st: Structure = std::mem::zeroed();
+        expect(a.ac_result_structure(r, 0, &mut st), OK);
+        assert_eq!(cstr(st.name), "Organ_AI");
+        let (mut w0, mut w1) = (false, true);
+        expect(a.ac_result_structure_written(r, 0, &mut w0), OK);
+        expect(a.ac_result_structure_written(r, 1, &mut w1), OK);
+        assert!(w0 && !w1);
+        expect(a.ac_result_write_rtstruct(r, rc.as_ptr()), OK);
+        let mut b = null_mut();
+        expect(a.ac_result_audit_record(r, &mut b), OK);
+        let rec: serde_json::Value = serde_json::from_slice(&take_buffer(b)).unwrap();
+        assert_eq!(rec["status"], "ok");
+        assert_eq!(rec["profile"]["name"], "ffi");
+        assert_eq!(rec["outputs"][0]["kind"], "rtstruct");
+        assert!(
+            !log.exists(),
+            "the line is appended when the result is freed"
+        );
+        expect(a.ac_result_free(r), OK);
+        let rtstruct = autocontour::rtstruct::read_rtstruct(&rs).unwrap();
+        let names: Vec<&str> = rtstruct.rois.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["Organ_AI"]);
+        assert_eq!(rtstruct.rois[0].color, Some([1, 2, 3]));
+        let line: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+        assert_eq!(
+            line["outputs"][0]["sop_instance_uid"].as_str(),
+            rtstruct.sop_instance_uid.as_deref()
+        );
+
+        // an invalid profile: refused before inference, a failure line appended
+        std::fs::write(
+            &profile,
+            "name = \"bad\"\n[[model]]\nname = \"tiny-unet\"\ninclude = [\"Gamma\"]\n",
+        )
+        .unwrap();
+        let mut r = null_mut();
+        expect(
+            a.ac_segment_with_options(s.model, s.series, &o, None, null_mut(), null_mut(), &mut r),
+            AC_STATUS_INVALID_PROFILE,
+        );
+        assert!(r.is_null());
+        assert!(last_error().contains("Gamma"), "{}", last_error());
+        let text = std::fs::read_to_string(&log).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert_eq!(last["status"], "failed");
+        assert_eq!(last["error_code"], "InvalidProfile");
+    }
+}
+
 fn take_buffer(b: *mut ac_buffer) -> Vec<u8> {
     let a = api();
     // SAFETY: a live buffer handle; its bytes are copied before it is freed.
