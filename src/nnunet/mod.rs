@@ -403,10 +403,23 @@ pub fn predict(
         let mut session = model.fold_session(fi)?;
         let onnx = &m.onnx;
         let p = spec.patch_size_zyx;
+        let half = m.onnx.dtype == crate::model::DType::Float16;
+        let mut tile16: Vec<f16> = Vec::new();
+        // The network on one tile: float32 in and out (a float16 graph, from the importer's
+        // --fp16, gets the tile rounded to float16 and its output widened back to float32).
         let mut net = |tile: &[f32]| -> Result<Vec<f32>> {
-            let tensor =
-                ort::value::TensorRef::from_array_view(([1usize, 1, p[0], p[1], p[2]], tile))
-                    .map_err(|e| ort_failure(0, e))?;
+            let shape = [1usize, 1, p[0], p[1], p[2]];
+            let tensor: ort::session::SessionInputValue<'_> = if half {
+                tile16.clear();
+                tile16.extend(tile.iter().map(|&v| f16::from_f32(v)));
+                ort::value::TensorRef::from_array_view((shape, &tile16[..]))
+                    .map_err(|e| ort_failure(0, e))?
+                    .into()
+            } else {
+                ort::value::TensorRef::from_array_view((shape, tile))
+                    .map_err(|e| ort_failure(0, e))?
+                    .into()
+            };
             let tr = Instant::now();
             let out = session
                 .run(ort::inputs![onnx.input.as_str() => tensor])
@@ -419,10 +432,17 @@ pub fn predict(
                     reason: format!("no output named {:?}", onnx.output),
                     source: None,
                 })?;
-            let (_, data) = v
-                .try_extract_tensor::<f32>()
-                .map_err(|e| ort_failure(0, e))?;
-            Ok(data.to_vec())
+            if half {
+                let (_, data) = v
+                    .try_extract_tensor::<f16>()
+                    .map_err(|e| ort_failure(0, e))?;
+                Ok(data.iter().map(|x| x.to_f32()).collect())
+            } else {
+                let (_, data) = v
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| ort_failure(0, e))?;
+                Ok(data.to_vec())
+            }
         };
         let total = folds;
         let mut between = |n: usize, of: usize| -> Result<()> {

@@ -101,6 +101,9 @@ if run_step import; then
   cp "$MODEL/plans.json" "$MODEL/dataset.json" tests/nnunet/model_meta/
   $PY models/importers/nnunet/import_nnunet.py "$MODEL" --out tests/nnunet/package --folds 0 1 \
     --name nnunet-thorax-fixture --version 0.1.0 --label-meta tests/nnunet/label_meta.json
+  # fold 0 exported as a float16 graph (--fp16): the engine's float16 input/output path
+  $PY models/importers/nnunet/import_nnunet.py "$MODEL" --out tests/nnunet/package_fp16 --folds 0 --fp16 \
+    --name nnunet-thorax-fixture-fp16 --version 0.1.0 --label-meta tests/nnunet/label_meta.json --force
 fi
 
 if run_step refs; then
