@@ -22,7 +22,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::body::{BodyOptions, CoarseBody, coarse_body, refine_body};
+use crate::body::{BodyOptions, CoarseBody, Span, coarse_body};
 use crate::dicom::CtSeries;
 use crate::error::{Error, Result};
 use crate::model::{ExternalSource, Manifest, Rules, Side};
@@ -336,51 +336,126 @@ pub struct StructureChecks {
     pub body_voxels: usize,
 }
 
-/// The builtin body as the External, in one pass: voxels of the labels marked in `inner` outside
-/// `body` become background (counted per label), the External label (`ext`, if the model has one)
-/// becomes exactly the body voxels no other structure holds. Returns removed voxels per label.
+/// The builtin body as the External, in one pass that also places the skin at the CT's
+/// resolution ([`CoarseBody::spans`]: the full-resolution body mask is never materialised):
+/// voxels of the labels marked in `inner` outside the body become background (counted per label),
+/// the External label (`ext`, if the model has one; with `None` nothing changes) becomes exactly
+/// the body voxels no other structure holds. `coarse` must have passed
+/// [`CoarseBody::check_grid`] for `ct`. Returns (removed voxels per label, body voxels).
 fn apply_builtin_external(
     labels: &mut Volume<u8>,
-    body: &Volume<u8>,
+    ct: &Volume<f32>,
+    coarse: &CoarseBody,
+    threshold: f32,
     ext: Option<u8>,
     inner: &[bool],
-) -> Vec<usize> {
+) -> (Vec<usize>, usize) {
     let n = inner.len();
+    let [ni, nj, _] = labels.geometry().size;
+    let plane = (ni * nj).max(1);
+    let is_inner = |v: u8| inner.get(v as usize) == Some(&true);
+    // One voxel outside the body: the External and the contained labels are removed.
+    let outside = |v: &mut u8, removed: &mut [usize]| {
+        if *v == 0 {
+            return;
+        }
+        if Some(*v) == ext {
+            *v = 0;
+        } else if is_inner(*v) {
+            if let Some(c) = removed.get_mut(*v as usize) {
+                *c += 1;
+            }
+            *v = 0;
+        }
+    };
     labels
         .data_mut()
-        .par_chunks_mut(1 << 16)
-        .zip(body.data().par_chunks(1 << 16))
+        .par_chunks_mut(plane)
+        .zip(ct.data().par_chunks(plane))
+        .enumerate()
         .fold(
-            || vec![0usize; n],
-            |mut removed, (l, m)| {
-                for (v, &inside) in l.iter_mut().zip(m) {
-                    if inside != 0 {
-                        if *v == 0
-                            && let Some(e) = ext
-                        {
-                            *v = e;
-                        }
-                    } else if *v != 0 {
-                        if Some(*v) == ext {
-                            *v = 0;
-                        } else if inner.get(*v as usize) == Some(&true) {
-                            if let Some(c) = removed.get_mut(*v as usize) {
-                                *c += 1;
+            || (vec![0usize; n], 0usize),
+            |(mut removed, mut body), (k, (l, hu))| {
+                coarse.spans(k, ni, nj, |j, i0, i1, span| {
+                    let r = j * ni + i0..j * ni + i1;
+                    let Some(l) = l.get_mut(r.clone()) else {
+                        return;
+                    };
+                    match span {
+                        Span::Inside => {
+                            body += l.len();
+                            if let Some(e) = ext {
+                                l.iter_mut().for_each(|v| *v = if *v == 0 { e } else { *v });
                             }
-                            *v = 0;
+                        }
+                        Span::Outside => {
+                            // Mostly air with no label: a vectorised test first.
+                            if !all_zero(l) {
+                                l.iter_mut().for_each(|v| outside(v, &mut removed));
+                            }
+                        }
+                        Span::Band => {
+                            let hu = hu.get(r).unwrap_or(&[]);
+                            for (v, &h) in l.iter_mut().zip(hu) {
+                                if h > threshold {
+                                    body += 1;
+                                    if *v == 0
+                                        && let Some(e) = ext
+                                    {
+                                        *v = e;
+                                    }
+                                } else {
+                                    outside(v, &mut removed);
+                                }
+                            }
                         }
                     }
-                }
-                removed
+                });
+                (removed, body)
             },
         )
         .reduce(
-            || vec![0usize; n],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
+            || (vec![0usize; n], 0),
+            |(mut a, x), (b, y)| {
+                a.iter_mut().zip(b).for_each(|(p, q)| *p += q);
+                (a, x + y)
             },
         )
+}
+
+/// Whether every byte of `s` is 0, 32 at a time (vectorised, unlike a short-circuiting `any`).
+fn all_zero(s: &[u8]) -> bool {
+    s.chunks(32).all(|c| c.iter().fold(0u8, |a, &v| a | v) == 0)
+}
+
+/// The end of the run of `l` that starts at `i` in `row`: whole chunks of 16 compared at once
+/// (vectorised), then voxel by voxel.
+fn run_end(row: &[u8], mut i: usize, l: u8) -> usize {
+    while let Some(c) = row.get(i..i + 16) {
+        if c.iter().fold(0u8, |a, &v| a | (v ^ l)) != 0 {
+            break;
+        }
+        i += 16;
+    }
+    while row.get(i) == Some(&l) {
+        i += 1;
+    }
+    i
+}
+
+/// The first position from `i` on where `row` holds `l` (`row.len()` when none): whole chunks of
+/// 16 tested at once (vectorised), then voxel by voxel.
+fn next_of(row: &[u8], mut i: usize, l: u8) -> usize {
+    while let Some(c) = row.get(i..i + 16) {
+        if c.iter().fold(0u8, |a, &v| a | u8::from(v == l)) != 0 {
+            break;
+        }
+        i += 16;
+    }
+    while row.get(i).is_some_and(|&v| v != l) {
+        i += 1;
+    }
+    i
 }
 
 fn find_root(parent: &mut [usize], mut x: usize) -> usize {
@@ -423,14 +498,13 @@ fn clip_slice(
         let mut i = 0;
         while i < row.len() {
             if row.get(i) == Some(&container) {
-                container_voxels += 1;
-                i += 1;
+                let e = run_end(row, i, container);
+                container_voxels += e - i;
+                i = e;
                 continue;
             }
             let s = i;
-            while i < row.len() && row.get(i) != Some(&container) {
-                i += 1;
-            }
+            i = next_of(row, i, container);
             runs.push((j, s, i));
         }
     }
@@ -594,16 +668,19 @@ pub fn check_structures(
 
     // 2. Containment, outermost containers first (depth order in the containment forest); all
     // structures inside one container are clipped in one pass over the slices.
+    let computed;
     let body = if rules.external == ExternalSource::Builtin {
         out.external = Some(ExternalSource::Builtin);
         let opts = body_options(&rules);
-        let b = match coarse {
-            Some(c) => refine_body(ct, c, &opts)?,
-            None => refine_body(ct, &coarse_body(ct, &opts)?, &opts)?,
+        let c = match coarse {
+            Some(c) => c,
+            None => {
+                computed = coarse_body(ct, &opts)?;
+                &computed
+            }
         };
-        out.body_voxels = b.data().par_iter().filter(|&&v| v != 0).count();
-        lap("builtin body");
-        Some(b)
+        c.check_grid(ct.geometry())?;
+        Some((c, opts.threshold_hu))
     } else {
         if ext.is_some() {
             out.external = Some(ExternalSource::Model);
@@ -631,9 +708,12 @@ pub fn check_structures(
             .collect();
         let removed = match (&body, Some(c) == ext.map(usize::from)) {
             // The builtin body is the External: clip to the mask.
-            (Some(b), true) => {
+            (Some((b, threshold)), true) => {
                 builtin_applied = true;
-                apply_builtin_external(labels, b, ext, &inner)
+                let (removed, body_voxels) =
+                    apply_builtin_external(labels, ct, b, *threshold, ext, &inner);
+                out.body_voxels = body_voxels;
+                removed
             }
             _ => {
                 let Ok(cu) = u8::try_from(c) else { continue };
@@ -652,11 +732,13 @@ pub fn check_structures(
     }
 
     lap("containment");
-    // 3. A builtin body the containment did not use still becomes the External label.
-    if let (Some(b), Some(_), false) = (&body, ext, builtin_applied) {
-        apply_builtin_external(labels, b, ext, &vec![false; n_labels]);
+    // 3. A builtin body the containment did not use still becomes the External label (without
+    // one, it is only counted).
+    if let (Some((b, threshold)), false) = (&body, builtin_applied) {
+        let (_, body_voxels) =
+            apply_builtin_external(labels, ct, b, *threshold, ext, &vec![false; n_labels]);
+        out.body_voxels = body_voxels;
     }
-    drop(body);
 
     // 4. One pass for the statistics: counts, air, centroid x, wrong side, ends touched.
     let g = *labels.geometry();
@@ -698,9 +780,7 @@ pub fn check_structures(
                     while i < row.len() {
                         let l = row.get(i).copied().unwrap_or(0);
                         let i0 = i;
-                        while i < row.len() && row.get(i) == Some(&l) {
-                            i += 1;
-                        }
+                        i = run_end(row, i, l);
                         if l == 0 {
                             continue;
                         }
@@ -996,6 +1076,32 @@ mod tests {
     }
 
     #[test]
+    fn run_scans_at_chunk_edges() {
+        for len in [1usize, 15, 16, 17, 31, 32, 33, 70] {
+            // A run of 5s, one 6, more 5s.
+            let mut row = vec![5u8; len];
+            row.push(6);
+            row.extend([5u8; 20]);
+            for start in (0..len).step_by(3) {
+                assert_eq!(run_end(&row, start, 5), len, "len {len} start {start}");
+            }
+            assert_eq!(run_end(&row, len, 6), len + 1);
+            for start in (0..=len).step_by(3) {
+                assert_eq!(next_of(&row, start, 6), len, "len {len} start {start}");
+            }
+            assert_eq!(next_of(&row, len + 1, 6), row.len());
+            assert_eq!(next_of(&row, row.len(), 6), row.len());
+            assert_eq!(run_end(&row, len + 1, 5), row.len());
+            assert_eq!(run_end(&row, row.len(), 5), row.len());
+            let mut z = vec![0u8; len];
+            assert!(all_zero(&z));
+            z[len - 1] = 1;
+            assert!(!all_zero(&z));
+        }
+        assert!(all_zero(&[]));
+    }
+
+    #[test]
     fn clip_slice_keeps_what_the_container_encloses() {
         // 7 × 7: a ring of 1 with a 2 inside it and a 2 outside it.
         #[rustfmt::skip]
@@ -1155,6 +1261,80 @@ mod tests {
         assert_eq!(labels.data().iter().filter(|&&v| v == 1).count(), body);
         assert_eq!(c.labels[4].voxels, 0);
         assert_eq!(c.body_voxels, body);
+    }
+
+    /// The builtin External applied in one pass with the skin placement equals applying the
+    /// full-resolution body mask ([`crate::body::body_mask`]) voxel by voxel: same label map,
+    /// same removed counts, same body voxels; for a CT whose outline has a band (0.6 mm voxels,
+    /// cells of 5), with organs partly outside the body and External voxels on a couch.
+    #[test]
+    fn builtin_external_in_one_pass_equals_the_full_mask() {
+        let m = manifest(r#"{"external": "builtin", "organs_inside_external": true}"#);
+        let (ni, nj, nk) = (120usize, 90usize, 4usize);
+        let g = Geometry::new([ni, nj, nk], [0.0; 3], [0.6, 0.6, 2.0], IDENTITY).unwrap();
+        let mut hu = vec![-1000f32; g.voxel_count()];
+        let mut labels = vec![0u8; g.voxel_count()];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for k in 0..nk {
+            for j in 0..nj {
+                for i in 0..ni {
+                    let p = (k * nj + j) * ni + i;
+                    let (x, y) = (i as f64 - 60.0, j as f64 - 40.0);
+                    let q = (x / 45.0).powi(2) + (y / 30.0).powi(2);
+                    // A skin with some noise, a couch under the body.
+                    if q <= 1.0 || (q <= 1.08 && next().is_multiple_of(2)) {
+                        hu[p] = 30.0;
+                    } else if (78..80).contains(&j) {
+                        hu[p] = 250.0;
+                    }
+                    // The model's External: the body and the couch; organs in boxes that
+                    // cross the skin.
+                    labels[p] = u8::from(hu[p] > -400.0);
+                    if (20..50).contains(&i) && (25..60).contains(&j) {
+                        labels[p] = 2 + u8::from(next().is_multiple_of(7));
+                    }
+                    if (90..110).contains(&i) && (30..50).contains(&j) {
+                        labels[p] = 4;
+                    }
+                }
+            }
+        }
+        let ct = Volume::new(g, hu).unwrap();
+        let mut one_pass = Volume::new(g, labels.clone()).unwrap();
+        let c = check_structures(&mut one_pass, &ct, &m, None, None).unwrap();
+        // The same by the full-resolution mask.
+        let body = crate::body::body_mask(&ct, &body_options(&m.rules())).unwrap();
+        let mut removed = vec![0usize; 5];
+        for (v, &b) in labels.iter_mut().zip(body.data()) {
+            if b != 0 {
+                if *v == 0 {
+                    *v = 1;
+                }
+            } else if *v != 0 {
+                if *v != 1 {
+                    removed[*v as usize] += 1;
+                }
+                *v = 0;
+            }
+        }
+        assert_eq!(one_pass.data(), &labels[..]);
+        let got: Vec<usize> = c
+            .labels
+            .iter()
+            .map(|s| s.removed_outside_container)
+            .collect();
+        assert_eq!(got, removed);
+        assert!(removed[2] > 0 && removed[4] > 0, "{removed:?}");
+        assert_eq!(
+            c.body_voxels,
+            body.data().iter().filter(|&&v| v != 0).count()
+        );
     }
 
     #[test]

@@ -302,6 +302,41 @@ struct Structure {
     std::optional<double> confidence;
 };
 
+/// A review flag of a structure or of the whole case (see ac_flag); strings copied.
+struct Flag {
+    /// Stable machine-readable code: "empty", "low_confidence", "volume_out_of_range",
+    /// "outside_container", "air_in_solid_organ", "wrong_side", "swapped_pair", "truncated",
+    /// "uncertain"; case flags "expected_missing", "body_part_mismatch", "scan_too_short",
+    /// "content_mismatch", "no_body".
+    std::string code;
+    /// What was found, as a sentence for the clinician (UTF-8).
+    std::string message;
+};
+
+/// Uncertainty of one structure on the model grid (see ac_uncertainty).
+struct Uncertainty {
+    /// Mean normalised softmax entropy over the structure, 0 (certain) to 1 (uniform).
+    double mean_entropy;
+    /// Mean normalised entropy along its boundary, when known.
+    std::optional<double> boundary_entropy;
+    /// Mean margin between the winning and the second probability, 0-1.
+    double mean_margin;
+};
+
+/// What segment() does with a CT that does not suit the model (see ac_on_mismatch).
+enum class OnMismatch : uint32_t {
+    /// Segment anyway; the result carries case flags (Result::case_flags()).
+    Flag = AC_ON_MISMATCH_FLAG,
+    /// Throw Error with status AC_STATUS_NOT_APPLICABLE; its message lists each reason.
+    Refuse = AC_ON_MISMATCH_REFUSE,
+};
+
+/// Segmentation options (see ac_segment_options); fields left alone keep the library's defaults.
+struct SegmentOptions {
+    /// Case flags (the default) or a refusal for a CT that does not suit the model.
+    OnMismatch on_mismatch = OnMismatch::Flag;
+};
+
 /// The outcome of a segmentation.
 class Result {
 public:
@@ -375,6 +410,51 @@ public:
         detail::check(ac_result_nifti_buffer(h_.get(), gzip, &raw));
         return detail::take_buffer(raw);
     }
+    /// Number of review flags of structure `index`.
+    std::size_t flag_count(std::size_t index) const {
+        std::size_t n = 0;
+        detail::check(ac_result_flag_count(h_.get(), index, &n));
+        return n;
+    }
+    /// Review flag `k` of structure `index`.
+    Flag flag(std::size_t index, std::size_t k) const {
+        ac_flag f;
+        detail::check(ac_result_flag(h_.get(), index, k, &f));
+        return Flag{f.code, f.message};
+    }
+    /// All review flags of structure `index`, in the order raised.
+    std::vector<Flag> flags(std::size_t index) const {
+        std::vector<Flag> v;
+        for (std::size_t k = 0, n = flag_count(index); k < n; ++k) v.push_back(flag(index, k));
+        return v;
+    }
+    /// Number of case flags (the CT does not suit the model, expected structures missing).
+    std::size_t case_flag_count() const {
+        std::size_t n = 0;
+        detail::check(ac_result_case_flag_count(h_.get(), &n));
+        return n;
+    }
+    /// Case flag `k`.
+    Flag case_flag(std::size_t k) const {
+        ac_flag f;
+        detail::check(ac_result_case_flag(h_.get(), k, &f));
+        return Flag{f.code, f.message};
+    }
+    /// All case flags.
+    std::vector<Flag> case_flags() const {
+        std::vector<Flag> v;
+        for (std::size_t k = 0, n = case_flag_count(); k < n; ++k) v.push_back(case_flag(k));
+        return v;
+    }
+    /// Uncertainty of structure `index`; empty when the structure has no voxel on the model grid.
+    std::optional<Uncertainty> uncertainty(std::size_t index) const {
+        ac_uncertainty u;
+        detail::check(ac_result_uncertainty(h_.get(), index, &u));
+        if (!u.known) return std::nullopt;
+        Uncertainty out{u.mean_entropy, std::nullopt, u.mean_margin};
+        if (u.has_boundary_entropy) out.boundary_entropy = u.boundary_entropy;
+        return out;
+    }
     /// Number of contours of structure `index` (the RT Structure Set's, all slices).
     std::size_t contour_count(std::size_t index) const {
         std::size_t n = 0;
@@ -394,7 +474,7 @@ public:
     ac_result *get() const noexcept { return h_.get(); }
 
 private:
-    friend Result segment(const Model &, const Series &,
+    friend Result segment(const Model &, const Series &, const SegmentOptions &,
                           const std::function<void(const char *, double)> &, const CancelToken *);
     explicit Result(ac_result *raw) : h_(raw) {}
     using Handle = detail::Handle<ac_result, ac_result_free>;
@@ -491,20 +571,34 @@ extern "C" inline void progress_trampoline(void *user_data, const char *stage, d
 }
 }  // namespace detail
 
-/// Segments `series` with `model`. `progress` (may be empty) runs on this thread; an exception it
+/// Segments `series` with `model` with `options`: a CT that does not suit the model gives case
+/// flags (Result::case_flags()) or, with OnMismatch::Refuse, throws Error with status
+/// AC_STATUS_NOT_APPLICABLE. `progress` (may be empty) runs on this thread; an exception it
 /// throws is rethrown after the run. `cancel` (may be null) stops the run from another thread.
-inline Result segment(const Model &model, const Series &series,
+inline Result segment(const Model &model, const Series &series, const SegmentOptions &options,
                       const std::function<void(const char *, double)> &progress = {},
                       const CancelToken *cancel = nullptr) {
+    ac_segment_options c;
+    detail::check(ac_segment_options_init(&c));
+    c.on_mismatch = static_cast<uint32_t>(options.on_mismatch);
     detail::ProgressContext ctx{&progress, nullptr};
     ac_result *raw = nullptr;
-    ac_status s = ac_segment(model.get(), series.get(),
-                             progress ? detail::progress_trampoline : nullptr, &ctx,
-                             cancel ? cancel->get() : nullptr, &raw);
+    ac_status s = ac_segment_with_options(model.get(), series.get(), &c,
+                                          progress ? detail::progress_trampoline : nullptr, &ctx,
+                                          cancel ? cancel->get() : nullptr, &raw);
     Result result(raw);  // owns raw (NULL on failure) so nothing leaks on the paths below
     if (ctx.error) std::rethrow_exception(ctx.error);
     detail::check(s);
     return result;
+}
+
+/// Segments `series` with `model` with the default options (case flags for a CT that does not
+/// suit the model). `progress` (may be empty) runs on this thread; an exception it throws is
+/// rethrown after the run. `cancel` (may be null) stops the run from another thread.
+inline Result segment(const Model &model, const Series &series,
+                      const std::function<void(const char *, double)> &progress = {},
+                      const CancelToken *cancel = nullptr) {
+    return segment(model, series, SegmentOptions(), progress, cancel);
 }
 
 }  // namespace autocontour

@@ -82,6 +82,61 @@ namespace Autocontour
         public double? Confidence;
     }
 
+    /// <summary>A review flag of a structure or of the whole case (strings copied); see ac_flag.</summary>
+    public sealed class Flag
+    {
+        /// <summary>Stable machine-readable code: "empty", "low_confidence", "volume_out_of_range",
+        /// "outside_container", "air_in_solid_organ", "wrong_side", "swapped_pair", "truncated",
+        /// "uncertain"; case flags "expected_missing", "body_part_mismatch", "scan_too_short",
+        /// "content_mismatch", "no_body".</summary>
+        public string Code = "";
+        /// <summary>What was found, as a sentence for the clinician.</summary>
+        public string Message = "";
+
+        /// <summary>"code: message".</summary>
+        public override string ToString() => Code + ": " + Message;
+    }
+
+    /// <summary>Uncertainty of one structure on the model grid; see ac_uncertainty.</summary>
+    public sealed class Uncertainty
+    {
+        /// <summary>Mean normalised softmax entropy over the structure, 0 (certain) to 1 (uniform).</summary>
+        public double MeanEntropy;
+        /// <summary>Mean normalised entropy along its boundary, if known.</summary>
+        public double? BoundaryEntropy;
+        /// <summary>Mean margin between the winning and the second probability, 0-1.</summary>
+        public double MeanMargin;
+    }
+
+    /// <summary>What segmenting does with a CT that does not suit the model; see ac_on_mismatch.</summary>
+    public enum OnMismatch : uint
+    {
+        /// <summary>Segment anyway; the result carries case flags (Result.CaseFlags).</summary>
+        Flag = 0,
+        /// <summary>Throw AutocontourException with status AC_STATUS_NOT_APPLICABLE (410); its
+        /// message lists each reason.</summary>
+        Refuse = 1,
+    }
+
+    /// <summary>Segmentation options; see ac_segment_options.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct SegmentOptions
+    {
+        /// <summary>Case flags (the default) or a refusal for a CT that does not suit the model.</summary>
+        public OnMismatch OnMismatch;
+
+        /// <summary>The library's defaults.</summary>
+        public static SegmentOptions Default
+        {
+            get
+            {
+                var o = new SegmentOptions();
+                Native.Check(Native.ac_segment_options_init(ref o));
+                return o;
+            }
+        }
+    }
+
     /// <summary>How strictly a series is checked when loaded; see ac_load_options.</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct LoadOptions
@@ -226,6 +281,23 @@ namespace Autocontour
             public IntPtr ReferencedSopInstanceUid;
         }
 
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct CFlag
+        {
+            public IntPtr Code;
+            public IntPtr Message;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct CUncertainty
+        {
+            public double MeanEntropy;
+            public double BoundaryEntropy;
+            public double MeanMargin;
+            [MarshalAs(UnmanagedType.I1)] public bool HasBoundaryEntropy;
+            [MarshalAs(UnmanagedType.I1)] public bool Known;
+        }
+
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void ProgressCallback(IntPtr userData, IntPtr stage, double fraction);
 
@@ -246,9 +318,16 @@ namespace Autocontour
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_cancel_token_new(out CancelTokenHandle token);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_cancel_token_cancel(CancelTokenHandle token);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_cancel_token_free(IntPtr token);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_segment_options_init(ref SegmentOptions options);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern uint ac_segment(ModelHandle model, SeriesHandle series, ProgressCallback progress,
-                                               IntPtr userData, IntPtr cancel, out ResultHandle result);
+        internal static extern uint ac_segment_with_options(ModelHandle model, SeriesHandle series, ref SegmentOptions options,
+                                                            ProgressCallback progress, IntPtr userData, IntPtr cancel,
+                                                            out ResultHandle result);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_flag_count(ResultHandle result, UIntPtr structureIndex, out UIntPtr count);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_flag(ResultHandle result, UIntPtr structureIndex, UIntPtr flagIndex, out CFlag flag);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_case_flag_count(ResultHandle result, out UIntPtr count);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_case_flag(ResultHandle result, UIntPtr index, out CFlag flag);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_uncertainty(ResultHandle result, UIntPtr index, out CUncertainty uncertainty);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_labels(ResultHandle result, out Geometry geometry, out IntPtr data, out UIntPtr len);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_structure_count(ResultHandle result, out UIntPtr count);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_structure(ResultHandle result, UIntPtr index, out CStructure structure);
@@ -477,9 +556,18 @@ namespace Autocontour
             }
         }
 
-        /// <summary>Segments series; progress (may be null) runs on this thread; cancel (may be
-        /// null) stops the run from another thread (AutocontourException, AC_STATUS_CANCELLED).</summary>
+        /// <summary>Segments series with the default options (case flags for a CT that does not
+        /// suit the model); progress (may be null) runs on this thread; cancel (may be null) stops
+        /// the run from another thread (AutocontourException, AC_STATUS_CANCELLED).</summary>
         public Result Segment(Series series, Action<string, double> progress = null, CancelToken cancel = null)
+            => Segment(series, SegmentOptions.Default, progress, cancel);
+
+        /// <summary>Segments series with options: a CT that does not suit the model gives case
+        /// flags (Result.CaseFlags) or, with OnMismatch.Refuse, AutocontourException with status
+        /// AC_STATUS_NOT_APPLICABLE. progress (may be null) runs on this thread; cancel (may be
+        /// null) stops the run from another thread (AutocontourException, AC_STATUS_CANCELLED).</summary>
+        public Result Segment(Series series, SegmentOptions options, Action<string, double> progress = null,
+                              CancelToken cancel = null)
         {
             Exception callbackError = null;
             Native.ProgressCallback cb = null;
@@ -497,8 +585,9 @@ namespace Autocontour
             {
                 if (cancel != null) Engine.Live(cancel.Handle).DangerousAddRef(ref added);
                 IntPtr token = added ? cancel.Handle.DangerousGetHandle() : IntPtr.Zero;
-                uint status = Native.ac_segment(Engine.Live(Handle), Engine.Live(series.Handle), cb,
-                                                IntPtr.Zero, token, out ResultHandle r);
+                uint status = Native.ac_segment_with_options(Engine.Live(Handle), Engine.Live(series.Handle),
+                                                             ref options, cb, IntPtr.Zero, token,
+                                                             out ResultHandle r);
                 GC.KeepAlive(cb); // the delegate must outlive the native call
                 if (callbackError != null)
                 {
@@ -792,6 +881,50 @@ namespace Autocontour
         {
             Native.Check(Native.ac_result_nifti_buffer(Engine.Live(Handle), gzip, out BufferHandle buf));
             return Native.TakeBuffer(buf);
+        }
+
+        /// <summary>The review flags of structure index, in the order raised.</summary>
+        public IReadOnlyList<Flag> Flags(int index)
+        {
+            var s = new UIntPtr((ulong)index);
+            Native.Check(Native.ac_result_flag_count(Engine.Live(Handle), s, out UIntPtr n));
+            var list = new List<Flag>();
+            for (ulong k = 0; k < n.ToUInt64(); k++)
+            {
+                Native.Check(Native.ac_result_flag(Handle, s, new UIntPtr(k), out Native.CFlag f));
+                list.Add(new Flag { Code = Native.Utf8(f.Code), Message = Native.Utf8(f.Message) });
+            }
+            return list;
+        }
+
+        /// <summary>The case flags: the CT does not suit the model, expected structures missing.</summary>
+        public IReadOnlyList<Flag> CaseFlags
+        {
+            get
+            {
+                Native.Check(Native.ac_result_case_flag_count(Engine.Live(Handle), out UIntPtr n));
+                var list = new List<Flag>();
+                for (ulong k = 0; k < n.ToUInt64(); k++)
+                {
+                    Native.Check(Native.ac_result_case_flag(Handle, new UIntPtr(k), out Native.CFlag f));
+                    list.Add(new Flag { Code = Native.Utf8(f.Code), Message = Native.Utf8(f.Message) });
+                }
+                return list;
+            }
+        }
+
+        /// <summary>The uncertainty of structure index; null when it has no voxel on the model grid.</summary>
+        public Uncertainty StructureUncertainty(int index)
+        {
+            Native.Check(Native.ac_result_uncertainty(Engine.Live(Handle), new UIntPtr((ulong)index),
+                                                      out Native.CUncertainty u));
+            if (!u.Known) return null;
+            return new Uncertainty
+            {
+                MeanEntropy = u.MeanEntropy,
+                BoundaryEntropy = u.HasBoundaryEntropy ? u.BoundaryEntropy : (double?)null,
+                MeanMargin = u.MeanMargin,
+            };
         }
 
         /// <summary>The contours of structure index (the RT Structure Set's), points copied.</summary>

@@ -1,6 +1,6 @@
 // Segments a CT series with a model package and writes an RT Structure Set, through the C++
-// wrapper (bindings/cpp/autocontour.hpp); prints the contours per structure and makes the SEG
-// and NIfTI outputs in memory.
+// wrapper (bindings/cpp/autocontour.hpp); prints the contours, uncertainty and review flags per
+// structure and the case flags, and makes the SEG and NIfTI outputs in memory.
 //
 //   segment_cpp CT_DIR MODEL_DIR OUT.dcm [ORT_LIBRARY]
 //
@@ -27,16 +27,34 @@ int main(int argc, char **argv) {
                     autocontour::version().c_str(), engine.ort_version().c_str(),
                     model.name().c_str(), model.version().c_str());
         std::printf("CT %zu x %zu x %zu\n", g.size[0], g.size[1], g.size[2]);
-        autocontour::Result result = autocontour::segment(model, series);
+        // A CT that does not suit the model (another body region, too short, no body) gets case
+        // flags; OnMismatch::Refuse would throw Error with AC_STATUS_NOT_APPLICABLE instead.
+        autocontour::SegmentOptions segment_options;
+        segment_options.on_mismatch = autocontour::OnMismatch::Flag;
+        autocontour::Result result = autocontour::segment(model, series, segment_options);
         std::printf("ran on %s\n", result.execution_provider().c_str());
         const auto structures = result.structures();
         for (std::size_t i = 0; i < structures.size(); ++i) {
             const auto &s = structures[i];
             std::size_t contours = result.contour_count(i), points = 0;
             for (std::size_t k = 0; k < contours; ++k) points += result.contour(i, k).points.size();
-            std::printf("  %u %-12s %10.1f ml %6zu contours %8zu points %s\n", unsigned(s.label),
-                        s.name.c_str(), s.volume_ml, contours, points, s.flags.c_str());
+            std::printf("  %u %-12s %10.1f ml %6zu contours %8zu points\n", unsigned(s.label),
+                        s.name.c_str(), s.volume_ml, contours, points);
+            if (const auto u = result.uncertainty(i)) {
+                std::printf("      uncertainty: mean entropy %.3f, boundary ", u->mean_entropy);
+                if (u->boundary_entropy)
+                    std::printf("%.3f", *u->boundary_entropy);
+                else
+                    std::printf("n/a");
+                std::printf(", margin %.3f\n", u->mean_margin);
+            }
+            for (const auto &f : result.flags(i))
+                std::printf("      flag %s: %s\n", f.code.c_str(), f.message.c_str());
         }
+        const auto case_flags = result.case_flags();
+        std::printf("case flags: %zu\n", case_flags.size());
+        for (const auto &f : case_flags)
+            std::printf("  %s: %s\n", f.code.c_str(), f.message.c_str());
         result.write_rtstruct(argv[3]);
         std::printf("wrote %s\n", argv[3]);
         // The other outputs in memory, as a host would send them on (PACS, its own database).

@@ -1,6 +1,7 @@
 // Segments a CT series with a model package and writes an RT Structure Set, through the C#
-// binding (bindings/csharp/Autocontour.cs); prints the contours per structure, makes the SEG and
-// NIfTI outputs in memory and reads the RT Structure Set back.
+// binding (bindings/csharp/Autocontour.cs); prints the contours, uncertainty and review flags per
+// structure and the case flags, makes the SEG and NIfTI outputs in memory and reads the RT
+// Structure Set back.
 //
 //   mono segment.exe CT_DIR MODEL_DIR OUT.dcm [ORT_LIBRARY]
 //
@@ -28,7 +29,11 @@ public static class SegmentSample
                                   engine.OrtVersion, model.Name);
                 Console.WriteLine("CT {0} x {1} x {2}", g.Size[0], g.Size[1], g.Size[2]);
                 int last = -25;
-                using (var result = model.Segment(series, (stage, f) =>
+                // A CT that does not suit the model (another body region, too short, no body) gets
+                // case flags; OnMismatch.Refuse would throw AC_STATUS_NOT_APPLICABLE instead.
+                var options = SegmentOptions.Default;
+                options.OnMismatch = OnMismatch.Flag;
+                using (var result = model.Segment(series, options, (stage, f) =>
                 {
                     int percent = (int)(f * 100);
                     if (percent >= last + 25) { last = percent; Console.WriteLine("  {0,-10} {1,3}%", stage, percent); }
@@ -42,9 +47,20 @@ public static class SegmentSample
                         var contours = result.Contours(i);
                         long points = 0;
                         foreach (var c in contours) points += c.Points.Length / 3;
-                        Console.WriteLine("  {0} {1,-12} {2,10:F1} ml {3,6} contours {4,8} points {5}", s.Label,
-                                          s.Name, s.VolumeMl, contours.Count, points, s.Flags);
+                        Console.WriteLine("  {0} {1,-12} {2,10:F1} ml {3,6} contours {4,8} points", s.Label,
+                                          s.Name, s.VolumeMl, contours.Count, points);
+                        Uncertainty u = result.StructureUncertainty(i);
+                        if (u != null)
+                            Console.WriteLine("      uncertainty: mean entropy {0:F3}, boundary {1}, margin {2:F3}",
+                                              u.MeanEntropy,
+                                              u.BoundaryEntropy.HasValue ? u.BoundaryEntropy.Value.ToString("F3") : "n/a",
+                                              u.MeanMargin);
+                        foreach (Flag flag in result.Flags(i))
+                            Console.WriteLine("      flag {0}: {1}", flag.Code, flag.Message);
                     }
+                    var caseFlags = result.CaseFlags;
+                    Console.WriteLine("case flags: {0}", caseFlags.Count);
+                    foreach (Flag flag in caseFlags) Console.WriteLine("  {0}", flag);
                     result.WriteRtStruct(args[2]);
                     Console.WriteLine("wrote {0}", args[2]);
                     // The other outputs in memory, as a host would send them on.
