@@ -335,6 +335,13 @@ enum class OnMismatch : uint32_t {
 struct SegmentOptions {
     /// Case flags (the default) or a refusal for a CT that does not suit the model.
     OnMismatch on_mismatch = OnMismatch::Flag;
+    /// A site profile file (TOML or JSON; docs/profiles.md), empty for none: names, colours,
+    /// types and subset of the structures, structure set label, approval status. Checked before
+    /// inference (Error with AC_STATUS_INVALID_PROFILE listing every problem).
+    std::string profile_path;
+    /// A file to append the case's audit line to, empty for none (on failure at once, on
+    /// success when the Result is destroyed, with the outputs written through it).
+    std::string audit_log_path;
 };
 
 /// The outcome of a segmentation.
@@ -385,6 +392,20 @@ public:
         detail::check(ac_result_write_rtstruct(h_.get(), path.c_str()));
     }
     /// The RT Structure Set as bytes (a DICOM file).
+    /// Whether structure `index` is written to the RT Structure Set, SEG and NIfTI (false when the
+    /// site profile leaves it out).
+    bool structure_written(std::size_t index) const {
+        bool w = false;
+        detail::check(ac_result_structure_written(h_.get(), index, &w));
+        return w;
+    }
+    /// The case's audit record as one line of JSON (docs/profiles.md).
+    std::string audit_record() const {
+        ac_buffer *raw = nullptr;
+        detail::check(ac_result_audit_record(h_.get(), &raw));
+        std::vector<uint8_t> b = detail::take_buffer(raw);
+        return std::string(b.begin(), b.end());
+    }
     std::vector<uint8_t> rtstruct_bytes() const {
         ac_buffer *raw = nullptr;
         detail::check(ac_result_rtstruct_buffer(h_.get(), &raw));
@@ -581,6 +602,8 @@ inline Result segment(const Model &model, const Series &series, const SegmentOpt
     ac_segment_options c;
     detail::check(ac_segment_options_init(&c));
     c.on_mismatch = static_cast<uint32_t>(options.on_mismatch);
+    c.profile_path = options.profile_path.empty() ? nullptr : options.profile_path.c_str();
+    c.audit_log_path = options.audit_log_path.empty() ? nullptr : options.audit_log_path.c_str();
     detail::ProgressContext ctx{&progress, nullptr};
     ac_result *raw = nullptr;
     ac_status s = ac_segment_with_options(model.get(), series.get(), &c,

@@ -119,20 +119,26 @@ namespace Autocontour
     }
 
     /// <summary>Segmentation options; see ac_segment_options.</summary>
-    [StructLayout(LayoutKind.Sequential)]
     public struct SegmentOptions
     {
         /// <summary>Case flags (the default) or a refusal for a CT that does not suit the model.</summary>
         public OnMismatch OnMismatch;
+        /// <summary>A site profile file (TOML or JSON; docs/profiles.md), or null: names, colours,
+        /// types and subset of the structures, structure set label, approval status. Checked
+        /// before inference (AutocontourException, AC_STATUS_INVALID_PROFILE).</summary>
+        public string ProfilePath;
+        /// <summary>A file to append the case's audit line to, or null (on failure at once, on
+        /// success when the Result is disposed, with the outputs written through it).</summary>
+        public string AuditLogPath;
 
         /// <summary>The library's defaults.</summary>
         public static SegmentOptions Default
         {
             get
             {
-                var o = new SegmentOptions();
-                Native.Check(Native.ac_segment_options_init(ref o));
-                return o;
+                var c = new Native.CSegmentOptions();
+                Native.Check(Native.ac_segment_options_init(ref c));
+                return new SegmentOptions { OnMismatch = (OnMismatch)c.OnMismatch };
             }
         }
     }
@@ -230,6 +236,14 @@ namespace Autocontour
         private const string Lib = "autocontour";
 
         [StructLayout(LayoutKind.Sequential)]
+        internal struct CSegmentOptions
+        {
+            public uint OnMismatch;
+            public IntPtr ProfilePath;
+            public IntPtr AuditLogPath;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
         internal struct EngineOptions
         {
             public IntPtr OrtLibrary;
@@ -318,9 +332,11 @@ namespace Autocontour
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_cancel_token_new(out CancelTokenHandle token);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_cancel_token_cancel(CancelTokenHandle token);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_cancel_token_free(IntPtr token);
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_segment_options_init(ref SegmentOptions options);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_segment_options_init(ref CSegmentOptions options);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_structure_written(ResultHandle result, UIntPtr index, [MarshalAs(UnmanagedType.I1)] out bool written);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_audit_record(ResultHandle result, out BufferHandle buffer);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern uint ac_segment_with_options(ModelHandle model, SeriesHandle series, ref SegmentOptions options,
+        internal static extern uint ac_segment_with_options(ModelHandle model, SeriesHandle series, ref CSegmentOptions options,
                                                             ProgressCallback progress, IntPtr userData, IntPtr cancel,
                                                             out ResultHandle result);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)] internal static extern uint ac_result_flag_count(ResultHandle result, UIntPtr structureIndex, out UIntPtr count);
@@ -506,7 +522,7 @@ namespace Autocontour
             }
         }
 
-        private static IntPtr AllocUtf8(string s)
+        internal static IntPtr AllocUtf8(string s)
         {
             byte[] b = Native.ToUtf8(s);
             if (b == null) return IntPtr.Zero;
@@ -581,12 +597,15 @@ namespace Autocontour
                 };
             }
             bool added = false;
+            var c = new Native.CSegmentOptions { OnMismatch = (uint)options.OnMismatch };
             try
             {
+                c.ProfilePath = Engine.AllocUtf8(options.ProfilePath);
+                c.AuditLogPath = Engine.AllocUtf8(options.AuditLogPath);
                 if (cancel != null) Engine.Live(cancel.Handle).DangerousAddRef(ref added);
                 IntPtr token = added ? cancel.Handle.DangerousGetHandle() : IntPtr.Zero;
                 uint status = Native.ac_segment_with_options(Engine.Live(Handle), Engine.Live(series.Handle),
-                                                             ref options, cb, IntPtr.Zero, token,
+                                                             ref c, cb, IntPtr.Zero, token,
                                                              out ResultHandle r);
                 GC.KeepAlive(cb); // the delegate must outlive the native call
                 if (callbackError != null)
@@ -600,6 +619,8 @@ namespace Autocontour
             finally
             {
                 if (added) cancel.Handle.DangerousRelease();
+                if (c.ProfilePath != IntPtr.Zero) Marshal.FreeHGlobal(c.ProfilePath);
+                if (c.AuditLogPath != IntPtr.Zero) Marshal.FreeHGlobal(c.AuditLogPath);
             }
         }
 
@@ -853,6 +874,21 @@ namespace Autocontour
         /// <summary>Writes the RT Structure Set to path (atomically).</summary>
         public void WriteRtStruct(string path) =>
             Native.Check(Native.ac_result_write_rtstruct(Engine.Live(Handle), Native.ToUtf8(path)));
+
+        /// <summary>Whether structure index is written to the RT Structure Set, SEG and NIfTI
+        /// (false when the site profile leaves it out).</summary>
+        public bool StructureWritten(int index)
+        {
+            Native.Check(Native.ac_result_structure_written(Engine.Live(Handle), new UIntPtr((ulong)index), out bool w));
+            return w;
+        }
+
+        /// <summary>The case's audit record as one line of JSON (docs/profiles.md).</summary>
+        public string AuditRecord()
+        {
+            Native.Check(Native.ac_result_audit_record(Engine.Live(Handle), out BufferHandle buf));
+            return System.Text.Encoding.UTF8.GetString(Native.TakeBuffer(buf));
+        }
 
         /// <summary>The RT Structure Set as bytes (a DICOM file).</summary>
         public byte[] RtStructBytes()

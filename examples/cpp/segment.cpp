@@ -6,6 +6,7 @@
 //
 // ORT_LIBRARY defaults to $AUTOCONTOUR_ORT_LIB. Exits 1 with the library's message on failure.
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "autocontour.hpp"
@@ -31,6 +32,10 @@ int main(int argc, char **argv) {
         // flags; OnMismatch::Refuse would throw Error with AC_STATUS_NOT_APPLICABLE instead.
         autocontour::SegmentOptions segment_options;
         segment_options.on_mismatch = autocontour::OnMismatch::Flag;
+        // A site profile (names, colours, subset; docs/profiles.md) and an audit log: from the
+        // environment here, so that the RTSTRUCT stays comparable by default.
+        if (const char *p = std::getenv("AUTOCONTOUR_PROFILE")) segment_options.profile_path = p;
+        if (const char *p = std::getenv("AUTOCONTOUR_AUDIT_LOG")) segment_options.audit_log_path = p;
         autocontour::Result result = autocontour::segment(model, series, segment_options);
         std::printf("ran on %s\n", result.execution_provider().c_str());
         const auto structures = result.structures();
@@ -57,6 +62,8 @@ int main(int argc, char **argv) {
             std::printf("  %s: %s\n", f.code.c_str(), f.message.c_str());
         result.write_rtstruct(argv[3]);
         std::printf("wrote %s\n", argv[3]);
+        std::printf("structure 0 written: %s\n", result.structure_written(0) ? "yes" : "no");
+        std::printf("audit: %s\n", result.audit_record().c_str());
         // The other outputs in memory, as a host would send them on (PACS, its own database).
         std::vector<uint8_t> seg = result.seg_bytes();
         std::vector<uint8_t> nifti = result.nifti_bytes(true);

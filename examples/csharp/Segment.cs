@@ -33,6 +33,10 @@ public static class SegmentSample
                 // case flags; OnMismatch.Refuse would throw AC_STATUS_NOT_APPLICABLE instead.
                 var options = SegmentOptions.Default;
                 options.OnMismatch = OnMismatch.Flag;
+                // A site profile (names, colours, subset; docs/profiles.md) and an audit log:
+                // from the environment here, so that the RTSTRUCT stays comparable by default.
+                options.ProfilePath = Environment.GetEnvironmentVariable("AUTOCONTOUR_PROFILE");
+                options.AuditLogPath = Environment.GetEnvironmentVariable("AUTOCONTOUR_AUDIT_LOG");
                 using (var result = model.Segment(series, options, (stage, f) =>
                 {
                     int percent = (int)(f * 100);
@@ -63,6 +67,8 @@ public static class SegmentSample
                     foreach (Flag flag in caseFlags) Console.WriteLine("  {0}", flag);
                     result.WriteRtStruct(args[2]);
                     Console.WriteLine("wrote {0}", args[2]);
+                    Console.WriteLine("structure 0 written: {0}", result.StructureWritten(0));
+                    Console.WriteLine("audit: {0}", result.AuditRecord());
                     // The other outputs in memory, as a host would send them on.
                     byte[] seg = result.SegBytes();
                     byte[] nifti = result.NiftiBytes(true);
