@@ -370,3 +370,42 @@ fn audit_lines_from_many_threads_stay_whole() {
         assert_eq!(v["error_code"], "Cancelled");
     }
 }
+
+/// kill -9 while a process appends audit lines: every line in the file is whole JSON. The
+/// writer is this test binary re-executed (`AC_AUDIT_WRITER=<file>`), appending as fast as it
+/// can until killed.
+#[test]
+fn audit_log_survives_kill_9() {
+    use autocontour::audit::AuditRecord;
+    if let Some(path) = std::env::var_os("AC_AUDIT_WRITER") {
+        let e = autocontour::Error::InvalidArgument("x".repeat(2000));
+        let r = AuditRecord::failure(model(), &e, Some("1.2.3"), 0.1);
+        loop {
+            r.append_to(Path::new(&path)).unwrap();
+        }
+    }
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("audit.jsonl");
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..5 {
+        let mut child = Command::new(&exe)
+            .args(["audit_log_survives_kill_9", "--exact", "--nocapture"])
+            .env("AC_AUDIT_WRITER", &log)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300 + 150 * round));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.ends_with('\n'), "the file ends inside a line");
+    let n = text.lines().count();
+    assert!(n > 0);
+    for (i, l) in text.lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("line {i} of {n} is cut: {e}"));
+        assert_eq!(v["status"], "failed");
+    }
+}

@@ -386,7 +386,7 @@ mod tests {
         assert_eq!(steps(97, 64, 0.5), vec![0, 16, 33]);
         assert_eq!(steps(64, 64, 0.5), vec![0]);
         assert_eq!(steps(40, 64, 0.5), vec![0]);
-        assert_eq!(steps(100, 32, 0.5), vec![0, 17, 34, 51, 68]);
+        assert_eq!(steps(100, 32, 0.5), vec![0, 14, 27, 41, 54, 68]);
     }
 
     #[test]
