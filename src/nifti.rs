@@ -209,6 +209,56 @@ fn bad(path: &Path, field: &str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// Largest image a NIfTI file may declare (header, extensions and voxels), bytes: 8 GiB.
+pub const MAX_NIFTI_BYTES: u64 = 8 << 30;
+
+/// `vox_offset + voxels × bytes per voxel` from a NIfTI-1 header (either byte order), or
+/// `None` when the header is not one (the full parse then says what is wrong).
+fn declared_len(h: &[u8]) -> Option<u64> {
+    let le = match h.get(0..4)?.try_into().ok().map(i32::from_le_bytes)? {
+        348 => true,
+        v if v.swap_bytes() == 348 => false,
+        _ => return None,
+    };
+    let i16_at = |o: usize| -> Option<i64> {
+        let b: [u8; 2] = h.get(o..o + 2)?.try_into().ok()?;
+        Some(i64::from(if le {
+            i16::from_le_bytes(b)
+        } else {
+            i16::from_be_bytes(b)
+        }))
+    };
+    let ndim = i16_at(40)?;
+    if !(1..=7).contains(&ndim) {
+        return None;
+    }
+    let mut voxels: u64 = 1;
+    for n in 1..=ndim as usize {
+        let d = i16_at(40 + 2 * n)?;
+        if d < 1 {
+            return None;
+        }
+        voxels = voxels.checked_mul(d as u64)?;
+    }
+    let width: u64 = match i16_at(70)? {
+        2 | 256 => 1,
+        4 | 512 => 2,
+        8 | 768 | 16 => 4,
+        64 => 8,
+        _ => return None,
+    };
+    let b: [u8; 4] = h.get(108..112)?.try_into().ok()?;
+    let offset = f64::from(if le {
+        f32::from_le_bytes(b)
+    } else {
+        f32::from_be_bytes(b)
+    });
+    if !(offset.is_finite() && offset >= 0.0 && offset < 1e9) {
+        return None;
+    }
+    voxels.checked_mul(width)?.checked_add(offset as u64)
+}
+
 /// Reads a NIfTI-1 label map (see the module docs for what is accepted) into a volume whose
 /// geometry is in DICOM LPS.
 pub fn read_nifti_labels(path: &Path) -> Result<Volume<u8>> {
@@ -244,13 +294,34 @@ fn read_voxels<T>(
     convert: impl Fn(usize, f64) -> Result<T>,
 ) -> Result<Volume<T>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut bytes = Vec::new();
-    let r = if is_gz(path) {
-        GzDecoder::new(std::io::BufReader::new(file)).read_to_end(&mut bytes)
+    let mut reader: Box<dyn Read> = if is_gz(path) {
+        Box::new(GzDecoder::new(std::io::BufReader::new(file)))
     } else {
-        std::io::BufReader::new(file).read_to_end(&mut bytes)
+        Box::new(std::io::BufReader::new(file))
     };
-    r.map_err(|e| Error::io(path, e))?;
+    // The header first; then no more bytes than it declares (a small .nii.gz that inflates to
+    // gigabytes is read only as far as its header's image needs, and a header that declares
+    // more than MAX_NIFTI_BYTES is refused before anything is allocated).
+    let mut bytes = Vec::with_capacity(DATA_OFFSET);
+    (&mut reader)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if let Some(need) = declared_len(&bytes) {
+        if need > MAX_NIFTI_BYTES {
+            return Err(bad(
+                path,
+                "dim",
+                format!(
+                    "the header declares {need} bytes of image, over the limit of {MAX_NIFTI_BYTES}"
+                ),
+            ));
+        }
+        reader
+            .take(need.saturating_sub(HEADER_LEN as u64))
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(path, e))?;
+    }
     if bytes.len() < HEADER_LEN {
         return Err(bad(
             path,

@@ -343,3 +343,55 @@ fn garbage_file_is_not_dicom() {
         Err(Error::NotDicom { .. })
     ));
 }
+
+#[test]
+fn absurd_rescale_is_refused_naming_the_slice() {
+    for (tag, value, needle) in [
+        (tags::RESCALE_SLOPE, "1e300", "1e300"),
+        (tags::RESCALE_SLOPE, "NaN", "non-finite"),
+        (tags::RESCALE_INTERCEPT, "1e200", "beyond"),
+    ] {
+        let s = phantom(Orientation::AxialHfs);
+        alter(&s.files[4], |o| put(o, tag, VR::DS, strs(&[value])));
+        match load(&s.dir) {
+            Err(e @ Error::InvalidTag { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&s.files[4].display().to_string()), "{msg}");
+                assert!(msg.contains(needle), "{msg}");
+            }
+            other => panic!("{value}: expected InvalidTag, got {:?}", other.err()),
+        }
+    }
+}
+
+#[test]
+fn gap_tolerance_must_be_a_finite_number() {
+    let s = phantom(Orientation::AxialHfs);
+    for t in [f64::NAN, f64::INFINITY, -1.0] {
+        let o = LoadOptions {
+            gap_tolerance_mm: t,
+            ..LoadOptions::default()
+        };
+        assert!(
+            matches!(
+                load_series(&s.dir, None, &o),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn symlink_loops_are_scanned_once() {
+    let s = phantom(Orientation::AxialHfs);
+    std::os::unix::fs::symlink(&s.dir, s.dir.join("loop")).unwrap();
+    std::os::unix::fs::symlink(s.dir.parent().unwrap(), s.dir.join("up")).unwrap();
+    let t = std::time::Instant::now();
+    let summary = discover(&s.dir).unwrap();
+    assert_eq!(summary.series.len(), 1);
+    assert_eq!(summary.series[0].slices, s.files.len());
+    let ct = load(&s.dir).unwrap();
+    assert_eq!(ct.slices.len(), s.files.len());
+    assert!(t.elapsed().as_secs() < 10);
+}

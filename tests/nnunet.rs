@@ -826,3 +826,24 @@ fn cli_import_reports_the_importers_named_error() {
     assert!(stderr.contains("error[MISSING_FOLD]"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// Runaway settings are refused before any work: a tile step under one voxel, absurd thread
+/// counts.
+#[test]
+fn runaway_settings_are_refused() {
+    let pkg = mutated(|m| m["nnunet"]["sliding_window"]["tile_step"] = 1e-9.into());
+    let e = Model::open(pkg.path(), &plain_options()).unwrap_err();
+    assert!(e.to_string().contains("under one voxel"), "{e}");
+    let pkg = mutated(|m| m["tile_step"] = 1e-9.into());
+    let e = Model::open(pkg.path(), &plain_options()).unwrap_err();
+    assert!(e.to_string().contains("under one voxel"), "{e}");
+    let e = Model::open(
+        &dir().join("package"),
+        &ModelOptions {
+            threads: 100_000,
+            ..plain_options()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, autocontour::Error::InvalidArgument(_)), "{e}");
+}

@@ -358,3 +358,51 @@ fn rider_seg_and_nifti_read_by_highdicom_nibabel_simpleitk() {
     assert_eq!(r["nibabel"]["qform_code"], 1);
     assert!(r["nibabel"]["qform_sform_max_diff"].as_f64().unwrap() < 1e-4);
 }
+
+/// A NIfTI header that declares a huge image is refused before anything is allocated; a small
+/// gzip stream that inflates far past its header's image is read only as far as the image.
+#[test]
+fn nifti_size_is_bounded_by_its_header() {
+    use std::io::Write;
+    let t = tempfile::tempdir().unwrap();
+    let header = |dims: [i16; 3]| {
+        let mut h = vec![0u8; 352];
+        h[0..4].copy_from_slice(&348i32.to_le_bytes());
+        for (i, d) in [3i16, dims[0], dims[1], dims[2], 1, 1, 1, 1]
+            .iter()
+            .enumerate()
+        {
+            h[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        h[70..72].copy_from_slice(&16i16.to_le_bytes()); // float32
+        h[72..74].copy_from_slice(&32i16.to_le_bytes());
+        for (i, v) in [1.0f32, 1.0, 1.0, 1.0].iter().enumerate() {
+            h[76 + 4 * i..80 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        h[108..112].copy_from_slice(&352f32.to_le_bytes());
+        h[252..254].copy_from_slice(&1i16.to_le_bytes()); // qform_code
+        h[344..348].copy_from_slice(b"n+1\0");
+        h
+    };
+    // 32767³ float32 voxels declared in a few hundred bytes
+    let huge = t.path().join("huge.nii");
+    std::fs::write(&huge, header([32767, 32767, 32767])).unwrap();
+    let e = autocontour::nifti::read_nifti_image(&huge).unwrap_err();
+    assert!(e.to_string().contains("over the limit"), "{e}");
+    // 4 × 4 × 4 declared, 200 MB of zeros after it in a 200 kB gzip stream
+    let bomb = t.path().join("bomb.nii.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&bomb).unwrap(),
+        flate2::Compression::best(),
+    );
+    gz.write_all(&header([4, 4, 4])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..200 {
+        gz.write_all(&zeros).unwrap();
+    }
+    gz.finish().unwrap();
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 1 << 20);
+    let v = autocontour::nifti::read_nifti_image(&bomb).unwrap();
+    assert_eq!(v.geometry().size, [4, 4, 4]);
+    assert!(v.data().iter().all(|&x| x == 0.0));
+}

@@ -8,6 +8,6 @@ pub mod write;
 
 pub use file::{DicomFile, StoredPixels, read_bytes, read_file, read_header};
 pub use series::{
-    CtSeries, LoadOptions, SeriesInfo, SeriesSummary, SliceRef, discover, load_series,
-    load_series_buffers, load_series_files,
+    CtSeries, LoadOptions, MAX_FILES_SCANNED, SeriesInfo, SeriesSummary, SliceRef, discover,
+    load_series, load_series_buffers, load_series_files,
 };

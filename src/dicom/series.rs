@@ -128,7 +128,26 @@ struct Header {
     in_memory: bool,
 }
 
+/// Most files a folder scan lists before it is refused (a mount of a whole archive, or a loop).
+pub const MAX_FILES_SCANNED: usize = 1_000_000;
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    walk_from(dir, out, &mut seen)
+}
+
+/// Recursive scan; every folder is entered once by its canonical path, so symbolic links that
+/// form a loop (or point back up the tree) are not followed round.
+fn walk_from(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<()> {
+    let canonical = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    if !seen.insert(canonical) {
+        log::info!("{}: already scanned (a symbolic link loop?)", dir.display());
+        return Ok(());
+    }
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut entries: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -136,7 +155,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            walk(&p, out)?;
+            walk_from(&p, out, seen)?;
+        } else if out.len() >= MAX_FILES_SCANNED {
+            return Err(Error::InvalidArgument(format!(
+                "{}: more than {MAX_FILES_SCANNED} files under the folder; point at one series' folder",
+                dir.display()
+            )));
         } else if p
             .file_name()
             .and_then(|n| n.to_str())
@@ -593,6 +617,12 @@ pub fn load_series_files(files: &[PathBuf], opts: &LoadOptions) -> Result<CtSeri
 }
 
 fn load_headers(headers: Vec<Header>, opts: &LoadOptions) -> Result<CtSeries> {
+    if !(opts.gap_tolerance_mm.is_finite() && opts.gap_tolerance_mm >= 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "gap tolerance {} mm: a finite number ≥ 0 is needed (NaN or infinity would turn the missing-slice check off)",
+            opts.gap_tolerance_mm
+        )));
+    }
     let first = headers
         .first()
         .ok_or_else(|| Error::InvalidArgument("no DICOM files given".into()))?;
@@ -667,14 +697,46 @@ fn decode_slice(path: &Path, nx: usize, ny: usize, out: &mut [f32]) -> Result<()
     decode_parsed(&read_file(path)?, nx, ny, out)
 }
 
+/// Largest |HU| the rescale may produce for any stored value (CT is −1024 … a few 10⁴).
+const MAX_ABS_HU: f64 = 1e6;
+
+/// A number for a message: scientific notation when it is huge or tiny.
+fn short(v: f64) -> String {
+    if v != 0.0 && !(1e-4..1e6).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Rescale Slope and Intercept of a slice, checked: finite, a non-zero slope, and HU within
+/// ±[`MAX_ABS_HU`] for every 16-bit stored value (a slope of 1e300 would give ±inf/NaN HU).
+fn rescale(f: &DicomFile) -> Result<(f64, f64)> {
+    let slope = f.opt_f64(tags::RESCALE_SLOPE)?.unwrap_or(1.0);
+    let intercept = f.opt_f64(tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
+    if slope == 0.0 || !slope.is_finite() {
+        return Err(f.invalid(tags::RESCALE_SLOPE, format!("slope is {slope}")));
+    }
+    if !intercept.is_finite() {
+        return Err(f.invalid(tags::RESCALE_INTERCEPT, format!("intercept is {intercept}")));
+    }
+    if slope.abs() * 65536.0 + intercept.abs() > MAX_ABS_HU {
+        return Err(f.invalid(
+            tags::RESCALE_SLOPE,
+            format!(
+                "slope {} and intercept {} give values beyond ±{MAX_ABS_HU:e} HU",
+                short(slope),
+                short(intercept)
+            ),
+        ));
+    }
+    Ok((slope, intercept))
+}
+
 /// HU values of one fully parsed single-frame slice.
 fn decode_parsed(f: &DicomFile, nx: usize, ny: usize, out: &mut [f32]) -> Result<()> {
     let path = &f.path;
-    let slope = f.opt_f64(tags::RESCALE_SLOPE)?.unwrap_or(1.0);
-    let intercept = f.opt_f64(tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
-    if slope == 0.0 {
-        return Err(f.invalid(tags::RESCALE_SLOPE, "slope is 0"));
-    }
+    let (slope, intercept) = rescale(f)?;
     if decode_native_16(f, slope, intercept, out)? {
         return Ok(());
     }
@@ -765,11 +827,10 @@ fn read_native_tail(h: &DicomFile, out: &mut [f32]) -> Result<bool> {
     let Some(layout) = Native16::of(h)? else {
         return Ok(false);
     };
-    let slope = h.opt_f64(tags::RESCALE_SLOPE)?.unwrap_or(1.0);
-    let intercept = h.opt_f64(tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
-    if slope == 0.0 {
+    let Ok((slope, intercept)) = rescale(h) else {
+        // the full parse reports it
         return Ok(false);
-    }
+    };
     let value_len = (out.len() * 2) as u64;
     let head_len: u64 = if layout.explicit { 12 } else { 8 };
     let path = &h.path;

@@ -565,6 +565,29 @@ struct Blended {
     evaluations: usize,
 }
 
+/// Most network evaluations (tiles × mirror combinations) one prediction may run: a CT and a
+/// tile step that need more are refused before any work (a tiny `tile_step` would otherwise
+/// run for hours).
+pub const MAX_NETWORK_EVALUATIONS: usize = 1_000_000;
+
+/// Refuses a tiling of `per_axis` tiles per axis with `mirrors` evaluations per tile above
+/// [`MAX_NETWORK_EVALUATIONS`].
+pub(crate) fn check_evaluations(
+    per_axis: impl Iterator<Item = usize>,
+    mirrors: usize,
+) -> Result<()> {
+    let total = per_axis
+        .chain(std::iter::once(mirrors.max(1)))
+        .try_fold(1usize, |a, n| a.checked_mul(n))
+        .unwrap_or(usize::MAX);
+    if total > MAX_NETWORK_EVALUATIONS {
+        return Err(Error::InvalidArgument(format!(
+            "the tiling needs {total} network evaluations (at most {MAX_NETWORK_EVALUATIONS}): the model's tile step is too small for this CT"
+        )));
+    }
+    Ok(())
+}
+
 /// Tile positions and blending weights on the padded box.
 struct Tiling {
     /// Start `[z, y, x]` of every tile, in run order.
@@ -577,12 +600,14 @@ struct Tiling {
 }
 
 impl Tiling {
-    /// nnU-Net's tile positions over `padded` for the manifest's patch and step.
-    fn new(m: &crate::model::Manifest, padded: [usize; 3]) -> Self {
+    /// nnU-Net's tile positions over `padded` for the manifest's patch and step; refused when
+    /// the network would run more than [`MAX_NETWORK_EVALUATIONS`] times.
+    fn new(m: &crate::model::Manifest, padded: [usize; 3], mirrors: usize) -> Result<Self> {
         let patch = m.patch_size;
         let starts: Vec<Vec<usize>> = (0..3)
             .map(|a| tiling::tile_starts(padded[a], patch[a], m.tile_step))
             .collect();
+        check_evaluations(starts.iter().map(Vec::len), mirrors)?;
         let mut tiles = Vec::new();
         for &z in &starts[0] {
             for &y in &starts[1] {
@@ -597,12 +622,12 @@ impl Tiling {
         };
         let strides =
             [0, 1, 2].map(|a| ((patch[a] as f64 * m.tile_step).round_ties_even() as usize).max(1));
-        Tiling {
+        Ok(Tiling {
             tiles,
             geom: TileGeom { patch, padded },
             gauss,
             strides,
-        }
+        })
     }
 
     /// The weights of the tile at `t` (see [`tile_weights`]).
@@ -643,7 +668,12 @@ fn run_tiles(
 ) -> Result<Blended> {
     let m = &model.manifest;
     let t1 = Instant::now();
-    let tiling = Tiling::new(m, pad.padded);
+    let mirrors = if opts.disable_mirroring {
+        1
+    } else {
+        mirror_sets(&m.mirror_axes).len()
+    };
+    let tiling = Tiling::new(m, pad.padded, mirrors)?;
     let tw = Instant::now();
     let wsum = tiling.weight_sum();
     timings.weights_s = tw.elapsed().as_secs_f64();

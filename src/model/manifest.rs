@@ -373,6 +373,14 @@ impl Manifest {
                 self.tile_step
             )));
         }
+        if let Some(&p) = self.patch_size.iter().min()
+            && (p as f64) * self.tile_step < 1.0
+        {
+            return Err(bad(format!(
+                "tile_step {} of a {p}-voxel patch axis is under one voxel",
+                self.tile_step
+            )));
+        }
         if let Spacing::Mm(s) = self.spacing_mm
             && s.iter().any(|v| !(v.is_finite() && *v > 0.0))
         {

@@ -11,6 +11,9 @@ use super::manifest::{DType, Manifest};
 use crate::error::{Error, Result, cause};
 use crate::runtime;
 
+/// Most intra-op threads a model may ask ONNX Runtime for.
+pub const MAX_THREADS: usize = 1024;
+
 /// A loaded model package, ready to run.
 pub struct Model {
     /// The manifest.
@@ -68,6 +71,12 @@ impl Model {
     /// Opens the package in `dir` (`model.json` + the ONNX file it names), or the bundle in
     /// `dir` (`bundle.json` and its parts, see [`super::bundle`]).
     pub fn open(dir: &Path, options: &ModelOptions) -> Result<Model> {
+        if options.threads > MAX_THREADS {
+            return Err(Error::InvalidArgument(format!(
+                "{} threads requested; at most {MAX_THREADS} (0: ONNX Runtime's default, one per core)",
+                options.threads
+            )));
+        }
         if dir.join(super::bundle::BUNDLE_FILE).is_file() {
             return super::bundle::open(dir, options);
         }

@@ -286,6 +286,13 @@ impl NnunetSpec {
                 "nnunet.sliding_window.tile_step {step} must be in (0, 1]"
             ));
         }
+        if let Some(&p) = self.patch_size_zyx.iter().min()
+            && (p as f64) * step < 1.0
+        {
+            return Err(format!(
+                "nnunet.sliding_window.tile_step {step} of a {p}-voxel patch axis is under one voxel"
+            ));
+        }
         let g = &self.gaussian;
         let positive = |v: f64| v > 0.0 && v.is_finite();
         if !(positive(g.sigma_scale) && positive(g.value_scaling_factor)) {

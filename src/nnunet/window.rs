@@ -198,10 +198,11 @@ pub struct WindowStats {
 
 impl Window<'_> {
     /// Tile starts over a padded box, in loop order (outermost axis first).
-    pub fn tiles(&self, padded: [usize; 3]) -> Vec<[usize; 3]> {
+    pub fn tiles(&self, padded: [usize; 3]) -> Result<Vec<[usize; 3]>> {
         let st: Vec<Vec<usize>> = (0..3)
             .map(|a| steps(padded[a], self.patch[a], self.step))
             .collect();
+        crate::infer::check_evaluations(st.iter().map(Vec::len), 1 + self.mirrors.len())?;
         let [a0, a1, a2] = self.loop_axes;
         let mut out = Vec::new();
         for &i in &st[a0] {
@@ -215,7 +216,7 @@ impl Window<'_> {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// Runs the window over `data` (`[z][y][x]` of `shape`, float32, normalised): pads with 0
@@ -247,7 +248,7 @@ impl Window<'_> {
                 }
             }
         }
-        let tiles = self.tiles(padded);
+        let tiles = self.tiles(padded)?;
         let c = self.channels;
         let acc_len = c.checked_mul(pvox).ok_or_else(|| {
             Error::InvalidArgument(format!("{c} channels on a {padded:?} grid overflow"))
