@@ -253,7 +253,7 @@ fn declared_len(h: &[u8]) -> Option<u64> {
     } else {
         f32::from_be_bytes(b)
     });
-    if !(offset.is_finite() && offset >= 0.0 && offset < 1e9) {
+    if !(0.0..1e9).contains(&offset) {
         return None;
     }
     voxels.checked_mul(width)?.checked_add(offset as u64)
