@@ -395,3 +395,66 @@ fn symlink_loops_are_scanned_once() {
     assert_eq!(ct.slices.len(), s.files.len());
     assert!(t.elapsed().as_secs() < 10);
 }
+
+/// An RT Structure Set whose two ROIs share an ROI Number is refused by name: contours are
+/// matched to ROIs by number, so it cannot be read faithfully.
+#[test]
+fn duplicate_roi_numbers_are_refused() {
+    use autocontour::contour::ContourOptions;
+    use autocontour::rtstruct::{
+        OutputInfo, RoiSpec, build_rtstruct, read_rtstruct_bytes, rois_from_labels,
+    };
+    let s = phantom(Orientation::AxialHfs);
+    let ct = load(&s.dir).unwrap();
+    let g = *ct.volume.geometry();
+    let mut labels = vec![0u8; g.voxel_count()];
+    for (i, l) in labels.iter_mut().enumerate() {
+        *l = match i % (g.size[0] * g.size[1]) {
+            v if v % g.size[0] < 4 => 1,
+            v if v % g.size[0] > 10 => 2,
+            _ => 0,
+        };
+    }
+    let labels = autocontour::volume::Volume::new(g, labels).unwrap();
+    let spec = |n: u32, name: &str| RoiSpec {
+        number: n,
+        name: name.into(),
+        color: [255, 0, 0],
+        interpreted_type: "ORGAN".into(),
+        code: None,
+    };
+    let rois = rois_from_labels(
+        &labels,
+        &[(1, spec(1, "A")), (2, spec(2, "B"))],
+        &ContourOptions::default(),
+    )
+    .unwrap();
+    let mut obj = build_rtstruct(&ct, &rois, &OutputInfo::default()).unwrap();
+    // give the second ROI (and its contours) the first one's number
+    for seq in [
+        tags::STRUCTURE_SET_ROI_SEQUENCE,
+        tags::ROI_CONTOUR_SEQUENCE,
+        tags::RTROI_OBSERVATIONS_SEQUENCE,
+    ] {
+        let mut items = obj.element(seq).unwrap().items().unwrap().to_vec();
+        let tag = if seq == tags::STRUCTURE_SET_ROI_SEQUENCE {
+            tags::ROI_NUMBER
+        } else {
+            tags::REFERENCED_ROI_NUMBER
+        };
+        items[1].put(DataElement::new(tag, VR::IS, strs(&["1"])));
+        obj.put(DataElement::new(
+            seq,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(items),
+        ));
+    }
+    let mut bytes = Vec::new();
+    obj.write_all(&mut bytes).unwrap();
+    let e = read_rtstruct_bytes(Path::new("dup.dcm"), &bytes).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("ROI number 1 is used by \"A\" and \"B\""),
+        "{msg}"
+    );
+}

@@ -323,6 +323,34 @@ impl Manifest {
             if l.name.trim().is_empty() {
                 return Err(bad(format!("label {n} has an empty name")));
             }
+            // ROI Name is a DICOM LO: at most 64 characters, no backslash or control character.
+            if l.name.chars().count() > 64
+                || l.name.contains('\\')
+                || l.name.chars().any(char::is_control)
+            {
+                return Err(bad(format!(
+                    "label {n} name {:?}: at most 64 characters, no backslash or control character",
+                    l.name
+                )));
+            }
+            if let Some(c) = &l.code {
+                for (what, v, max) in [
+                    ("code value", &c.value, 16),
+                    ("coding scheme", &c.scheme, 16),
+                    ("code meaning", &c.meaning, 64),
+                ] {
+                    if v.trim().is_empty()
+                        || v.chars().count() > max
+                        || v.contains('\\')
+                        || v.chars().any(char::is_control)
+                    {
+                        return Err(bad(format!(
+                            "label {}: {what} {v:?} must be 1 to {max} characters without a backslash",
+                            l.name
+                        )));
+                    }
+                }
+            }
             if !matches!(l.connectivity, 6 | 26) {
                 return Err(bad(format!(
                     "label {}: connectivity {} (must be 6 or 26)",

@@ -81,6 +81,12 @@ mod tests {
             ("\"width\": 600", "\"width\": 0"),
             ("\"blending\": \"gaussian\"", "\"blending\": \"mean\""),
             ("\"version\": \"1\",", "\"version\": \"1\", \"extra\": 1,"),
+            ("\"name\": \"External\"", "\"name\": \"Ext\\\\ernal\""),
+            (
+                "\"name\": \"External\"",
+                "\"name\": \"External\", \"code\": {\"scheme\": \"FMA\", \"value\": \"12345678901234567\", \"meaning\": \"x\"}",
+            ),
+            ("\"tile_step\": 0.5", "\"tile_step\": 0.01"),
         ] {
             let s = sample().replace(from, to);
             assert_ne!(s, sample(), "{from}");

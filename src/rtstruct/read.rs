@@ -202,10 +202,24 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
                 ),
             )
         })?;
+        let name = text(it, tags::ROI_NAME).unwrap_or_default();
+        if let Some(&other) = by_number.get(&number) {
+            // Contours are matched to ROIs by number: two ROIs with one number cannot be told
+            // apart (one would read empty, the other as both).
+            return Err(invalid(
+                tags::ROI_NUMBER,
+                format!(
+                    "ROI number {number} is used by {:?} and {name:?} (items {} and {} of StructureSetROISequence)",
+                    rois.get(other).map(|r| r.name.as_str()).unwrap_or(""),
+                    other + 1,
+                    n + 1
+                ),
+            ));
+        }
         by_number.insert(number, rois.len());
         rois.push(RtStructRoi {
             number,
-            name: text(it, tags::ROI_NAME).unwrap_or_default(),
+            name,
             color: None,
             interpreted_type: None,
             frame_of_reference_uid: text(it, tags::REFERENCED_FRAME_OF_REFERENCE_UID),
