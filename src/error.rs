@@ -176,12 +176,14 @@ pub enum Error {
         /// The series orientation.
         expected: String,
     },
-    /// Slices do not share rows, columns or pixel spacing.
+    /// Slices do not share rows, columns, pixel spacing or the stored-value encoding (bits
+    /// allocated and stored, pixel representation, samples per pixel).
     #[error("{path}: {what} {found} differs from the series' {expected}")]
     MixedSize {
         /// The offending file.
         path: PathBuf,
-        /// Which attribute (Rows, Columns, PixelSpacing).
+        /// Which attribute (Rows, Columns, PixelSpacing, BitsAllocated, BitsStored,
+        /// PixelRepresentation, SamplesPerPixel).
         what: &'static str,
         /// Its value.
         found: String,

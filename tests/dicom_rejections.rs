@@ -458,3 +458,35 @@ fn duplicate_roi_numbers_are_refused() {
         "{msg}"
     );
 }
+
+/// One slice with another Pixel Representation (its -1024 would read as 64,512) or another
+/// Bits Allocated is refused naming it; 1-bit CT data is refused.
+#[test]
+fn mixed_pixel_encoding_is_refused() {
+    let s = phantom(Orientation::AxialHfs);
+    alter(&s.files[5], |o| {
+        put(
+            o,
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(1u16),
+        )
+    });
+    match load(&s.dir) {
+        Err(Error::MixedSize { path, what, .. }) => {
+            assert_eq!(path, s.files[5]);
+            assert_eq!(what, "PixelRepresentation");
+        }
+        other => panic!("expected MixedSize, got {:?}", other.err()),
+    }
+    let s = phantom(Orientation::AxialHfs);
+    for f in &s.files {
+        alter(f, |o| {
+            put(o, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(1u16))
+        });
+    }
+    match load(&s.dir) {
+        Err(e @ Error::InvalidTag { .. }) => assert!(e.to_string().contains("1 bits"), "{e}"),
+        other => panic!("expected InvalidTag, got {:?}", other.err()),
+    }
+}

@@ -388,6 +388,34 @@ fn plan(images: &[&Header], opts: &LoadOptions) -> Result<Plan> {
                 expected: cols.to_string(),
             });
         }
+        // The stored-value encoding must be the first slice's: a slice with another Pixel
+        // Representation or Bits Allocated would decode to other numbers (62,512 HU for -1,024).
+        for (tag, what) in [
+            (tags::BITS_ALLOCATED, "BitsAllocated"),
+            (tags::BITS_STORED, "BitsStored"),
+            (tags::PIXEL_REPRESENTATION, "PixelRepresentation"),
+            (tags::SAMPLES_PER_PIXEL, "SamplesPerPixel"),
+        ] {
+            let (a, b) = (f.opt_u32(tag)?, f0.opt_u32(tag)?);
+            if a != b {
+                let show = |v: Option<u32>| v.map_or("absent".to_string(), |v| v.to_string());
+                return Err(Error::MixedSize {
+                    path: f.path.clone(),
+                    what,
+                    found: show(a),
+                    expected: show(b),
+                });
+            }
+        }
+        if n == 0
+            && let Some(bits) = f.opt_u32(tags::BITS_ALLOCATED)?
+            && !matches!(bits, 8 | 16 | 32)
+        {
+            return Err(f.invalid(
+                tags::BITS_ALLOCATED,
+                format!("{bits} bits per sample: a CT image has 8, 16 or 32"),
+            ));
+        }
         let p = f.req_f64s(tags::PIXEL_SPACING, 2)?;
         if p.iter().zip(ps.iter()).any(|(a, b)| (a - b).abs() > 1e-4) {
             return Err(Error::MixedSize {
