@@ -1023,7 +1023,7 @@ fn inference_failure(tile: usize, reason: String) -> Error {
 
 /// An [`Error::Inference`] at the batch starting with tile `tile` for an ONNX Runtime error,
 /// kept as the source.
-fn ort_failure(tile: usize, e: ort::Error) -> Error {
+pub(crate) fn ort_failure(tile: usize, e: ort::Error) -> Error {
     Error::Inference {
         tile,
         reason: e.to_string(),

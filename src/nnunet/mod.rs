@@ -31,7 +31,9 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::infer::{InferOptions, ModelGrid, Prediction, Progress, Timings, uncertainty};
+use crate::infer::{
+    InferOptions, ModelGrid, Prediction, Progress, Timings, ort_failure, uncertainty,
+};
 use crate::model::{Model, Orientation, OutputKind, Spacing};
 use crate::volume::{Geometry, Volume};
 
@@ -585,12 +587,4 @@ fn model_grid(g: &Geometry, orientation: Orientation, zyx: [f64; 3]) -> Result<M
         o => o,
     };
     ModelGrid::new(g, o, Spacing::Mm([zyx[2], zyx[1], zyx[0]]))
-}
-
-fn ort_failure(tile: usize, e: ort::Error) -> Error {
-    Error::Inference {
-        tile,
-        reason: e.to_string(),
-        source: crate::error::cause(e),
-    }
 }
