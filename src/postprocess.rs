@@ -296,15 +296,18 @@ fn fill_holes_2d(labels: &mut Volume<u8>, label: u8) -> usize {
         .sum()
 }
 
-/// In 3-D: background voxels not 6-connected to the volume border through non-label voxels.
-fn fill_holes_3d(labels: &mut Volume<u8>, label: u8) -> usize {
-    let [ni, nj, nk] = labels.geometry().size;
-    let data = labels.data_mut();
-    let mut outside = vec![false; data.len()];
+/// Voxels of a `[ni, nj, nk]` grid (i fastest) reachable from its border through 6-connected
+/// voxels where `passable` holds (the border voxels themselves included when passable).
+pub(crate) fn reachable_from_border(
+    size: [usize; 3],
+    passable: impl Fn(usize) -> bool,
+) -> Vec<bool> {
+    let [ni, nj, nk] = size;
+    let mut outside = vec![false; ni * nj * nk];
     let mut stack = Vec::new();
     let idx = |i: usize, j: usize, k: usize| (k * nj + j) * ni + i;
     let push = |p: usize, outside: &mut Vec<bool>, stack: &mut Vec<usize>| {
-        if data.get(p).is_some_and(|&v| v != label) && outside.get(p) == Some(&false) {
+        if passable(p) && outside.get(p) == Some(&false) {
             outside[p] = true;
             stack.push(p);
         }
@@ -339,6 +342,15 @@ fn fill_holes_3d(labels: &mut Volume<u8>, label: u8) -> usize {
             push(p + ni * nj, &mut outside, &mut stack);
         }
     }
+    outside
+}
+
+/// In 3-D: background voxels not 6-connected to the volume border through non-label voxels.
+fn fill_holes_3d(labels: &mut Volume<u8>, label: u8) -> usize {
+    let size = labels.geometry().size;
+    let outside =
+        reachable_from_border(size, |p| labels.data().get(p).is_some_and(|&v| v != label));
+    let data = labels.data_mut();
     let mut filled = 0;
     for (v, o) in data.iter_mut().zip(&outside) {
         if *v == 0 && !o {

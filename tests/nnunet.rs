@@ -266,7 +266,7 @@ fn tiles_gaussian_crop_and_padding_match_nnunet() {
                     let step = s["tile_step_size"].as_f64().unwrap();
                     let want: Vec<Vec<usize>> = serde_json::from_value(s["steps"].clone()).unwrap();
                     let got: Vec<Vec<usize>> = (0..3)
-                        .map(|a| window::steps(img[a], tile[a], step))
+                        .map(|a| autocontour::infer::tiling::tile_starts(img[a], tile[a], step))
                         .collect();
                     assert_eq!(got, want, "{name}: {img:?} / {tile:?}");
                 }

@@ -234,7 +234,7 @@ fn mirrored_rows(p: [usize; 3], axes: &[usize], mut f: impl FnMut(usize, usize))
 }
 
 /// `dst = src` mirrored along `axes`, for each `[z][y][x]` block of size `p` in the two slices.
-fn mirror_copy(dst: &mut [f32], src: &[f32], p: [usize; 3], axes: &[usize]) {
+pub(crate) fn mirror_copy(dst: &mut [f32], src: &[f32], p: [usize; 3], axes: &[usize]) {
     let pv = p[0] * p[1] * p[2];
     let px = p[2];
     for (d, s) in dst.chunks_mut(pv.max(1)).zip(src.chunks(pv.max(1))) {

@@ -118,52 +118,12 @@ pub fn nonzero_bbox(data: &[f32], shape: [usize; 3]) -> [[usize; 2]; 3] {
 /// 6-connected to the array's border becomes foreground).
 pub fn nonzero_mask_filled(data: &[f32], shape: [usize; 3]) -> Vec<bool> {
     let [nz, ny, nx] = shape;
-    let n = nz * ny * nx;
-    let mut outside = vec![false; n];
-    let mut stack = Vec::new();
-    let idx = |z: usize, y: usize, x: usize| (z * ny + y) * nx + x;
-    let bg = |i: usize| data.get(i).is_some_and(|&v| v == 0.0);
-    for z in 0..nz {
-        for y in 0..ny {
-            for x in 0..nx {
-                let border =
-                    z == 0 || y == 0 || x == 0 || z + 1 == nz || y + 1 == ny || x + 1 == nx;
-                let i = idx(z, y, x);
-                if border && bg(i) && !outside[i] {
-                    outside[i] = true;
-                    stack.push((z, y, x));
-                }
-            }
-        }
-    }
-    while let Some((z, y, x)) = stack.pop() {
-        let mut visit = |z: usize, y: usize, x: usize| {
-            let i = idx(z, y, x);
-            if bg(i) && !outside[i] {
-                outside[i] = true;
-                stack.push((z, y, x));
-            }
-        };
-        if z > 0 {
-            visit(z - 1, y, x);
-        }
-        if z + 1 < nz {
-            visit(z + 1, y, x);
-        }
-        if y > 0 {
-            visit(z, y - 1, x);
-        }
-        if y + 1 < ny {
-            visit(z, y + 1, x);
-        }
-        if x > 0 {
-            visit(z, y, x - 1);
-        }
-        if x + 1 < nx {
-            visit(z, y, x + 1);
-        }
-    }
-    outside.into_iter().map(|o| !o).collect()
+    crate::postprocess::reachable_from_border([nx, ny, nz], |p| {
+        data.get(p).is_some_and(|&v| v == 0.0)
+    })
+    .into_iter()
+    .map(|outside| !outside)
+    .collect()
 }
 
 /// Normalises the cropped image in place as nnU-Net's scheme does (float32).
@@ -208,47 +168,6 @@ pub fn zscore(data: &mut [f32], mask: Option<&[bool]>) {
             *v = (*v - mean) / std;
         }
     }
-}
-
-/// Per model-grid voxel: argmax over the channels (the first maximum wins), or the regions
-/// painted in order.
-fn labels_from_logits(
-    logits: &[f16],
-    channels: usize,
-    vox: usize,
-    regions: Option<&[u32]>,
-) -> Vec<u8> {
-    let mut out = vec![0u8; vox];
-    out.par_chunks_mut(4096).enumerate().for_each(|(n, chunk)| {
-        for (l, v) in chunk.iter_mut().zip(n * 4096..) {
-            match regions {
-                None => {
-                    let mut best = (f32::NEG_INFINITY, 0usize);
-                    for c in 0..channels {
-                        let s = logits
-                            .get(c * vox + v)
-                            .map_or(f32::NEG_INFINITY, |x| x.to_f32());
-                        if s > best.0 {
-                            best = (s, c);
-                        }
-                    }
-                    *l = best.1 as u8;
-                }
-                Some(order) => {
-                    let mut lab = 0u32;
-                    for (c, &paint) in order.iter().enumerate() {
-                        let x = logits.get(c * vox + v).map_or(0.0, |x| x.to_f32());
-                        let p = 1.0f32 / (1.0 + (-x).exp());
-                        if p > 0.5 {
-                            lab = paint;
-                        }
-                    }
-                    *l = lab.min(255) as u8;
-                }
-            }
-        }
-    });
-    out
 }
 
 /// One channel of the argmax over channels: voxels where `values` beats `best` take `channel`
@@ -475,8 +394,7 @@ pub fn predict(
     let num_labels = m.num_classes();
     let (confidence, uncertainty) = if regions.is_none() {
         let scores: Vec<f32> = logits.par_iter().map(|v| v.to_f32()).collect();
-        let model_labels = labels_from_logits(&logits, classes, mvox, None);
-        let (_, conf) =
+        let (model_labels, conf) =
             crate::infer::argmax_and_confidence(&scores, classes, mvox, OutputKind::Logits);
         let unc = uncertainty::class_uncertainty(
             &scores,
@@ -587,4 +505,30 @@ fn model_grid(g: &Geometry, orientation: Orientation, zyx: [f64; 3]) -> Result<M
         o => o,
     };
     ModelGrid::new(g, o, Spacing::Mm([zyx[2], zyx[1], zyx[0]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonzero_mask_fills_enclosed_zeros_only() {
+        // 5 × 5 × 5: a hollow 3 × 3 × 3 shell around one zero voxel, zeros outside
+        let shape = [5, 5, 5];
+        let mut d = vec![0f32; 125];
+        for z in 1..4 {
+            for y in 1..4 {
+                for x in 1..4 {
+                    if (z, y, x) != (2, 2, 2) {
+                        d[(z * 5 + y) * 5 + x] = -1000.0;
+                    }
+                }
+            }
+        }
+        let m = nonzero_mask_filled(&d, shape);
+        assert!(m[(2 * 5 + 2) * 5 + 2], "the enclosed zero is filled");
+        assert_eq!(m.iter().filter(|&&v| v).count(), 27);
+        assert!(!m[0]);
+        assert_eq!(nonzero_bbox(&d, shape), [[1, 4], [1, 4], [1, 4]]);
+    }
 }

@@ -7,20 +7,8 @@
 use half::f16;
 
 use crate::error::{Error, Result};
-
-/// `compute_steps_for_sliding_window` for one axis: tile starts over `size` (≥ `tile`).
-pub fn steps(size: usize, tile: usize, step: f64) -> Vec<usize> {
-    if size <= tile {
-        return vec![0];
-    }
-    let target = tile as f64 * step;
-    let span = (size - tile) as f64;
-    let n = (span / target).ceil() as usize + 1;
-    let actual = if n > 1 { span / (n - 1) as f64 } else { 0.0 };
-    (0..n)
-        .map(|i| (actual * i as f64).round_ties_even() as usize)
-        .collect()
-}
+use crate::infer::mirror_copy;
+use crate::infer::tiling::tile_starts;
 
 /// numpy's pairwise summation of a float64 array (`np.add.reduce`), so that the Gaussian's
 /// normalisation rounds as scipy's does.
@@ -143,34 +131,6 @@ pub fn mirror_combinations(axes: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-/// Flips a `[c][z][y][x]` block (`c` blocks of `p`) along `axes` into `dst`.
-pub fn flip(dst: &mut [f32], src: &[f32], p: [usize; 3], axes: &[usize]) {
-    let [pz, py, px] = p;
-    let pv = pz * py * px;
-    let (fz, fy, fx) = (axes.contains(&0), axes.contains(&1), axes.contains(&2));
-    for (d, s) in dst.chunks_mut(pv.max(1)).zip(src.chunks(pv.max(1))) {
-        for z in 0..pz {
-            let sz = if fz { pz - 1 - z } else { z };
-            for y in 0..py {
-                let sy = if fy { py - 1 - y } else { y };
-                let (Some(dr), Some(sr)) = (
-                    d.get_mut((z * py + y) * px..(z * py + y + 1) * px),
-                    s.get((sz * py + sy) * px..(sz * py + sy + 1) * px),
-                ) else {
-                    continue;
-                };
-                if fx {
-                    dr.iter_mut()
-                        .zip(sr.iter().rev())
-                        .for_each(|(a, &b)| *a = b);
-                } else {
-                    dr.copy_from_slice(sr);
-                }
-            }
-        }
-    }
-}
-
 /// The sliding window over one fold.
 pub struct Window<'a> {
     /// The patch `[z, y, x]`.
@@ -200,7 +160,7 @@ impl Window<'_> {
     /// Tile starts over a padded box, in loop order (outermost axis first).
     pub fn tiles(&self, padded: [usize; 3]) -> Result<Vec<[usize; 3]>> {
         let st: Vec<Vec<usize>> = (0..3)
-            .map(|a| steps(padded[a], self.patch[a], self.step))
+            .map(|a| tile_starts(padded[a], self.patch[a], self.step))
             .collect();
         crate::infer::check_evaluations(st.iter().map(Vec::len), 1 + self.mirrors.len())?;
         let [a0, a1, a2] = self.loop_axes;
@@ -281,11 +241,11 @@ impl Window<'_> {
             check_output(&pred, c * pv, n)?;
             stats.evaluations += 1;
             for axes in self.mirrors {
-                flip(&mut flipped, &tile, p, axes);
+                mirror_copy(&mut flipped, &tile, p, axes);
                 let out = net(&flipped)?;
                 check_output(&out, c * pv, n)?;
                 stats.evaluations += 1;
-                flip(&mut back, &out, p, axes);
+                mirror_copy(&mut back, &out, p, axes);
                 pred.iter_mut().zip(&back).for_each(|(a, &b)| *a += b);
             }
             if !self.mirrors.is_empty() {
@@ -384,10 +344,10 @@ mod tests {
     #[test]
     fn steps_match_nnunet() {
         // compute_steps_for_sliding_window examples (round half to even: 16.5 → 16)
-        assert_eq!(steps(97, 64, 0.5), vec![0, 16, 33]);
-        assert_eq!(steps(64, 64, 0.5), vec![0]);
-        assert_eq!(steps(40, 64, 0.5), vec![0]);
-        assert_eq!(steps(100, 32, 0.5), vec![0, 14, 27, 41, 54, 68]);
+        assert_eq!(tile_starts(97, 64, 0.5), vec![0, 16, 33]);
+        assert_eq!(tile_starts(64, 64, 0.5), vec![0]);
+        assert_eq!(tile_starts(40, 64, 0.5), vec![0]);
+        assert_eq!(tile_starts(100, 32, 0.5), vec![0, 14, 27, 41, 54, 68]);
     }
 
     #[test]
@@ -413,9 +373,9 @@ mod tests {
         let src: Vec<f32> = (0..48).map(|v| v as f32).collect();
         let mut a = vec![0f32; 48];
         let mut b = vec![0f32; 48];
-        flip(&mut a, &src, p, &[0, 2]);
+        mirror_copy(&mut a, &src, p, &[0, 2]);
         assert_ne!(a, src);
-        flip(&mut b, &a, p, &[0, 2]);
+        mirror_copy(&mut b, &a, p, &[0, 2]);
         assert_eq!(b, src);
     }
 
