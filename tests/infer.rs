@@ -11,17 +11,10 @@ use autocontour::Error;
 use autocontour::dicom::{LoadOptions, load_series};
 use autocontour::infer::{CancelToken, InferOptions, predict};
 use autocontour::model::{Model, ModelOptions};
-use autocontour::runtime::RuntimeOptions;
 use autocontour::volume::Volume;
 
 fn options() -> ModelOptions {
-    ModelOptions {
-        runtime: RuntimeOptions {
-            library: Some(common::ort_lib()),
-        },
-        threads: 2,
-        ..ModelOptions::default()
-    }
+    common::model_options()
 }
 
 fn rider_crop() -> &'static Volume<f32> {

@@ -20,7 +20,6 @@ use autocontour::model::{Model, ModelOptions};
 use autocontour::nifti::{read_nifti_image, read_nifti_labels};
 use autocontour::nnunet::resample::{ResampleKind, resample_channel};
 use autocontour::nnunet::{nonzero_bbox, normalize, spec::Norm, window, zscore};
-use autocontour::runtime::RuntimeOptions;
 use autocontour::volume::Volume;
 use half::f16;
 use serde_json::Value;
@@ -367,12 +366,8 @@ fn open(pkg: &Path, folds: &[u32]) -> Model {
     Model::open(
         pkg,
         &ModelOptions {
-            runtime: RuntimeOptions {
-                library: Some(common::ort_lib()),
-            },
-            threads: 2,
             folds: Some(folds.to_vec()),
-            ..ModelOptions::default()
+            ..common::model_options()
         },
     )
     .unwrap()
@@ -533,11 +528,8 @@ fn preprocessing_mutations_are_caught() {
 #[test]
 fn unsupported_or_broken_packages_are_named_errors() {
     let opts = |folds: Option<Vec<u32>>| ModelOptions {
-        runtime: RuntimeOptions {
-            library: Some(common::ort_lib()),
-        },
         folds,
-        ..ModelOptions::default()
+        ..common::model_options()
     };
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
@@ -634,13 +626,7 @@ fn write_bundle(parts: serde_json::Value, plausibility: Option<Value>) -> tempfi
 }
 
 fn plain_options() -> ModelOptions {
-    ModelOptions {
-        runtime: RuntimeOptions {
-            library: Some(common::ort_lib()),
-        },
-        threads: 2,
-        ..ModelOptions::default()
-    }
+    common::model_options()
 }
 
 /// The default model (its External as BODY) and an nnU-Net part (lungs, fold 0) on the

@@ -10,10 +10,9 @@ use std::sync::OnceLock;
 use autocontour::Error;
 use autocontour::dicom::{CtSeries, SliceRef};
 use autocontour::infer::InferOptions;
-use autocontour::model::{Model, ModelOptions};
+use autocontour::model::Model;
 use autocontour::pipeline::segment_with;
 use autocontour::plausibility::{FlagCode, OnMismatch};
-use autocontour::runtime::RuntimeOptions;
 use autocontour::volume::{Geometry, Volume};
 use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
@@ -24,13 +23,7 @@ fn model() -> &'static Model {
     M.get_or_init(|| {
         Model::open(
             &common::root().join("models/thorax-basic"),
-            &ModelOptions {
-                runtime: RuntimeOptions {
-                    library: Some(common::ort_lib()),
-                },
-                threads: 2,
-                ..ModelOptions::default()
-            },
+            &common::model_options(),
         )
         .unwrap()
     })

@@ -11,24 +11,17 @@ use std::sync::OnceLock;
 
 use autocontour::dicom::{CtSeries, LoadOptions, load_series};
 use autocontour::infer::InferOptions;
-use autocontour::model::{Model, ModelOptions};
+use autocontour::model::Model;
 use autocontour::pipeline::{Segmentation, segment};
 use autocontour::profile::SiteProfile;
 use autocontour::rtstruct::read_rtstruct;
-use autocontour::runtime::RuntimeOptions;
 
 fn model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
     M.get_or_init(|| {
         Model::open(
             &common::root().join("models/thorax-basic"),
-            &ModelOptions {
-                runtime: RuntimeOptions {
-                    library: Some(common::ort_lib()),
-                },
-                threads: 2,
-                ..ModelOptions::default()
-            },
+            &common::model_options(),
         )
         .unwrap()
     })

@@ -107,3 +107,14 @@ pub fn dciodvfy(file: &Path) -> String {
         String::from_utf8_lossy(&v.stderr)
     )
 }
+
+/// Model options for tests: the fetched ONNX Runtime ([`ort_lib`]) and 2 threads.
+pub fn model_options() -> autocontour::model::ModelOptions {
+    autocontour::model::ModelOptions {
+        runtime: autocontour::runtime::RuntimeOptions {
+            library: Some(ort_lib()),
+        },
+        threads: 2,
+        ..autocontour::model::ModelOptions::default()
+    }
+}
