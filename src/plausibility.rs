@@ -458,20 +458,6 @@ fn next_of(row: &[u8], mut i: usize, l: u8) -> usize {
     i
 }
 
-fn find_root(parent: &mut [usize], mut x: usize) -> usize {
-    while let Some(&p) = parent.get(x) {
-        if p == x {
-            break;
-        }
-        let gp = parent.get(p).copied().unwrap_or(p);
-        if let Some(slot) = parent.get_mut(x) {
-            *slot = gp;
-        }
-        x = gp;
-    }
-    x
-}
-
 /// In one slice (`ni` columns, `nj` rows): the voxels of the labels marked in `inner` that are
 /// not enclosed by `container` — reachable from the slice border (4-connectivity) without
 /// crossing a `container` voxel — are set to background. Works on runs of non-container voxels
@@ -533,7 +519,10 @@ fn clip_slice(
                     break;
                 }
                 if p1 > i0 {
-                    let (ra, rb) = (find_root(&mut parent, n), find_root(&mut parent, q));
+                    let (ra, rb) = (
+                        crate::postprocess::find(&mut parent, n),
+                        crate::postprocess::find(&mut parent, q),
+                    );
                     if ra != rb
                         && let Some(slot) = parent.get_mut(ra.max(rb))
                     {
@@ -547,7 +536,7 @@ fn clip_slice(
     let mut outside = vec![false; runs.len()];
     for (n, &(j, i0, i1)) in runs.iter().enumerate() {
         if j == 0 || j + 1 == nj || i0 == 0 || i1 == ni {
-            let r = find_root(&mut parent, n);
+            let r = crate::postprocess::find(&mut parent, n);
             if let Some(o) = outside.get_mut(r) {
                 *o = true;
             }
@@ -555,7 +544,7 @@ fn clip_slice(
     }
     let mut enclosed = container_voxels;
     for (n, &(j, i0, i1)) in runs.iter().enumerate() {
-        let r = find_root(&mut parent, n);
+        let r = crate::postprocess::find(&mut parent, n);
         if outside.get(r) != Some(&true) {
             enclosed += i1 - i0;
             continue;

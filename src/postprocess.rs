@@ -66,7 +66,8 @@ struct Run {
     i1: usize, // exclusive
 }
 
-fn find(parent: &mut [usize], mut x: usize) -> usize {
+/// Union-find root of `x`, halving the path on the way.
+pub(crate) fn find(parent: &mut [usize], mut x: usize) -> usize {
     while let Some(&p) = parent.get(x) {
         if p == x {
             break;
