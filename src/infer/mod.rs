@@ -193,7 +193,7 @@ impl Reporter<'_> {
     }
 }
 
-fn check_cancel(c: &Option<CancelToken>) -> Result<()> {
+pub(crate) fn check_cancel(c: &Option<CancelToken>) -> Result<()> {
     if c.as_ref().is_some_and(|c| c.is_cancelled()) {
         return Err(Error::Cancelled);
     }

@@ -215,12 +215,7 @@ pub fn predict(
             f(Progress { stage, fraction });
         }
     };
-    let cancelled = || -> Result<()> {
-        if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
-            return Err(Error::Cancelled);
-        }
-        Ok(())
-    };
+    let cancelled = || crate::infer::check_cancel(&opts.cancel);
     let mut timings = Timings::default();
     let t0 = Instant::now();
     report("preprocess", 0.0);
