@@ -152,75 +152,115 @@ fn area2(pts: &[(i64, i64, bool)]) -> i64 {
     s
 }
 
-/// 4-connected component labels of a 2-D mask (0 = background).
-fn components4(mask: &[bool], w: usize, h: usize) -> Vec<u32> {
-    let mut lab = vec![0u32; w * h];
-    let mut next = 0u32;
-    let mut stack = Vec::new();
-    for start in 0..w * h {
-        if !mask[start] || lab[start] != 0 {
-            continue;
-        }
-        next += 1;
-        lab[start] = next;
-        stack.push(start);
-        while let Some(p) = stack.pop() {
-            let (x, y) = (p % w, p / w);
-            let mut visit = |q: usize| {
-                if mask[q] && lab[q] == 0 {
-                    lab[q] = next;
-                    stack.push(q);
-                }
-            };
-            if x > 0 {
-                visit(p - 1);
+/// The runs (maximal stretches of `true` along x) of each row of a `w × h` mask: `(x0, x1)`
+/// with `x1` exclusive, and the index of each row's first run (plus a final sentinel).
+fn mask_runs(mask: &[bool], w: usize, h: usize) -> (Vec<(usize, usize)>, Vec<usize>) {
+    let mut runs = Vec::new();
+    let mut row_start = Vec::with_capacity(h + 1);
+    for row in mask.chunks(w.max(1)).take(h) {
+        row_start.push(runs.len());
+        let mut x = 0;
+        while x < row.len() {
+            match row.get(x..).and_then(|r| r.iter().position(|&b| b)) {
+                Some(off) => x += off,
+                None => break,
             }
-            if x + 1 < w {
-                visit(p + 1);
-            }
-            if y > 0 {
-                visit(p - w);
-            }
-            if y + 1 < h {
-                visit(p + w);
-            }
+            let s = x;
+            x += row
+                .get(x..)
+                .and_then(|r| r.iter().position(|&b| !b))
+                .unwrap_or(row.len() - x);
+            runs.push((s, x));
         }
     }
-    lab
+    while row_start.len() < h {
+        row_start.push(runs.len());
+    }
+    row_start.push(runs.len());
+    (runs, row_start)
 }
 
-/// Traces every boundary loop of a mask; returns loops with their component label.
+/// Calls `f(x)` for every x of `run` not covered by `others` (sorted, disjoint runs).
+fn for_each_uncovered(run: (usize, usize), others: &[(usize, usize)], mut f: impl FnMut(usize)) {
+    let (a, b) = run;
+    // first run of `others` that may overlap: the first ending after a
+    let from = others.partition_point(|o| o.1 <= a);
+    let mut at = a;
+    for &(c, d) in others.get(from..).unwrap_or(&[]) {
+        if c >= b {
+            break;
+        }
+        for x in at..c.max(at) {
+            f(x);
+        }
+        at = at.max(d);
+    }
+    for x in at..b {
+        f(x);
+    }
+}
+
+/// Traces every boundary loop of a mask; returns loops with their component label. Edges and
+/// components are found on runs, so the work follows the boundary, not the area.
 fn trace_loops(mask: &[bool], w: usize, h: usize) -> Vec<(u32, Loop)> {
     let vw = w + 1;
     let mut out = vec![0u8; vw * (h + 1)];
-    let fg = |x: i64, y: i64| -> bool {
-        x >= 0
-            && y >= 0
-            && (x as usize) < w
-            && (y as usize) < h
-            && mask[y as usize * w + x as usize]
+    let (runs, row_start) = mask_runs(mask, w, h);
+    let row = |y: usize| -> &[(usize, usize)] {
+        let a = row_start.get(y).copied().unwrap_or(0);
+        let b = row_start.get(y + 1).copied().unwrap_or(a);
+        runs.get(a..b).unwrap_or(&[])
+    };
+    let mut set = |v: usize, d: u8| {
+        if let Some(o) = out.get_mut(v) {
+            *o |= d;
+        }
     };
     for y in 0..h {
-        for x in 0..w {
-            if !mask[y * w + x] {
-                continue;
-            }
-            let (xi, yi) = (x as i64, y as i64);
-            if !fg(xi, yi - 1) {
-                out[y * vw + x] |= E;
-            }
-            if !fg(xi + 1, yi) {
-                out[y * vw + x + 1] |= S;
-            }
-            if !fg(xi, yi + 1) {
-                out[(y + 1) * vw + x + 1] |= W;
-            }
-            if !fg(xi - 1, yi) {
-                out[(y + 1) * vw + x] |= N;
+        let above: &[(usize, usize)] = if y > 0 { row(y - 1) } else { &[] };
+        let below: &[(usize, usize)] = if y + 1 < h { row(y + 1) } else { &[] };
+        for &(a, b) in row(y) {
+            // left and right ends of the run
+            set((y + 1) * vw + a, N);
+            set(y * vw + b, S);
+            // top and bottom edges where the neighbouring row is outside
+            for_each_uncovered((a, b), above, |x| set(y * vw + x, E));
+            for_each_uncovered((a, b), below, |x| set((y + 1) * vw + x + 1, W));
+        }
+    }
+    // 4-connected components of the runs (union-find; a run overlapping one of the row above)
+    let mut parent: Vec<usize> = (0..runs.len()).collect();
+    for y in 1..h {
+        let (first, prev_first) = (
+            row_start.get(y).copied().unwrap_or(0),
+            row_start.get(y - 1).copied().unwrap_or(0),
+        );
+        let prev = row(y - 1);
+        for (n, &(a, b)) in row(y).iter().enumerate() {
+            let from = prev.partition_point(|o| o.1 <= a);
+            for (m, &(c, _)) in prev.iter().enumerate().skip(from) {
+                if c >= b {
+                    break;
+                }
+                crate::postprocess::union(&mut parent, first + n, prev_first + m);
             }
         }
     }
-    let comp = components4(mask, w, h);
+    let fg_comp = |x: i64, y: i64, parent: &mut Vec<usize>| -> u32 {
+        if x < 0 || y < 0 || x as usize >= w || y as usize >= h {
+            return 0;
+        }
+        let (x, y) = (x as usize, y as usize);
+        let r = row(y);
+        let at = r.partition_point(|o| o.1 <= x);
+        match r.get(at) {
+            Some(&(a, _)) if a <= x => {
+                let first = row_start.get(y).copied().unwrap_or(0);
+                crate::postprocess::find(parent, first + at) as u32 + 1
+            }
+            _ => 0,
+        }
+    };
     let mut used = vec![0u8; out.len()];
     let mut loops = Vec::new();
     for v0 in 0..out.len() {
@@ -235,11 +275,7 @@ fn trace_loops(mask: &[bool], w: usize, h: usize) -> Vec<(u32, Loop)> {
                 W => (x0 - 1, y0 - 1),
                 _ => (x0, y0 - 1),
             };
-            let label = if fg(px, py) {
-                comp[py as usize * w + px as usize]
-            } else {
-                0
-            };
+            let label = fg_comp(px, py, &mut parent);
             let mut pts = Vec::new();
             let (mut x, mut y, mut d) = (x0, y0, d0);
             // Each edge is visited once; the bound guards against a malformed edge set.
@@ -422,7 +458,30 @@ pub fn trace_slice(
             cols * rows
         )));
     }
-    let loops = trace_loops(mask, cols, rows);
+    Ok(trace_at(mask, cols, rows, [0, 0], spacing, opts))
+}
+
+/// [`trace_slice`] of a mask that is the `cols × rows` window at column `offset[0]`, row
+/// `offset[1]` of a larger slice with nothing outside the window: polygons in the larger
+/// slice's (i, j) coordinates, identical to tracing the whole slice.
+fn trace_at(
+    mask: &[bool],
+    cols: usize,
+    rows: usize,
+    offset: [usize; 2],
+    spacing: [f64; 2],
+    opts: &ContourOptions,
+) -> Vec<SlicePolygon> {
+    let (dx, dy) = (4 * offset[0] as i64, 4 * offset[1] as i64);
+    let mut loops = trace_loops(mask, cols, rows);
+    if dx != 0 || dy != 0 {
+        for (_, l) in loops.iter_mut() {
+            for p in l.pts.iter_mut() {
+                p.0 += dx;
+                p.1 += dy;
+            }
+        }
+    }
     let ncomp = loops.iter().map(|(c, _)| *c).max().unwrap_or(0) as usize;
     let mut outer: Vec<Option<Loop>> = vec![None; ncomp + 1];
     let mut holes: Vec<Vec<Loop>> = vec![Vec::new(); ncomp + 1];
@@ -488,7 +547,7 @@ pub fn trace_slice(
             result.extend(to_poly(h.pts, true));
         }
     }
-    Ok(result)
+    result
 }
 
 /// Maps a slice polygon to the patient frame.
@@ -505,38 +564,69 @@ pub fn contours_for_label(
     label: u8,
     opts: &ContourOptions,
 ) -> Result<Vec<Contour>> {
+    contours_where(labels, |v| v == label, opts)
+}
+
+/// Contours of every voxel whose label satisfies `inside` (for example `|l| l != 0`, the union
+/// of all structures), slice by slice in parallel, in patient mm. Each slice is traced inside
+/// the bounding box of its voxels, so the work follows the structure's extent, not the grid's.
+pub fn contours_where(
+    labels: &Volume<u8>,
+    inside: impl Fn(u8) -> bool + Sync,
+    opts: &ContourOptions,
+) -> Result<Vec<Contour>> {
     let g = *labels.geometry();
-    let [cols, rows, slices] = g.size;
+    let [cols, _, slices] = g.size;
     let gtype = match opts.holes {
         HoleEncoding::Xor => GeometricType::ClosedPlanarXor,
         _ => GeometricType::ClosedPlanar,
     };
-    let per_slice: Vec<Result<Vec<Contour>>> = (0..slices)
+    let per_slice: Vec<Vec<Contour>> = (0..slices)
         .into_par_iter()
         .map(|k| {
             let Some(sl) = labels.slice(k) else {
-                return Ok(Vec::new());
+                return Vec::new();
             };
-            if !sl.contains(&label) {
-                return Ok(Vec::new());
+            let Some([i0, i1, j0, j1]) = bounding_box(sl, cols, &inside) else {
+                return Vec::new();
+            };
+            let (w, h) = (i1 - i0, j1 - j0);
+            let mut mask = Vec::with_capacity(w * h);
+            for row in sl.chunks(cols.max(1)).skip(j0).take(h) {
+                mask.extend(row.get(i0..i1).unwrap_or(&[]).iter().map(|&v| inside(v)));
             }
-            let mask: Vec<bool> = sl.iter().map(|&v| v == label).collect();
-            let polys = trace_slice(&mask, cols, rows, [g.spacing[0], g.spacing[1]], opts)?;
-            Ok(polys
+            if mask.len() != w * h {
+                return Vec::new();
+            }
+            let polys = trace_at(&mask, w, h, [i0, j0], [g.spacing[0], g.spacing[1]], opts);
+            polys
                 .iter()
                 .map(|p| Contour {
                     slice: k,
                     points: to_patient(&g, k, p),
                     geometric_type: gtype,
                 })
-                .collect())
+                .collect()
         })
         .collect();
-    let mut out = Vec::new();
-    for r in per_slice {
-        out.extend(r?);
+    Ok(per_slice.into_iter().flatten().collect())
+}
+
+/// Columns `i0..i1` and rows `j0..j1` holding every value of a `cols`-wide slice that
+/// satisfies `inside`; `None` when none does.
+fn bounding_box(slice: &[u8], cols: usize, inside: &impl Fn(u8) -> bool) -> Option<[usize; 4]> {
+    let mut bb: Option<[usize; 4]> = None;
+    for (j, row) in slice.chunks(cols.max(1)).enumerate() {
+        let Some(first) = row.iter().position(|&v| inside(v)) else {
+            continue;
+        };
+        let last = row.iter().rposition(|&v| inside(v)).unwrap_or(first);
+        bb = Some(match bb {
+            None => [first, last + 1, j, j + 1],
+            Some([a, b, c, _]) => [a.min(first), b.max(last + 1), c, j + 1],
+        });
     }
-    Ok(out)
+    bb
 }
 
 #[cfg(test)]
@@ -706,6 +796,58 @@ mod tests {
             polygon_area(&simple[0].points),
         );
         assert!((a - b).abs() / a < 0.05, "{a} vs {b}");
+    }
+
+    #[test]
+    fn cropped_tracing_equals_whole_slice_tracing() {
+        // random blobs placed anywhere in a 40 × 30 slice (touching borders too): tracing the
+        // bounding box (contours_for_label) gives the polygons of tracing the whole slice
+        let g = Geometry::new(
+            [40, 30, 1],
+            [0.0; 3],
+            [1.0; 3],
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        )
+        .unwrap();
+        let mut s = 99u64;
+        for case in 0..100 {
+            let mut next = || {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 33) as usize
+            };
+            let (x0, y0) = (next() % 40, next() % 30);
+            let (bw, bh) = (1 + next() % 20, 1 + next() % 15);
+            let mut data = vec![0u8; 40 * 30];
+            for y in y0..(y0 + bh).min(30) {
+                for x in x0..(x0 + bw).min(40) {
+                    if next() % 100 < 65 {
+                        data[y * 40 + x] = 1 + (next() % 2) as u8;
+                    }
+                }
+            }
+            let v = Volume::new(g, data.clone()).unwrap();
+            for tol in [0.0, 0.7] {
+                let opts = ContourOptions {
+                    tolerance_mm: tol,
+                    ..Default::default()
+                };
+                let mask: Vec<bool> = data.iter().map(|&l| l == 1).collect();
+                let whole = trace_slice(&mask, 40, 30, [1.0, 1.0], &opts).unwrap();
+                let cropped = contours_for_label(&v, 1, &opts).unwrap();
+                assert_eq!(whole.len(), cropped.len(), "case {case}");
+                for (a, b) in whole.iter().zip(&cropped) {
+                    assert_eq!(to_patient(&g, 0, a), b.points, "case {case}");
+                }
+                let union = contours_where(&v, |l| l != 0, &opts).unwrap();
+                let mask: Vec<bool> = data.iter().map(|&l| l != 0).collect();
+                assert_eq!(
+                    trace_slice(&mask, 40, 30, [1.0, 1.0], &opts).unwrap().len(),
+                    union.len()
+                );
+            }
+        }
     }
 
     #[test]

@@ -125,28 +125,7 @@ pub fn segment_with(
     let pred = predict(model, &ct.volume, opts)?;
     let t = Instant::now();
     let mut labels = pred.labels;
-    let mut changes = vec![(0usize, 0usize); m.labels.len()];
-    for spec in m.labels.iter().skip(1) {
-        let label = spec.index as u8;
-        let pp = crate::postprocess::PostprocessOptions {
-            largest_component: spec.largest_component,
-            connectivity: if spec.connectivity == 26 {
-                crate::postprocess::Connectivity::TwentySix
-            } else {
-                crate::postprocess::Connectivity::Six
-            },
-            min_component_fraction: spec.min_component_fraction,
-            fill_holes: match spec.fill_holes {
-                crate::model::FillHoles::None => crate::postprocess::FillHoles::None,
-                crate::model::FillHoles::TwoD => crate::postprocess::FillHoles::Slice2d,
-                crate::model::FillHoles::ThreeD => crate::postprocess::FillHoles::Volume3d,
-            },
-        };
-        let r = crate::postprocess::postprocess_label(&mut labels, label, &pp)?;
-        if let Some(c) = changes.get_mut(spec.index) {
-            *c = (r.removed_voxels, r.filled_voxels);
-        }
-    }
+    let changes = postprocess_labels(m, &mut labels)?;
     let postprocess_s = t.elapsed().as_secs_f64();
 
     let tc = Instant::now();
@@ -257,6 +236,45 @@ pub fn segment_with(
         ct_facts,
         profile: None,
     })
+}
+
+/// Applies the manifest's postprocessing to every label of `labels` (largest component or size
+/// fraction, hole filling), in label order; returns per label index the voxels removed and
+/// filled (index 0, the background, is always `(0, 0)`).
+pub fn postprocess_labels(
+    m: &crate::model::Manifest,
+    labels: &mut Volume<u8>,
+) -> Result<Vec<(usize, usize)>> {
+    let todo: Vec<(u8, crate::postprocess::PostprocessOptions)> = m
+        .labels
+        .iter()
+        .skip(1)
+        .map(|spec| {
+            let pp = crate::postprocess::PostprocessOptions {
+                largest_component: spec.largest_component,
+                connectivity: if spec.connectivity == 26 {
+                    crate::postprocess::Connectivity::TwentySix
+                } else {
+                    crate::postprocess::Connectivity::Six
+                },
+                min_component_fraction: spec.min_component_fraction,
+                fill_holes: match spec.fill_holes {
+                    crate::model::FillHoles::None => crate::postprocess::FillHoles::None,
+                    crate::model::FillHoles::TwoD => crate::postprocess::FillHoles::Slice2d,
+                    crate::model::FillHoles::ThreeD => crate::postprocess::FillHoles::Volume3d,
+                },
+            };
+            (spec.index as u8, pp)
+        })
+        .collect();
+    let reports = crate::postprocess::postprocess_labels(labels, &todo)?;
+    let mut changes = vec![(0usize, 0usize); m.labels.len()];
+    for (spec, r) in m.labels.iter().skip(1).zip(reports) {
+        if let Some(c) = changes.get_mut(spec.index) {
+            *c = (r.removed_voxels, r.filled_voxels);
+        }
+    }
+    Ok(changes)
 }
 
 impl Segmentation {
@@ -404,18 +422,17 @@ impl Segmentation {
         if !external.is_empty() {
             // The label map is mutually exclusive, so the body label excludes the organs inside
             // it; an EXTERNAL ROI must enclose them: contour the union of all structures.
-            let union: Vec<u8> = self
-                .labels
-                .data()
-                .iter()
-                .map(|&l| u8::from(l != 0))
-                .collect();
-            let union = Volume::new(*self.labels.geometry(), union)?;
-            let ext = external
-                .into_iter()
-                .map(|(_, spec)| (1u8, spec))
-                .collect::<Vec<_>>();
-            rois.extend(rois_from_labels(&union, &ext, contour)?);
+            let contours = crate::contour::contours_where(&self.labels, |l| l != 0, contour)?;
+            let mut ext = external.into_iter();
+            if let Some((_, spec)) = ext.next() {
+                for (_, spec) in ext {
+                    rois.push(RoiContours {
+                        spec,
+                        contours: contours.clone(),
+                    });
+                }
+                rois.push(RoiContours { spec, contours });
+            }
         }
         rois.sort_by_key(|r| r.spec.number);
         Ok(rois)
