@@ -490,3 +490,143 @@ fn mixed_pixel_encoding_is_refused() {
         other => panic!("expected InvalidTag, got {:?}", other.err()),
     }
 }
+
+/// A DICOM file as bytes: preamble, file meta (implicit VR little endian), then `body`.
+fn dicom_bytes(body: &[u8]) -> Vec<u8> {
+    fn meta_el(out: &mut Vec<u8>, element: u16, vr: &[u8; 2], value: &[u8]) {
+        out.extend_from_slice(&[0x02, 0x00]);
+        out.extend_from_slice(&element.to_le_bytes());
+        out.extend_from_slice(vr);
+        if vr == b"OB" {
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        out.extend_from_slice(value);
+    }
+    let mut meta = Vec::new();
+    meta_el(&mut meta, 0x0001, b"OB", &[0, 1]);
+    meta_el(&mut meta, 0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+    meta_el(&mut meta, 0x0003, b"UI", b"2.25.424242\0");
+    meta_el(&mut meta, 0x0010, b"UI", b"1.2.840.10008.1.2\0");
+    let mut v = vec![0u8; 128];
+    v.extend_from_slice(b"DICM");
+    meta_el(&mut v, 0x0000, b"UL", &(meta.len() as u32).to_le_bytes());
+    v.extend_from_slice(&meta);
+    v.extend_from_slice(body);
+    v
+}
+
+/// One implicit VR little endian element.
+fn implicit_el(out: &mut Vec<u8>, group: u16, element: u16, len: u32, value: &[u8]) {
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&element.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+/// Secondary-capture header elements, then `levels` undefined-length sequences, each in an
+/// item of the one before, closed again.
+fn nested_sequences(levels: usize, series_uid: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    let uid = |s: &str| {
+        let mut v = s.as_bytes().to_vec();
+        if v.len() % 2 == 1 {
+            v.push(0);
+        }
+        v
+    };
+    for (el, v) in [
+        (0x0016u16, uid("1.2.840.10008.5.1.4.1.1.7")),
+        (0x0018, uid("2.25.424242")),
+        (0x0060, b"OT".to_vec()),
+    ] {
+        implicit_el(&mut b, 0x0008, el, v.len() as u32, &v);
+    }
+    for _ in 0..levels {
+        implicit_el(&mut b, 0x0008, 0x1115, u32::MAX, &[]);
+        implicit_el(&mut b, 0xFFFE, 0xE000, u32::MAX, &[]);
+    }
+    for _ in 0..levels {
+        implicit_el(&mut b, 0xFFFE, 0xE00D, 0, &[]);
+        implicit_el(&mut b, 0xFFFE, 0xE0DD, 0, &[]);
+    }
+    let s = uid(series_uid);
+    implicit_el(&mut b, 0x0020, 0x000E, s.len() as u32, &s);
+    dicom_bytes(&b)
+}
+
+/// Sequences nested 5000 deep overflowed dicom-object's recursive parser's stack and aborted the
+/// process; they are refused by name before parsing. 64 levels (the limit) still parse, on
+/// rayon's threads too (a folder scan).
+#[test]
+fn deep_sequence_nesting_is_refused_before_parsing() {
+    use autocontour::dicom::{MAX_SEQUENCE_DEPTH, read_bytes, read_file, read_header};
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = tmp.path().join("deep.dcm");
+    let bytes = nested_sequences(5000, "2.25.1");
+    std::fs::write(&deep, &bytes).unwrap();
+    for r in [
+        read_file(&deep).map(|_| ()),
+        read_header(&deep).map(|_| ()),
+        read_bytes(Path::new("deep"), &bytes).map(|_| ()),
+    ] {
+        match r {
+            Err(e @ Error::NotDicom { .. }) => {
+                assert!(e.to_string().contains("nested more than 64 levels"), "{e}")
+            }
+            other => panic!("expected NotDicom, got {other:?}"),
+        }
+    }
+    let summary = discover(tmp.path()).unwrap();
+    assert!(summary.series.is_empty());
+    assert!(summary.ignored.iter().any(|m| m.contains("nested")));
+    // At the limit it parses (64 nested sequences), in a folder scan on rayon's threads.
+    let ok = tmp.path().join("ok.dcm");
+    std::fs::write(&ok, nested_sequences(MAX_SEQUENCE_DEPTH, "2.25.2")).unwrap();
+    std::fs::remove_file(&deep).unwrap();
+    let summary = discover(tmp.path()).unwrap();
+    assert_eq!(summary.series.len(), 1, "{:?}", summary.ignored);
+    assert!(read_file(&ok).is_ok());
+}
+
+/// A real slice whose Pixel Data length claims 0xFFFFFFF0 bytes made the loader reserve ~4 GB
+/// before noticing the file is short; it is refused by name first, without the allocation.
+#[test]
+fn huge_element_length_is_refused_before_allocating() {
+    let src = common::require("rider/ct").join("1-001.dcm");
+    let mut bytes = std::fs::read(&src).unwrap();
+    // Implicit VR little endian: (7FE0,0010), then a 32-bit length.
+    let at = bytes
+        .windows(4)
+        .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+        .unwrap();
+    bytes[at + 4..at + 8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.dcm");
+    std::fs::write(&bad, &bytes).unwrap();
+    let t = std::time::Instant::now();
+    for r in [
+        autocontour::dicom::read_file(&bad).map(|_| ()),
+        autocontour::dicom::read_header(&bad).map(|_| ()),
+        autocontour::dicom::read_bytes(&bad, &bytes).map(|_| ()),
+        load_series_files(std::slice::from_ref(&bad), &LoadOptions::default()).map(|_| ()),
+    ] {
+        match r {
+            Err(e @ Error::NotDicom { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("bad.dcm"), "{msg}");
+                assert!(
+                    msg.contains(&format!(
+                        "element (7FE0,0010) at byte {at} declares 4294967280 bytes but only {} remain",
+                        bytes.len() - at - 8
+                    )),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected NotDicom, got {other:?}"),
+        }
+    }
+    assert!(t.elapsed().as_secs_f64() < 2.0, "{:?}", t.elapsed());
+}
