@@ -630,3 +630,98 @@ fn huge_element_length_is_refused_before_allocating() {
     }
     assert!(t.elapsed().as_secs_f64() < 2.0, "{:?}", t.elapsed());
 }
+
+fn truncate(path: &Path, len: usize) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..len]).unwrap();
+}
+
+fn unreadable(r: autocontour::Result<autocontour::dicom::CtSeries>) -> Vec<PathBuf> {
+    match r {
+        Err(e @ Error::UnreadableFiles { .. }) => {
+            let msg = e.to_string();
+            let Error::UnreadableFiles { files, .. } = e else {
+                unreachable!()
+            };
+            for (p, _) in &files {
+                assert!(msg.contains(&p.display().to_string()), "{msg}");
+            }
+            files.into_iter().map(|(p, _)| p).collect()
+        }
+        other => panic!("expected UnreadableFiles, got {:?}", other.err()),
+    }
+}
+
+/// A truncated slice at the end of the stack was skipped and a shorter volume loaded; one inside
+/// the stack was refused blaming its neighbour (a gap). Both are refused naming the file itself,
+/// whether the cut falls in the pixel data or in the header.
+#[test]
+fn truncated_slices_are_refused_by_name() {
+    for (k, cut) in [(9, 1000), (9, 200), (0, 1000), (4, 1000), (4, 150)] {
+        let s = phantom(Orientation::AxialHfs);
+        // Which file is slice k along the normal (the phantom writes them in order).
+        let f = s.files[k].clone();
+        truncate(&f, cut);
+        assert_eq!(
+            unreadable(load(&s.dir)),
+            vec![f.clone()],
+            "slice {k} cut at {cut}"
+        );
+        // With the series asked for by UID too.
+        let uid = discover(&s.dir).unwrap().series[0].uid.clone();
+        assert_eq!(
+            unreadable(load_series(&s.dir, Some(&uid), &LoadOptions::default())),
+            vec![f]
+        );
+    }
+}
+
+/// An unreadable DICOM file of another series (its Series Instance UID readable) is only
+/// logged; one of the same series is refused; a non-DICOM file is ignored as before.
+#[test]
+fn unreadable_files_of_other_series_are_ignored() {
+    let s = phantom(Orientation::AxialHfs);
+    let uid = discover(&s.dir).unwrap().series[0].uid.clone();
+    // A slice of another series, truncated in its pixel data (its header, with the Series
+    // Instance UID, is intact).
+    let other = s.dir.join("other.dcm");
+    std::fs::copy(&s.files[0], &other).unwrap();
+    alter(&other, |o| {
+        put(o, tags::SERIES_INSTANCE_UID, VR::UI, "2.25.999".into());
+        put(o, tags::SOP_INSTANCE_UID, VR::UI, "2.25.998".into());
+    });
+    let n = std::fs::metadata(&other).unwrap().len() as usize;
+    truncate(&other, n - 100);
+    std::fs::write(s.dir.join("notes.txt"), b"not DICOM at all").unwrap();
+    let ct = load(&s.dir).unwrap();
+    assert_eq!(ct.slices.len(), 10);
+    // Deep nesting stops the walk before the Series Instance UID: it may be this series'.
+    let deep = s.dir.join("deep.dcm");
+    std::fs::write(&deep, nested_sequences(5000, &uid)).unwrap();
+    assert_eq!(unreadable(load(&s.dir)), vec![deep.clone()]);
+    std::fs::remove_file(&deep).unwrap();
+    // The same truncated slice of this series is refused.
+    alter(&s.files[0], |o| {
+        put(o, tags::SOP_INSTANCE_UID, VR::UI, "2.25.997".into());
+    });
+    let same = s.dir.join("same.dcm");
+    std::fs::copy(&s.files[0], &same).unwrap();
+    truncate(&same, n - 100);
+    std::fs::remove_file(&s.files[0]).unwrap();
+    assert_eq!(unreadable(load(&s.dir)), vec![same]);
+}
+
+/// A file whose name is not UTF-8 was skipped silently (and the gap blamed on a neighbour).
+#[test]
+fn non_utf8_file_names_are_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = phantom(Orientation::AxialHfs);
+    let odd = s
+        .dir
+        .join(std::ffi::OsStr::from_bytes(b"slice-\xff\xfe.dcm"));
+    std::fs::rename(&s.files[4], &odd).unwrap();
+    let ct = load(&s.dir).unwrap();
+    assert_eq!(ct.slices.len(), 10);
+    assert!(ct.slices.iter().any(|r| r.path == odd));
+    assert_eq!(discover(&s.dir).unwrap().series[0].slices, 10);
+}

@@ -91,6 +91,27 @@ fn prescan_file(path: &Path) -> Result<()> {
     prescan::scan(BufReader::with_capacity(1 << 16, f), len, start).map_err(|r| refusal(path, r))
 }
 
+/// What can be told about a file that did not parse: whether it starts like DICOM (the `DICM`
+/// magic, a file meta group or a bare data set), and its Series Instance UID when the element
+/// walk gets that far. `(false, None)` when it cannot be read at all.
+pub(crate) fn sniff(path: &Path) -> (bool, Option<String>) {
+    let Ok(f) = File::open(path) else {
+        return (false, None);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut head = Vec::with_capacity(132);
+    if (&f).take(132).read_to_end(&mut head).is_err() || (&f).seek(SeekFrom::Start(0)).is_err() {
+        return (false, None);
+    }
+    match start_of(&head) {
+        Some(start) => (
+            true,
+            prescan::series_uid(BufReader::with_capacity(1 << 16, f), len, start),
+        ),
+        None => (false, None),
+    }
+}
+
 fn open(path: &Path, until: Option<Tag>) -> Result<DefaultDicomObject> {
     prescan_file(path)?;
     let magic = has_dicm_magic(path)?;

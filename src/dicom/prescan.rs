@@ -109,46 +109,69 @@ impl<R: Read> Input for flate2::read::DeflateDecoder<R> {
 
 /// Walks a file of `len` bytes from `start`. `Ok(())` means dicom-object may parse it.
 pub(crate) fn scan<R: Input>(r: R, len: u64, start: Start) -> Scan<()> {
+    walk(r, len, start, false).0
+}
+
+/// The top-level Series Instance UID of a file that may not parse, as far as a walk gets before
+/// it stops (an unknown transfer syntax is walked as explicit VR little endian).
+pub(crate) fn series_uid<R: Input>(r: R, len: u64, start: Start) -> Option<String> {
+    walk(r, len, start, true).1
+}
+
+fn walk<R: Input>(r: R, len: u64, start: Start, sniff: bool) -> (Scan<()>, Option<String>) {
     let mut s = Scanner {
         r,
         pos: 0,
         end: len,
         inflated: false,
+        series_uid: None,
     };
-    match start {
-        Start::BareImplicit => s.dataset(Syntax::ImplicitLe),
-        Start::Meta(offset) => {
-            s.r.skip(i64::try_from(offset).map_err(io::Error::other)?)?;
-            s.pos = offset;
-            let Some(ts) = s.meta()? else {
-                return Ok(());
-            };
-            if DEFLATED.contains(&ts.as_str()) {
-                let mut inner = Scanner {
-                    r: flate2::read::DeflateDecoder::new(s.r),
-                    pos: 0,
-                    end: MAX_INFLATED_BYTES,
-                    inflated: true,
+    let result = s.run(start, sniff);
+    (result, s.series_uid)
+}
+
+impl<R: Input> Scanner<R> {
+    fn run(&mut self, start: Start, sniff: bool) -> Scan<()> {
+        let s = self;
+        match start {
+            Start::BareImplicit => s.dataset(Syntax::ImplicitLe),
+            Start::Meta(offset) => {
+                s.r.skip(i64::try_from(offset).map_err(io::Error::other)?)?;
+                s.pos = offset;
+                let Some(ts) = s.meta()? else {
+                    return Ok(());
                 };
-                return inner.dataset(Syntax::ExplicitLe);
-            }
-            let syntax = match ts.as_str() {
-                IMPLICIT_VR_LE => Syntax::ImplicitLe,
-                EXPLICIT_VR_BE => Syntax::ExplicitBe,
-                other => {
-                    use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
-                    if dicom_transfer_syntax_registry::TransferSyntaxRegistry
-                        .get(other)
-                        .is_none()
-                    {
-                        // dicom-object refuses it by name.
-                        return Ok(());
-                    }
-                    // Every other standard transfer syntax is explicit VR little endian.
-                    Syntax::ExplicitLe
+                if DEFLATED.contains(&ts.as_str()) {
+                    let mut inner = Scanner {
+                        r: flate2::read::DeflateDecoder::new(&mut s.r),
+                        pos: 0,
+                        end: MAX_INFLATED_BYTES,
+                        inflated: true,
+                        series_uid: None,
+                    };
+                    let result = inner.dataset(Syntax::ExplicitLe);
+                    s.series_uid = inner.series_uid;
+                    return result;
                 }
-            };
-            s.dataset(syntax)
+                let syntax = match ts.as_str() {
+                    IMPLICIT_VR_LE => Syntax::ImplicitLe,
+                    EXPLICIT_VR_BE => Syntax::ExplicitBe,
+                    other => {
+                        use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
+                        if !sniff
+                            && dicom_transfer_syntax_registry::TransferSyntaxRegistry
+                                .get(other)
+                                .is_none()
+                        {
+                            // dicom-object refuses it by name.
+                            return Ok(());
+                        }
+                        // Every other standard transfer syntax is explicit VR little endian.
+                        Syntax::ExplicitLe
+                    }
+                };
+                s.dataset(syntax)
+            }
         }
     }
 }
@@ -171,6 +194,8 @@ struct Scanner<R> {
     /// The file's length, or (inflated) the most bytes the data set may inflate to.
     end: u64,
     inflated: bool,
+    /// The top-level Series Instance UID, once walked past.
+    series_uid: Option<String>,
 }
 
 /// VRs whose explicit-VR header has two reserved bytes and a 32-bit length (unknown VRs too,
@@ -490,6 +515,16 @@ impl<R: Input> Scanner<R> {
                             kind: Kind::Fragments,
                             end: None,
                         });
+                    } else if stack.is_empty() && tag == (0x0020, 0x000E) && len <= 64 {
+                        self.check_len("element", tag, at, len)?;
+                        let mut v = vec![0u8; len as usize];
+                        self.r.read_exact(&mut v).map_err(|e| self.read_error(e))?;
+                        self.pos += u64::from(len);
+                        let uid = String::from_utf8_lossy(&v);
+                        self.series_uid = Some(
+                            uid.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                                .to_string(),
+                        );
                     } else {
                         self.check_len("element", tag, at, len)?;
                         self.skip(len)?;
