@@ -94,6 +94,9 @@ enum ac_status
   AC_STATUS_INVALID_NIFTI = 209,
   // The volume is too large for a NIfTI-1 file (a dimension over 32767).
   AC_STATUS_NIFTI_TOO_LARGE = 210,
+  // Files in the folder that look like DICOM cannot be read and may belong to the series
+  // being loaded (a truncated or corrupt slice); the message lists each with its reason.
+  AC_STATUS_UNREADABLE_FILES = 211,
   // Slices do not share one orientation.
   AC_STATUS_MIXED_ORIENTATION = 300,
   // Slices do not share rows, columns or pixel spacing.

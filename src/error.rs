@@ -148,6 +148,22 @@ pub enum Error {
         /// Why candidates were rejected (starts with `: ` when non-empty).
         detail: String,
     },
+    /// Files in the folder that look like DICOM (the `DICM` magic, a file meta group or a bare
+    /// data set) but cannot be read, and may belong to the series being loaded (their Series
+    /// Instance UID is that series' or could not be read): loading without them could give a
+    /// volume with slices missing at an end, so the load is refused and every one is listed.
+    #[error(
+        "{}: {} DICOM file(s) cannot be read and may belong to the series; repair them or move them out of the folder: {}",
+        path.display(),
+        files.len(),
+        list_files(files)
+    )]
+    UnreadableFiles {
+        /// The folder loaded.
+        path: PathBuf,
+        /// Each file and why it cannot be read.
+        files: Vec<(PathBuf, String)>,
+    },
     /// The series UID asked for is not in the folder.
     #[error("series {uid} not found under {path}")]
     SeriesNotFound {
@@ -404,6 +420,19 @@ impl Error {
             source: Some(Box::new(source)),
         }
     }
+}
+
+/// `path (reason); …` for the first ten files, then how many more.
+fn list_files(files: &[(PathBuf, String)]) -> String {
+    let mut parts: Vec<String> = files
+        .iter()
+        .take(10)
+        .map(|(p, why)| format!("{} ({why})", p.display()))
+        .collect();
+    if files.len() > 10 {
+        parts.push(format!("and {} more", files.len() - 10));
+    }
+    parts.join("; ")
 }
 
 /// `e` boxed as a [`Cause`].

@@ -490,3 +490,238 @@ fn mixed_pixel_encoding_is_refused() {
         other => panic!("expected InvalidTag, got {:?}", other.err()),
     }
 }
+
+/// A DICOM file as bytes: preamble, file meta (implicit VR little endian), then `body`.
+fn dicom_bytes(body: &[u8]) -> Vec<u8> {
+    fn meta_el(out: &mut Vec<u8>, element: u16, vr: &[u8; 2], value: &[u8]) {
+        out.extend_from_slice(&[0x02, 0x00]);
+        out.extend_from_slice(&element.to_le_bytes());
+        out.extend_from_slice(vr);
+        if vr == b"OB" {
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        out.extend_from_slice(value);
+    }
+    let mut meta = Vec::new();
+    meta_el(&mut meta, 0x0001, b"OB", &[0, 1]);
+    meta_el(&mut meta, 0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+    meta_el(&mut meta, 0x0003, b"UI", b"2.25.424242\0");
+    meta_el(&mut meta, 0x0010, b"UI", b"1.2.840.10008.1.2\0");
+    let mut v = vec![0u8; 128];
+    v.extend_from_slice(b"DICM");
+    meta_el(&mut v, 0x0000, b"UL", &(meta.len() as u32).to_le_bytes());
+    v.extend_from_slice(&meta);
+    v.extend_from_slice(body);
+    v
+}
+
+/// One implicit VR little endian element.
+fn implicit_el(out: &mut Vec<u8>, group: u16, element: u16, len: u32, value: &[u8]) {
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&element.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+/// Secondary-capture header elements, then `levels` undefined-length sequences, each in an
+/// item of the one before, closed again.
+fn nested_sequences(levels: usize, series_uid: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    let uid = |s: &str| {
+        let mut v = s.as_bytes().to_vec();
+        if v.len() % 2 == 1 {
+            v.push(0);
+        }
+        v
+    };
+    for (el, v) in [
+        (0x0016u16, uid("1.2.840.10008.5.1.4.1.1.7")),
+        (0x0018, uid("2.25.424242")),
+        (0x0060, b"OT".to_vec()),
+    ] {
+        implicit_el(&mut b, 0x0008, el, v.len() as u32, &v);
+    }
+    for _ in 0..levels {
+        implicit_el(&mut b, 0x0008, 0x1115, u32::MAX, &[]);
+        implicit_el(&mut b, 0xFFFE, 0xE000, u32::MAX, &[]);
+    }
+    for _ in 0..levels {
+        implicit_el(&mut b, 0xFFFE, 0xE00D, 0, &[]);
+        implicit_el(&mut b, 0xFFFE, 0xE0DD, 0, &[]);
+    }
+    let s = uid(series_uid);
+    implicit_el(&mut b, 0x0020, 0x000E, s.len() as u32, &s);
+    dicom_bytes(&b)
+}
+
+/// Sequences nested 5000 deep overflowed dicom-object's recursive parser's stack and aborted the
+/// process; they are refused by name before parsing. 64 levels (the limit) still parse, on
+/// rayon's threads too (a folder scan).
+#[test]
+fn deep_sequence_nesting_is_refused_before_parsing() {
+    use autocontour::dicom::{MAX_SEQUENCE_DEPTH, read_bytes, read_file, read_header};
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = tmp.path().join("deep.dcm");
+    let bytes = nested_sequences(5000, "2.25.1");
+    std::fs::write(&deep, &bytes).unwrap();
+    for r in [
+        read_file(&deep).map(|_| ()),
+        read_header(&deep).map(|_| ()),
+        read_bytes(Path::new("deep"), &bytes).map(|_| ()),
+    ] {
+        match r {
+            Err(e @ Error::NotDicom { .. }) => {
+                assert!(e.to_string().contains("nested more than 64 levels"), "{e}")
+            }
+            other => panic!("expected NotDicom, got {other:?}"),
+        }
+    }
+    let summary = discover(tmp.path()).unwrap();
+    assert!(summary.series.is_empty());
+    assert!(summary.ignored.iter().any(|m| m.contains("nested")));
+    // At the limit it parses (64 nested sequences), in a folder scan on rayon's threads.
+    let ok = tmp.path().join("ok.dcm");
+    std::fs::write(&ok, nested_sequences(MAX_SEQUENCE_DEPTH, "2.25.2")).unwrap();
+    std::fs::remove_file(&deep).unwrap();
+    let summary = discover(tmp.path()).unwrap();
+    assert_eq!(summary.series.len(), 1, "{:?}", summary.ignored);
+    assert!(read_file(&ok).is_ok());
+}
+
+/// A real slice whose Pixel Data length claims 0xFFFFFFF0 bytes made the loader reserve ~4 GB
+/// before noticing the file is short; it is refused by name first, without the allocation.
+#[test]
+fn huge_element_length_is_refused_before_allocating() {
+    let src = common::require("rider/ct").join("1-001.dcm");
+    let mut bytes = std::fs::read(&src).unwrap();
+    // Implicit VR little endian: (7FE0,0010), then a 32-bit length.
+    let at = bytes
+        .windows(4)
+        .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+        .unwrap();
+    bytes[at + 4..at + 8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.dcm");
+    std::fs::write(&bad, &bytes).unwrap();
+    let t = std::time::Instant::now();
+    for r in [
+        autocontour::dicom::read_file(&bad).map(|_| ()),
+        autocontour::dicom::read_header(&bad).map(|_| ()),
+        autocontour::dicom::read_bytes(&bad, &bytes).map(|_| ()),
+        load_series_files(std::slice::from_ref(&bad), &LoadOptions::default()).map(|_| ()),
+    ] {
+        match r {
+            Err(e @ Error::NotDicom { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("bad.dcm"), "{msg}");
+                assert!(
+                    msg.contains(&format!(
+                        "element (7FE0,0010) at byte {at} declares 4294967280 bytes but only {} remain",
+                        bytes.len() - at - 8
+                    )),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected NotDicom, got {other:?}"),
+        }
+    }
+    assert!(t.elapsed().as_secs_f64() < 2.0, "{:?}", t.elapsed());
+}
+
+fn truncate(path: &Path, len: usize) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..len]).unwrap();
+}
+
+fn unreadable(r: autocontour::Result<autocontour::dicom::CtSeries>) -> Vec<PathBuf> {
+    match r {
+        Err(e @ Error::UnreadableFiles { .. }) => {
+            let msg = e.to_string();
+            let Error::UnreadableFiles { files, .. } = e else {
+                unreachable!()
+            };
+            for (p, _) in &files {
+                assert!(msg.contains(&p.display().to_string()), "{msg}");
+            }
+            files.into_iter().map(|(p, _)| p).collect()
+        }
+        other => panic!("expected UnreadableFiles, got {:?}", other.err()),
+    }
+}
+
+/// A truncated slice at the end of the stack was skipped and a shorter volume loaded; one inside
+/// the stack was refused blaming its neighbour (a gap). Both are refused naming the file itself,
+/// whether the cut falls in the pixel data or in the header.
+#[test]
+fn truncated_slices_are_refused_by_name() {
+    for (k, cut) in [(9, 1000), (9, 200), (0, 1000), (4, 1000), (4, 150)] {
+        let s = phantom(Orientation::AxialHfs);
+        // Which file is slice k along the normal (the phantom writes them in order).
+        let f = s.files[k].clone();
+        truncate(&f, cut);
+        assert_eq!(
+            unreadable(load(&s.dir)),
+            vec![f.clone()],
+            "slice {k} cut at {cut}"
+        );
+        // With the series asked for by UID too.
+        let uid = discover(&s.dir).unwrap().series[0].uid.clone();
+        assert_eq!(
+            unreadable(load_series(&s.dir, Some(&uid), &LoadOptions::default())),
+            vec![f]
+        );
+    }
+}
+
+/// An unreadable DICOM file of another series (its Series Instance UID readable) is only
+/// logged; one of the same series is refused; a non-DICOM file is ignored as before.
+#[test]
+fn unreadable_files_of_other_series_are_ignored() {
+    let s = phantom(Orientation::AxialHfs);
+    let uid = discover(&s.dir).unwrap().series[0].uid.clone();
+    // A slice of another series, truncated in its pixel data (its header, with the Series
+    // Instance UID, is intact).
+    let other = s.dir.join("other.dcm");
+    std::fs::copy(&s.files[0], &other).unwrap();
+    alter(&other, |o| {
+        put(o, tags::SERIES_INSTANCE_UID, VR::UI, "2.25.999".into());
+        put(o, tags::SOP_INSTANCE_UID, VR::UI, "2.25.998".into());
+    });
+    let n = std::fs::metadata(&other).unwrap().len() as usize;
+    truncate(&other, n - 100);
+    std::fs::write(s.dir.join("notes.txt"), b"not DICOM at all").unwrap();
+    let ct = load(&s.dir).unwrap();
+    assert_eq!(ct.slices.len(), 10);
+    // Deep nesting stops the walk before the Series Instance UID: it may be this series'.
+    let deep = s.dir.join("deep.dcm");
+    std::fs::write(&deep, nested_sequences(5000, &uid)).unwrap();
+    assert_eq!(unreadable(load(&s.dir)), vec![deep.clone()]);
+    std::fs::remove_file(&deep).unwrap();
+    // The same truncated slice of this series is refused.
+    alter(&s.files[0], |o| {
+        put(o, tags::SOP_INSTANCE_UID, VR::UI, "2.25.997".into());
+    });
+    let same = s.dir.join("same.dcm");
+    std::fs::copy(&s.files[0], &same).unwrap();
+    truncate(&same, n - 100);
+    std::fs::remove_file(&s.files[0]).unwrap();
+    assert_eq!(unreadable(load(&s.dir)), vec![same]);
+}
+
+/// A file whose name is not UTF-8 was skipped silently (and the gap blamed on a neighbour).
+#[test]
+fn non_utf8_file_names_are_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = phantom(Orientation::AxialHfs);
+    let odd = s
+        .dir
+        .join(std::ffi::OsStr::from_bytes(b"slice-\xff\xfe.dcm"));
+    std::fs::rename(&s.files[4], &odd).unwrap();
+    let ct = load(&s.dir).unwrap();
+    assert_eq!(ct.slices.len(), 10);
+    assert!(ct.slices.iter().any(|r| r.path == odd));
+    assert_eq!(discover(&s.dir).unwrap().series[0].slices, 10);
+}

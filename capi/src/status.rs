@@ -75,6 +75,9 @@ pub enum ac_status {
     InvalidNifti = 209,
     /// The volume is too large for a NIfTI-1 file (a dimension over 32767).
     NiftiTooLarge = 210,
+    /// Files in the folder that look like DICOM cannot be read and may belong to the series
+    /// being loaded (a truncated or corrupt slice); the message lists each with its reason.
+    UnreadableFiles = 211,
 
     /// Slices do not share one orientation.
     MixedOrientation = 300,
@@ -152,6 +155,7 @@ impl ac_status {
             Error::MultiFrame { .. } => S::MultiFrame,
             Error::InvalidNifti { .. } => S::InvalidNifti,
             Error::NiftiTooLarge { .. } => S::NiftiTooLarge,
+            Error::UnreadableFiles { .. } => S::UnreadableFiles,
             Error::ModelNotFound { .. } => S::ModelNotFound,
             Error::InvalidManifest { .. } => S::InvalidManifest,
             Error::ModelHashMismatch { .. } => S::ModelHashMismatch,
@@ -229,6 +233,7 @@ status_table! {
     RoiNotFound => "AC_STATUS_ROI_NOT_FOUND: no ROI of that name",
     InvalidNifti => "AC_STATUS_INVALID_NIFTI: not a NIfTI-1 label map the SDK reads",
     NiftiTooLarge => "AC_STATUS_NIFTI_TOO_LARGE: the volume is too large for NIfTI-1",
+    UnreadableFiles => "AC_STATUS_UNREADABLE_FILES: DICOM files that may belong to the series cannot be read",
     MixedOrientation => "AC_STATUS_MIXED_ORIENTATION: slices differ in orientation",
     MixedSize => "AC_STATUS_MIXED_SIZE: slices differ in size or pixel spacing",
     DuplicateSlice => "AC_STATUS_DUPLICATE_SLICE: two slices share one position",
@@ -323,6 +328,7 @@ mod tests {
         assert_eq!(ac_status::Cancelled as u32, 409);
         assert_eq!(ac_status::InvalidNifti as u32, 209);
         assert_eq!(ac_status::NiftiTooLarge as u32, 210);
+        assert_eq!(ac_status::UnreadableFiles as u32, 211);
         assert_eq!(ac_status::NotOnCtGrid as u32, 307);
         assert_eq!(
             ac_status::from_error(&Error::Cancelled),

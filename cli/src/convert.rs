@@ -435,7 +435,8 @@ pub fn to_rtstruct(args: ToRtstructArgs) -> CliResult<()> {
 }
 
 /// `segment --seg / --nifti`: writes `seg.dcm` and/or `labels.nii.gz` (+ `labels.json`) of a
-/// segmentation into `out`. Returns the paths written.
+/// segmentation into `out`, each staged in `outputs` (in place once it is committed). Returns
+/// the final paths.
 pub fn segment_outputs(
     seg: &autocontour::pipeline::Segmentation,
     model: &autocontour::model::Model,
@@ -443,6 +444,7 @@ pub fn segment_outputs(
     out: &Path,
     write_seg: bool,
     write_nifti: bool,
+    outputs: &mut autocontour::io::OutputSet,
 ) -> CliResult<(Option<PathBuf>, Option<PathBuf>)> {
     let specs = seg.roi_specs(model);
     let seg_path = if write_seg {
@@ -457,7 +459,13 @@ pub fn segment_outputs(
             .collect();
         let info = seg.output_info();
         let p = out.join("seg.dcm");
-        autocontour::seg::write_seg(&p, ct, &*seg.written_labels()?, &segments, &info)?;
+        autocontour::seg::write_seg(
+            &outputs.stage(&p),
+            ct,
+            &*seg.written_labels()?,
+            &segments,
+            &info,
+        )?;
         Some(p)
     } else {
         None
@@ -465,7 +473,7 @@ pub fn segment_outputs(
     let nifti_path = if write_nifti {
         let p = out.join("labels.nii.gz");
         let description = format!("autocontour {}", seg.model.0);
-        write_nifti_labels(&p, &*seg.written_labels()?, &description)?;
+        write_nifti_labels(&outputs.stage(&p), &*seg.written_labels()?, &description)?;
         let labels: Vec<serde_json::Value> = specs
             .iter()
             .map(|(label, s)| {
@@ -478,7 +486,7 @@ pub fn segment_outputs(
             })
             .collect();
         json_write(
-            &out.join("labels.json"),
+            &outputs.stage(&out.join("labels.json")),
             &serde_json::json!({
                 "file": "labels.nii.gz",
                 "ct_series_uid": ct.series_uid,

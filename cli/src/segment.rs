@@ -10,6 +10,7 @@ use autocontour::audit::{AuditOutput, AuditRecord};
 use autocontour::contour::ContourOptions;
 use autocontour::dicom::{LoadOptions, load_series};
 use autocontour::infer::{InferOptions, Progress};
+use autocontour::io::OutputSet;
 use autocontour::model::{Device, Fallback, Model, ModelOptions};
 use autocontour::pipeline::segment_with;
 use autocontour::plausibility::OnMismatch;
@@ -313,12 +314,20 @@ fn run_case(
     if let Some(p) = profile {
         seg.apply_profile(p.clone());
     }
+    // Every output is written to a temporary name first and renamed into place together at the
+    // end, summary.json last: a failure on the way leaves the previous outputs as they were.
+    let mut outputs = OutputSet::new(out);
     let t = Instant::now();
     let rtstruct = out.join("rtstruct.dcm");
-    let sop = seg.write_rtstruct(model, &ct, &rtstruct, &ContourOptions::default())?;
+    let sop = seg.write_rtstruct(
+        model,
+        &ct,
+        &outputs.stage(&rtstruct),
+        &ContourOptions::default(),
+    )?;
     let write_s = t.elapsed().as_secs_f64();
     let (seg_path, nifti_path) =
-        crate::convert::segment_outputs(&seg, model, &ct, out, args.seg, args.nifti)?;
+        crate::convert::segment_outputs(&seg, model, &ct, out, args.seg, args.nifti, &mut outputs)?;
     let t = Instant::now();
     let preview = out.join("preview.png");
     if !args.no_preview {
@@ -327,7 +336,7 @@ fn run_case(
             name, model.manifest.name, model.manifest.version, seg.execution.provider
         );
         write_preview(
-            &preview,
+            &outputs.stage(&preview),
             &ct.volume,
             &seg.labels,
             &seg.structures,
@@ -377,7 +386,8 @@ fn run_case(
     });
     let text = serde_json::to_string_pretty(&summary)?;
     let json_path = out.join("summary.json");
-    std::fs::write(&json_path, text + "\n").map_err(|e| Error::io(&json_path, e))?;
+    autocontour::io::write_bytes_atomically(&outputs.stage(&json_path), (text + "\n").as_bytes())?;
+    outputs.commit()?;
     println!(
         "{name}: {} structures in {total_s:.1} s",
         seg.structures.len()

@@ -142,3 +142,88 @@ fn batch_continues_past_a_failed_case() {
     );
     assert!(out.path().join("ct/rtstruct.dcm").exists());
 }
+
+/// The outputs of `segment` replace the previous ones together: a later output that cannot be
+/// written (here `seg.dcm`, where a folder stands) leaves the previous rtstruct.dcm and
+/// summary.json untouched and no temporary file; temporary files orphaned by a killed run are
+/// removed by the next run into that folder.
+#[test]
+fn outputs_are_replaced_together_or_not_at_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ph = tmp.path().join("ph");
+    let out = tmp.path().join("out");
+    let run = |extra: &[&str]| {
+        Command::new(common::cli())
+            .arg("segment")
+            .arg(ph.join("ct"))
+            .arg("--model")
+            .arg(common::root().join("models/test/tiny-unet"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--threads", "2", "--no-preview", "--ort-lib"])
+            .arg(common::ort_lib())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let made = Command::new(common::cli())
+        .args(["phantom", "--size", "32,32,12"])
+        .arg(&ph)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let first = run(&[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Mark the previous outputs (a rerun may write identical bytes: UIDs are derived).
+    for f in ["rtstruct.dcm", "summary.json"] {
+        let mut b = std::fs::read(out.join(f)).unwrap();
+        b.extend_from_slice(b"previous");
+        std::fs::write(out.join(f), b).unwrap();
+    }
+    let before: Vec<Vec<u8>> = ["rtstruct.dcm", "summary.json"]
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap())
+        .collect();
+    std::fs::create_dir_all(out.join("seg.dcm/in-the-way")).unwrap();
+    let failed = run(&["--seg"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let after: Vec<Vec<u8>> = ["rtstruct.dcm", "summary.json"]
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap())
+        .collect();
+    assert!(before == after, "a previous output was replaced");
+    let names = || -> Vec<String> {
+        std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(
+        !names().iter().any(|n| n.starts_with(".ac-tmp.")),
+        "{:?}",
+        names()
+    );
+    // A run killed mid-write left a temporary file (its process is gone): the next run removes
+    // it, and with the obstacle gone replaces every output.
+    let orphan = out.join(".ac-tmp.4294967294.1.0.rtstruct.dcm");
+    std::fs::write(&orphan, b"partial").unwrap();
+    std::fs::remove_dir_all(out.join("seg.dcm")).unwrap();
+    let ok = run(&["--seg"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(!orphan.exists());
+    assert!(out.join("seg.dcm").is_file());
+    assert!(std::fs::read(out.join("summary.json")).unwrap() != before[1]);
+    assert!(std::fs::read(out.join("rtstruct.dcm")).unwrap() != before[0]);
+}

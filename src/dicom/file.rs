@@ -10,6 +10,7 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
 
+use super::prescan::{self, Refusal, Start};
 use super::write::IMPLICIT_VR_LE;
 use crate::error::{Cause, Error, Result, cause};
 
@@ -44,7 +45,75 @@ fn looks_like_bare_dataset(path: &Path) -> Result<bool> {
     Ok(matches!(group, 0x0002 | 0x0008))
 }
 
+/// Where the data set of a file that begins with `head` (its first bytes, up to 132) starts, as
+/// the readers below take it; `None` when it is none of those (dicom-object refuses it).
+fn start_of(head: &[u8]) -> Option<Start> {
+    if head.get(128..132) == Some(&b"DICM"[..]) {
+        Some(Start::Meta(132))
+    } else if head.starts_with(b"DICM") {
+        Some(Start::Meta(4))
+    } else {
+        match head.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]])) {
+            Some(0x0002) => Some(Start::Meta(0)),
+            Some(0x0008) if head.len() >= 8 => Some(Start::BareImplicit),
+            _ => None,
+        }
+    }
+}
+
+fn refusal(path: &Path, r: Refusal) -> Error {
+    match r {
+        Refusal::Refused(reason) => Error::NotDicom {
+            path: path.to_path_buf(),
+            reason,
+            source: None,
+        },
+        Refusal::Io(e) => Error::io(path, e),
+    }
+}
+
+/// Walks the file's element headers without recursion or allocation (see `prescan`): refuses
+/// sequences nested deeper than [`prescan::MAX_SEQUENCE_DEPTH`] and lengths past the end of the
+/// file before dicom-object, which would overflow the stack or allocate what a length claims,
+/// sees the file.
+fn prescan_file(path: &Path) -> Result<()> {
+    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut head = Vec::with_capacity(132);
+    (&f).take(132)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(path, e))?;
+    let Some(start) = start_of(&head) else {
+        return Ok(());
+    };
+    (&f).seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, e))?;
+    prescan::scan(BufReader::with_capacity(1 << 16, f), len, start).map_err(|r| refusal(path, r))
+}
+
+/// What can be told about a file that did not parse: whether it starts like DICOM (the `DICM`
+/// magic, a file meta group or a bare data set), and its Series Instance UID when the element
+/// walk gets that far. `(false, None)` when it cannot be read at all.
+pub(crate) fn sniff(path: &Path) -> (bool, Option<String>) {
+    let Ok(f) = File::open(path) else {
+        return (false, None);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut head = Vec::with_capacity(132);
+    if (&f).take(132).read_to_end(&mut head).is_err() || (&f).seek(SeekFrom::Start(0)).is_err() {
+        return (false, None);
+    }
+    match start_of(&head) {
+        Some(start) => (
+            true,
+            prescan::series_uid(BufReader::with_capacity(1 << 16, f), len, start),
+        ),
+        None => (false, None),
+    }
+}
+
 fn open(path: &Path, until: Option<Tag>) -> Result<DefaultDicomObject> {
+    prescan_file(path)?;
     let magic = has_dicm_magic(path)?;
     if magic || !looks_like_bare_dataset(path)? {
         let mut opts = OpenFileOptions::new().read_preamble(if magic {
@@ -126,6 +195,10 @@ pub fn read_bytes(name: &Path, bytes: &[u8]) -> Result<DicomFile> {
         reason,
         source,
     };
+    if let Some(start) = start_of(bytes.get(..132).unwrap_or(bytes)) {
+        prescan::scan(std::io::Cursor::new(bytes), bytes.len() as u64, start)
+            .map_err(|r| refusal(name, r))?;
+    }
     let magic = bytes.get(128..132) == Some(&b"DICM"[..]);
     let group = bytes.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let obj = if magic || bytes.starts_with(b"DICM") {

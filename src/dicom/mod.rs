@@ -3,10 +3,12 @@
 //! [`mod@write`] holds what the DICOM writers (RT Structure Set, Segmentation) share.
 
 mod file;
+mod prescan;
 mod series;
 pub mod write;
 
 pub use file::{DicomFile, StoredPixels, read_bytes, read_file, read_header};
+pub use prescan::{MAX_INFLATED_BYTES, MAX_SEQUENCE_DEPTH};
 pub use series::{
     CtSeries, LoadOptions, MAX_FILES_SCANNED, SeriesInfo, SeriesSummary, SliceRef, discover,
     load_series, load_series_buffers, load_series_files,

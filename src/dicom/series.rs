@@ -161,31 +161,89 @@ fn walk_from(
                 "{}: more than {MAX_FILES_SCANNED} files under the folder; point at one series' folder",
                 dir.display()
             )));
-        } else if p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| !n.eq_ignore_ascii_case("DICOMDIR") && !n.starts_with('.'))
-        {
+        } else if p.file_name().is_some_and(|n| {
+            // Bytes, not `to_str`: a name that is not UTF-8 is read like any other.
+            let n = n.as_encoded_bytes();
+            !n.eq_ignore_ascii_case(b"DICOMDIR") && !n.starts_with(b".")
+        }) {
             out.push(p);
         }
     }
     Ok(())
 }
 
-fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<Error>) {
-    let results: Vec<Result<Header>> = files
+/// A file of a folder scan that gave no header.
+struct Unread {
+    path: PathBuf,
+    error: Error,
+    /// It starts like DICOM (magic, file meta or a bare data set) but did not parse: a corrupt
+    /// or truncated file, not a stray non-DICOM one (or a DICOMDIR).
+    dicom_like: bool,
+    /// Its Series Instance UID, when the element walk got that far.
+    series_uid: Option<String>,
+}
+
+fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<Unread>) {
+    let results: Vec<std::result::Result<Header, Box<Unread>>> = files
         .par_iter()
-        .map(|p| header_of(read_header(p)?, false))
+        .map(|p| match read_header(p) {
+            Ok(f) => header_of(f, false).map_err(|error| {
+                Box::new(Unread {
+                    path: p.clone(),
+                    error,
+                    dicom_like: false,
+                    series_uid: None,
+                })
+            }),
+            Err(error) => {
+                let (dicom_like, series_uid) = match &error {
+                    Error::Io { .. } => (true, None),
+                    _ => super::file::sniff(p),
+                };
+                Err(Box::new(Unread {
+                    path: p.clone(),
+                    error,
+                    dicom_like,
+                    series_uid,
+                }))
+            }
+        })
         .collect();
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for r in results {
         match r {
             Ok(h) => ok.push(h),
-            Err(e) => bad.push(e),
+            Err(e) => bad.push(*e),
         }
     }
     (ok, bad)
+}
+
+/// Refuses the load of series `key` when files that look like DICOM but cannot be read may belong
+/// to it (their Series Instance UID is `key`'s or unknown): without them the volume could lack
+/// slices at an end, or blame a neighbour for a gap. Unreadable files of another series are only
+/// logged; files that do not look like DICOM are ignored.
+fn check_unreadable(dir: &Path, key: &str, unread: Vec<Unread>) -> Result<()> {
+    let mut files = Vec::new();
+    for u in unread {
+        match (&u.series_uid, u.dicom_like) {
+            (_, false) => log::debug!("{}: ignored ({})", u.path.display(), u.error),
+            (Some(uid), true) if uid != key => log::warn!(
+                "{}: unreadable file of another series ({uid}) ignored: {}",
+                u.path.display(),
+                u.error
+            ),
+            _ => files.push((u.path, u.error.to_string())),
+        }
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
+    Err(Error::UnreadableFiles {
+        path: dir.to_path_buf(),
+        files,
+    })
 }
 
 fn header_of(file: DicomFile, in_memory: bool) -> Result<Header> {
@@ -240,7 +298,7 @@ pub fn discover(dir: &Path) -> Result<SeriesSummary> {
     let mut files = Vec::new();
     walk(dir, &mut files)?;
     let (headers, ignored) = read_headers(&files);
-    let ignored: Vec<String> = ignored.iter().map(|e| e.to_string()).collect();
+    let ignored: Vec<String> = ignored.iter().map(|u| u.error.to_string()).collect();
     let mut series: Vec<SeriesInfo> = group(headers)
         .into_iter()
         .map(|(uid, hs)| describe(uid, &hs))
@@ -532,9 +590,17 @@ fn median(v: &mut [f64]) -> f64 {
 pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<CtSeries> {
     let mut files = Vec::new();
     walk(dir, &mut files)?;
-    let (headers, _ignored) = read_headers(&files);
+    let (headers, unread) = read_headers(&files);
     let mut groups = group(headers);
-    let key = pick(&groups, uid, dir, opts)?;
+    let key = match pick(&groups, uid, dir, opts) {
+        Ok(key) => key,
+        // Nothing readable to load: the unreadable files are the better answer.
+        Err(e) => {
+            check_unreadable(dir, uid.unwrap_or(""), unread)?;
+            return Err(e);
+        }
+    };
+    check_unreadable(dir, &key, unread)?;
     let headers = groups.remove(&key).unwrap_or_default();
     load_headers(headers, opts)
 }
@@ -631,7 +697,7 @@ pub fn load_series_buffers(
 pub fn load_series_files(files: &[PathBuf], opts: &LoadOptions) -> Result<CtSeries> {
     let (headers, ignored) = read_headers(files);
     if let Some(first_bad) = ignored.into_iter().next() {
-        return Err(first_bad);
+        return Err(first_bad.error);
     }
     let groups = group(headers);
     if groups.len() > 1 {
