@@ -200,19 +200,29 @@ fn for_each_uncovered(run: (usize, usize), others: &[(usize, usize)], mut f: imp
     }
 }
 
-/// Traces every boundary loop of a mask; returns loops with their component label. Edges and
-/// components are found on runs, so the work follows the boundary, not the area.
-fn trace_loops(mask: &[bool], w: usize, h: usize) -> Vec<(u32, Loop)> {
+/// Traces every boundary loop of a `w × h` mask given by its runs ([`mask_runs`]); returns loops
+/// with their component label. Edges and components are found on runs, so the work follows the
+/// boundary, not the area.
+fn trace_loops(
+    runs: &[(usize, usize)],
+    row_start: &[usize],
+    w: usize,
+    h: usize,
+) -> Vec<(u32, Loop)> {
     let vw = w + 1;
     let mut out = vec![0u8; vw * (h + 1)];
-    let (runs, row_start) = mask_runs(mask, w, h);
     let row = |y: usize| -> &[(usize, usize)] {
         let a = row_start.get(y).copied().unwrap_or(0);
         let b = row_start.get(y + 1).copied().unwrap_or(a);
         runs.get(a..b).unwrap_or(&[])
     };
+    // vertices with an edge, to visit in row-major order without scanning the vertex grid
+    let mut starts: Vec<usize> = Vec::with_capacity(4 * runs.len());
     let mut set = |v: usize, d: u8| {
         if let Some(o) = out.get_mut(v) {
+            if *o == 0 {
+                starts.push(v);
+            }
             *o |= d;
         }
     };
@@ -263,7 +273,8 @@ fn trace_loops(mask: &[bool], w: usize, h: usize) -> Vec<(u32, Loop)> {
     };
     let mut used = vec![0u8; out.len()];
     let mut loops = Vec::new();
-    for v0 in 0..out.len() {
+    starts.sort_unstable();
+    for v0 in starts {
         while out[v0] & !used[v0] != 0 {
             let free = out[v0] & !used[v0];
             let d0 = free & free.wrapping_neg();
@@ -472,8 +483,22 @@ fn trace_at(
     spacing: [f64; 2],
     opts: &ContourOptions,
 ) -> Vec<SlicePolygon> {
+    let (runs, row_start) = mask_runs(mask, cols, rows);
+    trace_runs_at(&runs, &row_start, cols, rows, offset, spacing, opts)
+}
+
+/// [`trace_at`] of a mask given by its runs ([`mask_runs`]).
+fn trace_runs_at(
+    runs: &[(usize, usize)],
+    row_start: &[usize],
+    cols: usize,
+    rows: usize,
+    offset: [usize; 2],
+    spacing: [f64; 2],
+    opts: &ContourOptions,
+) -> Vec<SlicePolygon> {
     let (dx, dy) = (4 * offset[0] as i64, 4 * offset[1] as i64);
-    let mut loops = trace_loops(mask, cols, rows);
+    let mut loops = trace_loops(runs, row_start, cols, rows);
     if dx != 0 || dy != 0 {
         for (_, l) in loops.iter_mut() {
             for p in l.pts.iter_mut() {
@@ -581,24 +606,59 @@ pub fn contours_where(
         HoleEncoding::Xor => GeometricType::ClosedPlanarXor,
         _ => GeometricType::ClosedPlanar,
     };
+    let mut table = [false; 256];
+    for (v, t) in table.iter_mut().enumerate() {
+        *t = inside(v as u8);
+    }
     let per_slice: Vec<Vec<Contour>> = (0..slices)
         .into_par_iter()
         .map(|k| {
             let Some(sl) = labels.slice(k) else {
                 return Vec::new();
             };
-            let Some([i0, i1, j0, j1]) = bounding_box(sl, cols, &inside) else {
+            // runs of every row (full width), then the box they span
+            let mut all_runs = Vec::new();
+            let mut all_start = Vec::with_capacity(sl.len() / cols.max(1) + 1);
+            for row in sl.chunks(cols.max(1)) {
+                all_start.push(all_runs.len());
+                row_runs(row, &table, &mut all_runs);
+            }
+            all_start.push(all_runs.len());
+            let rows_with = |(j, w): (usize, &[usize])| (w.first() != w.get(1)).then_some(j);
+            let Some(j0) = all_start.windows(2).enumerate().find_map(rows_with) else {
                 return Vec::new();
             };
+            let j1 = all_start
+                .windows(2)
+                .enumerate()
+                .rev()
+                .find_map(rows_with)
+                .map_or(j0 + 1, |j| j + 1);
+            let i0 = all_runs.iter().map(|r| r.0).min().unwrap_or(0);
+            let i1 = all_runs.iter().map(|r| r.1).max().unwrap_or(0);
             let (w, h) = (i1 - i0, j1 - j0);
-            let mut mask = Vec::with_capacity(w * h);
-            for row in sl.chunks(cols.max(1)).skip(j0).take(h) {
-                mask.extend(row.get(i0..i1).unwrap_or(&[]).iter().map(|&v| inside(v)));
-            }
-            if mask.len() != w * h {
-                return Vec::new();
-            }
-            let polys = trace_at(&mask, w, h, [i0, j0], [g.spacing[0], g.spacing[1]], opts);
+            let base = all_start.get(j0).copied().unwrap_or(0);
+            let runs: Vec<(usize, usize)> = all_runs
+                .get(base..)
+                .unwrap_or(&[])
+                .iter()
+                .map(|&(a, b)| (a - i0, b - i0))
+                .collect();
+            let row_start: Vec<usize> = all_start
+                .get(j0..=j1)
+                .unwrap_or(&[])
+                .iter()
+                .map(|&n| n - base)
+                .collect();
+            let polys = trace_runs_at(
+                &runs,
+                &row_start,
+                w,
+                h,
+                [i0, j0],
+                [g.spacing[0], g.spacing[1]],
+                opts,
+            );
             polys
                 .iter()
                 .map(|p| Contour {
@@ -612,21 +672,48 @@ pub fn contours_where(
     Ok(per_slice.into_iter().flatten().collect())
 }
 
-/// Columns `i0..i1` and rows `j0..j1` holding every value of a `cols`-wide slice that
-/// satisfies `inside`; `None` when none does.
-fn bounding_box(slice: &[u8], cols: usize, inside: &impl Fn(u8) -> bool) -> Option<[usize; 4]> {
-    let mut bb: Option<[usize; 4]> = None;
-    for (j, row) in slice.chunks(cols.max(1)).enumerate() {
-        let Some(first) = row.iter().position(|&v| inside(v)) else {
-            continue;
-        };
-        let last = row.iter().rposition(|&v| inside(v)).unwrap_or(first);
-        bb = Some(match bb {
-            None => [first, last + 1, j, j + 1],
-            Some([a, b, c, _]) => [a.min(first), b.max(last + 1), c, j + 1],
-        });
+/// Appends to `out` the runs `(i0, i1)` of the values `v` of `row` with `table[v]`. Stretches of
+/// 32 equal values (background, a structure's interior) are taken at once by a comparison the
+/// compiler vectorises, so the cost follows the boundaries more than the row's length.
+fn row_runs(row: &[u8], table: &[bool; 256], out: &mut Vec<(usize, usize)>) {
+    const CHUNK: usize = 32;
+    let mut inside = false;
+    let mut start = 0;
+    let mut i = 0;
+    while i < row.len() {
+        if let Some(c) = row.get(i..i + CHUNK) {
+            let c0 = c.first().copied().unwrap_or(0);
+            if c.iter().fold(true, |a, &v| a & (v == c0)) {
+                let b = table[c0 as usize];
+                if b != inside {
+                    if b {
+                        start = i;
+                    } else {
+                        out.push((start, i));
+                    }
+                    inside = b;
+                }
+                i += CHUNK;
+                continue;
+            }
+        }
+        let end = (i + CHUNK).min(row.len());
+        for (n, &v) in row.get(i..end).unwrap_or(&[]).iter().enumerate() {
+            let b = table[v as usize];
+            if b != inside {
+                if b {
+                    start = i + n;
+                } else {
+                    out.push((start, i + n));
+                }
+                inside = b;
+            }
+        }
+        i = end;
     }
-    bb
+    if inside {
+        out.push((start, row.len()));
+    }
 }
 
 #[cfg(test)]
@@ -846,6 +933,49 @@ mod tests {
                     trace_slice(&mask, 40, 30, [1.0, 1.0], &opts).unwrap().len(),
                     union.len()
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn row_runs_match_a_plain_scan() {
+        let mut s = 7u64;
+        for case in 0..300 {
+            let n = 1 + case % 150;
+            let mut row = vec![0u8; n];
+            let mut v = 0u8;
+            for x in row.iter_mut() {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if (s >> 33).is_multiple_of(40) {
+                    v = ((s >> 40) % 4) as u8;
+                }
+                *x = v;
+            }
+            for table in [
+                [false, true, false, false],
+                [false, true, true, true],
+                [true, false, false, true],
+            ] {
+                let mut t = [false; 256];
+                t[..4].copy_from_slice(&table);
+                let mut got = Vec::new();
+                row_runs(&row, &t, &mut got);
+                let mut want = Vec::new();
+                let mut i = 0;
+                while i < n {
+                    if t[row[i] as usize] {
+                        let a = i;
+                        while i < n && t[row[i] as usize] {
+                            i += 1;
+                        }
+                        want.push((a, i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                assert_eq!(got, want, "case {case}");
             }
         }
     }

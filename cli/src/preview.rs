@@ -174,6 +174,36 @@ fn render_panel(
 }
 
 /// Writes the preview of `labels` over `ct` to `path` (PNG).
+/// Sums of the (i, j, k) indices of the non-zero voxels of a label map (i fastest, rows of
+/// `ni`, slices of `ni × nj`) and their count; slices summed in parallel, background skipped.
+fn labelled_sums(data: &[u8], ni: usize, nj: usize) -> ([f64; 3], usize) {
+    use rayon::prelude::*;
+    data.par_chunks((ni * nj).max(1))
+        .enumerate()
+        .map(|(k, slice)| {
+            let (mut si, mut sj, mut n) = (0u64, 0u64, 0u64);
+            for (j, row) in slice.chunks(ni.max(1)).enumerate() {
+                if row.iter().all(|&l| l == 0) {
+                    continue;
+                }
+                let (mut ri, mut rn) = (0u64, 0u64);
+                for (i, &l) in row.iter().enumerate() {
+                    let on = u64::from(l != 0);
+                    ri += on * i as u64;
+                    rn += on;
+                }
+                si += ri;
+                sj += rn * j as u64;
+                n += rn;
+            }
+            ([si as f64, sj as f64, (n * k as u64) as f64], n as usize)
+        })
+        .reduce(
+            || ([0.0; 3], 0),
+            |(a, n), (b, m)| ([a[0] + b[0], a[1] + b[1], a[2] + b[2]], n + m),
+        )
+}
+
 pub fn write_preview(
     path: &Path,
     ct: &Volume<f32>,
@@ -184,17 +214,8 @@ pub fn write_preview(
 ) -> Result<()> {
     let g = *ct.geometry();
     // centre: centroid of all labelled voxels (the volume centre when nothing is labelled)
-    let (mut sum, mut n) = ([0f64; 3], 0usize);
     let [ni, nj, _] = g.size;
-    for (idx, &l) in labels.data().iter().enumerate() {
-        if l != 0 {
-            let (i, j, k) = (idx % ni, (idx / ni) % nj, idx / (ni * nj));
-            sum[0] += i as f64;
-            sum[1] += j as f64;
-            sum[2] += k as f64;
-            n += 1;
-        }
-    }
+    let (sum, n) = labelled_sums(labels.data(), ni, nj);
     let centre_idx = if n > 0 {
         [sum[0] / n as f64, sum[1] / n as f64, sum[2] / n as f64]
     } else {
@@ -299,6 +320,7 @@ pub fn write_preview(
         let mut enc = png::Encoder::new(std::io::BufWriter::new(f), w as u32, h as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::Fast);
         let mut writer = enc.write_header().map_err(std::io::Error::other)?;
         writer
             .write_image_data(&canvas.px)

@@ -109,7 +109,6 @@ pub fn push_ds(out: &mut String, v: f64) -> Result<()> {
 /// digits as formatting the exact binary value; other values take the `format!` path. The fast
 /// path's text has at most 14 characters, so it always fits.
 pub fn push_ds_decimals(out: &mut String, v: f64, decimals: usize) -> Result<()> {
-    use std::fmt::Write as _;
     if decimals <= FAST_MAX_DECIMALS {
         let pow = 10u64.pow(decimals as u32);
         let x = v * pow as f64;
@@ -122,7 +121,7 @@ pub fn push_ds_decimals(out: &mut String, v: f64, decimals: usize) -> Result<()>
                 if q < 0 {
                     out.push('-');
                 }
-                let _ = write!(out, "{}", a / pow);
+                push_digits(out, a / pow, 1);
                 let mut f = a % pow;
                 if f != 0 {
                     out.push('.');
@@ -131,7 +130,7 @@ pub fn push_ds_decimals(out: &mut String, v: f64, decimals: usize) -> Result<()>
                         f /= 10;
                         digits -= 1;
                     }
-                    let _ = write!(out, "{f:0digits$}");
+                    push_digits(out, f, digits);
                 }
                 return Ok(());
             }
@@ -139,6 +138,25 @@ pub fn push_ds_decimals(out: &mut String, v: f64, decimals: usize) -> Result<()>
     }
     out.push_str(&format_ds_slow(v, decimals)?);
     Ok(())
+}
+
+/// Appends the decimal digits of `n`, left-padded with zeros to at least `width` digits.
+fn push_digits(out: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut at = buf.len();
+    while n > 0 || buf.len() - at < width.min(buf.len()) {
+        at -= 1;
+        if let Some(b) = buf.get_mut(at) {
+            *b = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if at == 0 {
+            break;
+        }
+    }
+    for &b in buf.get(at..).unwrap_or(&[]) {
+        out.push(char::from(b));
+    }
 }
 
 /// [`format_ds_decimals`] through `format!`, taking fewer decimals while the text is too long.
@@ -407,12 +425,11 @@ pub fn write_object(path: &Path, obj: &FileDicomObject<InMemDicomObject>) -> Res
         .media_storage_sop_instance_uid()
         .trim_end_matches('\0')
         .to_string();
-    crate::io::write_atomically(path, |f| {
-        let mut w = std::io::BufWriter::new(f);
-        obj.write_all(&mut w)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        std::io::Write::flush(&mut w)
-    })?;
+    // Encoded into memory first, then written with one call.
+    let mut buf = Vec::new();
+    obj.write_all(&mut buf)
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode {}: {e}", path.display())))?;
+    crate::io::write_bytes_atomically(path, &buf)?;
     Ok(uid)
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
+use rayon::prelude::*;
 
 use crate::contour::{Contour, ContourOptions, contours_for_label};
 use crate::dicom::write::{
@@ -229,21 +230,27 @@ fn roi_contour(ct: &CtSeries, roi: &RoiContours) -> Result<InMemDicomObject> {
         VR::IS,
         format!("{r}\\{g}\\{b}"),
     );
-    let mut items = Vec::with_capacity(roi.contours.len());
-    for (c_idx, c) in roi.contours.iter().enumerate() {
-        let slice = ct.slices.get(c.slice).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "contour of ROI '{}' lies on slice {} but the CT has {}",
-                roi.spec.name,
-                c.slice,
-                ct.slices.len()
-            ))
-        })?;
-        if c.points.len() < 3 {
-            continue;
-        }
-        items.push(contour_item(c, c_idx + 1, slice)?);
-    }
+    // Contour items are formatted in parallel (Contour Data is most of the file), kept in order.
+    let items: Vec<Option<InMemDicomObject>> = roi
+        .contours
+        .par_iter()
+        .enumerate()
+        .map(|(c_idx, c)| {
+            let slice = ct.slices.get(c.slice).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "contour of ROI '{}' lies on slice {} but the CT has {}",
+                    roi.spec.name,
+                    c.slice,
+                    ct.slices.len()
+                ))
+            })?;
+            if c.points.len() < 3 {
+                return Ok(None);
+            }
+            contour_item(c, c_idx + 1, slice).map(Some)
+        })
+        .collect::<Result<_>>()?;
+    let items: Vec<InMemDicomObject> = items.into_iter().flatten().collect();
     if !items.is_empty() {
         put_seq(&mut rc, tags::CONTOUR_SEQUENCE, items);
     }
