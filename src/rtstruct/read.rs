@@ -262,40 +262,44 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
                 .collect();
             (v.len() == 3).then(|| [v[0], v[1], v[2]])
         });
-        let mut contours = Vec::new();
-        for (c, ci) in items(it, tags::CONTOUR_SEQUENCE).iter().enumerate() {
-            let Some(e) = ci.get(tags::CONTOUR_DATA) else {
-                continue;
-            };
-            let data = e.to_multi_float64().map_err(|err| {
-                invalid(
-                    tags::CONTOUR_DATA,
-                    format!("ROI {number} contour {}: {err}", c + 1),
-                )
-            })?;
-            if data.len() % 3 != 0 || data.iter().any(|v| !v.is_finite()) {
-                return Err(invalid(
-                    tags::CONTOUR_DATA,
-                    format!(
-                        "ROI {number} contour {}: {} values, not finite (x, y, z) triplets",
-                        c + 1,
-                        data.len()
-                    ),
-                ));
-            }
-            let referenced = items(ci, tags::CONTOUR_IMAGE_SEQUENCE)
-                .first()
-                .and_then(|r| text(r, tags::REFERENCED_SOP_INSTANCE_UID));
-            contours.push(RtStructContour {
-                geometric_type: text(ci, tags::CONTOUR_GEOMETRIC_TYPE)
-                    .unwrap_or_else(|| "CLOSED_PLANAR".into()),
-                points: data.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
-                referenced_sop_instance_uid: referenced,
-            });
-        }
+        // Contour Data converted to numbers in parallel (most of a structure set's bytes)
+        let contours: Vec<Option<RtStructContour>> = items(it, tags::CONTOUR_SEQUENCE)
+            .par_iter()
+            .enumerate()
+            .map(|(c, ci)| {
+                let Some(e) = ci.get(tags::CONTOUR_DATA) else {
+                    return Ok(None);
+                };
+                let data = e.to_multi_float64().map_err(|err| {
+                    invalid(
+                        tags::CONTOUR_DATA,
+                        format!("ROI {number} contour {}: {err}", c + 1),
+                    )
+                })?;
+                if data.len() % 3 != 0 || data.iter().any(|v| !v.is_finite()) {
+                    return Err(invalid(
+                        tags::CONTOUR_DATA,
+                        format!(
+                            "ROI {number} contour {}: {} values, not finite (x, y, z) triplets",
+                            c + 1,
+                            data.len()
+                        ),
+                    ));
+                }
+                let referenced = items(ci, tags::CONTOUR_IMAGE_SEQUENCE)
+                    .first()
+                    .and_then(|r| text(r, tags::REFERENCED_SOP_INSTANCE_UID));
+                Ok(Some(RtStructContour {
+                    geometric_type: text(ci, tags::CONTOUR_GEOMETRIC_TYPE)
+                        .unwrap_or_else(|| "CLOSED_PLANAR".into()),
+                    points: data.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+                    referenced_sop_instance_uid: referenced,
+                }))
+            })
+            .collect::<Result<_>>()?;
         if let Some(r) = rois.get_mut(idx) {
             r.color = color.or(r.color);
-            r.contours.extend(contours);
+            r.contours.extend(contours.into_iter().flatten());
         }
     }
     for it in items(obj, tags::RTROI_OBSERVATIONS_SEQUENCE) {
@@ -341,67 +345,78 @@ pub fn rasterise_roi(
                 .collect()
         })
         .unwrap_or_default();
-    for (n, c) in roi.contours.iter().enumerate() {
-        if !is_closed(&c.geometric_type) {
-            log::debug!(
-                "ROI '{}': contour {} is {}, not closed; skipped",
-                roi.name,
-                n + 1,
-                c.geometric_type
-            );
-            continue;
-        }
-        if c.points.len() < 3 {
-            continue;
-        }
-        let idx: Vec<[f64; 3]> = c
-            .points
-            .iter()
-            .map(|p| geometry.patient_to_index(*p))
-            .collect();
-        let kz = idx.iter().map(|p| p[2]).sum::<f64>() / idx.len() as f64;
-        let k = kz.round();
-        if (kz - k).abs() > 0.5 + 1e-6 || k < 0.0 || k >= nk as f64 {
-            log::debug!(
-                "ROI '{}': contour {} at slice position {kz:.2} is off the grid; skipped",
-                roi.name,
-                n + 1
-            );
-            continue;
-        }
-        let k = k as usize;
-        if let Some(r) = c.referenced_sop_instance_uid.as_deref()
-            && let Some(&rk) = uid_to_k.get(r)
-            && rk != k
-        {
-            log::debug!(
-                "ROI '{}': contour {} references slice {rk} but lies on slice {k}",
-                roi.name,
-                n + 1
-            );
-        }
-        by_slice
-            .entry(k)
-            .or_default()
-            .push(idx.iter().map(|p| [p[0], p[1]]).collect());
-    }
-    let filled: Vec<(usize, Vec<u8>)> = by_slice
-        .into_par_iter()
-        .map(|(k, polys)| (k, fill_even_odd(&polys, cols, rows)))
+    // contours mapped to the grid in parallel, then each slice filled in place in parallel
+    let mapped: Vec<Option<(usize, Vec<[f64; 2]>)>> = roi
+        .contours
+        .par_iter()
+        .enumerate()
+        .map(|(n, c)| {
+            if !is_closed(&c.geometric_type) {
+                log::debug!(
+                    "ROI '{}': contour {} is {}, not closed; skipped",
+                    roi.name,
+                    n + 1,
+                    c.geometric_type
+                );
+                return None;
+            }
+            if c.points.len() < 3 {
+                return None;
+            }
+            let idx: Vec<[f64; 3]> = c
+                .points
+                .iter()
+                .map(|p| geometry.patient_to_index(*p))
+                .collect();
+            let kz = idx.iter().map(|p| p[2]).sum::<f64>() / idx.len() as f64;
+            let k = kz.round();
+            if (kz - k).abs() > 0.5 + 1e-6 || k < 0.0 || k >= nk as f64 {
+                log::debug!(
+                    "ROI '{}': contour {} at slice position {kz:.2} is off the grid; skipped",
+                    roi.name,
+                    n + 1
+                );
+                return None;
+            }
+            let k = k as usize;
+            if let Some(r) = c.referenced_sop_instance_uid.as_deref()
+                && let Some(&rk) = uid_to_k.get(r)
+                && rk != k
+            {
+                log::debug!(
+                    "ROI '{}': contour {} references slice {rk} but lies on slice {k}",
+                    roi.name,
+                    n + 1
+                );
+            }
+            Some((k, idx.iter().map(|p| [p[0], p[1]]).collect()))
+        })
         .collect();
+    for (k, poly) in mapped.into_iter().flatten() {
+        by_slice.entry(k).or_default().push(poly);
+    }
     let mut data = vec![0u8; geometry.voxel_count()];
     let plane = cols * rows;
-    for (k, m) in filled {
-        if let Some(dst) = data.get_mut(k * plane..(k + 1) * plane) {
-            dst.copy_from_slice(&m);
-        }
-    }
+    data.par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(k, dst)| {
+            if let Some(polys) = by_slice.get(&k) {
+                fill_even_odd_into(polys, cols, rows, dst);
+            }
+        });
     Volume::new(*geometry, data)
 }
 
 /// Even-odd scanline fill at voxel centres of polygons in (i, j) index coordinates.
+#[cfg(test)]
 pub(crate) fn fill_even_odd(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize) -> Vec<u8> {
     let mut out = vec![0u8; cols * rows];
+    fill_even_odd_into(polys, cols, rows, &mut out);
+    out
+}
+
+/// [`fill_even_odd`] into `out` (a zeroed `cols × rows` slice).
+fn fill_even_odd_into(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize, out: &mut [u8]) {
     // Edges bucketed by the rows they cross.
     let mut edges: Vec<(f64, f64, f64, f64)> = Vec::new();
     for p in polys {
@@ -441,13 +456,12 @@ pub(crate) fn fill_even_odd(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize) -
             let a = pair[0].ceil().max(0.0);
             let b = pair[1].ceil().min(cols as f64);
             if a < b {
-                for v in &mut row[a as usize..b as usize] {
-                    *v = 1;
+                if let Some(seg) = row.get_mut(a as usize..b as usize) {
+                    seg.fill(1);
                 }
             }
         }
     }
-    out
 }
 
 /// Checks that the file's frame of reference matches the CT's (a warning only: many files
