@@ -3,6 +3,9 @@
 //!
 //! * `postprocess`: the manifest's postprocessing of all labels (largest component, 2-D hole
 //!   filling) on the model's raw label map;
+//! * `postprocess_body_mask`: the largest 6-connected component of CT > −500 HU with holes
+//!   filled per axial slice (the mask `benches/compare/stages_compare.py` gives scipy.ndimage
+//!   and cc3d);
 //! * `contours`: the ROIs' contours (organs and the External's union of all structures);
 //! * `rtstruct_encode`: the RT Structure Set built and encoded into memory;
 //! * `rtstruct_write`: contours + encoding + the atomic file write (what `segment` times as
@@ -23,8 +26,10 @@ use autocontour::dicom::{LoadOptions, load_series};
 use autocontour::infer::{InferOptions, predict};
 use autocontour::model::{Model, ModelOptions};
 use autocontour::pipeline::{postprocess_labels, segment};
+use autocontour::postprocess::{FillHoles, PostprocessOptions, postprocess_label};
 use autocontour::rtstruct::{RasterOptions, build_rtstruct, rasterise_roi, read_rtstruct};
 use autocontour::runtime::RuntimeOptions;
+use autocontour::volume::Volume;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 fn root() -> PathBuf {
@@ -73,8 +78,34 @@ fn bench(c: &mut Criterion) {
     );
     let rs = read_rtstruct(&path).unwrap();
 
+    let body: Vec<u8> = ct
+        .volume
+        .data()
+        .iter()
+        .map(|&h| u8::from(h > -500.0))
+        .collect();
+    let body = Volume::new(*ct.volume.geometry(), body).unwrap();
+    let body_opts = PostprocessOptions {
+        largest_component: true,
+        fill_holes: FillHoles::Slice2d,
+        ..PostprocessOptions::default()
+    };
+    let mut once = body.clone();
+    postprocess_label(&mut once, 1, &body_opts).unwrap();
+    eprintln!(
+        "body mask postprocessed: {} voxels",
+        once.data().iter().filter(|&&v| v == 1).count()
+    );
+
     let mut g = c.benchmark_group("rider_stages");
     g.sample_size(10);
+    g.bench_function("postprocess_body_mask", |b| {
+        b.iter_batched(
+            || body.clone(),
+            |mut l| postprocess_label(&mut l, 1, &body_opts).unwrap(),
+            BatchSize::LargeInput,
+        )
+    });
     g.bench_function("postprocess", |b| {
         b.iter_batched(
             || raw.clone(),

@@ -2,7 +2,7 @@
 
 use autocontour_test_support as common;
 
-use autocontour::dicom::{LoadOptions, discover, load_series};
+use autocontour::dicom::{LoadOptions, discover, load_series, load_series_grid};
 
 const CT_UID: &str = "1.3.6.1.4.1.9328.50.1.83304264089411327530730818890072724533";
 
@@ -40,4 +40,23 @@ fn loads_rider_ct_geometry_and_hu() {
     // Rescale intercept -1024 applied: air around the patient reads about -1000 HU or below.
     let corner = *s.volume.get(5, 5, 100).unwrap();
     assert!(corner < -900.0, "corner voxel {corner} HU");
+}
+
+#[test]
+fn grid_only_load_matches_the_full_load() {
+    let dir = common::require("rider/ct");
+    let full = load_series(&dir, None, &LoadOptions::default()).unwrap();
+    let (grid, s) = load_series_grid(&dir, None, &LoadOptions::default()).unwrap();
+    assert_eq!(&grid, full.volume.geometry());
+    assert_eq!(s.volume.data().len(), 1);
+    assert_eq!(s.volume.geometry().origin, grid.origin);
+    assert_eq!(s.series_uid, full.series_uid);
+    assert_eq!(s.frame_of_reference_uid, full.frame_of_reference_uid);
+    let uids = |x: &autocontour::dicom::CtSeries| {
+        x.slices
+            .iter()
+            .map(|r| r.sop_instance_uid.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(uids(&s), uids(&full));
 }

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use autocontour::dicom::{CtSeries, LoadOptions, load_series};
+use autocontour::dicom::{CtSeries, LoadOptions, load_series, load_series_grid};
 use autocontour::metrics::names::structure_key;
 use autocontour::metrics::study::majority_vote;
 use autocontour::metrics::{Comparison, compare_masks};
@@ -167,6 +167,8 @@ fn structures(args: &EvaluateArgs, refs: &[RtStruct]) -> CliResult<Vec<Structure
     Ok(out)
 }
 
+/// Reads the structure sets, one after the other (each parsed file is held until the end, so
+/// reading them in parallel would raise the peak memory).
 fn read_all(paths: &[PathBuf], ct: &CtSeries) -> Result<Vec<RtStruct>> {
     paths
         .iter()
@@ -233,8 +235,13 @@ fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> CliResult<Evaluation> 
             args.tolerance
         )));
     }
-    let ct = load_series(&args.ct, args.uid.as_deref(), &LoadOptions::default())?;
-    let g = *ct.volume.geometry();
+    // The HU voxels are needed only for the plots' CT slice; otherwise the grid is enough.
+    let (g, ct) = if args.plots.is_some() {
+        let ct = load_series(&args.ct, args.uid.as_deref(), &LoadOptions::default())?;
+        (*ct.volume.geometry(), ct)
+    } else {
+        load_series_grid(&args.ct, args.uid.as_deref(), &LoadOptions::default())?
+    };
     let refs = read_all(&args.references, &ct)?;
     let tests = read_all(&args.tests, &ct)?;
     let opts = RasterOptions {

@@ -61,6 +61,18 @@ fn start_of(head: &[u8]) -> Option<Start> {
     }
 }
 
+/// Where the Contour Data elements of an RT Structure Set held in memory start, and whether the
+/// data set is explicit VR (little endian only; `None` for other encodings or data the walk
+/// refuses).
+pub(crate) fn contour_data_headers(bytes: &[u8]) -> Option<(bool, Vec<u64>)> {
+    let start = start_of(bytes.get(..132).unwrap_or(bytes))?;
+    match prescan::contour_data_headers(bytes, start)? {
+        (prescan::Syntax::ImplicitLe, at) => Some((false, at)),
+        (prescan::Syntax::ExplicitLe, at) => Some((true, at)),
+        (prescan::Syntax::ExplicitBe, _) => None,
+    }
+}
+
 fn refusal(path: &Path, r: Refusal) -> Error {
     match r {
         Refusal::Refused(reason) => Error::NotDicom {

@@ -72,7 +72,7 @@ pub(crate) enum Start {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Syntax {
+pub(crate) enum Syntax {
     ImplicitLe,
     ExplicitLe,
     ExplicitBe,
@@ -125,9 +125,28 @@ fn walk<R: Input>(r: R, len: u64, start: Start, sniff: bool) -> (Scan<()>, Optio
         end: len,
         inflated: false,
         series_uid: None,
+        contour_data: None,
+        syntax: None,
     };
     let result = s.run(start, sniff);
     (result, s.series_uid)
+}
+
+/// The byte offsets of the headers of every Contour Data (3006,0050) element of a data set held
+/// in memory, with its transfer syntax; `None` when the walk refuses the data or the data set is
+/// deflated (its bytes are not the file's).
+pub(crate) fn contour_data_headers(bytes: &[u8], start: Start) -> Option<(Syntax, Vec<u64>)> {
+    let mut s = Scanner {
+        r: std::io::Cursor::new(bytes),
+        pos: 0,
+        end: bytes.len() as u64,
+        inflated: false,
+        series_uid: None,
+        contour_data: Some(Vec::new()),
+        syntax: None,
+    };
+    s.run(start, false).ok()?;
+    Some((s.syntax?, s.contour_data?))
 }
 
 impl<R: Input> Scanner<R> {
@@ -148,6 +167,8 @@ impl<R: Input> Scanner<R> {
                         end: MAX_INFLATED_BYTES,
                         inflated: true,
                         series_uid: None,
+                        contour_data: None,
+                        syntax: None,
                     };
                     let result = inner.dataset(Syntax::ExplicitLe);
                     s.series_uid = inner.series_uid;
@@ -196,6 +217,10 @@ struct Scanner<R> {
     inflated: bool,
     /// The top-level Series Instance UID, once walked past.
     series_uid: Option<String>,
+    /// When collecting: where each Contour Data element's header starts.
+    contour_data: Option<Vec<u64>>,
+    /// The syntax of the (not inflated) data set walked.
+    syntax: Option<Syntax>,
 }
 
 /// VRs whose explicit-VR header has two reserved bytes and a 32-bit length (unknown VRs too,
@@ -374,6 +399,9 @@ impl<R: Input> Scanner<R> {
     }
 
     fn dataset(&mut self, syntax: Syntax) -> Scan<()> {
+        if !self.inflated {
+            self.syntax = Some(syntax);
+        }
         let dict = dicom_dictionary_std::StandardDataDictionary;
         let mut stack: Vec<Frame> = Vec::new();
         let mut depth = 0usize;
@@ -527,6 +555,12 @@ impl<R: Input> Scanner<R> {
                         );
                     } else {
                         self.check_len("element", tag, at, len)?;
+                        if tag == (0x3006, 0x0050)
+                            && !self.inflated
+                            && let Some(found) = self.contour_data.as_mut()
+                        {
+                            found.push(at);
+                        }
                         self.skip(len)?;
                     }
                 }

@@ -602,7 +602,35 @@ pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<
     };
     check_unreadable(dir, &key, unread)?;
     let headers = groups.remove(&key).unwrap_or_default();
-    load_headers(headers, opts)
+    Ok(load_headers(headers, opts, true)?.series)
+}
+
+/// [`load_series`] without decoding any pixel data, for callers that need only the CT's grid,
+/// slices, UIDs and header (drawing or reading contours on it): returns the grid and the series,
+/// whose `volume` is a single voxel at the grid's origin. The same series is chosen and the same
+/// geometry checks apply; pixel data is not read, so a slice whose pixels are corrupt is not
+/// noticed here.
+pub fn load_series_grid(
+    dir: &Path,
+    uid: Option<&str>,
+    opts: &LoadOptions,
+) -> Result<(Geometry, CtSeries)> {
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    let (headers, unread) = read_headers(&files);
+    let mut groups = group(headers);
+    let key = match pick(&groups, uid, dir, opts) {
+        Ok(key) => key,
+        Err(e) => {
+            check_unreadable(dir, uid.unwrap_or(""), unread)?;
+            return Err(e);
+        }
+    };
+    check_unreadable(dir, &key, unread)?;
+    let headers = groups.remove(&key).unwrap_or_default();
+    let ct = load_headers(headers, opts, false)?;
+    let grid = ct.grid;
+    Ok((grid, ct.series))
 }
 
 /// The series to load from `groups`: the one with Series Instance UID `uid`, or the largest
@@ -690,7 +718,7 @@ pub fn load_series_buffers(
     let mut groups = group(headers);
     let key = pick(&groups, uid, Path::new("the DICOM buffers"), opts)?;
     let headers = groups.remove(&key).unwrap_or_default();
-    load_headers(headers, opts)
+    Ok(load_headers(headers, opts, true)?.series)
 }
 
 /// Loads exactly these files as one CT series (all must belong to the same series).
@@ -707,10 +735,16 @@ pub fn load_series_files(files: &[PathBuf], opts: &LoadOptions) -> Result<CtSeri
         )));
     }
     let headers = groups.into_values().next().unwrap_or_default();
-    load_headers(headers, opts)
+    Ok(load_headers(headers, opts, true)?.series)
 }
 
-fn load_headers(headers: Vec<Header>, opts: &LoadOptions) -> Result<CtSeries> {
+/// A loaded series and its grid (the volume holds one voxel when the pixels were not decoded).
+struct Loaded {
+    grid: Geometry,
+    series: CtSeries,
+}
+
+fn load_headers(headers: Vec<Header>, opts: &LoadOptions, pixels: bool) -> Result<Loaded> {
     if !(opts.gap_tolerance_mm.is_finite() && opts.gap_tolerance_mm >= 0.0) {
         return Err(Error::InvalidArgument(format!(
             "gap tolerance {} mm: a finite number ≥ 0 is needed (NaN or infinity would turn the missing-slice check off)",
@@ -739,12 +773,19 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions) -> Result<CtSeries> {
     let [nx, ny, _] = plan.geometry.size;
     let per_slice = nx * ny;
 
-    let mut data = vec![0f32; plan.geometry.voxel_count()];
     let ordered: Vec<&Header> = plan
         .order
         .iter()
         .filter_map(|&i| images.get(i).copied())
         .collect();
+    let mut data = vec![
+        0f32;
+        if pixels {
+            plan.geometry.voxel_count()
+        } else {
+            0
+        }
+    ];
     data.par_chunks_mut(per_slice.max(1))
         .zip(ordered.par_iter())
         .try_for_each(|(out, h)| {
@@ -776,14 +817,26 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions) -> Result<CtSeries> {
     let study_uid = f0.req_str(tags::STUDY_INSTANCE_UID)?;
     let series_uid = f0.req_str(tags::SERIES_INSTANCE_UID)?;
     let header = (*f0.obj).clone();
-    Ok(CtSeries {
-        volume: Volume::new(plan.geometry, data)?,
-        slices,
-        series_uid,
-        study_uid,
-        frame_of_reference_uid,
-        header,
-        skipped,
+    let g = plan.geometry;
+    let volume = if pixels {
+        Volume::new(g, data)?
+    } else {
+        Volume::new(
+            Geometry::new([1, 1, 1], g.origin, g.spacing, g.direction)?,
+            vec![0.0],
+        )?
+    };
+    Ok(Loaded {
+        grid: g,
+        series: CtSeries {
+            volume,
+            slices,
+            series_uid,
+            study_uid,
+            frame_of_reference_uid,
+            header,
+            skipped,
+        },
     })
 }
 

@@ -153,13 +153,72 @@ fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
 
 /// Reads an RT Structure Set (with or without preamble and file meta).
 pub fn read_rtstruct(path: &Path) -> Result<RtStruct> {
+    let mut bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if hide_contour_data(&mut bytes) {
+        return parse_rtstruct(crate::dicom::read_bytes(path, &bytes)?);
+    }
     parse_rtstruct(read_file(path)?)
 }
 
 /// Reads an RT Structure Set held in memory; `name` stands for the path in messages and in
 /// [`RtStruct::path`].
 pub fn read_rtstruct_bytes(name: &Path, bytes: &[u8]) -> Result<RtStruct> {
+    let mut copy = bytes.to_vec();
+    if hide_contour_data(&mut copy) {
+        return parse_rtstruct(crate::dicom::read_bytes(name, &copy)?);
+    }
     parse_rtstruct(crate::dicom::read_bytes(name, bytes)?)
+}
+
+/// Where [`hide_contour_data`] moves Contour Data: a private tag the dictionary does not know.
+const CONTOUR_DATA_RAW: Tag = Tag(0x3007, 0x1050);
+
+/// Contour Data is most of a structure set (millions of numbers), and the DICOM parser makes
+/// one string per number. Before parsing, each Contour Data (3006,0050) element header found by
+/// the pre-scan is retagged [`CONTOUR_DATA_RAW`] (and, in explicit VR, marked `LT`, a VR with
+/// the same header layout and a single value), so the parser keeps each contour's text whole;
+/// [`contour_numbers`] splits it. Only little-endian data sets that are not deflated are
+/// retagged (false otherwise: the file is parsed as it is).
+fn hide_contour_data(bytes: &mut [u8]) -> bool {
+    let Some((explicit, at)) = crate::dicom::contour_data_headers(bytes) else {
+        return false;
+    };
+    let mut any = false;
+    for pos in at {
+        let Ok(pos) = usize::try_from(pos) else {
+            continue;
+        };
+        if explicit && bytes.get(pos + 4..pos + 6) != Some(&b"DS"[..]) {
+            continue;
+        }
+        if let Some(h) = bytes.get_mut(pos..pos + 4) {
+            h[..2].copy_from_slice(&CONTOUR_DATA_RAW.0.to_le_bytes());
+            h[2..].copy_from_slice(&CONTOUR_DATA_RAW.1.to_le_bytes());
+            any = true;
+        }
+        if explicit && let Some(vr) = bytes.get_mut(pos + 4..pos + 6) {
+            vr.copy_from_slice(b"LT");
+        }
+    }
+    any
+}
+
+/// The numbers of a Contour Data value: decimal strings separated by backslashes, spaces (and
+/// NUL padding) around them ignored.
+fn contour_numbers(raw: &[u8]) -> std::result::Result<Vec<f64>, String> {
+    let text =
+        std::str::from_utf8(raw).map_err(|_| "Contour Data is not ASCII text".to_string())?;
+    let text = text.trim_matches(|c: char| c == ' ' || c == '\0');
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split('\\')
+        .map(|v| {
+            let v = v.trim_matches(|c: char| c == ' ' || c == '\0');
+            v.parse::<f64>()
+                .map_err(|_| format!("{v:?} is not a decimal string"))
+        })
+        .collect()
 }
 
 fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
@@ -267,10 +326,16 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
             .par_iter()
             .enumerate()
             .map(|(c, ci)| {
-                let Some(e) = ci.get(tags::CONTOUR_DATA) else {
+                let data = if let Some(e) = ci.get(tags::CONTOUR_DATA) {
+                    e.to_multi_float64().map_err(|err| err.to_string())
+                } else if let Some(e) = ci.get(CONTOUR_DATA_RAW) {
+                    e.to_bytes()
+                        .map_err(|err| err.to_string())
+                        .and_then(|b| contour_numbers(&b))
+                } else {
                     return Ok(None);
                 };
-                let data = e.to_multi_float64().map_err(|err| {
+                let data = data.map_err(|err| {
                     invalid(
                         tags::CONTOUR_DATA,
                         format!("ROI {number} contour {}: {err}", c + 1),
@@ -455,10 +520,10 @@ fn fill_even_odd_into(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize, out: &m
         for pair in xs.chunks_exact(2) {
             let a = pair[0].ceil().max(0.0);
             let b = pair[1].ceil().min(cols as f64);
-            if a < b {
-                if let Some(seg) = row.get_mut(a as usize..b as usize) {
-                    seg.fill(1);
-                }
+            if a < b
+                && let Some(seg) = row.get_mut(a as usize..b as usize)
+            {
+                seg.fill(1);
             }
         }
     }
