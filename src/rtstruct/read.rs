@@ -545,6 +545,74 @@ pub fn check_frame_of_reference(rs: &RtStruct, ct_frame: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// A minimal structure set with one ROI and `data` as its one contour's Contour Data, in
+    /// the given transfer syntax.
+    fn tiny_rtstruct(data: &str, ts: &str) -> Vec<u8> {
+        use crate::dicom::write::{item, put, put_seq, with_file_meta};
+        use dicom_core::VR;
+        let mut o = InMemDicomObject::new_empty();
+        put(
+            &mut o,
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            "1.2.840.10008.5.1.4.1.1.481.3",
+        );
+        put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, "2.25.7");
+        put(&mut o, tags::MODALITY, VR::CS, "RTSTRUCT");
+        put_seq(
+            &mut o,
+            tags::STRUCTURE_SET_ROI_SEQUENCE,
+            vec![item(|it| {
+                put(it, tags::ROI_NUMBER, VR::IS, "1");
+                put(it, tags::ROI_NAME, VR::LO, "Body");
+            })],
+        );
+        let contour = item(|it| {
+            put(it, tags::CONTOUR_GEOMETRIC_TYPE, VR::CS, "CLOSED_PLANAR");
+            put(it, tags::CONTOUR_DATA, VR::DS, data);
+        });
+        put_seq(
+            &mut o,
+            tags::ROI_CONTOUR_SEQUENCE,
+            vec![item(|it| {
+                put_seq(it, tags::CONTOUR_SEQUENCE, vec![contour]);
+                put(it, tags::REFERENCED_ROI_NUMBER, VR::IS, "1");
+            })],
+        );
+        let obj = with_file_meta(o, ts, "RTSTRUCT").unwrap();
+        let mut buf = Vec::new();
+        obj.write_all(&mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn contour_data_is_read_whole_in_implicit_and_explicit_vr() {
+        let data = "1.5\\-2\\3.25\\ 4 \\+5\\6E0\\7\\8.125\\-9";
+        let want = vec![[1.5, -2.0, 3.25], [4.0, 5.0, 6.0], [7.0, 8.125, -9.0]];
+        for ts in [
+            crate::dicom::write::IMPLICIT_VR_LE,
+            crate::dicom::write::EXPLICIT_VR_LE,
+        ] {
+            let bytes = tiny_rtstruct(data, ts);
+            let mut copy = bytes.clone();
+            assert!(hide_contour_data(&mut copy), "{ts}: Contour Data not found");
+            let rs = read_rtstruct_bytes(Path::new("tiny"), &bytes).unwrap();
+            assert_eq!(rs.rois.len(), 1);
+            assert_eq!(rs.rois[0].contours[0].points, want, "{ts}");
+            // the parser's own path (nothing retagged) reads the same numbers
+            let plain =
+                parse_rtstruct(crate::dicom::read_bytes(Path::new("tiny"), &bytes).unwrap())
+                    .unwrap();
+            assert_eq!(plain.rois[0].contours[0].points, want, "{ts}");
+        }
+        // a broken number is named
+        let bytes = tiny_rtstruct("1\\2\\x", crate::dicom::write::IMPLICIT_VR_LE);
+        let e = read_rtstruct_bytes(Path::new("tiny"), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"x\"") && e.contains("contour 1"), "{e}");
+    }
+
     use super::*;
 
     #[test]
