@@ -725,3 +725,22 @@ fn non_utf8_file_names_are_read() {
     assert!(ct.slices.iter().any(|r| r.path == odd));
     assert_eq!(discover(&s.dir).unwrap().series[0].slices, 10);
 }
+
+/// Inputs the fuzz targets (`fuzz/`) found, kept as regressions. A 2 KB file whose file meta
+/// group, by its group length, holds a non-group-0002 element: dicom-object reads the meta group
+/// by that length, the pre-scan stopped at the foreign element and walked the data set out of
+/// step, so an element claiming 1.2 GB further on reached the parser, which reserved it.
+#[test]
+fn fuzz_regressions_are_refused_without_allocating() {
+    let path = common::root().join("tests/fixtures/fuzz/meta-group-length-oom.dcm");
+    let bytes = std::fs::read(&path).unwrap();
+    let e = autocontour::dicom::read_bytes(&path, &bytes)
+        .err()
+        .expect("a named refusal");
+    let msg = e.to_string();
+    assert!(
+        matches!(e, autocontour::Error::NotDicom { .. }) && msg.contains("bytes"),
+        "{msg}"
+    );
+    assert!(autocontour::dicom::read_file(&path).is_err());
+}

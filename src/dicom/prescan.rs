@@ -349,7 +349,13 @@ impl<R: Input> Scanner<R> {
     /// Syntax UID, `None` when it has none.
     fn meta(&mut self) -> Scan<Option<String>> {
         let mut ts = None;
+        // Where the group ends by its File Meta Information Group Length: dicom-object reads
+        // elements (of any group) until that many bytes are consumed, so the walk does too.
+        let mut group_end: Option<u64> = None;
         loop {
+            if group_end.is_some_and(|end| self.pos >= end) {
+                return Ok(ts);
+            }
             let at = self.pos;
             let mut head = [0u8; 8];
             if !self.header(&mut head)? {
@@ -359,7 +365,15 @@ impl<R: Input> Scanner<R> {
                 u16::from_le_bytes([head[0], head[1]]),
                 u16::from_le_bytes([head[2], head[3]]),
             );
-            if tag.0 != 0x0002 {
+            if tag == (0x0002, 0x0000) && group_end.is_none() && &head[4..6] == b"UL" {
+                let mut l = [0u8; 4];
+                if !self.header(&mut l)? {
+                    return Ok(ts);
+                }
+                group_end = Some(self.pos + u64::from(u32::from_le_bytes(l)));
+                continue;
+            }
+            if tag.0 != 0x0002 && group_end.is_none() {
                 // The data set starts here.
                 self.r.skip(-8)?;
                 self.pos -= 8;

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target of the project for a time budget, with seed corpora from the real
+# files the tests fetch (the pydicom corpus, RIDER, the nnU-Net fixtures, the model manifests).
+#
+#   fuzz/run.sh [seconds per target, default 60] [target…]
+#
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Corpora grow under
+# fuzz/corpus/<target>/ and crashes land in fuzz/artifacts/<target>/ (both ignored by git);
+# a crash found is fixed and its input kept as a regression test (tests/dicom_rejections.rs).
+# Each run ends with libFuzzer's final statistics (executions, coverage).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+budget=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(dicom_file ct_series rtstruct nifti manifest)
+
+python3 tests/setup/fetch.py pydicom rider >/dev/null
+td=target/testdata
+seed() {
+  local t=$1
+  shift
+  mkdir -p "fuzz/corpus/$t"
+  for f in "$@"; do
+    [ -f "$f" ] && cp "$f" "fuzz/corpus/$t/seed-$(basename "$f")"
+  done
+  return 0
+}
+small_dicom=$(find $td/pydicom -name '*.dcm' -size -64k | sort | head -40)
+rider_slice=$(find $td/rider/ct -name '*.dcm' | sort | head -1)
+# shellcheck disable=SC2086
+seed dicom_file $small_dicom "$rider_slice"
+# ct_series: three slices joined by the target's FF FE FF FE marker
+mkdir -p fuzz/corpus/ct_series
+python3 - "$td/pydicom/CT_small.dcm" fuzz/corpus/ct_series/seed-three-ct-small <<'PY'
+import sys
+one = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write(b"\xff\xfe\xff\xfe".join([one, one, one]))
+PY
+seed ct_series "$td/pydicom/CT_small.dcm" "$td/pydicom/MR_small.dcm" "$td/pydicom/JPEG2000.dcm" \
+  "$td/pydicom/MR_small_RLE.dcm" "$td/pydicom/MR_small_jpeg_ls_lossless.dcm"
+seed rtstruct "$td/pydicom/rtstruct.dcm"
+seed nifti tests/nnunet/heldout_rule_labels.nii.gz tests/nnunet/ref/fold0_mirror.nii.gz
+seed manifest models/thorax-basic/model.json tests/nnunet/package/model.json
+
+mkdir -p target/fuzz-logs
+status=0
+for t in "${targets[@]}"; do
+  echo "== $t ($budget s)"
+  log=target/fuzz-logs/$t.log
+  if ! cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- \
+    -max_total_time="$budget" -max_len=1048576 -rss_limit_mb=4096 -malloc_limit_mb=512 -timeout=30 \
+    -print_final_stats=1 >"$log" 2>&1; then
+    echo "$t: FAILED (crash, leak, timeout or out-of-memory): see $log and fuzz/artifacts/$t/"
+    grep -E "^==[0-9]+==|SUMMARY|Test unit written" "$log" | head -20 || true
+    status=1
+  fi
+  grep -E "^#[0-9]+ +DONE|^stat::number_of_executed_units|^stat::peak_rss_mb|^Done" "$log" || true
+done
+exit $status
