@@ -26,8 +26,8 @@ seed() {
   done
   return 0
 }
-small_dicom=$(find $td/pydicom -name '*.dcm' -size -64k | sort | head -40)
-rider_slice=$(find $td/rider/ct -name '*.dcm' | sort | head -1)
+small_dicom=$(find $td/pydicom -name '*.dcm' -size -64k | sort | sed -n 1,40p)
+rider_slice=$(find $td/rider/ct -name '*.dcm' | sort | sed -n 1p)
 # shellcheck disable=SC2086
 seed dicom_file $small_dicom "$rider_slice"
 # ct_series: three slices joined by the target's FF FE FF FE marker

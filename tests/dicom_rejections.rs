@@ -730,17 +730,24 @@ fn non_utf8_file_names_are_read() {
 /// group, by its group length, holds a non-group-0002 element: dicom-object reads the meta group
 /// by that length, the pre-scan stopped at the foreign element and walked the data set out of
 /// step, so an element claiming 1.2 GB further on reached the parser, which reserved it.
+/// A 4 KB JPEG file whose Pixel Representation says UL with length 2: the parser read no value
+/// and went on 2 bytes out of step, into an element claiming 825 MB.
 #[test]
 fn fuzz_regressions_are_refused_without_allocating() {
-    let path = common::root().join("tests/fixtures/fuzz/meta-group-length-oom.dcm");
-    let bytes = std::fs::read(&path).unwrap();
-    let e = autocontour::dicom::read_bytes(&path, &bytes)
-        .err()
-        .expect("a named refusal");
-    let msg = e.to_string();
-    assert!(
-        matches!(e, autocontour::Error::NotDicom { .. }) && msg.contains("bytes"),
-        "{msg}"
-    );
-    assert!(autocontour::dicom::read_file(&path).is_err());
+    for (file, says) in [
+        ("meta-group-length-oom.dcm", "bytes"),
+        ("odd-binary-length-oom.dcm", "not a multiple of 4"),
+    ] {
+        let path = common::root().join("tests/fixtures/fuzz").join(file);
+        let bytes = std::fs::read(&path).unwrap();
+        let e = autocontour::dicom::read_bytes(&path, &bytes)
+            .err()
+            .expect("a named refusal");
+        let msg = e.to_string();
+        assert!(
+            matches!(e, autocontour::Error::NotDicom { .. }) && msg.contains(says),
+            "{file}: {msg}"
+        );
+        assert!(autocontour::dicom::read_file(&path).is_err(), "{file}");
+    }
 }

@@ -252,6 +252,16 @@ fn long_vr(vr: [u8; 2]) -> bool {
     )
 }
 
+/// The size of one value of a binary VR whose values have a fixed size.
+fn value_size(vr: VR) -> Option<u32> {
+    match vr {
+        VR::US | VR::SS | VR::OW => Some(2),
+        VR::UL | VR::SL | VR::FL | VR::AT | VR::OL | VR::OF => Some(4),
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => Some(8),
+        _ => None,
+    }
+}
+
 fn tag_text(t: (u16, u16)) -> String {
     format!("({:04X},{:04X})", t.0, t.1)
 }
@@ -569,6 +579,18 @@ impl<R: Input> Scanner<R> {
                         );
                     } else {
                         self.check_len("element", tag, at, len)?;
+                        // dicom-parser reads len / size values of a binary VR and leaves the
+                        // rest unread, walking on out of step: refuse such an element by name.
+                        if let Some(size) = vr.and_then(value_size)
+                            && len % size != 0
+                        {
+                            return Err(Refusal::Refused(format!(
+                                "element {} ({}) at {} has length {len}, not a multiple of {size}",
+                                tag_text(tag),
+                                vr.map(|v| v.to_string()).unwrap_or_default(),
+                                self.place(at)
+                            )));
+                        }
                         if tag == (0x3006, 0x0050)
                             && !self.inflated
                             && let Some(found) = self.contour_data.as_mut()
