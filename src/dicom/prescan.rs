@@ -375,14 +375,6 @@ impl<R: Input> Scanner<R> {
                 u16::from_le_bytes([head[0], head[1]]),
                 u16::from_le_bytes([head[2], head[3]]),
             );
-            if tag == (0x0002, 0x0000) && group_end.is_none() && &head[4..6] == b"UL" {
-                let mut l = [0u8; 4];
-                if !self.header(&mut l)? {
-                    return Ok(ts);
-                }
-                group_end = Some(self.pos + u64::from(u32::from_le_bytes(l)));
-                continue;
-            }
             if tag.0 != 0x0002 && group_end.is_none() {
                 // The data set starts here.
                 self.r.skip(-8)?;
@@ -407,6 +399,15 @@ impl<R: Input> Scanner<R> {
                 )));
             }
             self.check_len("file meta element", tag, at, len)?;
+            if tag == (0x0002, 0x0000) && group_end.is_none() && len == 4 {
+                // dicom-object takes any VR here as long as the length is 4
+                let mut l = [0u8; 4];
+                if !self.header(&mut l)? {
+                    return Ok(ts);
+                }
+                group_end = Some(self.pos + u64::from(u32::from_le_bytes(l)));
+                continue;
+            }
             if tag == (0x0002, 0x0010) && len <= 64 {
                 let mut v = vec![0u8; len as usize];
                 self.r.read_exact(&mut v)?;
