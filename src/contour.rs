@@ -469,25 +469,21 @@ pub fn trace_slice(
             cols * rows
         )));
     }
-    Ok(trace_at(mask, cols, rows, [0, 0], spacing, opts))
-}
-
-/// [`trace_slice`] of a mask that is the `cols × rows` window at column `offset[0]`, row
-/// `offset[1]` of a larger slice with nothing outside the window: polygons in the larger
-/// slice's (i, j) coordinates, identical to tracing the whole slice.
-fn trace_at(
-    mask: &[bool],
-    cols: usize,
-    rows: usize,
-    offset: [usize; 2],
-    spacing: [f64; 2],
-    opts: &ContourOptions,
-) -> Vec<SlicePolygon> {
     let (runs, row_start) = mask_runs(mask, cols, rows);
-    trace_runs_at(&runs, &row_start, cols, rows, offset, spacing, opts)
+    Ok(trace_runs_at(
+        &runs,
+        &row_start,
+        cols,
+        rows,
+        [0, 0],
+        spacing,
+        opts,
+    ))
 }
 
-/// [`trace_at`] of a mask given by its runs ([`mask_runs`]).
+/// [`trace_slice`] of a mask given by its runs ([`mask_runs`]) that is the `cols × rows` window
+/// at column `offset[0]`, row `offset[1]` of a larger slice with nothing outside the window:
+/// polygons in the larger slice's (i, j) coordinates, identical to tracing the whole slice.
 fn trace_runs_at(
     runs: &[(usize, usize)],
     row_start: &[usize],

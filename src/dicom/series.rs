@@ -588,6 +588,11 @@ fn median(v: &mut [f64]) -> f64 {
 /// Loads a CT series from `dir`: the one with Series Instance UID `uid`, or the largest usable
 /// CT series when `uid` is `None`.
 pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<CtSeries> {
+    Ok(load_headers(chosen_headers(dir, uid, opts)?, opts, true)?.series)
+}
+
+/// The headers of the series [`load_series`] loads from `dir`, after the unreadable-file check.
+fn chosen_headers(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<Vec<Header>> {
     let mut files = Vec::new();
     walk(dir, &mut files)?;
     let (headers, unread) = read_headers(&files);
@@ -601,8 +606,7 @@ pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<
         }
     };
     check_unreadable(dir, &key, unread)?;
-    let headers = groups.remove(&key).unwrap_or_default();
-    Ok(load_headers(headers, opts, true)?.series)
+    Ok(groups.remove(&key).unwrap_or_default())
 }
 
 /// [`load_series`] without decoding any pixel data, for callers that need only the CT's grid,
@@ -615,20 +619,7 @@ pub fn load_series_grid(
     uid: Option<&str>,
     opts: &LoadOptions,
 ) -> Result<(Geometry, CtSeries)> {
-    let mut files = Vec::new();
-    walk(dir, &mut files)?;
-    let (headers, unread) = read_headers(&files);
-    let mut groups = group(headers);
-    let key = match pick(&groups, uid, dir, opts) {
-        Ok(key) => key,
-        Err(e) => {
-            check_unreadable(dir, uid.unwrap_or(""), unread)?;
-            return Err(e);
-        }
-    };
-    check_unreadable(dir, &key, unread)?;
-    let headers = groups.remove(&key).unwrap_or_default();
-    let ct = load_headers(headers, opts, false)?;
+    let ct = load_headers(chosen_headers(dir, uid, opts)?, opts, false)?;
     let grid = ct.grid;
     Ok((grid, ct.series))
 }
