@@ -347,6 +347,16 @@ impl<R: Input> Scanner<R> {
         }))
     }
 
+    /// Where a sequence or item of length `len` that starts here ends: `None` for an undefined
+    /// length (it ends at its delimiter); a defined length must fit in what is left.
+    fn frame_end(&self, what: &str, tag: (u16, u16), at: u64, len: u32) -> Scan<Option<u64>> {
+        if len == UNDEFINED {
+            return Ok(None);
+        }
+        self.check_len(what, tag, at, len)?;
+        Ok(Some(self.pos + u64::from(len)))
+    }
+
     fn skip(&mut self, len: u32) -> Scan<()> {
         self.r
             .skip(i64::from(len))
@@ -462,12 +472,7 @@ impl<R: Input> Scanner<R> {
             match stack.last().map(|f| &f.kind) {
                 Some(Kind::Sequence) => match tag {
                     ITEM => {
-                        let end = if short_len == UNDEFINED {
-                            None
-                        } else {
-                            self.check_len("item", tag, at, short_len)?;
-                            Some(self.pos + u64::from(short_len))
-                        };
+                        let end = self.frame_end("item", tag, at, short_len)?;
                         stack.push(Frame {
                             kind: Kind::Item,
                             end,
@@ -552,12 +557,7 @@ impl<R: Input> Scanner<R> {
                                 self.place(at)
                             )));
                         }
-                        let end = if len == UNDEFINED {
-                            None
-                        } else {
-                            self.check_len("sequence", tag, at, len)?;
-                            Some(self.pos + u64::from(len))
-                        };
+                        let end = self.frame_end("sequence", tag, at, len)?;
                         stack.push(Frame {
                             kind: Kind::Sequence,
                             end,

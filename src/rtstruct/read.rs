@@ -20,7 +20,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use rayon::prelude::*;
 
-use crate::dicom::{SliceRef, read_file};
+use crate::dicom::SliceRef;
 use crate::error::{Error, Result};
 use crate::volume::{Geometry, Volume};
 
@@ -153,21 +153,20 @@ fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
 
 /// Reads an RT Structure Set (with or without preamble and file meta).
 pub fn read_rtstruct(path: &Path) -> Result<RtStruct> {
-    let mut bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if hide_contour_data(&mut bytes) {
-        return parse_rtstruct(crate::dicom::read_bytes(path, &bytes)?);
-    }
-    parse_rtstruct(read_file(path)?)
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_owned(path, bytes)
 }
 
 /// Reads an RT Structure Set held in memory; `name` stands for the path in messages and in
 /// [`RtStruct::path`].
 pub fn read_rtstruct_bytes(name: &Path, bytes: &[u8]) -> Result<RtStruct> {
-    let mut copy = bytes.to_vec();
-    if hide_contour_data(&mut copy) {
-        return parse_rtstruct(crate::dicom::read_bytes(name, &copy)?);
-    }
-    parse_rtstruct(crate::dicom::read_bytes(name, bytes)?)
+    parse_owned(name, bytes.to_vec())
+}
+
+/// Parses a structure set whose bytes are ours to retag ([`hide_contour_data`]).
+fn parse_owned(name: &Path, mut bytes: Vec<u8>) -> Result<RtStruct> {
+    hide_contour_data(&mut bytes);
+    parse_rtstruct(crate::dicom::read_bytes(name, &bytes)?)
 }
 
 /// Where [`hide_contour_data`] moves Contour Data: a private tag the dictionary does not know.
