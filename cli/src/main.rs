@@ -12,6 +12,7 @@ mod evaluate;
 mod nnunet;
 mod plots;
 mod preview;
+mod queue;
 mod segment;
 
 use autocontour::dicom::{LoadOptions, discover, load_series};
@@ -59,6 +60,11 @@ enum Command {
     },
     /// Segment CT series with a model package: RT Structure Set, preview PNG, JSON summary.
     Segment(segment::SegmentArgs),
+    /// Consume segmentation jobs from a RabbitMQ queue (one loaded model, jobs acknowledged once
+    /// their outputs are durable; docs/queue.md).
+    Worker(queue::worker::WorkerArgs),
+    /// Queue one segmentation job per CT folder on RabbitMQ and follow them to the end.
+    Submit(queue::submit::SubmitArgs),
     /// Segment a NIfTI CT into a NIfTI label map on its grid (no DICOM; JSON summary on stdout).
     Predict(nnunet::PredictArgs),
     /// Import a model trained elsewhere as a model package.
@@ -174,6 +180,8 @@ fn run(cli: Cli) -> CliResult<()> {
             seed,
         ),
         Command::Segment(args) => segment::run(args, rt),
+        Command::Worker(args) => queue::worker::run(args, rt),
+        Command::Submit(args) => queue::submit::run(args),
         Command::Predict(args) => nnunet::predict_cmd(args, rt),
         Command::Import { what } => nnunet::import_cmd(what),
         Command::RtstructToMask(args) => convert::to_mask(args),
