@@ -7,9 +7,8 @@
 //! connection is retried with backoff; the jobs it had in flight are redelivered by the broker
 //! and rewritten with the same UIDs.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_lite::StreamExt;
@@ -20,7 +19,7 @@ use lapin::{BasicProperties, Channel};
 use tokio::task::JoinSet;
 
 use autocontour::Error;
-use autocontour::model::{Device, Fallback, Model, ModelOptions};
+use autocontour::model::{Device, Fallback, ModelOptions};
 use autocontour::profile::SiteProfile;
 use autocontour::runtime::RuntimeOptions;
 
@@ -29,6 +28,7 @@ use super::{
     long_string, publish_confirmed, publish_event, redact, unix_now, worker_id,
 };
 use crate::error::{CliError, CliResult};
+use crate::models::ModelCache;
 use crate::segment::{default_model, run_case};
 
 /// Arguments of `autocontour worker`.
@@ -60,19 +60,10 @@ pub struct WorkerArgs {
 /// What every job of this worker shares.
 struct Shared {
     topology: Topology,
-    default_model: PathBuf,
-    model_options: ModelOptions,
-    /// Opened models by (folder, folds); at most [`MODEL_CACHE`] kept.
-    models: Mutex<HashMap<ModelKey, Arc<Model>>>,
+    models: ModelCache,
     id: String,
     done: std::sync::atomic::AtomicU64,
 }
-
-/// A model package folder and the folds it was opened with.
-type ModelKey = (PathBuf, Option<Vec<u32>>);
-
-/// Models kept open at once.
-const MODEL_CACHE: usize = 2;
 
 /// Why a job attempt failed: a name and a message.
 struct Failure {
@@ -104,24 +95,25 @@ pub fn run(args: WorkerArgs, runtime: RuntimeOptions) -> CliResult<()> {
     let default_model = args.model.clone().unwrap_or_else(default_model);
     let shared = Arc::new(Shared {
         topology: args.broker.topology(),
-        default_model: default_model.clone(),
-        model_options: ModelOptions {
-            runtime,
-            device,
-            threads: args.threads,
-            fallback: if args.no_fallback {
-                Fallback::Fail
-            } else {
-                Fallback::ToCpu
+        models: ModelCache::new(
+            default_model,
+            ModelOptions {
+                runtime,
+                device,
+                threads: args.threads,
+                fallback: if args.no_fallback {
+                    Fallback::Fail
+                } else {
+                    Fallback::ToCpu
+                },
+                folds: None,
             },
-            folds: None,
-        },
-        models: Mutex::new(HashMap::new()),
+        ),
         id: worker_id(),
         done: Default::default(),
     });
     // The default model is opened before consuming: a worker that cannot run it says so at once.
-    shared.model(&default_model, None)?;
+    shared.models.get(None, None)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -134,28 +126,6 @@ pub fn run(args: WorkerArgs, runtime: RuntimeOptions) -> CliResult<()> {
 }
 
 impl Shared {
-    fn model(&self, dir: &Path, folds: Option<Vec<u32>>) -> Result<Arc<Model>, Error> {
-        let key = (dir.to_path_buf(), folds.clone());
-        let mut cache = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = cache.get(&key) {
-            return Ok(m.clone());
-        }
-        let opts = ModelOptions {
-            folds,
-            ..self.model_options.clone()
-        };
-        let model = Arc::new(Model::open(dir, &opts)?);
-        if let Some(reason) = &model.execution.fallback_reason {
-            log::warn!("{}: running on the CPU: {reason}", dir.display());
-        }
-        if cache.len() >= MODEL_CACHE {
-            let default = (self.default_model.clone(), None);
-            cache.retain(|k, _| *k == default);
-        }
-        cache.insert(key, model.clone());
-        Ok(model)
-    }
-
     /// Runs one job to its durable outputs; returns the case summary.
     fn execute(&self, job: &Job) -> Result<serde_json::Value, Failure> {
         if job.format != JOB_FORMAT {
@@ -167,11 +137,9 @@ impl Shared {
                 ),
             });
         }
-        let dir = job
-            .model
-            .clone()
-            .unwrap_or_else(|| self.default_model.clone());
-        let model = self.model(&dir, job.options.folds.clone())?;
+        let model = self
+            .models
+            .get(job.model.as_deref(), job.options.folds.clone())?;
         let profile = match &job.profile {
             Some(p) => Some(SiteProfile::load(p)?.resolve(&model.manifest)?),
             None => None,
