@@ -363,3 +363,87 @@ fn broken_jobs_are_named_dead_lettered_and_the_worker_goes_on() {
     let log = std::fs::read_to_string(tmp.path().join("worker0.log")).unwrap();
     assert!(log.contains("attempt 2/2 failed"), "{log}");
 }
+
+#[test]
+fn the_gateway_hands_series_to_workers_and_the_results_reach_the_destination() {
+    use autocontour_test_support::rabbitmq::free_port;
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&tmp.path().join("broker"));
+    let url = broker.url();
+    let (gw_port, dest_port) = (free_port(), free_port());
+    let dest = tmp.path().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    let mut scp = Command::new("storescp")
+        .args(["-aet", "DEST", "-od"])
+        .arg(&dest)
+        .arg(dest_port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("storescp (apt-get install dcmtk)");
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ae_title = \"AUTOCONTOUR\"\nlisten = \"127.0.0.1:{gw_port}\"\n\
+             allowed_calling_ae_titles = [\"STORESCU\"]\nspool = \"spool\"\n\
+             series_idle_seconds = 1\n\
+             [destination]\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = {dest_port}\n\
+             [queue]\namqp = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut worker = spawn_worker(&url, tmp.path(), 0, &[]);
+    let gw_log = std::fs::File::create(tmp.path().join("gateway.log")).unwrap();
+    let mut gw = autocontour(&url)
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .stdout(gw_log.try_clone().unwrap())
+        .stderr(gw_log)
+        .spawn()
+        .unwrap();
+    wait_until("the gateway's port", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", gw_port)).is_ok()
+    });
+    for ct in phantoms(&tmp.path().join("cts"), 2) {
+        let o = Command::new("storescu")
+            .args(["-aet", "STORESCU", "-aec", "AUTOCONTOUR", "+sd", "+r"])
+            .args(["127.0.0.1", &gw_port.to_string()])
+            .arg(&ct)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let count = || {
+        std::fs::read_dir(&dest)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("RS."))
+            })
+            .count()
+    };
+    wait_until(
+        "2 RTSTRUCTs at the destination",
+        Duration::from_secs(180),
+        || count() == 2,
+    );
+    wait_until(
+        "both series settled as sent",
+        Duration::from_secs(60),
+        || {
+            let o = Command::new(cli())
+                .args(["gateway", "--config"])
+                .arg(&config)
+                .arg("status")
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).contains("sent: 2")
+        },
+    );
+    assert_eq!(count(), 2);
+    assert!(sigterm(&mut gw).success());
+    assert!(sigterm(&mut worker).success());
+    let _ = scp.kill();
+    let _ = scp.wait();
+}

@@ -49,6 +49,10 @@ pub struct GatewayConfig {
     /// Keep the received CT of a series after its result was sent (default: removed).
     #[serde(default)]
     pub keep_sent_series: bool,
+    /// Hand complete series to RabbitMQ workers instead of segmenting them in this process
+    /// (the spool must be shared with the workers at the same path).
+    #[serde(default)]
+    pub queue: Option<super::handoff::QueueConfig>,
 }
 
 /// A routing rule: every given condition must hold.

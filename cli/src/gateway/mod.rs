@@ -3,6 +3,7 @@
 //! spool (docs/gateway.md).
 
 pub mod config;
+pub mod handoff;
 pub mod scp;
 pub mod scu;
 pub mod spool;
@@ -65,14 +66,20 @@ pub fn run(args: GatewayArgs, runtime: RuntimeOptions) -> CliResult<()> {
             folds: None,
         },
     );
-    // Every model a route names is opened now: a wrong path fails at start, not at 3 a.m.
-    let default = models.get(None, None)?;
-    for r in &config.routes {
-        models.get(Some(&r.model), None)?;
-    }
-    let profile = match &config.profile {
-        Some(p) => Some(SiteProfile::load(p)?.resolve(&default.manifest)?),
-        None => None,
+    // Every model a route names is opened now: a wrong path fails at start, not at 3 a.m. (In
+    // queue mode the workers open them; the broker URL is checked instead.)
+    let profile = if let Some(q) = &config.queue {
+        q.url()?;
+        None
+    } else {
+        let default = models.get(None, None)?;
+        for r in &config.routes {
+            models.get(Some(&r.model), None)?;
+        }
+        match &config.profile {
+            Some(p) => Some(SiteProfile::load(p)?.resolve(&default.manifest)?),
+            None => None,
+        }
     };
     let gateway = Arc::new(Gateway {
         config,
@@ -108,8 +115,15 @@ async fn serve(gateway: Arc<Gateway>) -> CliResult<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(gateway.config.max_associations));
     let wake = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(complete_series(gateway.clone(), wake.clone()));
-    tokio::spawn(process_series(gateway.clone(), wake));
-    tokio::spawn(send_results(gateway.clone()));
+    match gateway.config.queue.clone() {
+        Some(q) => {
+            tokio::spawn(handoff::run(gateway.clone(), q, wake));
+        }
+        None => {
+            tokio::spawn(process_series(gateway.clone(), wake));
+            tokio::spawn(send_results(gateway.clone()));
+        }
+    }
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {

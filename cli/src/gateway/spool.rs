@@ -4,6 +4,7 @@
 //! <spool>/incoming/<key>/   instances being received (<sop>.dcm, series.json)
 //!         ready/<key>/      complete (idle long enough), waiting to be segmented
 //!         running/<key>/    being segmented (moved back to ready/ at start-up)
+//!         queued/<key>/     handed to RabbitMQ workers (queue mode; job.json once confirmed)
 //!         outbox/<key>/     segmented: out/rtstruct.dcm … to send; send.json counts attempts
 //!         sent/<key>/       sent: out/ and send.json kept, the CT removed unless configured
 //!         failed/<key>/     segmentation failed: error.json, the CT kept
@@ -23,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The states a series folder moves through.
-pub const STATES: [&str; 6] = ["incoming", "ready", "running", "outbox", "sent", "failed"];
+pub const STATES: [&str; 7] = [
+    "incoming", "ready", "running", "queued", "outbox", "sent", "failed",
+];
 
 /// What the gateway records about a series when its first instance arrives (`series.json`;
 /// identifying: it stays in the spool).

@@ -198,6 +198,50 @@ pub struct Job {
     /// Per-case options (UIDs are always derived from the job key).
     #[serde(default)]
     pub options: CaseOptions,
+    /// A DICOM node the RT Structure Set (and SEG) are sent to by C-STORE once written; the job
+    /// is acknowledged only after the node accepted them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_to: Option<SendTo>,
+}
+
+/// A DICOM destination of a job's results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendTo {
+    /// Its AE title.
+    pub ae_title: String,
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The worker's calling AE title (default `AUTOCONTOUR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calling_ae_title: Option<String>,
+}
+
+impl std::str::FromStr for SendTo {
+    type Err = String;
+
+    /// `AE@host:port`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not AE@host:port");
+        let (ae, rest) = s.split_once('@').ok_or_else(bad)?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        crate::gateway::config::check_ae_title("destination", ae).map_err(|e| e.to_string())?;
+        if host.is_empty() || port == 0 {
+            return Err(bad());
+        }
+        Ok(SendTo {
+            ae_title: ae.to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            calling_ae_title: None,
+        })
+    }
 }
 
 /// What happened to a job, published to its batch's events queue.
@@ -424,6 +468,7 @@ mod tests {
             model: None,
             profile: None,
             options: CaseOptions::default(),
+            send_to: None,
         };
         let text = serde_json::to_string(&job).unwrap();
         let back: Job = serde_json::from_str(&text).unwrap();
@@ -434,6 +479,20 @@ mod tests {
             r#"{"format":1,"job_id":"j","batch":"b","name":"n","input":"/i","output":"/o"}"#;
         let m: Job = serde_json::from_str(minimal).unwrap();
         assert!(!m.options.seg && m.model.is_none());
+    }
+
+    #[test]
+    fn destinations_parse_as_ae_at_host_port() {
+        let d: SendTo = "PACS@127.0.0.1:4242".parse().unwrap();
+        assert_eq!(
+            (d.ae_title.as_str(), d.host.as_str(), d.port),
+            ("PACS", "127.0.0.1", 4242)
+        );
+        let d: SendTo = "PACS@[::1]:104".parse().unwrap();
+        assert_eq!(d.host, "::1");
+        for bad in ["PACS", "PACS@host", "PACS@host:x", "@host:1", "A\\B@h:1"] {
+            assert!(bad.parse::<SendTo>().is_err(), "{bad}");
+        }
     }
 
     #[test]

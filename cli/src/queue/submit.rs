@@ -60,6 +60,13 @@ pub struct SubmitArgs {
     /// Series Instance UID to use when a folder holds several series.
     #[arg(long)]
     pub uid: Option<String>,
+    /// Also send each RT Structure Set (and SEG) by C-STORE to this DICOM node, `AE@host:port`;
+    /// a job is done only when the node accepted them.
+    #[arg(long, value_name = "AE@HOST:PORT")]
+    pub send_to: Option<super::SendTo>,
+    /// The workers' calling AE title towards --send-to.
+    #[arg(long, default_value = "AUTOCONTOUR", requires = "send_to")]
+    pub calling_ae_title: String,
     /// Queue the jobs and exit without waiting for them.
     #[arg(long)]
     pub no_wait: bool,
@@ -124,6 +131,10 @@ pub fn run(args: SubmitArgs) -> CliResult<()> {
             model: model.clone(),
             profile: profile.clone(),
             options: options.clone(),
+            send_to: args.send_to.clone().map(|mut d| {
+                d.calling_ae_title = Some(args.calling_ae_title.clone());
+                d
+            }),
         });
     }
     let mut log = match &args.events {

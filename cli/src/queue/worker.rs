@@ -156,6 +156,19 @@ impl Shared {
             &opts,
             false,
         )?;
+        if let Some(d) = &job.send_to {
+            let mut files = vec![job.output.join("rtstruct.dcm")];
+            if opts.seg {
+                files.push(job.output.join("seg.dcm"));
+            }
+            let refs: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+            let calling = d.calling_ae_title.as_deref().unwrap_or("AUTOCONTOUR");
+            crate::gateway::scu::store_files(&refs, calling, &d.ae_title, &d.host, d.port)
+                .map_err(|message| Failure {
+                    code: "SendFailed".into(),
+                    message,
+                })?;
+        }
         Ok(summary)
     }
 }
