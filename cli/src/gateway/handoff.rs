@@ -142,7 +142,7 @@ async fn session(
         for key in spool.keys("ready") {
             spool
                 .advance("ready", "queued", &key)
-                .map_err(|e| autocontour::Error::io(&spool.dir("ready", &key), e))?;
+                .map_err(|e| autocontour::Error::io(spool.dir("ready", &key), e))?;
             publish(gateway, &ch, &topology, &batch, &events, &key).await?;
         }
         tokio::select! {
