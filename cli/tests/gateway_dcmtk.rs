@@ -282,3 +282,159 @@ fn ct_in_rtstruct_out_through_a_down_destination_and_a_killed_gateway() {
     assert!(log.contains("236 stored, 0 refused"), "{log}");
     drop(gw);
 }
+
+/// A test CA and certificates signed by it for `names` (CN localhost, SAN localhost and
+/// 127.0.0.1), made with the openssl command-line tool: (ca.pem, [(name.pem, name.key)]).
+fn test_pki(dir: &Path, names: &[&str]) -> PathBuf {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=autocontour test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    for n in names {
+        let (key, csr, pem) = (format!("{n}.key"), format!("{n}.csr"), format!("{n}.pem"));
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=localhost",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ]);
+    }
+    dir.join("ca.pem")
+}
+
+#[test]
+fn tls_both_ways_with_client_certificates_and_plain_tcp_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let ca = test_pki(&pki, &["gateway", "sender", "dest"]);
+    let p = |n: &str| pki.join(n).to_string_lossy().into_owned();
+    let (gw_port, dest_port) = (free_port(), free_port());
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ae_title = \"AUTOCONTOUR\"\nlisten = \"127.0.0.1:{gw_port}\"\n\
+             allowed_calling_ae_titles = [\"STORESCU\"]\nspool = \"spool\"\n\
+             series_idle_seconds = 1\n\
+             [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n\
+             [destination]\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = {dest_port}\n\
+             [destination.tls]\nca = \"{}\"\nserver_name = \"localhost\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            p("gateway.pem"),
+            p("gateway.key"),
+            ca.display(),
+            ca.display(),
+            p("gateway.pem"),
+            p("gateway.key"),
+        ),
+    )
+    .unwrap();
+    let dest = tmp.path().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    let _scp = Killed(
+        Command::new("storescp")
+            .args(["+tls", &p("dest.key"), &p("dest.pem"), "+cf"])
+            .arg(&ca)
+            .args(["-aet", "DEST", "-od"])
+            .arg(&dest)
+            .arg(dest_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let gw = gateway(&config, &tmp.path().join("gateway.log"));
+    wait_port(gw_port);
+    wait_port(dest_port);
+    let ct = tmp.path().join("p");
+    assert!(
+        Command::new(cli())
+            .arg("phantom")
+            .arg(&ct)
+            .args(["--seed", "tls"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let store = |tls: &[&str]| {
+        Command::new("storescu")
+            .args(tls)
+            .args(["-aet", "STORESCU", "-aec", "AUTOCONTOUR", "+sd", "+r"])
+            .args(["127.0.0.1", &gw_port.to_string()])
+            .arg(ct.join("ct"))
+            .output()
+            .unwrap()
+    };
+    // Plain TCP to the TLS port, and TLS without a client certificate, are refused.
+    assert!(!store(&[]).status.success());
+    let ca_s = ca.to_string_lossy().into_owned();
+    assert!(!store(&["+tla", "+cf", &ca_s]).status.success());
+    // With the sender's certificate: stored, segmented, sent over TLS to the destination.
+    let o = store(&["+tls", &p("sender.key"), &p("sender.pem"), "+cf", &ca_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_until(
+        "the RTSTRUCT at the TLS destination",
+        Duration::from_secs(120),
+        || rtstructs(&dest).len() == 1,
+    );
+    drop(gw);
+    let log = std::fs::read_to_string(tmp.path().join("gateway.log")).unwrap();
+    assert!(log.contains("TLS association from"), "{log}");
+}

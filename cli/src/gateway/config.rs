@@ -53,6 +53,9 @@ pub struct GatewayConfig {
     /// (the spool must be shared with the workers at the same path).
     #[serde(default)]
     pub queue: Option<super::handoff::QueueConfig>,
+    /// TLS on the listening port (client certificates required).
+    #[serde(default)]
+    pub tls: Option<super::tls::ListenTls>,
 }
 
 /// A routing rule: every given condition must hold.
@@ -88,6 +91,9 @@ pub struct Destination {
     /// Seconds before the first retry of a failed send; doubles up to 5 minutes.
     #[serde(default = "default_retry")]
     pub retry_seconds: f64,
+    /// TLS towards the destination.
+    #[serde(default)]
+    pub tls: Option<super::tls::SendTls>,
 }
 
 fn default_max_associations() -> usize {
@@ -136,6 +142,20 @@ impl GatewayConfig {
             }
         };
         resolve(&mut c.spool);
+        if let Some(t) = c.tls.as_mut() {
+            resolve(&mut t.cert);
+            resolve(&mut t.key);
+            resolve(&mut t.client_ca);
+        }
+        if let Some(t) = c.destination.tls.as_mut() {
+            resolve(&mut t.ca);
+            if let Some(p) = t.cert.as_mut() {
+                resolve(p);
+            }
+            if let Some(p) = t.key.as_mut() {
+                resolve(p);
+            }
+        }
         if let Some(m) = c.model.as_mut() {
             resolve(m);
         }
@@ -171,6 +191,13 @@ impl GatewayConfig {
             if let Some(t) = &r.called_ae_title {
                 check_ae_title("routes.called_ae_title", t)?;
             }
+        }
+        if self.queue.is_some() && self.destination.tls.is_some() {
+            return Err(CliError::Usage(
+                "[destination.tls] with [queue]: workers send the results and do not take TLS \
+                 settings yet; use one or the other"
+                    .into(),
+            ));
         }
         if self.max_associations == 0 || self.max_associations > 1024 {
             return Err(CliError::Usage(

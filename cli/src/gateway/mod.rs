@@ -7,6 +7,7 @@ pub mod handoff;
 pub mod scp;
 pub mod scu;
 pub mod spool;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub struct Gateway {
     pub spool: Spool,
     models: ModelCache,
     profile: Option<ResolvedProfile>,
+    /// TLS of the listening port.
+    pub server_tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS towards the destination, and the name its certificate must carry.
+    pub client_tls: Option<(Arc<rustls::ClientConfig>, String)>,
 }
 
 pub fn run(args: GatewayArgs, runtime: RuntimeOptions) -> CliResult<()> {
@@ -81,11 +86,20 @@ pub fn run(args: GatewayArgs, runtime: RuntimeOptions) -> CliResult<()> {
             None => None,
         }
     };
+    let server_tls = config.tls.as_ref().map(|t| t.server_config()).transpose()?;
+    let client_tls = config
+        .destination
+        .tls
+        .as_ref()
+        .map(|t| t.client_config(&config.destination.host))
+        .transpose()?;
     let gateway = Arc::new(Gateway {
         config,
         spool,
         models,
         profile,
+        server_tls,
+        client_tls,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -317,6 +331,7 @@ fn send_one(gateway: &Gateway, key: &str, mut state: SendState) {
             &d.ae_title,
             &d.host,
             d.port,
+            gateway.client_tls.as_ref(),
         )
     };
     match result {

@@ -116,13 +116,26 @@ pub async fn serve(gateway: Arc<Gateway>, socket: tokio::net::TcpStream) {
             opts = opts.with_transfer_syntax(*ts);
         }
     }
-    let mut assoc = match opts.establish_async(socket).await {
-        Ok(a) => a,
-        Err(e) => {
-            log::warn!("association from {peer} not established: {e}");
-            return;
-        }
-    };
+    match gateway.server_tls.clone() {
+        Some(tls) => match opts.tls_config(tls).establish_tls_async(socket).await {
+            Ok(a) => handle(gateway, a, peer).await,
+            Err(e) => log::warn!("TLS association from {peer} not established: {e}"),
+        },
+        None => match opts.establish_async(socket).await {
+            Ok(a) => handle(gateway, a, peer).await,
+            Err(e) => log::warn!("association from {peer} not established: {e}"),
+        },
+    }
+}
+
+/// Runs an established association to its end.
+async fn handle<S>(
+    gateway: Arc<Gateway>,
+    mut assoc: dicom_ul::association::AsyncServerAssociation<S>,
+    peer: String,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let calling = assoc.peer_ae_title().trim().to_string();
     let called = assoc.called_ae_title().trim().to_string();
     log::info!("association from {calling}@{peer} to {called}");

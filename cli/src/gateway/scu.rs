@@ -2,25 +2,29 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_core::{DataElement, VR, dicom_value};
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::InMemDicomObject;
+use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_ul::ClientAssociationOptions;
+use dicom_ul::association::CloseSocket;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 
-/// Sends DICOM files to `ae_title@host:port` in one association, as `calling`; each file in its
-/// own transfer syntax. `Err` names the file and the reason (association refused, status).
+/// Sends DICOM files to `ae_title@host:port` in one association, as `calling`, over TLS when
+/// `tls` is given (client configuration, server name); each file in its own transfer syntax.
+/// `Err` names the file and the reason (association refused, status).
 pub fn store_files(
     files: &[&Path],
     calling: &str,
     ae_title: &str,
     host: &str,
     port: u16,
+    tls: Option<&(Arc<rustls::ClientConfig>, String)>,
 ) -> Result<(), String> {
     let mut objects = Vec::with_capacity(files.len());
     let mut opts = ClientAssociationOptions::new()
@@ -46,9 +50,37 @@ pub fn store_files(
         opts = opts.with_presentation_context(class.clone(), vec![ts.clone()]);
         objects.push((f, obj, class, ts));
     }
-    let mut assoc = opts
-        .establish((host, port))
-        .map_err(|e| format!("association with {ae_title}@{host}:{port} failed: {e}"))?;
+    let refused = |e: dicom_ul::association::Error| {
+        format!("association with {ae_title}@{host}:{port} failed: {e}")
+    };
+    match tls {
+        Some((config, name)) => {
+            let assoc = opts
+                .tls_config(config.clone())
+                .server_name(name)
+                .establish_tls((host, port))
+                .map_err(refused)?;
+            send_all(assoc, &objects, ae_title)
+        }
+        None => send_all(
+            opts.establish((host, port)).map_err(refused)?,
+            &objects,
+            ae_title,
+        ),
+    }
+}
+
+/// A file to send: path, object, SOP class, transfer syntax.
+type Outgoing<'a> = (&'a &'a Path, DefaultDicomObject, String, String);
+
+fn send_all<S>(
+    mut assoc: dicom_ul::ClientAssociation<S>,
+    objects: &[Outgoing<'_>],
+    ae_title: &str,
+) -> Result<(), String>
+where
+    S: std::io::Read + std::io::Write + CloseSocket,
+{
     for (i, (path, obj, class, ts_uid)) in objects.iter().enumerate() {
         let pc = assoc
             .presentation_contexts()

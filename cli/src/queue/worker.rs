@@ -163,7 +163,7 @@ impl Shared {
             }
             let refs: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
             let calling = d.calling_ae_title.as_deref().unwrap_or("AUTOCONTOUR");
-            crate::gateway::scu::store_files(&refs, calling, &d.ae_title, &d.host, d.port)
+            crate::gateway::scu::store_files(&refs, calling, &d.ae_title, &d.host, d.port, None)
                 .map_err(|message| Failure {
                     code: "SendFailed".into(),
                     message,
