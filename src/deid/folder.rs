@@ -1,12 +1,12 @@
 //! The batch form: every DICOM file under a folder pseudonymised into another folder.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use super::{Pseudonymiser, Report, output_path};
-use crate::dicom::{MAX_FILES_SCANNED, read_file, sniff, write::write_object};
+use crate::dicom::{MAX_FILES_SCANNED, read_file, read_header, sniff, write::write_object};
 use crate::error::{Error, Result};
 
 /// Media Storage Directory Storage: a DICOMDIR, whose records repeat identifying attributes and
@@ -30,15 +30,16 @@ pub struct WrittenFile {
 pub struct FolderReport {
     /// Every file written, in input path order.
     pub written: Vec<WrittenFile>,
-    /// Files left out on purpose (not DICOM, a DICOMDIR, a hidden or temporary file), with why.
+    /// Files left out on purpose (not DICOM, a DICOMDIR, a hidden or temporary file, a second
+    /// copy of an instance), with why.
     pub skipped: Vec<(PathBuf, String)>,
     /// DICOM files (or files that start like DICOM) that could not be read, pseudonymised or
     /// written, with why. A batch with any is a failed batch.
     pub failed: Vec<(PathBuf, String)>,
     /// Distinct series written.
     pub series: usize,
-    /// Input files whose SOP Instance UID another input file already had (the later one
-    /// replaced the earlier output).
+    /// Input files skipped because an earlier file (in path order) has the same SOP Instance
+    /// UID: one instance is written once.
     pub duplicates: usize,
 }
 
@@ -106,7 +107,38 @@ pub(super) fn run(p: &Pseudonymiser, input: &Path, output: &Path) -> Result<Fold
     }
     let (mut files, mut hidden) = (Vec::new(), Vec::new());
     walk(input, &mut files, &mut hidden)?;
-    let outcomes: Vec<Outcome> = files.par_iter().map(|f| one(p, f, output)).collect();
+    // Files holding the same SOP Instance UID are one instance: the first in path order is
+    // written, the others skipped (decided before writing, so the result does not depend on
+    // which thread finishes first).
+    let uids: Vec<Option<String>> = files.par_iter().map(|f| sop_uid(f)).collect();
+    let mut first: HashMap<String, &PathBuf> = HashMap::new();
+    let outcomes: Vec<Outcome> = files
+        .iter()
+        .zip(uids)
+        .map(|(f, uid)| match uid {
+            Some(u) => match first.get(&u) {
+                Some(earlier) => Some(Outcome::Skipped(
+                    f.clone(),
+                    format!(
+                        "duplicate: the same SOP Instance UID as {} (written once)",
+                        earlier.display()
+                    ),
+                )),
+                None => {
+                    first.insert(u, f);
+                    None
+                }
+            },
+            None => None,
+        })
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .zip(files.par_iter())
+        .map(|(decided, f)| match decided {
+            Some(o) => o,
+            None => one(p, f, output),
+        })
+        .collect();
     let mut report = FolderReport::default();
     for h in hidden {
         log::info!("{}: skipped (hidden or temporary file)", h.display());
@@ -114,24 +146,19 @@ pub(super) fn run(p: &Pseudonymiser, input: &Path, output: &Path) -> Result<Fold
             .skipped
             .push((h, "hidden or temporary file".to_string()));
     }
-    let mut outputs = HashSet::new();
     let mut series = BTreeSet::new();
     for o in outcomes {
         match o {
             Outcome::Written(w) => {
-                if !outputs.insert(w.output.clone()) {
-                    log::warn!(
-                        "{}: its SOP Instance UID is another input file's; the output was replaced",
-                        w.input.display()
-                    );
-                    report.duplicates += 1;
-                }
                 if let Some(s) = &w.report.pseudonymised.series_instance_uid {
                     series.insert(s.clone());
                 }
                 report.written.push(*w);
             }
             Outcome::Skipped(f, why) => {
+                if why.starts_with("duplicate") {
+                    report.duplicates += 1;
+                }
                 log::info!("{}: skipped ({why})", f.display());
                 report.skipped.push((f, why));
             }
@@ -143,6 +170,23 @@ pub(super) fn run(p: &Pseudonymiser, input: &Path, output: &Path) -> Result<Fold
     }
     report.series = series.len();
     Ok(report)
+}
+
+/// The SOP Instance UID of a file (from the data set, else the file meta group), read up to the
+/// pixel data; `None` when the file does not parse (its full read reports why) or is a
+/// DICOMDIR (skipped as such).
+fn sop_uid(path: &Path) -> Option<String> {
+    let f = read_header(path).ok()?;
+    if super::trimmed(f.obj.meta().media_storage_sop_class_uid()) == DICOMDIR_SOP_CLASS {
+        return None;
+    }
+    // As the pseudonymiser reads it (a UN value's bytes as text), so the pseudonyms agree.
+    let uid = super::text_of(&f.obj, dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            super::trimmed(f.obj.meta().media_storage_sop_instance_uid()).to_string()
+        });
+    (!uid.is_empty()).then_some(uid)
 }
 
 /// Reads, pseudonymises and writes one file.
@@ -173,6 +217,9 @@ fn one(p: &Pseudonymiser, path: &Path, out: &Path) -> Outcome {
     }
     let (obj, report) = match p.pseudonymise_file(file.obj, path) {
         Ok(r) => r,
+        Err(Error::Pseudonymise { reason, .. }) => {
+            return Outcome::Failed(path.to_path_buf(), format!("cannot pseudonymise: {reason}"));
+        }
         Err(e) => return Outcome::Failed(path.to_path_buf(), e.to_string()),
     };
     let dest = output_path(out, &report);

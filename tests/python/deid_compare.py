@@ -32,51 +32,54 @@ logging.getLogger("deid").setLevel(logging.ERROR)
 
 # keyword → (deid's action, ours, why ours differs). Every difference must be listed here.
 DOCUMENTED = {
-    "AccessionNumber": ("replaced", "emptied",
-                        "Annex E: Z. deid fills a placeholder (its recipe's item id); "
-                        "an empty value keeps the type 2 attribute without inventing one"),
-    "ContentDate": ("removed", "replaced",
-                    "Retain Longitudinal Modified Dates: shifted, not removed (deid removes "
-                    "every *Date)"),
-    "InstanceCreationDate": ("removed", "replaced", "as Content Date"),
-    "PerformedProcedureStepStartDate": ("removed", "replaced", "as Content Date"),
-    "StudyDate": ("replaced", "replaced", None),
+    "InstanceCreationDate": ("removed", "replaced",
+                             "Retain Longitudinal Modified Dates: shifted by the patient's "
+                             "offset, not removed (deid's recipe removes every *Date)"),
+    "StudyDate": ("removed", "replaced", "as Instance Creation Date (type 2)"),
+    "ContentDate": ("removed", "replaced", "as Instance Creation Date"),
+    "PerformedProcedureStepStartDate": ("removed", "replaced", "as Instance Creation Date"),
     "InstanceCreationTime": ("removed", "kept",
-                             "whole-day date offset: the time of day is kept (not identifying "
-                             "without the date)"),
+                             "the offset is whole days, so the time of day is kept (not "
+                             "identifying without the date); deid removes every *Time"),
+    "StudyTime": ("removed", "kept", "as Instance Creation Time (type 2; empty in this input)"),
+    "ContentTime": ("removed", "kept", "as Instance Creation Time (empty in this input)"),
     "PerformedProcedureStepStartTime": ("removed", "kept", "as Instance Creation Time"),
-    "StudyTime": ("removed", "kept", "as Instance Creation Time; type 2, present empty here"),
-    "ContentTime": ("removed", "kept", "as Instance Creation Time; type 2C"),
-    "PatientBirthDate": ("replaced", "emptied",
-                         "Annex E: Z; deid writes a placeholder timestamp"),
-    "PatientID": ("replaced", "replaced", None),
-    "PatientName": ("removed", "replaced",
-                    "type 2: replaced by the keyed pseudonym (Annex E: Z or D) so the same "
-                    "patient stays one patient under one key; deid removes it"),
+    "ExposureTime": ("removed", "kept",
+                     "an acquisition parameter (ms), not a time of day; deid's endswith:Time "
+                     "pattern removes it; Annex E does not list it"),
+    "RevolutionTime": ("removed", "kept", "as Exposure Time"),
+    "SOPClassUID": ("removed", "kept",
+                    "a registered SOP class, not an identifier; deid's contains:UID removes it "
+                    "(type 1: the output is no longer a valid CT image)"),
     "SOPInstanceUID": ("removed", "replaced",
-                       "Annex E: U; deid removes every *UID (the CT IOD needs them, type 1)"),
+                       "Annex E: U, keyed HMAC pseudonym, consistent across files; deid "
+                       "removes every *UID (type 1)"),
     "StudyInstanceUID": ("removed", "replaced", "as SOP Instance UID"),
     "SeriesInstanceUID": ("removed", "replaced", "as SOP Instance UID"),
     "FrameOfReferenceUID": ("removed", "replaced", "as SOP Instance UID"),
-    "SOPClassUID": ("removed", "kept",
-                    "a registered SOP class, not an identifier (deid's contains:UID removes it)"),
-    "StudyID": ("removed", "emptied", "Annex E: Z (type 2)"),
-    "ReferringPhysicianName": ("removed", "emptied", "Annex E: Z (type 2)"),
+    "AccessionNumber": ("removed", "emptied", "Annex E: Z; type 2, so present and empty"),
+    "ReferringPhysicianName": ("removed", "kept",
+                               "Annex E: Z; type 2, so present and empty (empty in this input)"),
+    "StudyID": ("removed", "kept", "as Referring Physician's Name"),
+    "PatientName": ("removed", "replaced",
+                    "type 2: the keyed patient pseudonym (Annex E: Z or D), so one patient "
+                    "stays one patient under one key"),
+    "PatientID": ("removed", "replaced", "as Patient's Name"),
+    "PatientBirthDate": ("removed", "emptied", "Annex E: Z; type 2, so present and empty"),
+    "IssuerOfPatientID": ("added", "absent",
+                          "deid's default recipe adds its own issuer (STARR); ours adds "
+                          "nothing that is not de-identification metadata"),
     "DeidentificationMethod": ("kept", "replaced",
-                               "ours names our method; the input's named the earlier one (CTP)"),
-    "DeidentificationMethodCodeSequence": ("absent", "added", "Annex E: 113100 + 113107"),
+                               "names the method applied now; the input's named an earlier one"),
+    "DeidentificationMethodCodeSequence": ("absent", "added", "Annex E: codes 113100 and 113107"),
     "LongitudinalTemporalInformationModified": ("absent", "added",
                                                 "Annex E: MODIFIED under the option"),
-    "IssuerOfPatientID": ("added", "absent",
-                          "deid's recipe adds its own issuer (STARR); nothing to say here"),
-    "PositionReferenceIndicator": ("kept", "emptied",
-                                   "free text (LO), type 2: emptied (Annex E lists no action; "
-                                   "we keep no free text)"),
-    "ScanOptions": ("kept", "kept", None),
     "ContrastBolusAgent": ("kept", "removed",
-                           "Annex E: D (free text); the module is conditional, so removed"),
-    "PatientSex": ("kept", "emptied",
-                   "Annex E: Z (the Retain Patient Characteristics option is not applied)"),
+                           "Annex E: D (free text); the Contrast/Bolus module is conditional, "
+                           "so the attribute is removed (empty in this input)"),
+    "PositionReferenceIndicator": ("kept", "emptied",
+                                   "free text (LO) that Annex E does not list; type 2, so "
+                                   "emptied: the allow-list keeps no free text"),
 }
 
 
