@@ -345,6 +345,13 @@ mod tests {
         assert_eq!(ac_status::NiftiTooLarge as u32, 210);
         assert_eq!(ac_status::UnreadableFiles as u32, 211);
         assert_eq!(ac_status::NotOnCtGrid as u32, 307);
+        assert_eq!(ac_status::SiteKeyMissing as u32, 500);
+        assert_eq!(ac_status::InvalidSiteKey as u32, 501);
+        assert_eq!(ac_status::Pseudonymise as u32, 502);
+        assert_eq!(
+            ac_status::from_error(&Error::SiteKeyMissing { env: "X" }),
+            ac_status::SiteKeyMissing
+        );
         assert_eq!(
             ac_status::from_error(&Error::Cancelled),
             ac_status::Cancelled

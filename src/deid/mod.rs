@@ -176,9 +176,10 @@ pub fn pseudonym_uid(key: &SiteKey, uid: &str) -> String {
     format!("2.25.{}", u128::from_be_bytes(b))
 }
 
-/// The patient's pseudonym under `key` (Patient's Name and Patient ID): `AC-` followed by the
-/// first 16 hexadecimal digits (64 bits) of HMAC-SHA-256(key, `patient` ‖ 0 ‖ Patient ID). The
-/// same Patient ID gives the same pseudonym in every study.
+/// The patient's pseudonym under `key`: `AC-` followed by the first 16 hexadecimal digits (64
+/// bits) of HMAC-SHA-256(key, `patient` ‖ 0 ‖ Patient ID). It becomes the Patient ID, and the
+/// family name of Patient's Name (`AC-…^`). The same Patient ID gives the same pseudonym in
+/// every study.
 pub fn patient_pseudonym(key: &SiteKey, patient_id: &str) -> String {
     let d = key.mac("patient", trimmed(patient_id));
     let mut s = String::from("AC-");
@@ -450,7 +451,14 @@ impl Pass<'_> {
             }
             Action::Pseudonym => {
                 self.report.replaced += 1;
-                Some(DataElement::new(tag, out_vr, self.pseudonym.clone()))
+                // As a person name: the pseudonym is the family name (a PN without `^` reads as
+                // the retired form to dciodvfy).
+                let value = if out_vr == VR::PN {
+                    format!("{}^", self.pseudonym)
+                } else {
+                    self.pseudonym.clone()
+                };
+                Some(DataElement::new(tag, out_vr, value))
             }
             Action::Dummy(text) => {
                 self.report.replaced += 1;

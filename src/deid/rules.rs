@@ -302,7 +302,7 @@ mod tests {
     use dicom_core::dictionary::DataDictionary;
 
     #[test]
-    fn rules_are_sorted_and_named_as_in_the_dictionary() {
+    fn rules_are_sorted_named_as_in_the_dictionary_and_documented() {
         for pair in RULES.windows(2) {
             assert!(pair[0].tag < pair[1].tag, "{:?} {:?}", pair[0], pair[1]);
         }
@@ -313,6 +313,14 @@ mod tests {
             // No private, overlay or curve group is ever kept.
             assert!(rule.tag.group() % 2 == 0);
             assert!(!(0x5000..=0x60FF).contains(&rule.tag.group()));
+        }
+        // Every attribute of the list is in the documentation's table.
+        let docs = include_str!("../../docs/deidentification.md");
+        for rule in RULES {
+            let named = docs
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|w| w == rule.keyword);
+            assert!(named, "{} is not in docs/deidentification.md", rule.keyword);
         }
         assert!(rule_for(Tag(0x0010, 0x0010)).is_some());
         assert!(rule_for(Tag(0x0010, 0x1010)).is_none());
