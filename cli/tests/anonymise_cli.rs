@@ -553,3 +553,97 @@ fn attribute_actions_match_pydicom_deid_apart_from_the_documented_differences() 
         String::from_utf8_lossy(&cmp.stderr)
     );
 }
+
+/// What a gateway does: pseudonymise a CT, contour the pseudonymised CT into an RT Structure
+/// Set, put the originals back with `deid::reidentify`; the result then references the original
+/// CT (frame of reference, series, every contoured slice), names the original patient, holds no
+/// pseudonym, and `dciodvfy` finds no error in it.
+#[test]
+fn a_structure_set_of_the_pseudonymised_ct_is_reidentified_onto_the_original() {
+    use autocontour::deid::{Pseudonymiser, SiteKey, reidentify};
+    use autocontour::rtstruct::{
+        OutputInfo, RoiSpec, build_rtstruct, read_rtstruct, rois_from_labels,
+    };
+    let rider = common::require("rider/ct");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut slices: Vec<PathBuf> = std::fs::read_dir(&rider)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
+        .collect();
+    slices.sort();
+    for s in slices.iter().skip(100).take(8) {
+        std::fs::copy(s, input.join(s.file_name().unwrap())).unwrap();
+    }
+    let key = SiteKey::from_file(&write_key(tmp.path(), 5)).unwrap();
+    let out = tmp.path().join("out");
+    let report = Pseudonymiser::new(key)
+        .pseudonymise_folder(&input, &out)
+        .unwrap();
+    assert_eq!(report.written.len(), 8);
+    // The gateway's table: every UID replaced in the series, and the CT's identity.
+    let mut uids = BTreeMap::new();
+    for w in &report.written {
+        uids.extend(w.report.uids.clone());
+    }
+    let original = report.written[0].report.original.clone();
+
+    let opts = autocontour::dicom::LoadOptions::default();
+    let pseudo = autocontour::dicom::load_series(&out, None, &opts).unwrap();
+    let ct = autocontour::dicom::load_series(&input, None, &opts).unwrap();
+    // Body: everything above -300 HU.
+    let labels = autocontour::volume::Volume::new(
+        *pseudo.volume.geometry(),
+        pseudo
+            .volume
+            .data()
+            .iter()
+            .map(|&hu| u8::from(hu > -300.0))
+            .collect(),
+    )
+    .unwrap();
+    let spec = RoiSpec {
+        number: 1,
+        name: "Body".into(),
+        color: [0, 255, 0],
+        interpreted_type: "EXTERNAL".into(),
+        code: None,
+    };
+    let rois = rois_from_labels(&labels, &[(1, spec)], &Default::default()).unwrap();
+    let mut rs = build_rtstruct(&pseudo, &rois, &OutputInfo::default()).unwrap();
+    let restored = reidentify(&mut rs, &uids, &original);
+    assert!(restored >= 8 + 3, "{restored} UIDs restored");
+    let path = tmp.path().join("rtstruct.dcm");
+    autocontour::dicom::write::write_object(&path, &rs).unwrap();
+
+    let back = read_rtstruct(&path).unwrap();
+    assert_eq!(
+        back.frame_of_reference_uid.as_deref(),
+        Some(ct.frame_of_reference_uid.as_str())
+    );
+    assert_eq!(
+        back.referenced_series_uid.as_deref(),
+        Some(ct.series_uid.as_str())
+    );
+    let originals: BTreeSet<&str> = ct
+        .slices
+        .iter()
+        .map(|s| s.sop_instance_uid.as_str())
+        .collect();
+    let contours = &back.rois[0].contours;
+    assert!(!contours.is_empty());
+    for c in contours {
+        let r = c.referenced_sop_instance_uid.as_deref().unwrap();
+        assert!(originals.contains(r), "{r} is not an original CT instance");
+    }
+    let dump = dump(&path);
+    assert!(dump.contains("(0010,0020) LO [RIDER-1129164940]"), "{dump}");
+    assert!(!dump.contains("AC-"), "a patient pseudonym is left");
+    for pseudonym in uids.keys() {
+        assert!(!dump.contains(pseudonym.as_str()), "{pseudonym} is left");
+    }
+    let errors = dciodvfy_errors(&path);
+    assert!(errors.is_empty(), "{errors:?}");
+}

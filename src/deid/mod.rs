@@ -19,7 +19,8 @@
 //! instance) and returns a [`Report`] holding what re-identification needs (the original
 //! identifying attributes and every replaced UID); [`Pseudonymiser::pseudonymise_file`] also
 //! rebuilds the file meta group; [`Pseudonymiser::pseudonymise_folder`] is the batch form of
-//! `autocontour anonymise`. Burned-in text in the pixels is not removed. See
+//! `autocontour anonymise`; [`reidentify`] puts the originals back on a result made from
+//! pseudonymised instances. Burned-in text in the pixels is not removed. See
 //! `docs/deidentification.md`.
 //!
 //! ```no_run
@@ -630,6 +631,101 @@ impl Pseudonymiser {
     pub fn pseudonymise_folder(&self, input: &Path, output: &Path) -> Result<FolderReport> {
         folder::run(self, input, output)
     }
+}
+
+/// Puts the originals back on a result made from pseudonymised instances (an RT Structure Set or
+/// a Segmentation of a pseudonymised CT): every UI value, at any depth, that `uids` maps
+/// (pseudonym → original, the union of the series' [`Report::uids`]) is replaced by its original,
+/// so references to the CT's study, series, frame of reference and instances point at the
+/// originals again; the Patient and General Study attributes of `original` (the CT's
+/// [`Report::original`]) replace the pseudonymised ones, and the de-identification attributes
+/// copied from the CT (Patient Identity Removed, De-identification Method and its Code Sequence,
+/// Longitudinal Temporal Information Modified) are removed. UIDs the result made itself (its own
+/// SOP Instance and Series UIDs) are not in `uids` and stay. Returns how many UID values were
+/// restored.
+pub fn reidentify(
+    obj: &mut InMemDicomObject,
+    uids: &BTreeMap<String, String>,
+    original: &Identity,
+) -> usize {
+    fn walk(obj: &mut InMemDicomObject, uids: &BTreeMap<String, String>, depth: usize) -> usize {
+        let mut restored = 0;
+        let input = std::mem::replace(obj, InMemDicomObject::new_empty());
+        for elem in input {
+            let tag = elem.tag();
+            let vr = elem.vr();
+            let e = match elem.into_value() {
+                Value::Sequence(seq) if depth < MAX_SEQUENCE_DEPTH => {
+                    let items: Vec<InMemDicomObject> = seq
+                        .into_items()
+                        .into_iter()
+                        .map(|mut i| {
+                            restored += walk(&mut i, uids, depth + 1);
+                            i
+                        })
+                        .collect();
+                    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+                }
+                value if vr == VR::UI => match element_text(&value) {
+                    Some(text) => {
+                        let values: Vec<String> = text
+                            .split('\\')
+                            .map(|u| match uids.get(trimmed(u)) {
+                                Some(o) => {
+                                    restored += 1;
+                                    o.clone()
+                                }
+                                None => trimmed(u).to_string(),
+                            })
+                            .collect();
+                        DataElement::new(tag, VR::UI, values.join("\\"))
+                    }
+                    None => DataElement::new(tag, vr, value),
+                },
+                value => DataElement::new(tag, vr, value),
+            };
+            obj.put(e);
+        }
+        restored
+    }
+    let restored = walk(obj, uids, 0);
+    let attributes = [
+        (tags::PATIENT_NAME, VR::PN, &original.patient_name),
+        (tags::PATIENT_ID, VR::LO, &original.patient_id),
+        (
+            tags::PATIENT_BIRTH_DATE,
+            VR::DA,
+            &original.patient_birth_date,
+        ),
+        (tags::PATIENT_SEX, VR::CS, &original.patient_sex),
+        (tags::STUDY_DATE, VR::DA, &original.study_date),
+        (tags::STUDY_TIME, VR::TM, &original.study_time),
+        (tags::STUDY_ID, VR::SH, &original.study_id),
+        (tags::ACCESSION_NUMBER, VR::SH, &original.accession_number),
+        (
+            tags::REFERRING_PHYSICIAN_NAME,
+            VR::PN,
+            &original.referring_physician_name,
+        ),
+        (tags::STUDY_DESCRIPTION, VR::LO, &original.study_description),
+    ];
+    for (tag, vr, value) in attributes {
+        match value {
+            Some(v) => put(obj, tag, vr, v.as_str()),
+            // Absent or empty in the original: present and empty if the result has it.
+            None if obj.get(tag).is_some() => put(obj, tag, vr, ""),
+            None => {}
+        }
+    }
+    for tag in [
+        tags::PATIENT_IDENTITY_REMOVED,
+        tags::DEIDENTIFICATION_METHOD,
+        tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
+        tags::LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED,
+    ] {
+        obj.remove_element(tag);
+    }
+    restored
 }
 
 /// The path of a pseudonymised instance under `out`: `<series>/<sop>.dcm`, both pseudonyms.

@@ -391,3 +391,94 @@ fn file_meta_follows_the_new_instance_uid() {
         report.pseudonymised.patient_id
     );
 }
+
+#[test]
+fn a_result_of_pseudonymised_instances_is_reidentified() {
+    let p = Pseudonymiser::new(key(5));
+    let mut ct = instance("PID-9", "1.2.3.4.11", "1.2.3.4.12");
+    let report = p.pseudonymise(&mut ct).unwrap();
+    // A structure set made from the pseudonymised CT: copies its patient and study, references
+    // its frame of reference, study, series and instance, and has UIDs of its own.
+    let mut rs = InMemDicomObject::new_empty();
+    for t in [
+        tags::PATIENT_NAME,
+        tags::PATIENT_ID,
+        tags::PATIENT_BIRTH_DATE,
+        tags::STUDY_DATE,
+        tags::STUDY_INSTANCE_UID,
+        tags::PATIENT_IDENTITY_REMOVED,
+        tags::DEIDENTIFICATION_METHOD,
+    ] {
+        rs.put(ct.get(t).unwrap().clone());
+    }
+    put(&mut rs, tags::SOP_INSTANCE_UID, VR::UI, "2.25.1");
+    put(&mut rs, tags::SERIES_INSTANCE_UID, VR::UI, "2.25.2");
+    let image = item(|i| {
+        put(i, tags::REFERENCED_SOP_CLASS_UID, VR::UI, CT_IMAGE_STORAGE);
+        put(
+            i,
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            text(&ct, tags::SOP_INSTANCE_UID),
+        );
+    });
+    let series = item(|i| {
+        put(
+            i,
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            text(&ct, tags::SERIES_INSTANCE_UID),
+        );
+        put_seq(i, tags::CONTOUR_IMAGE_SEQUENCE, vec![image]);
+    });
+    let frame = item(|i| {
+        put(
+            i,
+            tags::FRAME_OF_REFERENCE_UID,
+            VR::UI,
+            text(&ct, tags::FRAME_OF_REFERENCE_UID),
+        );
+        put_seq(i, tags::RT_REFERENCED_SERIES_SEQUENCE, vec![series]);
+    });
+    put_seq(
+        &mut rs,
+        tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
+        vec![frame],
+    );
+
+    let restored = reidentify(&mut rs, &report.uids, &report.original);
+    assert_eq!(restored, 4);
+    assert_eq!(text(&rs, tags::STUDY_INSTANCE_UID), "1.2.3.4.100");
+    assert_eq!(
+        text(&rs, tags::SOP_INSTANCE_UID),
+        "2.25.1",
+        "its own UIDs stay"
+    );
+    assert_eq!(text(&rs, tags::PATIENT_NAME), "Roe^Jane");
+    assert_eq!(text(&rs, tags::PATIENT_ID), "PID-9");
+    assert_eq!(text(&rs, tags::PATIENT_BIRTH_DATE), "19461119");
+    assert_eq!(text(&rs, tags::STUDY_DATE), "20060920");
+    assert!(rs.get(tags::PATIENT_IDENTITY_REMOVED).is_none());
+    assert!(rs.get(tags::DEIDENTIFICATION_METHOD).is_none());
+    let frame = &rs
+        .get(tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE)
+        .unwrap()
+        .value()
+        .items()
+        .unwrap()[0];
+    assert_eq!(text(frame, tags::FRAME_OF_REFERENCE_UID), "1.2.3.4.300");
+    let series = &frame
+        .get(tags::RT_REFERENCED_SERIES_SEQUENCE)
+        .unwrap()
+        .value()
+        .items()
+        .unwrap()[0];
+    assert_eq!(text(series, tags::SERIES_INSTANCE_UID), "1.2.3.4.200");
+    let image = &series
+        .get(tags::CONTOUR_IMAGE_SEQUENCE)
+        .unwrap()
+        .value()
+        .items()
+        .unwrap()[0];
+    assert_eq!(text(image, tags::REFERENCED_SOP_INSTANCE_UID), "1.2.3.4.11");
+}
