@@ -177,7 +177,8 @@ impl OutputSet {
     }
 
     /// Renames every staged file into place, in staging order. Every staged file must have been
-    /// written. On failure nothing is left changed (see the type's documentation).
+    /// written. On failure nothing is left changed (see the type's documentation). On success
+    /// the folders are synced, so the new outputs survive a crash or power loss from then on.
     pub fn commit(mut self) -> Result<()> {
         for (tmp, _) in &self.staged {
             if let Err(e) = std::fs::metadata(tmp) {
@@ -236,6 +237,13 @@ impl OutputSet {
                 log::debug!("{}: not removed: {e}", b.display());
             }
         }
+        // The renames are durable once their folders are synced (the files were synced when
+        // written): a caller that acknowledges a job after the commit loses nothing on a crash.
+        let mut dirs: Vec<&Path> = self.staged.iter().filter_map(|(_, d)| d.parent()).collect();
+        dirs.dedup();
+        for d in dirs {
+            sync_dir(d);
+        }
         self.committed = true;
         Ok(())
     }
@@ -252,6 +260,24 @@ impl Drop for OutputSet {
             }
         }
     }
+}
+
+/// Flushes a folder's entries (renames) to disk where the platform allows it; a failure is
+/// logged, not returned (some file systems refuse to sync folders).
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    {
+        let d = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Err(e) = std::fs::File::open(d).and_then(|f| f.sync_all()) {
+            log::debug!("{}: folder not synced: {e}", d.display());
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// [`write_atomically`] for bytes already in memory.

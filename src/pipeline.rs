@@ -89,6 +89,10 @@ pub struct Segmentation {
     pub ct_facts: CtFacts,
     /// The site profile applied ([`Segmentation::apply_profile`]), if any.
     pub profile: Option<ResolvedProfile>,
+    /// When set, the RT Structure Set's and SEG's UIDs are derived from this key instead of
+    /// being new ([`OutputInfo::uid_key`]); [`Segmentation::job_key`] gives a key for
+    /// (series, model, options).
+    pub output_uid_key: Option<String>,
 }
 
 /// Default display colours for labels without one.
@@ -235,6 +239,7 @@ pub fn segment_with(
         case_flags,
         ct_facts,
         profile: None,
+        output_uid_key: None,
     })
 }
 
@@ -278,6 +283,25 @@ pub fn postprocess_labels(
 }
 
 impl Segmentation {
+    /// A key for this job: hex SHA-256 over the CT's Series Instance UID, the model's ONNX hash,
+    /// the applied profile's hash and `options` (the caller's canonical text of every other
+    /// option that changes the outputs). Set it as [`Segmentation::output_uid_key`] so that
+    /// running the same job again writes objects with the same UIDs.
+    pub fn job_key(&self, ct: &CtSeries, options: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            ct.series_uid.as_str(),
+            self.model.2.as_str(),
+            self.profile.as_ref().map_or("", |p| p.sha256.as_str()),
+            options,
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Applies a site profile resolved for this model: structures take the profile's names,
     /// colours and types; structures it does not include are left out of every output (their
     /// voxels stay in [`Segmentation::labels`], so an External still encloses them); the
@@ -390,6 +414,7 @@ impl Segmentation {
                 .as_ref()
                 .and_then(|p| p.structure_set_name.clone()),
             approval_status: self.profile.as_ref().map(|p| p.approval_status.clone()),
+            uid_key: self.output_uid_key.clone(),
         }
     }
 

@@ -23,9 +23,9 @@ use dicom_object::{FileDicomObject, InMemDicomObject};
 
 use crate::dicom::CtSeries;
 use crate::dicom::write::{
-    Code, EXPLICIT_VR_LE, OutputInfo, code_item, format_ds, image_ref, item, lo, new_uid, now_utc,
-    put, put_patient_study_frame, put_seq, put_series, put_v, software_versions, sop_class_or_ct,
-    with_file_meta, write_object,
+    Code, EXPLICIT_VR_LE, OutputInfo, code_item, format_ds, image_ref, item, lo, now_utc,
+    output_uid, put, put_patient_study_frame, put_seq, put_series, put_v, software_versions,
+    sop_class_or_ct, with_file_meta, write_object,
 };
 use crate::error::{Error, Result};
 use crate::volume::Volume;
@@ -99,9 +99,9 @@ pub fn build_seg(
     let frames = frames_of(labels, segments)?;
     let pixels = pack_frames(labels, segments, &frames);
 
-    let sop_uid = new_uid(&ct.series_uid);
-    let series_uid = new_uid(&sop_uid);
-    let dim_uid = new_uid(&series_uid);
+    let sop_uid = output_uid(info, "seg.sop", &ct.series_uid);
+    let series_uid = output_uid(info, "seg.series", &sop_uid);
+    let dim_uid = output_uid(info, "seg.dimension-organization", &series_uid);
     let (date, time) = now_utc();
     let mut o = InMemDicomObject::new_empty();
     put_sop_common(&mut o, &sop_uid, &date, &time);

@@ -52,6 +52,34 @@ pub enum CliError {
         /// The importer's exit status.
         code: i32,
     },
+    /// The message broker (RabbitMQ) refused or lost an operation.
+    #[error("broker: cannot {what}: {reason}")]
+    Broker {
+        /// What was attempted, and on what.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A queued batch ended with failed jobs, or did not end in time.
+    #[error("{0}")]
+    Batch(String),
+}
+
+impl CliError {
+    /// A short name of the error for events and logs: the SDK's error variant, or the CLI's.
+    pub fn code(&self) -> String {
+        match self {
+            CliError::Sdk(e) => autocontour::audit::error_code(e),
+            CliError::Usage(_) => "Usage".into(),
+            CliError::Input { .. } => "CliInput".into(),
+            CliError::CasesFailed { .. } => "CasesFailed".into(),
+            CliError::FilesFailed { .. } => "FilesFailed".into(),
+            CliError::Json(_) => "Json".into(),
+            CliError::Importer { .. } => "Importer".into(),
+            CliError::Broker { .. } => "Broker".into(),
+            CliError::Batch(_) => "Batch".into(),
+        }
+    }
 }
 
 impl CliError {

@@ -10,9 +10,12 @@ mod anonymise;
 mod convert;
 mod error;
 mod evaluate;
+mod gateway;
+mod models;
 mod nnunet;
 mod plots;
 mod preview;
+mod queue;
 mod segment;
 
 use autocontour::dicom::{LoadOptions, discover, load_series};
@@ -60,6 +63,15 @@ enum Command {
     },
     /// Segment CT series with a model package: RT Structure Set, preview PNG, JSON summary.
     Segment(segment::SegmentArgs),
+    /// Consume segmentation jobs from a RabbitMQ queue (one loaded model, jobs acknowledged once
+    /// their outputs are durable; docs/queue.md).
+    Worker(queue::worker::WorkerArgs),
+    /// Queue one segmentation job per CT folder on RabbitMQ and follow them to the end.
+    Submit(queue::submit::SubmitArgs),
+    /// Run a DICOM node: receive CT series (C-STORE), segment each complete series, send the RT
+    /// Structure Set to a destination (docs/gateway.md); `gateway --config F status` lists the
+    /// spool.
+    Gateway(gateway::GatewayArgs),
     /// Segment a NIfTI CT into a NIfTI label map on its grid (no DICOM; JSON summary on stdout).
     Predict(nnunet::PredictArgs),
     /// Import a model trained elsewhere as a model package.
@@ -179,6 +191,9 @@ fn run(cli: Cli) -> CliResult<()> {
             seed,
         ),
         Command::Segment(args) => segment::run(args, rt),
+        Command::Worker(args) => queue::worker::run(args, rt),
+        Command::Submit(args) => queue::submit::run(args),
+        Command::Gateway(args) => gateway::run(args, rt),
         Command::Predict(args) => nnunet::predict_cmd(args, rt),
         Command::Import { what } => nnunet::import_cmd(what),
         Command::RtstructToMask(args) => convert::to_mask(args),

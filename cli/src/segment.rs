@@ -77,19 +77,89 @@ pub struct SegmentArgs {
     /// Append one JSON line per case (succeeded or failed) to this file.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+    /// Derive the RTSTRUCT's and SEG's UIDs from (series, model, options) instead of making new
+    /// ones: segmenting the same series again replaces the previous objects in a PACS or TPS
+    /// instead of adding copies.
+    #[arg(long)]
+    pub stable_uids: bool,
+}
+
+impl SegmentArgs {
+    /// The per-case options of these arguments.
+    pub fn case_options(&self) -> CaseOptions {
+        CaseOptions {
+            uid: self.uid.clone(),
+            on_mismatch: self.on_mismatch,
+            no_mirroring: self.no_mirroring,
+            seg: self.seg,
+            nifti: self.nifti,
+            no_preview: self.no_preview,
+            stable_uids: self.stable_uids,
+            folds: self.folds.clone(),
+        }
+    }
+}
+
+/// How one case is segmented and what is written for it (`segment` and `worker`; the `options`
+/// of a queued job).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaseOptions {
+    /// Series Instance UID to use when the folder holds several series.
+    pub uid: Option<String>,
+    /// What a CT that does not suit the model gets.
+    pub on_mismatch: MismatchArg,
+    /// Run without test-time mirroring.
+    pub no_mirroring: bool,
+    /// Also write seg.dcm.
+    pub seg: bool,
+    /// Also write labels.nii.gz and labels.json.
+    pub nifti: bool,
+    /// Skip preview.png.
+    pub no_preview: bool,
+    /// Output UIDs derived from [`CaseOptions::job_key`] instead of new ones.
+    pub stable_uids: bool,
+    /// The nnU-Net folds the model was opened with (part of the job key).
+    pub folds: Option<Vec<u32>>,
+}
+
+impl CaseOptions {
+    /// The canonical text of the options that change the outputs' content (the job key's
+    /// options part, see `Segmentation::job_key`).
+    pub fn key_text(&self) -> String {
+        format!(
+            "on_mismatch={:?};mirroring={};folds={:?};uid={}",
+            self.on_mismatch,
+            !self.no_mirroring,
+            self.folds,
+            self.uid.as_deref().unwrap_or("")
+        )
+    }
 }
 
 /// `--on-mismatch` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum MismatchArg {
     /// Segment and raise case flags.
+    #[default]
     Flag,
     /// Refuse the case (exit status 1, no output files).
     Refuse,
 }
 
 /// Where the default model package is.
-fn default_model() -> PathBuf {
+pub fn default_model() -> PathBuf {
     if let Some(p) = std::env::var_os("AUTOCONTOUR_MODEL").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
@@ -163,6 +233,7 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
     let queue = Mutex::new(inputs.iter().cloned().zip(names).collect::<Vec<_>>());
     let outcomes = Mutex::new(Vec::new());
     let tty = std::io::stderr().is_terminal();
+    let case_opts = args.case_options();
     let jobs = args.jobs.clamp(1, inputs.len());
     std::thread::scope(|s| {
         for _ in 0..jobs {
@@ -182,7 +253,7 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
                         &input,
                         &out,
                         &name,
-                        &args,
+                        &case_opts,
                         tty && jobs == 1,
                     );
                     if let Err(e) = &result {
@@ -251,7 +322,7 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
     }
 }
 
-fn case_names(inputs: &[PathBuf]) -> Vec<String> {
+pub fn case_names(inputs: &[PathBuf]) -> Vec<String> {
     let mut seen = std::collections::HashMap::new();
     inputs
         .iter()
@@ -268,13 +339,15 @@ fn case_names(inputs: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
-fn run_case(
+/// Segments one case and writes its outputs into `out` (all or nothing): the summary JSON and
+/// the audit record.
+pub fn run_case(
     model: &Model,
     profile: Option<&ResolvedProfile>,
     input: &Path,
     out: &Path,
     name: &str,
-    args: &SegmentArgs,
+    args: &CaseOptions,
     tty: bool,
 ) -> CliResult<(serde_json::Value, AuditRecord)> {
     let t_all = Instant::now();
@@ -314,6 +387,10 @@ fn run_case(
     if let Some(p) = profile {
         seg.apply_profile(p.clone());
     }
+    let job_key = seg.job_key(&ct, &args.key_text());
+    if args.stable_uids {
+        seg.output_uid_key = Some(job_key.clone());
+    }
     // Every output is written to a temporary name first and renamed into place together at the
     // end, summary.json last: a failure on the way leaves the previous outputs as they were.
     let mut outputs = OutputSet::new(out);
@@ -351,6 +428,8 @@ fn run_case(
         "case": name,
         "input": input,
         "series_uid": ct.series_uid,
+        "job_key": job_key,
+        "stable_uids": args.stable_uids,
         "geometry": g,
         "model": {
             "name": model.manifest.name,

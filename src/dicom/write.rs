@@ -58,6 +58,11 @@ pub struct OutputInfo {
     pub structure_set_name: Option<String>,
     /// Approval Status (RT Structure Set only; default `UNAPPROVED`).
     pub approval_status: Option<String>,
+    /// When set, the object's SOP Instance, Series Instance (and Dimension Organization) UIDs
+    /// are derived from this key ([`derived_uid`]) instead of being new: writing the same job
+    /// again gives objects with the same UIDs, which a PACS or TPS stores as a replacement
+    /// rather than a second copy.
+    pub uid_key: Option<String>,
 }
 
 /// A coded concept (Code Sequence Macro: e.g. an FMA or SNOMED code), written as an RT ROI
@@ -210,6 +215,41 @@ pub fn new_uid(seed: &str) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     format!("2.25.{}", u128::from_be_bytes(b))
+}
+
+/// A UID under the `2.25` root derived from `key` and `role` alone: the decimal form of 128
+/// bits of SHA-256 over both, laid out as an RFC 9562 version 8 (custom) UUID. The same
+/// (`key`, `role`) always gives the same UID; different roles (`"rtstruct.sop"`,
+/// `"rtstruct.series"`, …) give the UIDs of one job's objects.
+///
+/// ```
+/// use autocontour::dicom::write::derived_uid;
+/// let a = derived_uid("series 1.2.3 | model abc", "rtstruct.sop");
+/// assert_eq!(a, derived_uid("series 1.2.3 | model abc", "rtstruct.sop"));
+/// assert_ne!(a, derived_uid("series 1.2.3 | model abc", "rtstruct.series"));
+/// assert!(a.starts_with("2.25.") && a.len() <= 64);
+/// ```
+pub fn derived_uid(key: &str, role: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"autocontour derived UID\0");
+    h.update((key.len() as u64).to_le_bytes());
+    h.update(key.as_bytes());
+    h.update(role.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    format!("2.25.{}", u128::from_be_bytes(b))
+}
+
+/// The UID of `role` for an object written with `info`: [`derived_uid`] when the output has a
+/// UID key, otherwise a new one seeded with `seed`.
+pub fn output_uid(info: &OutputInfo, role: &str, seed: &str) -> String {
+    match &info.uid_key {
+        Some(key) => derived_uid(key, role),
+        None => new_uid(seed),
+    }
 }
 
 /// (date YYYYMMDD, time HHMMSS) in UTC.

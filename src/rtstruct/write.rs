@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::contour::{Contour, ContourOptions, contours_for_label};
 use crate::dicom::write::{
     Code as RoiCode, IMPLICIT_VR_LE, OutputInfo, RTSTRUCT_SOP_CLASS, STUDY_SOP_CLASS, code_item,
-    image_ref, item, lo, new_uid, now_utc, push_ds, put, put_patient_study_frame, put_seq,
+    image_ref, item, lo, now_utc, output_uid, push_ds, put, put_patient_study_frame, put_seq,
     put_series, software_versions, sop_class_or_ct, with_file_meta, write_object,
 };
 use crate::dicom::{CtSeries, SliceRef};
@@ -65,8 +65,8 @@ pub fn build_rtstruct(
     info: &OutputInfo,
 ) -> Result<FileDicomObject<InMemDicomObject>> {
     check_roi_numbers(rois)?;
-    let sop_uid = new_uid(&ct.series_uid);
-    let series_uid = new_uid(&sop_uid);
+    let sop_uid = output_uid(info, "rtstruct.sop", &ct.series_uid);
+    let series_uid = output_uid(info, "rtstruct.series", &sop_uid);
     let (date, time) = now_utc();
     let mut o = InMemDicomObject::new_empty();
     crate::dicom::write::put_sop_common(&mut o, RTSTRUCT_SOP_CLASS, &sop_uid, &date, &time);
