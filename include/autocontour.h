@@ -30,7 +30,7 @@
 // `ac_last_error_message()` then holds a message naming what and where (file, tag, argument).
 // Codes 1-99 are mistakes in the call itself (NULL pointer, bad handle, invalid UTF-8...);
 // 100-199 ONNX Runtime loading; 200-299 files and DICOM; 300-399 series geometry; 400-499 models
-// and inference. Turn any code into text with `ac_status_str()`.
+// and inference; 500-599 pseudonymisation. Turn any code into text with `ac_status_str()`.
 enum ac_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -139,6 +139,13 @@ enum ac_status
   AC_STATUS_NOT_APPLICABLE = 410,
   // A site profile does not parse or does not fit the model; the message lists every problem.
   AC_STATUS_INVALID_PROFILE = 411,
+  // No site key for pseudonymisation was given (no key file, `AUTOCONTOUR_DEID_KEY_FILE`
+  // unset).
+  AC_STATUS_SITE_KEY_MISSING = 500,
+  // The site key is unusable (under 32 bytes, every byte the same, or not a key file).
+  AC_STATUS_INVALID_SITE_KEY = 501,
+  // An instance could not be pseudonymised; the message says which and why.
+  AC_STATUS_PSEUDONYMISE = 502,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

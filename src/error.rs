@@ -397,6 +397,34 @@ pub enum Error {
         problems: Vec<String>,
     },
 
+    // ---- pseudonymisation ----
+    /// No site key was given for pseudonymisation (no key file, and the environment variable
+    /// naming one is unset).
+    #[error(
+        "no site key for pseudonymisation: pass --key-file or set {env} (make one with `head -c 32 /dev/urandom > site.key`)"
+    )]
+    SiteKeyMissing {
+        /// The environment variable that was looked at.
+        env: &'static str,
+    },
+    /// The site key is unusable: too short (under 32 bytes), every byte the same, or a file
+    /// too large to be a key.
+    #[error("{}invalid site key: {reason}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    InvalidSiteKey {
+        /// The key file, when the key came from one.
+        path: Option<PathBuf>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An instance could not be pseudonymised (e.g. it has no SOP Instance UID anywhere).
+    #[error("{}: cannot pseudonymise: {reason}", path.display())]
+    Pseudonymise {
+        /// The file (or the name the caller gave the data set).
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
     // ---- caller mistakes ----
     /// An argument is out of range or inconsistent.
     #[error("invalid argument: {0}")]

@@ -45,6 +45,7 @@
 pub mod audit;
 pub mod body;
 pub mod contour;
+pub mod deid;
 pub mod dicom;
 pub mod error;
 pub mod infer;

@@ -11,7 +11,7 @@ use autocontour::Error;
 /// `ac_last_error_message()` then holds a message naming what and where (file, tag, argument).
 /// Codes 1-99 are mistakes in the call itself (NULL pointer, bad handle, invalid UTF-8...);
 /// 100-199 ONNX Runtime loading; 200-299 files and DICOM; 300-399 series geometry; 400-499 models
-/// and inference. Turn any code into text with `ac_status_str()`.
+/// and inference; 500-599 pseudonymisation. Turn any code into text with `ac_status_str()`.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ac_status {
@@ -122,6 +122,15 @@ pub enum ac_status {
     NotApplicable = 410,
     /// A site profile does not parse or does not fit the model; the message lists every problem.
     InvalidProfile = 411,
+
+    // 500-599: pseudonymisation
+    /// No site key for pseudonymisation was given (no key file, `AUTOCONTOUR_DEID_KEY_FILE`
+    /// unset).
+    SiteKeyMissing = 500,
+    /// The site key is unusable (under 32 bytes, every byte the same, or not a key file).
+    InvalidSiteKey = 501,
+    /// An instance could not be pseudonymised; the message says which and why.
+    Pseudonymise = 502,
 }
 
 impl ac_status {
@@ -168,6 +177,9 @@ impl ac_status {
             Error::Cancelled => S::Cancelled,
             Error::NotApplicable { .. } => S::NotApplicable,
             Error::InvalidProfile { .. } => S::InvalidProfile,
+            Error::SiteKeyMissing { .. } => S::SiteKeyMissing,
+            Error::InvalidSiteKey { .. } => S::InvalidSiteKey,
+            Error::Pseudonymise { .. } => S::Pseudonymise,
             Error::InvalidArgument(_) => S::InvalidArgument,
         }
     }
@@ -254,6 +266,9 @@ status_table! {
     Cancelled => "AC_STATUS_CANCELLED: the run was cancelled",
     NotApplicable => "AC_STATUS_NOT_APPLICABLE: the CT does not suit the model",
     InvalidProfile => "AC_STATUS_INVALID_PROFILE: the site profile is invalid for this model",
+    SiteKeyMissing => "AC_STATUS_SITE_KEY_MISSING: no site key for pseudonymisation",
+    InvalidSiteKey => "AC_STATUS_INVALID_SITE_KEY: the site key is unusable",
+    Pseudonymise => "AC_STATUS_PSEUDONYMISE: an instance cannot be pseudonymised",
 }
 
 /// Returns a static, NUL-terminated description of a status code (`"AC_STATUS_IO: reading or
@@ -330,6 +345,13 @@ mod tests {
         assert_eq!(ac_status::NiftiTooLarge as u32, 210);
         assert_eq!(ac_status::UnreadableFiles as u32, 211);
         assert_eq!(ac_status::NotOnCtGrid as u32, 307);
+        assert_eq!(ac_status::SiteKeyMissing as u32, 500);
+        assert_eq!(ac_status::InvalidSiteKey as u32, 501);
+        assert_eq!(ac_status::Pseudonymise as u32, 502);
+        assert_eq!(
+            ac_status::from_error(&Error::SiteKeyMissing { env: "X" }),
+            ac_status::SiteKeyMissing
+        );
         assert_eq!(
             ac_status::from_error(&Error::Cancelled),
             ac_status::Cancelled

@@ -34,6 +34,12 @@ pub enum CliError {
         /// How many.
         failed: usize,
     },
+    /// Some files of `anonymise` failed (each was listed as it failed).
+    #[error("{failed} DICOM file(s) could not be anonymised")]
+    FilesFailed {
+        /// How many.
+        failed: usize,
+    },
     /// Writing a JSON output failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -67,6 +73,7 @@ impl CliError {
             CliError::Usage(_) => "Usage".into(),
             CliError::Input { .. } => "CliInput".into(),
             CliError::CasesFailed { .. } => "CasesFailed".into(),
+            CliError::FilesFailed { .. } => "FilesFailed".into(),
             CliError::Json(_) => "Json".into(),
             CliError::Importer { .. } => "Importer".into(),
             CliError::Broker { .. } => "Broker".into(),

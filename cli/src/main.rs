@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+mod anonymise;
 mod convert;
 mod error;
 mod evaluate;
@@ -86,6 +87,10 @@ enum Command {
     MaskToRtstruct(convert::ToRtstructArgs),
     /// Compare test structure sets with reference ones (Dice, HD95, ASSD, surface Dice…).
     Evaluate(evaluate::EvaluateArgs),
+    /// Pseudonymise every DICOM file under a folder with the site key (allow-list, keyed UIDs,
+    /// per-patient date shift); see docs/deidentification.md.
+    #[command(alias = "anonymize")]
+    Anonymise(anonymise::AnonymiseArgs),
     /// Load ONNX Runtime, print its version and path; optionally run a model once on zeros.
     OrtCheck {
         /// An ONNX model to open and run once with zero inputs.
@@ -194,6 +199,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::RtstructToMask(args) => convert::to_mask(args),
         Command::MaskToRtstruct(args) => convert::to_rtstruct(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Anonymise(args) => anonymise::run(args),
         Command::OrtCheck { model } => {
             let info = runtime::ensure_loaded(&rt)?;
             println!(

@@ -7,8 +7,8 @@ mod prescan;
 mod series;
 pub mod write;
 
-pub(crate) use file::contour_data_headers;
 pub use file::{DicomFile, StoredPixels, read_bytes, read_file, read_header};
+pub(crate) use file::{contour_data_headers, sniff};
 pub use prescan::{MAX_INFLATED_BYTES, MAX_SEQUENCE_DEPTH};
 pub use series::{
     CtSeries, LoadOptions, MAX_FILES_SCANNED, SeriesInfo, SeriesSummary, SliceRef, discover,
