@@ -276,8 +276,11 @@ fn ct_in_rtstruct_out_through_a_down_destination_and_a_killed_gateway() {
         );
     }
     assert_eq!(series.len(), 9);
+    wait_until("9 series settled as sent", Duration::from_secs(30), || {
+        status().contains("sent: 9")
+    });
     let s = status();
-    assert!(s.contains("sent: 9") && s.contains("failed: 0"), "{s}");
+    assert!(s.contains("failed: 0"), "{s}");
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("236 stored, 0 refused"), "{log}");
     drop(gw);
@@ -437,4 +440,127 @@ fn tls_both_ways_with_client_certificates_and_plain_tcp_refused() {
     drop(gw);
     let log = std::fs::read_to_string(tmp.path().join("gateway.log")).unwrap();
     assert!(log.contains("TLS association from"), "{log}");
+}
+
+#[test]
+fn with_deid_the_model_sees_pseudonyms_and_the_result_references_the_original_ct() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (gw_port, dest_port) = (free_port(), free_port());
+    let key = tmp.path().join("site.key");
+    std::fs::write(
+        &key,
+        (0u8..48)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "ae_title = \"AUTOCONTOUR\"\nlisten = \"127.0.0.1:{gw_port}\"\n\
+             allowed_calling_ae_titles = [\"STORESCU\"]\nspool = \"spool\"\n\
+             series_idle_seconds = 1\nkeep_sent_series = true\n\
+             [deid]\nkey_file = \"{}\"\n\
+             [destination]\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = {dest_port}\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let dest = tmp.path().join("dest");
+    let _scp = storescp(dest_port, &dest, &tmp.path().join("storescp.log"));
+    let _gw = gateway(&config, &tmp.path().join("gateway.log"));
+    wait_port(gw_port);
+    wait_port(dest_port);
+    let ct = tmp.path().join("p");
+    assert!(
+        Command::new(cli())
+            .arg("phantom")
+            .arg(&ct)
+            .args(["--seed", "deid"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = Command::new("storescu")
+        .args(["-aet", "STORESCU", "-aec", "AUTOCONTOUR", "+sd", "+r"])
+        .args(["127.0.0.1", &gw_port.to_string()])
+        .arg(ct.join("ct"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_until(
+        "the RTSTRUCT at the destination",
+        Duration::from_secs(120),
+        || rtstructs(&dest).len() == 1,
+    );
+    let first = std::fs::read_dir(ct.join("ct"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let original = dicom_object::open_file(&first).unwrap();
+    let rs = dicom_object::open_file(&rtstructs(&dest)[0]).unwrap();
+    // The result names the original series, study and patient.
+    assert_eq!(
+        referenced_series(&rs),
+        text(&original, tags::SERIES_INSTANCE_UID)
+    );
+    assert_eq!(
+        text(&rs, tags::STUDY_INSTANCE_UID),
+        text(&original, tags::STUDY_INSTANCE_UID)
+    );
+    assert_eq!(
+        text(&rs, tags::PATIENT_ID),
+        text(&original, tags::PATIENT_ID)
+    );
+    assert!(rs.element(tags::PATIENT_IDENTITY_REMOVED).is_err());
+    // What the model read was pseudonymised: other UIDs, another patient id, the marker set.
+    let sent = tmp.path().join("spool/sent");
+    wait_until(
+        "the series settled as sent",
+        Duration::from_secs(30),
+        || std::fs::read_dir(&sent).is_ok_and(|mut d| d.next().is_some()),
+    );
+    let series_dir = std::fs::read_dir(&sent)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let deid_file = std::fs::read_dir(series_dir.join("deid"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let seen = dicom_object::open_file(&deid_file).unwrap();
+    assert_ne!(
+        text(&seen, tags::SERIES_INSTANCE_UID),
+        text(&original, tags::SERIES_INSTANCE_UID)
+    );
+    assert_ne!(
+        text(&seen, tags::STUDY_INSTANCE_UID),
+        text(&original, tags::STUDY_INSTANCE_UID)
+    );
+    assert_ne!(
+        text(&seen, tags::PATIENT_ID),
+        text(&original, tags::PATIENT_ID)
+    );
+    assert_eq!(text(&seen, tags::PATIENT_IDENTITY_REMOVED), "YES");
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(series_dir.join("out-pseudonymised/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        summary["series_uid"].as_str(),
+        Some(text(&seen, tags::SERIES_INSTANCE_UID).as_str())
+    );
+    let report = dciodvfy(&rtstructs(&dest)[0]);
+    assert!(
+        !report.lines().any(|l| l.starts_with("Error")),
+        "dciodvfy:\n{report}"
+    );
 }

@@ -366,6 +366,15 @@ fn broken_jobs_are_named_dead_lettered_and_the_worker_goes_on() {
 
 #[test]
 fn the_gateway_hands_series_to_workers_and_the_results_reach_the_destination() {
+    gateway_through_workers(false);
+}
+
+#[test]
+fn with_deid_workers_see_only_pseudonyms_and_the_gateway_sends_reidentified_results() {
+    gateway_through_workers(true);
+}
+
+fn gateway_through_workers(deid: bool) {
     use autocontour_test_support::rabbitmq::free_port;
     let tmp = tempfile::tempdir().unwrap();
     let broker = Broker::start(&tmp.path().join("broker"));
@@ -389,7 +398,18 @@ fn the_gateway_hands_series_to_workers_and_the_results_reach_the_destination() {
              allowed_calling_ae_titles = [\"STORESCU\"]\nspool = \"spool\"\n\
              series_idle_seconds = 1\n\
              [destination]\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = {dest_port}\n\
-             [queue]\namqp = \"{url}\"\n"
+             [queue]\namqp = \"{url}\"\n{}",
+            if deid {
+                let key = tmp.path().join("site.key");
+                std::fs::write(&key, [7u8, 1, 9, 3].repeat(12)).unwrap();
+                format!(
+                    "[deid]\nkey_file = \"{}\"\nshared_dir = \"{}\"\n",
+                    key.display(),
+                    tmp.path().join("shared").display()
+                )
+            } else {
+                String::new()
+            }
         ),
     )
     .unwrap();
@@ -405,11 +425,12 @@ fn the_gateway_hands_series_to_workers_and_the_results_reach_the_destination() {
     wait_until("the gateway's port", Duration::from_secs(60), || {
         std::net::TcpStream::connect(("127.0.0.1", gw_port)).is_ok()
     });
-    for ct in phantoms(&tmp.path().join("cts"), 2) {
+    let cts = phantoms(&tmp.path().join("cts"), 2);
+    for ct in &cts {
         let o = Command::new("storescu")
             .args(["-aet", "STORESCU", "-aec", "AUTOCONTOUR", "+sd", "+r"])
             .args(["127.0.0.1", &gw_port.to_string()])
-            .arg(&ct)
+            .arg(ct)
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -442,6 +463,43 @@ fn the_gateway_hands_series_to_workers_and_the_results_reach_the_destination() {
         },
     );
     assert_eq!(count(), 2);
+    // Every result references one of the original series.
+    let originals: HashSet<String> = cts
+        .iter()
+        .map(|ct| {
+            let f = std::fs::read_dir(ct)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path();
+            let o = dicom_object::open_file(f).unwrap();
+            o.element(dicom_dictionary_std::tags::SERIES_INSTANCE_UID)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .collect();
+    for e in std::fs::read_dir(&dest).unwrap() {
+        let p = e.unwrap().path();
+        let obj = dicom_object::open_file(&p).unwrap();
+        let text = format!("{obj:?}");
+        assert!(
+            originals.iter().any(|u| text.contains(u.as_str())),
+            "{} does not reference an original series",
+            p.display()
+        );
+    }
+    if deid {
+        // The workers' folder is emptied once the results are re-identified.
+        let shared = tmp.path().join("shared");
+        assert_eq!(
+            std::fs::read_dir(&shared).map(|d| d.count()).unwrap_or(0),
+            0
+        );
+    }
     assert!(sigterm(&mut gw).success());
     assert!(sigterm(&mut worker).success());
     let _ = scp.kill();

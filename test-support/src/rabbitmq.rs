@@ -26,12 +26,23 @@ pub struct Broker {
     server: Option<Child>,
 }
 
-/// A free loopback TCP port (bound and released: a small race, fine for tests).
+/// A free loopback TCP port, never the same twice in one test process (the kernel hands a
+/// just-released port out again, so two tests running at once would otherwise collide). Bound
+/// and released: another process may still take it (a small race, fine for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    // Hold every candidate until a new one comes up, so the kernel cannot repeat itself.
+    let mut held = Vec::new();
+    loop {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port");
+        let port = l.local_addr().expect("its address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+        held.push(l);
+    }
 }
 
 impl Broker {

@@ -56,6 +56,9 @@ pub struct GatewayConfig {
     /// TLS on the listening port (client certificates required).
     #[serde(default)]
     pub tls: Option<super::tls::ListenTls>,
+    /// Pseudonymise every series before the model sees it, re-identify the results.
+    #[serde(default)]
+    pub deid: Option<super::reid::DeidConfig>,
 }
 
 /// A routing rule: every given condition must hold.
@@ -147,6 +150,12 @@ impl GatewayConfig {
             resolve(&mut t.key);
             resolve(&mut t.client_ca);
         }
+        if let Some(d) = c.deid.as_mut() {
+            resolve(&mut d.key_file);
+            if let Some(s) = d.shared_dir.as_mut() {
+                resolve(s);
+            }
+        }
         if let Some(t) = c.destination.tls.as_mut() {
             resolve(&mut t.ca);
             if let Some(p) = t.cert.as_mut() {
@@ -196,6 +205,13 @@ impl GatewayConfig {
             return Err(CliError::Usage(
                 "[destination.tls] with [queue]: workers send the results and do not take TLS \
                  settings yet; use one or the other"
+                    .into(),
+            ));
+        }
+        if self.queue.is_some() && self.deid.as_ref().is_some_and(|d| d.shared_dir.is_none()) {
+            return Err(CliError::Usage(
+                "[deid] with [queue] needs shared_dir: the folder the workers see, where only \
+                 pseudonymised series go (the spool holds the originals)"
                     .into(),
             ));
         }

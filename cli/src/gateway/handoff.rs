@@ -196,31 +196,58 @@ async fn publish(
         )
         .map(|m| abs(m))
         .transpose()?;
+    // With [deid] the workers get the pseudonymised series in the shared folder (named by the
+    // series pseudonym) and no destination: the gateway re-identifies and sends the result.
+    let (job_id, input, output, send_to) = match (&gateway.pseudonymiser, &c.deid) {
+        (Some(p), Some(d)) => {
+            let shared = d.shared_dir.clone().unwrap_or_default();
+            let pseudo =
+                super::reid::pseudonymise_series(p, &dir, &dir.join("deid"))?.series_pseudonym;
+            let base = shared.join(&pseudo);
+            let ct = base.join("ct");
+            if ct.exists() {
+                let _ = std::fs::remove_dir_all(&ct);
+            }
+            std::fs::create_dir_all(&base).map_err(|e| autocontour::Error::io(&base, e))?;
+            std::fs::rename(dir.join("deid"), &ct).map_err(|e| autocontour::Error::io(&ct, e))?;
+            (pseudo, abs(&ct)?, abs(&base.join("out"))?, None)
+        }
+        _ => (
+            key.to_string(),
+            abs(&dir)?,
+            abs(&dir.join("out"))?,
+            Some(SendTo {
+                ae_title: c.destination.ae_title.clone(),
+                host: c.destination.host.clone(),
+                port: c.destination.port,
+                calling_ae_title: Some(c.calling_title().to_string()),
+            }),
+        ),
+    };
+    let uid = match &gateway.pseudonymiser {
+        Some(_) => job_id.clone(),
+        None => info.series_uid.clone(),
+    };
     let job = Job {
         format: JOB_FORMAT,
-        job_id: key.to_string(),
+        job_id: job_id.clone(),
         batch: batch.to_string(),
-        name: key.to_string(),
-        input: abs(&dir)?,
-        output: abs(&dir.join("out"))?,
+        name: job_id.clone(),
+        input,
+        output,
         model,
         profile: c.profile.as_deref().map(abs).transpose()?,
         options: CaseOptions {
-            uid: Some(info.series_uid.clone()),
+            uid: Some(uid),
             seg: c.seg,
             stable_uids: true,
             ..CaseOptions::default()
         },
-        send_to: Some(SendTo {
-            ae_title: c.destination.ae_title.clone(),
-            host: c.destination.host.clone(),
-            port: c.destination.port,
-            calling_ae_title: Some(c.calling_title().to_string()),
-        }),
+        send_to,
     };
     let body = serde_json::to_vec(&job)?;
     let props = BasicProperties::default()
-        .with_message_id(key.into())
+        .with_message_id(job_id.as_str().into())
         .with_reply_to(events.into());
     publish_confirmed(ch, "", &topology.jobs, &body, props).await?;
     autocontour::io::write_bytes_atomically(&dir.join("job.json"), &body)?;
@@ -231,14 +258,52 @@ async fn publish(
     Ok(())
 }
 
+/// The queued series a job id names: the spool key itself, or (with [deid]) the series whose
+/// `reid.json` has that series pseudonym.
+fn queued_key(spool: &Spool, job_id: &str) -> Option<String> {
+    if super::spool::is_key(job_id) && spool.dir("queued", job_id).exists() {
+        return Some(job_id.to_string());
+    }
+    spool.keys("queued").into_iter().find(|k| {
+        std::fs::read(spool.dir("queued", k).join("reid.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<super::reid::Reid>(&b).ok())
+            .is_some_and(|r| r.series_pseudonym == job_id)
+    })
+}
+
 /// Moves a queued series on a terminal event of its job.
 fn settle(gateway: &Gateway, ev: &Event) {
     let spool = &gateway.spool;
-    let key = ev.job_id.as_str();
-    if !super::spool::is_key(key) || !spool.dir("queued", key).exists() {
+    let Some(key) = queued_key(spool, &ev.job_id) else {
         return;
-    }
+    };
+    let key = key.as_str();
     match ev.event {
+        EventKind::Finished if gateway.pseudonymiser.is_some() => {
+            // Re-identify the worker's result from the shared folder into the outbox.
+            let dir = spool.dir("queued", key);
+            let shared = gateway
+                .config
+                .deid
+                .as_ref()
+                .and_then(|d| d.shared_dir.clone())
+                .unwrap_or_default()
+                .join(&ev.job_id);
+            match super::reid::reidentify_results(&dir, &shared.join("out"), &dir.join("out")) {
+                Ok(_) => {
+                    let _ = std::fs::remove_dir_all(&shared);
+                    if spool.advance("queued", "outbox", key).is_ok() {
+                        eprintln!(
+                            "gateway: series {key}: segmented by {}; re-identified result queued \
+                             for sending",
+                            ev.worker.as_deref().unwrap_or("a worker")
+                        );
+                    }
+                }
+                Err(e) => eprintln!("gateway: series {key}: re-identification failed: {e}"),
+            }
+        }
         EventKind::Finished => {
             let state = SendState {
                 attempts: 1,
@@ -252,9 +317,7 @@ fn settle(gateway: &Gateway, ev: &Event) {
                     ev.worker.as_deref().unwrap_or("a worker")
                 );
                 if !gateway.config.keep_sent_series {
-                    for f in Spool::instances(&spool.dir("sent", key)) {
-                        let _ = std::fs::remove_file(f);
-                    }
+                    super::remove_ct(&spool.dir("sent", key));
                 }
             }
         }

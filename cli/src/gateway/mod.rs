@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod handoff;
+pub mod reid;
 pub mod scp;
 pub mod scu;
 pub mod spool;
@@ -49,6 +50,8 @@ pub struct Gateway {
     pub server_tls: Option<Arc<rustls::ServerConfig>>,
     /// TLS towards the destination, and the name its certificate must carry.
     pub client_tls: Option<(Arc<rustls::ClientConfig>, String)>,
+    /// The site's pseudonymiser (`[deid]`).
+    pub pseudonymiser: Option<autocontour::deid::Pseudonymiser>,
 }
 
 pub fn run(args: GatewayArgs, runtime: RuntimeOptions) -> CliResult<()> {
@@ -93,7 +96,14 @@ pub fn run(args: GatewayArgs, runtime: RuntimeOptions) -> CliResult<()> {
         .as_ref()
         .map(|t| t.client_config(&config.destination.host))
         .transpose()?;
+    let pseudonymiser = match &config.deid {
+        Some(d) => Some(autocontour::deid::Pseudonymiser::new(
+            autocontour::deid::SiteKey::from_file(&d.key_file)?,
+        )),
+        None => None,
+    };
     let gateway = Arc::new(Gateway {
+        pseudonymiser,
         config,
         spool,
         models,
@@ -135,9 +145,11 @@ async fn serve(gateway: Arc<Gateway>) -> CliResult<()> {
         }
         None => {
             tokio::spawn(process_series(gateway.clone(), wake));
-            tokio::spawn(send_results(gateway.clone()));
         }
     }
+    // Results re-identified by the gateway (in-process, or queue mode with [deid]) are sent
+    // from the outbox.
+    tokio::spawn(send_results(gateway.clone()));
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
@@ -247,22 +259,39 @@ fn segment_series(gateway: &Gateway, key: &str) {
             &info.body_part,
         );
         let model = gateway.models.get(route.map(PathBuf::as_path), None)?;
+        // With [deid] the model sees the pseudonymised series only; the results are
+        // re-identified into out/.
+        let (input, uid) = match &gateway.pseudonymiser {
+            Some(p) => {
+                let to = dir.join("deid");
+                let r = reid::pseudonymise_series(p, &dir, &to)?;
+                (to, r.series_pseudonym)
+            }
+            None => (dir.clone(), info.series_uid.clone()),
+        };
         let opts = CaseOptions {
-            uid: Some(info.series_uid.clone()),
+            uid: Some(uid),
             seg: c.seg,
             stable_uids: true,
             ..CaseOptions::default()
         };
         let out = dir.join("out");
+        let results = match gateway.pseudonymiser {
+            Some(_) => dir.join("out-pseudonymised"),
+            None => out.clone(),
+        };
         let (summary, _) = run_case(
             &model,
             gateway.profile.as_ref(),
-            &dir,
-            &out,
+            &input,
+            &results,
             key,
             &opts,
             false,
         )?;
+        if gateway.pseudonymiser.is_some() {
+            reid::reidentify_results(&dir, &results, &out)?;
+        }
         Ok(summary)
     })();
     let uid = info.map(|i| i.series_uid).unwrap_or_default();
@@ -348,9 +377,7 @@ fn send_one(gateway: &Gateway, key: &str, mut state: SendState) {
                 return;
             }
             if !gateway.config.keep_sent_series {
-                for f in Spool::instances(&spool.dir("sent", key)) {
-                    let _ = std::fs::remove_file(f);
-                }
+                remove_ct(&spool.dir("sent", key));
             }
         }
         Err(e) => {
@@ -365,6 +392,14 @@ fn send_one(gateway: &Gateway, key: &str, mut state: SendState) {
             );
         }
     }
+}
+
+/// Removes a sent series' CT: the received instances and their pseudonymised copies.
+pub fn remove_ct(dir: &Path) {
+    for f in Spool::instances(dir) {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_dir_all(dir.join("deid"));
 }
 
 /// `gateway status`: the series in each spool state.
