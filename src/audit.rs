@@ -2,10 +2,11 @@
 //! series, with which profile, and what came out or what failed), appended to a file the host
 //! chooses.
 //!
-//! Each line is written with a single `write` on a file opened for appending, then synced:
-//! concurrent writers (threads or processes on a local file system) never interleave inside a
-//! line, and a process killed during the call leaves either the whole line or none. A reader
-//! should still skip a last line without its newline, which only a power loss can leave.
+//! Each line is written with a single `write` on a file opened for appending, under an
+//! exclusive lock, then synced: concurrent writers (threads or processes on a local file system)
+//! never interleave inside a line. A process killed during its write, or a power loss, can leave
+//! the last line cut (the kernel may stop a write between pages); the next append removes it
+//! first. A reader should skip a last line without its newline.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -207,15 +208,20 @@ impl AuditRecord {
     }
 
     /// Appends the record to `path` as one line (created if missing), with one `write` and a
-    /// sync.
+    /// sync, holding an exclusive lock on the file. A line cut by a writer killed during its
+    /// `write` (the kernel may stop a write between pages) is removed first, so the file holds
+    /// whole lines and at most one cut last line.
     pub fn append_to(&self, path: &Path) -> Result<()> {
         let mut line = self.to_json()?;
         line.push('\n');
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
+        f.lock().map_err(|e| Error::io(path, e))?;
+        drop_cut_line(&mut f).map_err(|e| Error::io(path, e))?;
         let n = f.write(line.as_bytes()).map_err(|e| Error::io(path, e))?;
         if n != line.len() {
             return Err(Error::io(
@@ -228,6 +234,43 @@ impl AuditRecord {
         }
         f.sync_data().map_err(|e| Error::io(path, e))
     }
+}
+
+/// Truncates a file after its last newline when it does not end with one (a line cut by a
+/// killed writer).
+fn drop_cut_line(f: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Scan back for the last newline.
+    let mut buf = [0u8; 4096];
+    let mut end = len;
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        end = start;
+    };
+    log::warn!(
+        "audit log: removing a line cut by a killed writer ({} bytes)",
+        len - keep
+    );
+    f.set_len(keep)
 }
 
 #[cfg(test)]

@@ -364,9 +364,9 @@ fn audit_lines_from_many_threads_stay_whole() {
     }
 }
 
-/// kill -9 while a process appends audit lines: every line in the file is whole JSON. The
-/// writer is this test binary re-executed (`AC_AUDIT_WRITER=<file>`), appending as fast as it
-/// can until killed.
+/// kill -9 while a process appends audit lines: after the next append, every line in the file
+/// is whole JSON (a cut line left by a kill is removed by that append). The writer is this test
+/// binary re-executed (`AC_AUDIT_WRITER=<file>`), appending as fast as it can until killed.
 #[test]
 fn audit_log_survives_kill_9() {
     use autocontour::audit::AuditRecord;
@@ -392,6 +392,11 @@ fn audit_log_survives_kill_9() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
+    // The last kill may have cut a line; the next append removes it before writing.
+    let e = autocontour::Error::InvalidArgument("after the kills".into());
+    AuditRecord::failure(model(), &e, Some("1.2.3"), 0.1)
+        .append_to(&log)
+        .unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.ends_with('\n'), "the file ends inside a line");
     let n = text.lines().count();

@@ -187,9 +187,11 @@ struct CaseOutcome {
     seconds: f64,
 }
 
-pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
-    let mut inputs = args.inputs.clone();
-    if let Some(list) = &args.list {
+/// The CT folders given on the command line, then those of `--list` (one per line, `#`
+/// comments); a usage error when there are none.
+pub fn case_inputs(inputs: &[PathBuf], list: Option<&Path>) -> CliResult<Vec<PathBuf>> {
+    let mut inputs = inputs.to_vec();
+    if let Some(list) = list {
         let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
         inputs.extend(
             text.lines()
@@ -203,6 +205,11 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
             "no CT folder given (pass folders or --list FILE)".into(),
         ));
     }
+    Ok(inputs)
+}
+
+pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
+    let inputs = case_inputs(&args.inputs, args.list.as_deref())?;
     let device: Device = args
         .device
         .parse()

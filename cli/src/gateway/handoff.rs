@@ -52,22 +52,11 @@ fn default_limit() -> u32 {
 impl QueueConfig {
     /// The broker URL.
     pub fn url(&self) -> CliResult<String> {
-        self.amqp
-            .clone()
-            .or_else(|| std::env::var("AUTOCONTOUR_AMQP_URL").ok())
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| {
-                CliError::Usage("[queue] needs amqp = \"amqp://…\" or AUTOCONTOUR_AMQP_URL".into())
-            })
+        crate::queue::broker_url(self.amqp.as_deref(), "set amqp = \"amqp://…\" in [queue]")
     }
 
     fn topology(&self) -> Topology {
-        Topology {
-            jobs: self.queue.clone(),
-            dead_exchange: format!("{}.dlx", self.queue),
-            dead: format!("{}.dead", self.queue),
-            delivery_limit: self.delivery_limit,
-        }
+        Topology::new(&self.queue, self.delivery_limit)
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::error::{CliError, CliResult};
 use crate::models::ModelCache;
-use crate::queue::unix_now;
+use crate::queue::{stop_signal, unix_now};
 use crate::segment::{CaseOptions, default_model, run_case};
 use config::GatewayConfig;
 use spool::{STATES, SendState, Spool};
@@ -176,22 +176,6 @@ async fn serve(gateway: Arc<Gateway>) -> CliResult<()> {
             }
         }
     }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Moves series idle for `series_idle_seconds` to `ready` and wakes the processor.

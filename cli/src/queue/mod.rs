@@ -53,24 +53,22 @@ pub struct BrokerArgs {
 impl BrokerArgs {
     /// The URL to connect to.
     pub fn url(&self) -> CliResult<String> {
-        self.amqp
-            .clone()
-            .or_else(|| std::env::var("AUTOCONTOUR_AMQP_URL").ok())
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| {
-                CliError::Usage("no broker: pass --amqp URL or set AUTOCONTOUR_AMQP_URL".into())
-            })
+        broker_url(self.amqp.as_deref(), "pass --amqp URL")
     }
 
     /// The names of the queues and exchange.
     pub fn topology(&self) -> Topology {
-        Topology {
-            jobs: self.queue.clone(),
-            dead_exchange: format!("{}.dlx", self.queue),
-            dead: format!("{}.dead", self.queue),
-            delivery_limit: self.delivery_limit,
-        }
+        Topology::new(&self.queue, self.delivery_limit)
     }
+}
+
+/// The broker URL: `explicit`, else `AUTOCONTOUR_AMQP_URL`; `how` says how to give one.
+pub fn broker_url(explicit: Option<&str>, how: &str) -> CliResult<String> {
+    explicit
+        .map(str::to_string)
+        .or_else(|| std::env::var("AUTOCONTOUR_AMQP_URL").ok())
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| CliError::Usage(format!("no broker: {how} or set AUTOCONTOUR_AMQP_URL")))
 }
 
 /// Queue and exchange names of one jobs queue.
@@ -87,6 +85,16 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The names derived from the jobs queue's name.
+    pub fn new(jobs: &str, delivery_limit: u32) -> Topology {
+        Topology {
+            jobs: jobs.to_string(),
+            dead_exchange: format!("{jobs}.dlx"),
+            dead: format!("{jobs}.dead"),
+            delivery_limit,
+        }
+    }
+
     /// The events queue of a batch.
     pub fn events(&self, batch: &str) -> String {
         format!("{}.events.{batch}", self.jobs)
@@ -317,6 +325,22 @@ impl Event {
             summary: None,
         }
     }
+}
+
+/// Resolves on SIGINT or SIGTERM (`worker` and `gateway` stop gracefully on either).
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Seconds since the Unix epoch.

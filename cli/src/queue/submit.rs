@@ -18,7 +18,7 @@ use super::{
     unix_now,
 };
 use crate::error::{CliError, CliResult};
-use crate::segment::{CaseOptions, MismatchArg, case_names};
+use crate::segment::{CaseOptions, MismatchArg, case_inputs, case_names};
 
 /// Arguments of `autocontour submit`.
 #[derive(clap::Args)]
@@ -89,20 +89,9 @@ enum State {
 
 pub fn run(args: SubmitArgs) -> CliResult<()> {
     let url = args.broker.url()?;
-    let mut inputs = args.inputs.clone();
-    if let Some(list) = &args.list {
-        let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
-        inputs.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(PathBuf::from),
-        );
-    }
-    if inputs.is_empty() {
-        return Err(CliError::Usage(
-            "no CT folder given (pass folders or --list FILE)".into(),
-        ));
+    let inputs = case_inputs(&args.inputs, args.list.as_deref())?;
+    if args.send_to.is_some() {
+        crate::gateway::config::check_ae_title("--calling-ae-title", &args.calling_ae_title)?;
     }
     let abs = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
     let out = abs(&args.out)?;

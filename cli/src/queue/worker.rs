@@ -25,7 +25,7 @@ use autocontour::runtime::RuntimeOptions;
 
 use super::{
     BrokerArgs, Event, EventKind, JOB_FORMAT, Job, Topology, backoff, connect, header_int,
-    long_string, publish_confirmed, publish_event, redact, unix_now, worker_id,
+    long_string, publish_confirmed, publish_event, redact, stop_signal, unix_now, worker_id,
 };
 use crate::error::{CliError, CliResult};
 use crate::models::ModelCache;
@@ -200,29 +200,6 @@ async fn consume_forever(
                 }
             }
         }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
