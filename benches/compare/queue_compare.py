@@ -33,9 +33,17 @@ SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below Linux's ephemeral range (a port in it can become the source
+    port of the readiness probe itself: a TCP self-connect)."""
+    import random
+    while True:
+        port = random.randint(20000, 31999)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 def wait_amqp(port, proc, limit=120):

@@ -163,7 +163,13 @@ fn ct_in_rtstruct_out_through_a_down_destination_and_a_killed_gateway() {
             .output()
             .unwrap()
     };
-    assert!(echo("STORESCU").status.success());
+    let ok = echo("STORESCU");
+    assert!(
+        ok.status.success(),
+        "echoscu: {}\ngateway log: {}",
+        String::from_utf8_lossy(&ok.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let bad = echo("INTRUDER");
     assert!(!bad.status.success());
     assert!(

@@ -26,22 +26,29 @@ pub struct Broker {
     server: Option<Child>,
 }
 
-/// A free loopback TCP port, never the same twice in one test process (the kernel hands a
-/// just-released port out again, so two tests running at once would otherwise collide). Bound
-/// and released: another process may still take it (a small race, fine for tests).
+/// A free loopback TCP port for a server a test starts, never the same twice in one test
+/// process. It is taken below Linux's ephemeral range (32768–60999): a port from that range can
+/// be handed to an outgoing connection as its source port, and a test polling `connect` to a
+/// server that is not listening yet can then connect to itself (TCP self-connect) and keep the
+/// server from binding. Bound and released: another process may still take it (a small race).
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    // Hold every candidate until a new one comes up, so the kernel cannot repeat itself.
-    let mut held = Vec::new();
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    let mut rng = crate::XorShift::new(seed | 1);
     loop {
-        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port");
-        let port = l.local_addr().expect("its address").port();
-        if !given.contains(&port) {
+        let port = 20_000 + (rng.next_u64() % 12_000) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
             given.push(port);
             return port;
         }
-        held.push(l);
     }
 }
 

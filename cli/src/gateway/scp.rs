@@ -400,6 +400,10 @@ fn store(
         body_part: get(tags::BODY_PART_EXAMINED),
         modality: get(tags::MODALITY),
         first_received: crate::queue::unix_now(),
+        expected_instances: get(tags::NUMBER_OF_SERIES_RELATED_INSTANCES)
+            .trim()
+            .parse()
+            .ok(),
     };
     match gateway.spool.store(&info, &sop, &file) {
         Ok(_) => SUCCESS,

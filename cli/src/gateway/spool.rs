@@ -48,6 +48,10 @@ pub struct SeriesInfo {
     pub modality: String,
     /// Unix time of the first instance.
     pub first_received: f64,
+    /// The series' instance count, when the instances carry Number of Series Related
+    /// Instances (0020,1209): the series is complete as soon as that many have arrived.
+    #[serde(default)]
+    pub expected_instances: Option<usize>,
 }
 
 /// Send attempts of a result (`send.json`).
@@ -66,10 +70,43 @@ pub struct SendState {
 /// The spool and the activity of the series being received.
 pub struct Spool {
     root: PathBuf,
-    /// Per incoming series: instances being written now, and the last activity.
-    receiving: Mutex<HashMap<String, (usize, Instant)>>,
+    /// Per incoming series: what is being received.
+    receiving: Mutex<HashMap<String, Receiving>>,
     /// The gateway's exclusive lock on the spool, held while it runs.
     _lock: Option<std::fs::File>,
+}
+
+/// An incoming series' activity.
+struct Receiving {
+    /// Instances being written now.
+    writing: usize,
+    /// The last instance's arrival or end of writing.
+    last: Instant,
+    /// Instance files stored since the gateway started (distinct).
+    stored: std::collections::HashSet<String>,
+    /// The series' instance count when the sender said it (Number of Series Related
+    /// Instances).
+    expected: Option<usize>,
+}
+
+impl Receiving {
+    fn new() -> Self {
+        Receiving {
+            writing: 0,
+            last: Instant::now(),
+            stored: Default::default(),
+            expected: None,
+        }
+    }
+
+    /// Idle long enough, or every announced instance is here.
+    fn complete(&self, idle: Duration) -> bool {
+        self.writing == 0
+            && (self.last.elapsed() >= idle
+                || self
+                    .expected
+                    .is_some_and(|n| n > 0 && self.stored.len() >= n))
+    }
 }
 
 /// The spool key of a series.
@@ -153,10 +190,9 @@ impl Spool {
             log::info!("series {key}: resumed (was running when the gateway stopped)");
             spool.advance("running", "ready", &key)?;
         }
-        let now = Instant::now();
         let mut r = spool.receiving.lock().unwrap_or_else(|p| p.into_inner());
         for key in spool.keys("incoming") {
-            r.insert(key, (0, now));
+            r.insert(key, Receiving::new());
         }
         drop(r);
         Ok(spool)
@@ -201,11 +237,15 @@ impl Spool {
         bytes: &[u8],
     ) -> std::io::Result<PathBuf> {
         let key = series_key(&info.called_ae_title, &info.series_uid);
+        let name = instance_file_name(sop_uid);
         {
             let mut r = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
-            let e = r.entry(key.clone()).or_insert((0, Instant::now()));
-            e.0 += 1;
-            e.1 = Instant::now();
+            let e = r.entry(key.clone()).or_insert_with(Receiving::new);
+            e.writing += 1;
+            e.last = Instant::now();
+            if info.expected_instances.is_some() {
+                e.expected = info.expected_instances;
+            }
         }
         let result = (|| {
             let dir = self.dir("incoming", &key);
@@ -216,25 +256,29 @@ impl Spool {
                 autocontour::io::write_bytes_atomically(&meta, &text)
                     .map_err(std::io::Error::other)?;
             }
-            let path = dir.join(instance_file_name(sop_uid));
+            let path = dir.join(&name);
             autocontour::io::write_bytes_atomically(&path, bytes).map_err(std::io::Error::other)?;
             sync_dir(&dir)?;
             Ok(path)
         })();
         let mut r = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = r.get_mut(&key) {
-            e.0 = e.0.saturating_sub(1);
-            e.1 = Instant::now();
+            e.writing = e.writing.saturating_sub(1);
+            e.last = Instant::now();
+            if result.is_ok() {
+                e.stored.insert(name);
+            }
         }
         result
     }
 
-    /// Moves every incoming series idle for `idle` to `ready`; returns their keys.
+    /// Moves every incoming series idle for `idle`, or holding every instance its sender
+    /// announced, to `ready`; returns their keys.
     pub fn complete_idle(&self, idle: Duration) -> Vec<String> {
         let mut r = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
         let due: Vec<String> = r
             .iter()
-            .filter(|(_, (writing, last))| *writing == 0 && last.elapsed() >= idle)
+            .filter(|(_, s)| s.complete(idle))
             .map(|(k, _)| k.clone())
             .collect();
         let mut done = Vec::new();
@@ -331,6 +375,7 @@ mod tests {
             body_part: String::new(),
             modality: "CT".into(),
             first_received: 0.0,
+            expected_instances: None,
         }
     }
 
@@ -363,6 +408,19 @@ mod tests {
         spool.complete_idle(Duration::ZERO);
         assert_eq!(Spool::instances(&spool.dir("ready", &key)).len(), 3);
         spool.advance("ready", "running", &key).unwrap();
+        // A series whose sender announced its size completes without waiting.
+        let mut two = info("1.2.9");
+        two.expected_instances = Some(2);
+        spool.store(&two, "1.2.9.1", b"a").unwrap();
+        assert!(spool.complete_idle(Duration::from_secs(60)).is_empty());
+        spool.store(&two, "1.2.9.2", b"b").unwrap();
+        assert_eq!(
+            spool.complete_idle(Duration::from_secs(60)),
+            [series_key("AUTOCONTOUR", "1.2.9")]
+        );
+        spool
+            .advance("ready", "failed", &series_key("AUTOCONTOUR", "1.2.9"))
+            .unwrap();
         // One gateway per spool.
         assert!(Spool::open(tmp.path()).is_err());
         // A restart puts a running series back in ready, once.
