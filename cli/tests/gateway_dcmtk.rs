@@ -6,20 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use autocontour_test_support::procs::{Killed, wait_port, wait_until};
 use autocontour_test_support::rabbitmq::free_port;
 use autocontour_test_support::{cli, dciodvfy, ort_lib, require};
 use dicom_dictionary_std::tags;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn storescp(port: u16, out: &Path, log: &Path) -> Killed {
     std::fs::create_dir_all(out).unwrap();
@@ -51,25 +43,6 @@ fn gateway(config: &Path, log: &Path) -> Killed {
             .spawn()
             .unwrap(),
     )
-}
-
-fn wait_port(port: u16) {
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "port {port} never opened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn rtstructs(dir: &Path) -> Vec<PathBuf> {

@@ -7,21 +7,13 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use autocontour_test_support::procs::{Killed, wait_until};
 use autocontour_test_support::rabbitmq::free_port;
 use autocontour_test_support::{cli, ort_lib, root};
 use serde_json::Value;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One HTTP/1.1 request to Orthanc on loopback: (status, body).
 fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
@@ -74,14 +66,6 @@ fn json(port: u16, method: &str, path: &str, body: &str) -> Value {
         String::from_utf8_lossy(&bytes)
     );
     serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn start_orthanc(dir: &Path, http_port: u16, dicom_port: u16, gw_port: u16) -> Killed {

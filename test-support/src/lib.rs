@@ -8,6 +8,7 @@
 pub mod mha;
 pub mod paths;
 pub mod phantom;
+pub mod procs;
 pub mod rabbitmq;
 pub mod reference;
 pub mod rng;
