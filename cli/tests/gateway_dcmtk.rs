@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use autocontour_test_support::procs::{Killed, wait_port, wait_until};
+use autocontour_test_support::procs::{Killed, phantom_ct, wait_port, wait_until};
 use autocontour_test_support::rabbitmq::free_port;
 use autocontour_test_support::{cli, dciodvfy, ort_lib, require};
 use dicom_dictionary_std::tags;
@@ -212,16 +212,11 @@ fn ct_in_rtstruct_out_through_a_down_destination_and_a_killed_gateway() {
     // 8 associations at once, one phantom series each: all stored, segmented and sent.
     let phantoms: Vec<PathBuf> = (0..8)
         .map(|i| {
-            let d = tmp.path().join(format!("p{i}"));
-            let ok = Command::new(cli())
-                .arg("phantom")
-                .arg(&d)
-                .args(["--seed", &format!("gateway-{i}")])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(ok.success());
-            d.join("ct")
+            phantom_ct(
+                &tmp.path().join(format!("p{i}")),
+                &format!("gateway-{i}"),
+                &[],
+            )
         })
         .collect();
     let senders: Vec<Child> = phantoms
@@ -384,23 +379,13 @@ fn tls_both_ways_with_client_certificates_and_plain_tcp_refused() {
     let gw = gateway(&config, &tmp.path().join("gateway.log"));
     wait_port(gw_port);
     wait_port(dest_port);
-    let ct = tmp.path().join("p");
-    assert!(
-        Command::new(cli())
-            .arg("phantom")
-            .arg(&ct)
-            .args(["--seed", "tls"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    let ct = phantom_ct(&tmp.path().join("p"), "tls", &[]);
     let store = |tls: &[&str]| {
         Command::new("storescu")
             .args(tls)
             .args(["-aet", "STORESCU", "-aec", "AUTOCONTOUR", "+sd", "+r"])
             .args(["127.0.0.1", &gw_port.to_string()])
-            .arg(ct.join("ct"))
+            .arg(&ct)
             .output()
             .unwrap()
     };
@@ -451,21 +436,11 @@ fn with_deid_the_model_sees_pseudonyms_and_the_result_references_the_original_ct
     let _gw = gateway(&config, &tmp.path().join("gateway.log"));
     wait_port(gw_port);
     wait_port(dest_port);
-    let ct = tmp.path().join("p");
-    assert!(
-        Command::new(cli())
-            .arg("phantom")
-            .arg(&ct)
-            .args(["--seed", "deid"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    let ct = phantom_ct(&tmp.path().join("p"), "deid", &[]);
     let o = Command::new("storescu")
         .args(["-aet", "STORESCU", "-aec", "AUTOCONTOUR", "+sd", "+r"])
         .args(["127.0.0.1", &gw_port.to_string()])
-        .arg(ct.join("ct"))
+        .arg(&ct)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -474,7 +449,7 @@ fn with_deid_the_model_sees_pseudonyms_and_the_result_references_the_original_ct
         Duration::from_secs(120),
         || rtstructs(&dest).len() == 1,
     );
-    let first = std::fs::read_dir(ct.join("ct"))
+    let first = std::fs::read_dir(&ct)
         .unwrap()
         .next()
         .unwrap()

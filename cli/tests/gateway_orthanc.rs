@@ -7,10 +7,10 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use autocontour_test_support::procs::{Killed, wait_until};
+use autocontour_test_support::procs::{Killed, phantom_ct, wait_until};
 use autocontour_test_support::rabbitmq::free_port;
 use autocontour_test_support::{cli, ort_lib, root};
 use serde_json::Value;
@@ -128,19 +128,9 @@ fn a_ct_sent_by_orthanc_comes_back_to_orthanc_as_an_rtstruct_in_the_same_study()
         TcpStream::connect(("127.0.0.1", gw_port)).is_ok()
     });
     // A CT into Orthanc over its REST API.
-    let ct = tmp.path().join("phantom");
-    assert!(
-        Command::new(cli())
-            .arg("phantom")
-            .arg(&ct)
-            .args(["--seed", "orthanc"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    let ct = phantom_ct(&tmp.path().join("phantom"), "orthanc", &[]);
     let mut study = String::new();
-    for f in std::fs::read_dir(ct.join("ct")).unwrap() {
+    for f in std::fs::read_dir(&ct).unwrap() {
         let bytes = std::fs::read(f.unwrap().path()).unwrap();
         let (status, body) = http(http_port, "POST", "/instances", &bytes);
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));

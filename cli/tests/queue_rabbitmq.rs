@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use autocontour::dicom::write::derived_uid;
-use autocontour_test_support::procs::{sigterm, wait_until};
+use autocontour_test_support::procs::{phantom_ct, sigterm, wait_until};
 use autocontour_test_support::rabbitmq::Broker;
 use autocontour_test_support::{cli, ort_lib};
 use futures_lite::StreamExt;
@@ -30,16 +30,11 @@ fn autocontour(url: &str) -> Command {
 fn phantoms(dir: &Path, n: usize) -> Vec<PathBuf> {
     (0..n)
         .map(|i| {
-            let d = dir.join(format!("p{i:02}"));
-            let st = Command::new(cli())
-                .arg("phantom")
-                .arg(&d)
-                .args(["--seed", &format!("queue-{i}"), "--size", "96,96,48"])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(st.success());
-            d.join("ct")
+            phantom_ct(
+                &dir.join(format!("p{i:02}")),
+                &format!("queue-{i}"),
+                &["--size", "96,96,48"],
+            )
         })
         .collect()
 }

@@ -213,19 +213,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The date of a day count since 1970-01-01 (civil-from-days).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// `date` (DA `YYYYMMDD`, or the old `YYYY.MM.DD`) moved by `days`, as `YYYYMMDD`; `None` when it
 /// is not a valid full date (it is then emptied, never kept).
 pub fn shift_date(date: &str, days: i64) -> Option<String> {
@@ -244,7 +231,7 @@ pub fn shift_date(date: &str, days: i64) -> Option<String> {
     if d > days_in_month {
         return None;
     }
-    let (y, m, d) = civil_from_days(days_from_civil(y, m, d) + days);
+    let (y, m, d) = crate::dicom::write::civil_from_days(days_from_civil(y, m, d) + days);
     (0..=9999)
         .contains(&y)
         .then(|| format!("{y:04}{m:02}{d:02}"))

@@ -252,15 +252,9 @@ pub fn output_uid(info: &OutputInfo, role: &str, seed: &str) -> String {
     }
 }
 
-/// (date YYYYMMDD, time HHMMSS) in UTC.
-pub fn now_utc() -> (String, String) {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
+/// The proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (Howard
+/// Hinnant's civil-from-days).
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -269,7 +263,17 @@ pub fn now_utc() -> (String, String) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// (date YYYYMMDD, time HHMMSS) in UTC.
+pub fn now_utc() -> (String, String) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let tod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     (
         format!("{y:04}{m:02}{d:02}"),
         format!("{:02}{:02}{:02}", tod / 3600, (tod / 60) % 60, tod % 60),

@@ -1,7 +1,8 @@
 //! Child processes and waiting, for tests that start servers (the gateway, RabbitMQ, Orthanc,
 //! dcmtk's storescp) and clients.
 
-use std::process::{Child, Command, ExitStatus};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A child process killed (SIGKILL) and reaped when dropped.
@@ -48,4 +49,19 @@ pub fn sigterm(child: &mut Child) -> ExitStatus {
         },
     );
     status.expect("an exit status")
+}
+
+/// Writes a phantom CT series with `autocontour phantom <dir> --seed <seed> [args]` (distinct
+/// seeds give distinct UIDs); returns its `ct/` folder.
+pub fn phantom_ct(dir: &Path, seed: &str, args: &[&str]) -> PathBuf {
+    let ok = Command::new(crate::cli())
+        .arg("phantom")
+        .arg(dir)
+        .args(["--seed", seed])
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("autocontour phantom");
+    assert!(ok.success(), "autocontour phantom {} failed", dir.display());
+    dir.join("ct")
 }
