@@ -6,7 +6,7 @@
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Corpora grow under
 # fuzz/corpus/<target>/ and crashes land in fuzz/artifacts/<target>/ (both ignored by git);
-# a crash found is fixed and its input kept as a regression test (tests/dicom_rejections.rs).
+# a crash found is fixed and its input kept as a regression test (tests/integration/dicom_rejections.rs).
 # Each run ends with libFuzzer's final statistics (executions, coverage).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -19,7 +19,7 @@
 //! The network runs in ONNX Runtime; its float32 convolutions round differently from PyTorch's
 //! in the last bits, which the float16 accumulators can turn into whole float16 steps: label
 //! maps agree with `nnUNetPredictor` on all but a few voxels where two classes tie (measured in
-//! `tests/nnunet.rs`), not bit for bit.
+//! `tests/integration/nnunet.rs`), not bit for bit.
 
 pub mod resample;
 pub mod spec;

@@ -1,5 +1,5 @@
 """Every element value of DICOM files, read with pydicom, for the leak search of
-cli/tests/anonymise_cli.rs.
+cli/tests/cli/anonymise_cli.rs.
 
     python deid_originals.py FILE...
 

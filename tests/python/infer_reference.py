@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reference of the inference engine: numpy + scipy + onnxruntime.
 
-Reads a CT crop written by tests/infer.rs (raw little-endian float32 HU in [k][j][i] order plus a
+Reads a CT crop written by tests/integration/infer.rs (raw little-endian float32 HU in [k][j][i] order plus a
 JSON geometry), runs a model package the way models/MANIFEST.md specifies (reorient to LPS or
 native, resample with scipy's map_coordinates, normalise, pad, nnU-Net sliding window with a
 scipy Gaussian importance map or centre cropping, mirroring TTA, softmax), and writes the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reference for src/metrics: DeepMind surface-distance (PyPI `surface-distance`).
 
-    metrics_reference.py masks CASES.json      # synthetic masks written by tests/metrics_surface.rs
+    metrics_reference.py masks CASES.json      # synthetic masks written by tests/integration/metrics_surface.rs
     metrics_reference.py rider SEG CT_DIR TOL  # RIDER GTVp_test_man vs GTVp_test_auto from the SEG
 
 Prints one JSON object per case. Masks are numpy arrays indexed (slice, row, column) with

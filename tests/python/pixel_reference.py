@@ -6,7 +6,7 @@
 For every DICOM file with pixel data and one sample per pixel that pydicom can decode, writes the
 stored values (before Rescale Slope/Intercept; all frames) as little-endian float64 to
 OUT_DIR/<n>.f64 and lists each file in OUT_DIR/manifest.json with its transfer syntax, modality,
-shape and status ("decoded", or why not). tests/dicom_pixels.rs compares its own decoder with it.
+shape and status ("decoded", or why not). tests/integration/dicom_pixels.rs compares its own decoder with it.
 """
 import json
 import os

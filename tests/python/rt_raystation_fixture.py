@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes an RT Structure Set the way RayStation exports them, on a given CT, with analytic
-reference masks (numpy, independent of autocontour) for tests/rtstruct_rider.rs.
+reference masks (numpy, independent of autocontour) for tests/integration/rtstruct_rider.rs.
 
     rt_raystation_fixture.py CT_DIR OUT.dcm REF.raw
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent read-back of our DICOM SEG (highdicom) and NIfTI label map (nibabel, SimpleITK)
-on a real CT, for tests/seg_nifti.rs.
+on a real CT, for tests/integration/seg_nifti.rs.
 
     seg_nifti_rider_check.py SEG CT_DIR NIFTI LABELS.raw
 

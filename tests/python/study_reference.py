@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reference for src/metrics/study.rs.
 
-    study_reference.py INPUT.json   # written by tests/metrics_study.rs; prints JSON results
+    study_reference.py INPUT.json   # written by tests/integration/metrics_study.rs; prints JSON results
 
 Mann-Whitney U: scipy.stats.mannwhitneyu (two-sided, continuity correction, methods auto /
 exact / asymptotic). Cohen's kappa: sklearn.metrics.cohen_kappa_score. Fleiss' kappa:

@@ -1,0 +1,10 @@
+//! The CLI's end-to-end tests, one module per command or service, linked into one test binary
+//! (`cargo test -p autocontour-cli --test cli [FILTER]`).
+
+mod anonymise_cli;
+mod evaluate_cli;
+mod exit_codes;
+mod gateway_dcmtk;
+mod gateway_orthanc;
+mod queue_rabbitmq;
+mod segment_cli;
