@@ -97,6 +97,9 @@ enum ac_status
   // Files in the folder that look like DICOM cannot be read and may belong to the series
   // being loaded (a truncated or corrupt slice); the message lists each with its reason.
   AC_STATUS_UNREADABLE_FILES = 211,
+  // An input claims more than a resource limit allows (`ac_limits_set`): the message names
+  // the limit, the value and the file or ROI. Nothing of that size was allocated.
+  AC_STATUS_LIMIT_EXCEEDED = 212,
   // Slices do not share one orientation.
   AC_STATUS_MIXED_ORIENTATION = 300,
   // Slices do not share rows, columns or pixel spacing.
@@ -318,6 +321,31 @@ typedef struct {
   double direction[9];
 } ac_geometry;
 
+// Resource limits for the whole process: every call that starts after `ac_limits_set` uses them.
+// An input over a limit fails with `AC_STATUS_LIMIT_EXCEEDED`, naming the limit, the value and
+// the file or ROI, before anything of that size is allocated. Fill with `ac_limits_get()` (the
+// limits in force; the defaults until changed), change fields, then `ac_limits_set()`. A zero
+// field is refused (`AC_STATUS_INVALID_ARGUMENT`).
+typedef struct {
+  // Most voxels (rows x columns x slices) a CT series may have: the default of
+  // `ac_load_options.max_voxels` (1024 x 1024 x 2048).
+  uint64_t max_voxels;
+  // Largest DICOM file or buffer read, bytes (4 GiB).
+  uint64_t max_file_bytes;
+  // Most files one folder scan lists (1,000,000).
+  uint64_t max_files_scanned;
+  // Deepest nesting of DICOM sequences (64; at most 256).
+  uint64_t max_sequence_depth;
+  // Largest data set a deflated DICOM file may inflate to, bytes (1 GiB).
+  uint64_t max_inflated_bytes;
+  // Most contour points of one ROI of an RT Structure Set, read or written (20,000,000).
+  uint64_t max_contour_points_per_roi;
+  // Most contour points of all ROIs of one RT Structure Set (100,000,000).
+  uint64_t max_contour_points_total;
+  // Largest image a NIfTI header may declare, bytes (8 GiB).
+  uint64_t max_nifti_bytes;
+} ac_limits;
+
 // Log callback: `user_data` as given to `ac_set_log_callback`, `level` an `ac_log_level`,
 // `target` the library module (e.g. `"autocontour::model"`), `message` the text. Both strings
 // are NUL-terminated UTF-8, valid only during the call. Called from whichever thread logs (any
@@ -501,7 +529,8 @@ typedef struct {
   // sheared (`AC_STATUS_GANTRY_TILT`), mm (default 0.05).
   double tilt_tolerance_mm;
   // Largest number of voxels a volume may have, checked before any pixel is decoded
-  // (`AC_STATUS_TOO_LARGE`); default 1024 x 1024 x 2048.
+  // (`AC_STATUS_TOO_LARGE`); default: the process's `max_voxels` limit (`ac_limits`), 1024 x
+  // 1024 x 2048 unless changed.
   uint64_t max_voxels;
 } ac_load_options;
 
@@ -587,6 +616,16 @@ ac_status ac_series_voxels(const ac_series *series, const float **data, size_t *
 
 // Frees a series. NULL is a no-op. Results made from it keep what they need.
 ac_status ac_series_free(ac_series *series);
+
+// Fills `limits` with the limits in force (the defaults until `ac_limits_set` changed them).
+// Any thread.
+ac_status ac_limits_get(ac_limits *limits_out);
+
+// Replaces the process's limits; calls that start afterwards use them (calls already running
+// keep the ones they started with). A zero field, or `max_sequence_depth` over 256, returns
+// `AC_STATUS_INVALID_ARGUMENT` and changes nothing. Any thread; meant to be called once at
+// start-up.
+ac_status ac_limits_set(const ac_limits *limits_in);
 
 // Installs `callback` to receive the library's log records up to `max_level` (an
 // `ac_log_level`), replacing any previous callback; `callback` NULL (or `max_level`
@@ -818,8 +857,8 @@ ac_status ac_buffer_data(const ac_buffer *buffer, const uint8_t **data, size_t *
 // Frees a buffer made by the library. NULL is a no-op.
 ac_status ac_buffer_free(ac_buffer *buffer);
 
-// Fills `options` with the defaults (gap tolerance 0.1 mm, tilt tolerance 0.05 mm, at most
-// 1024 x 1024 x 2048 voxels). Any thread.
+// Fills `options` with the defaults: gap tolerance 0.1 mm, tilt tolerance 0.05 mm, and the
+// process's `max_voxels` limit (`ac_limits_get`; 1024 x 1024 x 2048 unless changed). Any thread.
 ac_status ac_load_options_init(ac_load_options *options);
 
 // Like `ac_series_load_dir`, with `options` (NULL: the defaults) saying how strictly the series

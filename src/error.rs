@@ -248,6 +248,21 @@ pub enum Error {
         /// The configured limit.
         limit: u64,
     },
+    /// An input claims more than a resource limit allows (see [`crate::limits`]): a file larger
+    /// than `max_file_bytes`, sequences nested deeper than `max_sequence_depth`, more contour
+    /// points than `max_contour_points_per_roi`… Refused before anything of that size was
+    /// allocated or walked.
+    #[error("{place}: {value} is over the limit {limit} = {max}")]
+    LimitExceeded {
+        /// The limit's name, as in [`crate::limits::Limits::entries`] and the CLI's `--limit`.
+        limit: &'static str,
+        /// What the input needs or claims.
+        value: u64,
+        /// The limit in force.
+        max: u64,
+        /// The file (and where in it) or the ROI, and what was counted.
+        place: String,
+    },
     /// A label map (or other per-voxel input) does not lie on the CT grid it is used with.
     #[error("{what}: the label map is not on the CT grid: {detail}")]
     NotOnCtGrid {

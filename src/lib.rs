@@ -50,6 +50,7 @@ pub mod dicom;
 pub mod error;
 pub mod infer;
 pub mod io;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod nifti;

@@ -209,9 +209,6 @@ fn bad(path: &Path, field: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Largest image a NIfTI file may declare (header, extensions and voxels), bytes: 8 GiB.
-pub const MAX_NIFTI_BYTES: u64 = 8 << 30;
-
 /// `vox_offset + voxels × bytes per voxel` from a NIfTI-1 header (either byte order), or
 /// `None` when the header is not one (the full parse then says what is wrong).
 fn declared_len(h: &[u8]) -> Option<u64> {
@@ -301,22 +298,19 @@ fn read_voxels<T>(
     };
     // The header first; then no more bytes than it declares (a small .nii.gz that inflates to
     // gigabytes is read only as far as its header's image needs, and a header that declares
-    // more than MAX_NIFTI_BYTES is refused before anything is allocated).
+    // more than the `max_nifti_bytes` limit is refused before anything is allocated).
     let mut bytes = Vec::with_capacity(DATA_OFFSET);
     (&mut reader)
         .take(HEADER_LEN as u64)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
     if let Some(need) = declared_len(&bytes) {
-        if need > MAX_NIFTI_BYTES {
-            return Err(bad(
-                path,
-                "dim",
-                format!(
-                    "the header declares {need} bytes of image, over the limit of {MAX_NIFTI_BYTES}"
-                ),
-            ));
-        }
+        crate::limits::check(
+            "max_nifti_bytes",
+            need,
+            crate::limits::limits().max_nifti_bytes,
+            || format!("{}: bytes of image the header declares", path.display()),
+        )?;
         reader
             .take(need.saturating_sub(HEADER_LEN as u64))
             .read_to_end(&mut bytes)

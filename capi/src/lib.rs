@@ -23,6 +23,7 @@ use std::ffi::c_char;
 pub(crate) mod boundary;
 pub mod engine;
 pub(crate) mod handle;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod rtstruct;
@@ -31,6 +32,7 @@ pub mod source;
 pub mod status;
 
 pub use engine::*;
+pub use limits::*;
 pub use log::*;
 pub use metrics::*;
 pub use rtstruct::*;

@@ -23,7 +23,8 @@ pub struct ac_load_options {
     /// sheared (`AC_STATUS_GANTRY_TILT`), mm (default 0.05).
     pub tilt_tolerance_mm: f64,
     /// Largest number of voxels a volume may have, checked before any pixel is decoded
-    /// (`AC_STATUS_TOO_LARGE`); default 1024 x 1024 x 2048.
+    /// (`AC_STATUS_TOO_LARGE`); default: the process's `max_voxels` limit (`ac_limits`), 1024 x
+    /// 1024 x 2048 unless changed.
     pub max_voxels: u64,
 }
 
@@ -66,8 +67,8 @@ fn load_options(p: *const ac_load_options) -> Result<LoadOptions, FfiError> {
     })
 }
 
-/// Fills `options` with the defaults (gap tolerance 0.1 mm, tilt tolerance 0.05 mm, at most
-/// 1024 x 1024 x 2048 voxels). Any thread.
+/// Fills `options` with the defaults: gap tolerance 0.1 mm, tilt tolerance 0.05 mm, and the
+/// process's `max_voxels` limit (`ac_limits_get`; 1024 x 1024 x 2048 unless changed). Any thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ac_load_options_init(options: *mut ac_load_options) -> ac_status {
     boundary("ac_load_options_init", || {

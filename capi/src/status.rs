@@ -78,6 +78,9 @@ pub enum ac_status {
     /// Files in the folder that look like DICOM cannot be read and may belong to the series
     /// being loaded (a truncated or corrupt slice); the message lists each with its reason.
     UnreadableFiles = 211,
+    /// An input claims more than a resource limit allows (`ac_limits_set`): the message names
+    /// the limit, the value and the file or ROI. Nothing of that size was allocated.
+    LimitExceeded = 212,
 
     /// Slices do not share one orientation.
     MixedOrientation = 300,
@@ -165,6 +168,7 @@ impl ac_status {
             Error::InvalidNifti { .. } => S::InvalidNifti,
             Error::NiftiTooLarge { .. } => S::NiftiTooLarge,
             Error::UnreadableFiles { .. } => S::UnreadableFiles,
+            Error::LimitExceeded { .. } => S::LimitExceeded,
             Error::ModelNotFound { .. } => S::ModelNotFound,
             Error::InvalidManifest { .. } => S::InvalidManifest,
             Error::ModelHashMismatch { .. } => S::ModelHashMismatch,
@@ -246,6 +250,7 @@ status_table! {
     InvalidNifti => "AC_STATUS_INVALID_NIFTI: not a NIfTI-1 label map the SDK reads",
     NiftiTooLarge => "AC_STATUS_NIFTI_TOO_LARGE: the volume is too large for NIfTI-1",
     UnreadableFiles => "AC_STATUS_UNREADABLE_FILES: DICOM files that may belong to the series cannot be read",
+    LimitExceeded => "AC_STATUS_LIMIT_EXCEEDED: an input exceeds a resource limit",
     MixedOrientation => "AC_STATUS_MIXED_ORIENTATION: slices differ in orientation",
     MixedSize => "AC_STATUS_MIXED_SIZE: slices differ in size or pixel spacing",
     DuplicateSlice => "AC_STATUS_DUPLICATE_SLICE: two slices share one position",
@@ -344,6 +349,7 @@ mod tests {
         assert_eq!(ac_status::InvalidNifti as u32, 209);
         assert_eq!(ac_status::NiftiTooLarge as u32, 210);
         assert_eq!(ac_status::UnreadableFiles as u32, 211);
+        assert_eq!(ac_status::LimitExceeded as u32, 212);
         assert_eq!(ac_status::NotOnCtGrid as u32, 307);
         assert_eq!(ac_status::SiteKeyMissing as u32, 500);
         assert_eq!(ac_status::InvalidSiteKey as u32, 501);

@@ -38,6 +38,11 @@ struct Cli {
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Change a resource limit for this run, e.g. `--limit max_files_scanned=50000` or
+    /// `--limit max_file_bytes=512MiB` (repeatable: give them all before, or all after, the
+    /// subcommand; `autocontour limits` lists them).
+    #[arg(long = "limit", global = true, value_name = "NAME=VALUE")]
+    limits: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -97,6 +102,9 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Print the resource limits in force (the defaults, changed by --limit), one NAME=VALUE
+    /// per line.
+    Limits,
     /// Write a synthetic CT phantom series (<out>/ct/) and its labels (<out>/labels.raw/.json).
     Phantom {
         /// Output folder.
@@ -120,6 +128,20 @@ enum Command {
         #[arg(long)]
         seed: Option<String>,
     },
+}
+
+/// Sets the process's resource limits from `--limit NAME=VALUE` arguments (a bad name or value
+/// is a usage mistake).
+fn apply_limits(specs: &[String]) -> CliResult<()> {
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let mut l = autocontour::limits::limits();
+    for spec in specs {
+        l.set_from_str(spec)
+            .map_err(|e| CliError::Usage(format!("--limit: {e}")))?;
+    }
+    autocontour::limits::set_limits(&l).map_err(|e| CliError::Usage(format!("--limit: {e}")))
 }
 
 fn main() -> ExitCode {
@@ -146,7 +168,14 @@ fn run(cli: Cli) -> CliResult<()> {
     let rt = RuntimeOptions {
         library: cli.ort_lib.clone(),
     };
+    apply_limits(&cli.limits)?;
     match cli.command {
+        Command::Limits => {
+            for (name, value) in autocontour::limits::limits().entries() {
+                println!("{name}={value}");
+            }
+            Ok(())
+        }
         Command::Series {
             dir,
             json,

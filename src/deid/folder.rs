@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{Pseudonymiser, Report, output_path};
-use crate::dicom::{MAX_FILES_SCANNED, read_file, read_header, sniff, write::write_object};
+use crate::dicom::{read_file, read_header, sniff, write::write_object};
 use crate::error::{Error, Result};
 
 /// Media Storage Directory Storage: a DICOMDIR, whose records repeat identifying attributes and
@@ -53,6 +53,7 @@ enum Outcome {
 /// link loops are not followed round. Hidden files are returned apart.
 fn walk(dir: &Path, files: &mut Vec<PathBuf>, hidden: &mut Vec<PathBuf>) -> Result<()> {
     let mut seen = HashSet::new();
+    let max_files = crate::limits::limits().max_files_scanned;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let canonical = std::fs::canonicalize(&d).map_err(|e| Error::io(&d, e))?;
@@ -68,11 +69,13 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, hidden: &mut Vec<PathBuf>) -> Resu
         for p in entries.into_iter().rev() {
             if p.is_dir() {
                 stack.push(p);
-            } else if files.len() + hidden.len() >= MAX_FILES_SCANNED {
-                return Err(Error::InvalidArgument(format!(
-                    "{}: more than {MAX_FILES_SCANNED} files under the folder",
-                    dir.display()
-                )));
+            } else if (files.len() + hidden.len()) as u64 >= max_files {
+                return Err(Error::LimitExceeded {
+                    limit: "max_files_scanned",
+                    value: (files.len() + hidden.len()) as u64 + 1,
+                    max: max_files,
+                    place: format!("{}: files under the folder", dir.display()),
+                });
             } else if p
                 .file_name()
                 .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))

@@ -49,7 +49,9 @@ use sha2::Sha256;
 pub use folder::{FolderReport, WrittenFile};
 pub use rules::{Action, RULES, Rule, rule_for};
 
-use crate::dicom::MAX_SEQUENCE_DEPTH;
+/// Deepest sequence nesting walked (files read from disk were already held to the
+/// `max_sequence_depth` limit; this bounds the recursion for objects built in memory too).
+const MAX_SEQUENCE_DEPTH: usize = crate::limits::SEQUENCE_DEPTH_CEILING as usize;
 use crate::dicom::write::{code_item, put, put_seq, with_file_meta};
 use crate::error::{Error, Result};
 

@@ -80,17 +80,39 @@ fn refusal(path: &Path, r: Refusal) -> Error {
             reason,
             source: None,
         },
+        Refusal::Limit {
+            limit,
+            value,
+            max,
+            at,
+        } => Error::LimitExceeded {
+            limit,
+            value,
+            max,
+            place: format!("{}: {at}", path.display()),
+        },
         Refusal::Io(e) => Error::io(path, e),
     }
 }
 
-/// Walks the file's element headers without recursion or allocation (see `prescan`): refuses
-/// sequences nested deeper than [`prescan::MAX_SEQUENCE_DEPTH`] and lengths past the end of the
-/// file before dicom-object, which would overflow the stack or allocate what a length claims,
-/// sees the file.
+/// Refuses a file (or buffer) of `len` bytes over the `max_file_bytes` limit.
+fn check_file_size(path: &Path, len: u64) -> Result<()> {
+    crate::limits::check(
+        "max_file_bytes",
+        len,
+        crate::limits::limits().max_file_bytes,
+        || format!("{}: file size in bytes", path.display()),
+    )
+}
+
+/// Walks the file's element headers without recursion or allocation (see `prescan`): refuses a
+/// file over the `max_file_bytes` limit, sequences nested deeper than `max_sequence_depth`
+/// ([`crate::limits`]) and lengths past the end of the file before dicom-object, which would
+/// overflow the stack or allocate what a length claims, sees the file.
 fn prescan_file(path: &Path) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    check_file_size(path, len)?;
     let mut head = Vec::with_capacity(132);
     (&f).take(132)
         .read_to_end(&mut head)
@@ -207,6 +229,7 @@ pub fn read_bytes(name: &Path, bytes: &[u8]) -> Result<DicomFile> {
         reason,
         source,
     };
+    check_file_size(name, bytes.len() as u64)?;
     if let Some(start) = start_of(bytes.get(..132).unwrap_or(bytes)) {
         prescan::scan(std::io::Cursor::new(bytes), bytes.len() as u64, start)
             .map_err(|r| refusal(name, r))?;

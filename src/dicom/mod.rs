@@ -2,6 +2,7 @@
 //! folder, and loading a CT series into a [`Volume`](crate::volume::Volume) with exact geometry;
 //! [`mod@write`] holds what the DICOM writers (RT Structure Set, Segmentation) share.
 
+mod encode;
 mod file;
 mod prescan;
 mod series;
@@ -9,8 +10,7 @@ pub mod write;
 
 pub use file::{DicomFile, StoredPixels, read_bytes, read_file, read_header};
 pub(crate) use file::{contour_data_headers, sniff};
-pub use prescan::{MAX_INFLATED_BYTES, MAX_SEQUENCE_DEPTH};
 pub use series::{
-    CtSeries, LoadOptions, MAX_FILES_SCANNED, SeriesInfo, SeriesSummary, SliceRef, discover,
-    load_series, load_series_buffers, load_series_files, load_series_grid,
+    CtSeries, LoadOptions, SeriesInfo, SeriesSummary, SliceRef, discover, load_series,
+    load_series_buffers, load_series_files, load_series_grid,
 };

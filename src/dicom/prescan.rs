@@ -10,11 +10,11 @@
 //! defined- and undefined-length sequences and items with their delimiters, encapsulated pixel
 //! data fragments, any other undefined-length element read as a sequence), and refuses:
 //!
-//! - sequences nested deeper than [`MAX_SEQUENCE_DEPTH`];
+//! - sequences nested deeper than the `max_sequence_depth` limit ([`crate::limits`]);
 //! - any element, item or fragment whose declared length is larger than the bytes left in the
 //!   file (a corrupt length, or a truncated file);
 //! - for Deflated Explicit VR Little Endian, a data set that inflates to more than
-//!   [`MAX_INFLATED_BYTES`] (the inflated stream is walked the same way as it is inflated, so
+//!   the `max_inflated_bytes` limit (the inflated stream is walked the same way as it is inflated, so
 //!   nothing is held in memory).
 //!
 //! What it cannot make sense of otherwise (no magic, an unknown transfer syntax, a file that ends
@@ -24,15 +24,6 @@ use std::io::{self, Read, Seek};
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::{Tag, VR};
-
-/// Deepest nesting of sequences (a sequence inside an item of a sequence… counts each level) a
-/// file may have. Real objects nest a handful of levels (an RT Structure Set 4, structured
-/// reports a few more); dicom-object's recursive parser overflows a thread's stack in the
-/// thousands.
-pub const MAX_SEQUENCE_DEPTH: usize = 64;
-
-/// Largest data set a Deflated Explicit VR Little Endian file may inflate to (1 GiB).
-pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
@@ -49,6 +40,17 @@ const DEFLATED: [&str; 2] = ["1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"]
 pub(crate) enum Refusal {
     /// The file breaks a limit or its lengths do not fit; the sentence says which and where.
     Refused(String),
+    /// The file breaks one of the process's resource limits ([`crate::limits`]).
+    Limit {
+        /// The limit's name.
+        limit: &'static str,
+        /// What the file asks for.
+        value: u64,
+        /// The limit in force.
+        max: u64,
+        /// Where in the file, and what was counted.
+        at: String,
+    },
     /// Reading the file failed (not a property of its content).
     Io(io::Error),
 }
@@ -119,11 +121,14 @@ pub(crate) fn series_uid<R: Input>(r: R, len: u64, start: Start) -> Option<Strin
 }
 
 fn walk<R: Input>(r: R, len: u64, start: Start, sniff: bool) -> (Scan<()>, Option<String>) {
+    let limits = crate::limits::limits();
     let mut s = Scanner {
         r,
         pos: 0,
         end: len,
         inflated: false,
+        max_depth: limits.max_sequence_depth,
+        max_inflated: limits.max_inflated_bytes,
         series_uid: None,
         contour_data: None,
         syntax: None,
@@ -136,11 +141,14 @@ fn walk<R: Input>(r: R, len: u64, start: Start, sniff: bool) -> (Scan<()>, Optio
 /// in memory, with its transfer syntax; `None` when the walk refuses the data or the data set is
 /// deflated (its bytes are not the file's).
 pub(crate) fn contour_data_headers(bytes: &[u8], start: Start) -> Option<(Syntax, Vec<u64>)> {
+    let limits = crate::limits::limits();
     let mut s = Scanner {
         r: std::io::Cursor::new(bytes),
         pos: 0,
         end: bytes.len() as u64,
         inflated: false,
+        max_depth: limits.max_sequence_depth,
+        max_inflated: limits.max_inflated_bytes,
         series_uid: None,
         contour_data: Some(Vec::new()),
         syntax: None,
@@ -164,8 +172,10 @@ impl<R: Input> Scanner<R> {
                     let mut inner = Scanner {
                         r: flate2::read::DeflateDecoder::new(&mut s.r),
                         pos: 0,
-                        end: MAX_INFLATED_BYTES,
+                        end: s.max_inflated,
                         inflated: true,
+                        max_depth: s.max_depth,
+                        max_inflated: s.max_inflated,
                         series_uid: None,
                         contour_data: None,
                         syntax: None,
@@ -215,6 +225,9 @@ struct Scanner<R> {
     /// The file's length, or (inflated) the most bytes the data set may inflate to.
     end: u64,
     inflated: bool,
+    /// The `max_sequence_depth` and `max_inflated_bytes` limits, read once per walk.
+    max_depth: u64,
+    max_inflated: u64,
     /// The top-level Series Instance UID, once walked past.
     series_uid: Option<String>,
     /// When collecting: where each Contour Data element's header starts.
@@ -329,14 +342,19 @@ impl<R: Input> Scanner<R> {
         if len <= self.remaining() {
             return Ok(());
         }
-        Err(Refusal::Refused(if self.inflated {
-            format!(
-                "{what} {} at {} declares {len} bytes: the data set would inflate to more than \
-                 {MAX_INFLATED_BYTES} bytes",
-                tag_text(tag),
-                self.place(at)
-            )
-        } else {
+        if self.inflated {
+            return Err(Refusal::Limit {
+                limit: "max_inflated_bytes",
+                value: self.pos.saturating_add(len),
+                max: self.max_inflated,
+                at: format!(
+                    "{what} {} at {} declares {len} bytes; inflated data set bytes",
+                    tag_text(tag),
+                    self.place(at)
+                ),
+            });
+        }
+        Err(Refusal::Refused({
             format!(
                 "{what} {} at {} declares {len} bytes but only {} remain in the file (a corrupt \
                  length or a truncated file)",
@@ -549,13 +567,17 @@ impl<R: Input> Scanner<R> {
                     let sequence = vr == Some(VR::SQ) || (len == UNDEFINED && tag != PIXEL_DATA);
                     if sequence {
                         depth += 1;
-                        if depth > MAX_SEQUENCE_DEPTH {
-                            return Err(Refusal::Refused(format!(
-                                "sequences nested more than {MAX_SEQUENCE_DEPTH} levels deep \
-                                 (sequence {} at {}); refused before parsing",
-                                tag_text(tag),
-                                self.place(at)
-                            )));
+                        if depth as u64 > self.max_depth {
+                            return Err(Refusal::Limit {
+                                limit: "max_sequence_depth",
+                                value: depth as u64,
+                                max: self.max_depth,
+                                at: format!(
+                                    "sequence {} at {}, nesting level",
+                                    tag_text(tag),
+                                    self.place(at)
+                                ),
+                            });
                         }
                         let end = self.frame_end("sequence", tag, at, len)?;
                         stack.push(Frame {
@@ -657,6 +679,12 @@ mod tests {
     fn refused(r: Scan<()>) -> String {
         match r {
             Err(Refusal::Refused(s)) => s,
+            Err(Refusal::Limit {
+                limit,
+                value,
+                max,
+                at,
+            }) => format!("{at}: {value} over {limit} = {max}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -664,13 +692,13 @@ mod tests {
     #[test]
     fn nesting_up_to_the_limit_passes_and_deeper_is_refused() {
         for defined in [false, true] {
-            assert!(implicit(&nested(MAX_SEQUENCE_DEPTH, defined)).is_ok());
-            let why = refused(implicit(&nested(MAX_SEQUENCE_DEPTH + 1, defined)));
-            assert!(why.contains("nested more than 64"), "{why}");
+            assert!(implicit(&nested(64, defined)).is_ok());
+            let why = refused(implicit(&nested(65, defined)));
+            assert!(why.contains("65 over max_sequence_depth = 64"), "{why}");
         }
         // A hundred thousand levels: no recursion here, so no stack overflow.
         let why = refused(implicit(&nested(100_000, false)));
-        assert!(why.contains("nested"), "{why}");
+        assert!(why.contains("65 over max_sequence_depth"), "{why}");
     }
 
     #[test]

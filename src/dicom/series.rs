@@ -25,7 +25,8 @@ pub struct LoadOptions {
     /// sheared, mm (default 0.05).
     pub tilt_tolerance_mm: f64,
     /// Largest number of voxels a volume may have; checked before any pixel is decoded
-    /// (default 1024 × 1024 × 2048).
+    /// (default: the process's `max_voxels` limit, [`crate::limits`]; 1024 × 1024 × 2048 unless
+    /// the host changed it).
     pub max_voxels: u64,
 }
 
@@ -34,7 +35,7 @@ impl Default for LoadOptions {
         LoadOptions {
             gap_tolerance_mm: 0.1,
             tilt_tolerance_mm: 0.05,
-            max_voxels: 1024 * 1024 * 2048,
+            max_voxels: crate::limits::limits().max_voxels,
         }
     }
 }
@@ -128,12 +129,12 @@ struct Header {
     in_memory: bool,
 }
 
-/// Most files a folder scan lists before it is refused (a mount of a whole archive, or a loop).
-pub const MAX_FILES_SCANNED: usize = 1_000_000;
-
+/// Lists the files under `dir`; more than the `max_files_scanned` limit ([`crate::limits`]: a
+/// mount of a whole archive) is refused.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
-    walk_from(dir, out, &mut seen)
+    let max = usize::try_from(crate::limits::limits().max_files_scanned).unwrap_or(usize::MAX);
+    walk_from(dir, out, &mut seen, max)
 }
 
 /// Recursive scan; every folder is entered once by its canonical path, so symbolic links that
@@ -142,6 +143,7 @@ fn walk_from(
     dir: &Path,
     out: &mut Vec<PathBuf>,
     seen: &mut std::collections::HashSet<PathBuf>,
+    max: usize,
 ) -> Result<()> {
     let canonical = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     if !seen.insert(canonical) {
@@ -155,12 +157,17 @@ fn walk_from(
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            walk_from(&p, out, seen)?;
-        } else if out.len() >= MAX_FILES_SCANNED {
-            return Err(Error::InvalidArgument(format!(
-                "{}: more than {MAX_FILES_SCANNED} files under the folder; point at one series' folder",
-                dir.display()
-            )));
+            walk_from(&p, out, seen, max)?;
+        } else if out.len() >= max {
+            return Err(Error::LimitExceeded {
+                limit: "max_files_scanned",
+                value: out.len() as u64 + 1,
+                max: max as u64,
+                place: format!(
+                    "{}: files under the folder (point at one series' folder)",
+                    dir.display()
+                ),
+            });
         } else if p.file_name().is_some_and(|n| {
             // Bytes, not `to_str`: a name that is not UTF-8 is read like any other.
             let n = n.as_encoded_bytes();
@@ -601,7 +608,28 @@ fn chosen_headers(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<V
         Ok(key) => key,
         // Nothing readable to load: the unreadable files are the better answer.
         Err(e) => {
-            check_unreadable(dir, uid.unwrap_or(""), unread)?;
+            if let Some(u) = uid {
+                check_unreadable(dir, u, unread)?;
+                return Err(e);
+            }
+            let mut candidates: Vec<Unread> = unread.into_iter().filter(|u| u.dicom_like).collect();
+            // Every DICOM file over a resource limit: that limit is the answer.
+            if !candidates.is_empty()
+                && candidates
+                    .iter()
+                    .all(|u| matches!(u.error, Error::LimitExceeded { .. }))
+            {
+                return Err(candidates.swap_remove(0).error);
+            }
+            if !candidates.is_empty() {
+                return Err(Error::UnreadableFiles {
+                    path: dir.to_path_buf(),
+                    files: candidates
+                        .into_iter()
+                        .map(|u| (u.path, u.error.to_string()))
+                        .collect(),
+                });
+            }
             return Err(e);
         }
     };

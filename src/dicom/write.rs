@@ -114,54 +114,84 @@ pub fn push_ds(out: &mut String, v: f64) -> Result<()> {
 /// digits as formatting the exact binary value; other values take the `format!` path. The fast
 /// path's text has at most 14 characters, so it always fits.
 pub fn push_ds_decimals(out: &mut String, v: f64, decimals: usize) -> Result<()> {
-    if decimals <= FAST_MAX_DECIMALS {
-        let pow = 10u64.pow(decimals as u32);
-        let x = v * pow as f64;
-        if x.is_finite() && x.abs() < 1e12 {
-            let floor = x.floor();
-            let frac = x - floor;
-            if (frac - 0.5).abs() > 1e-3 {
-                let q = if frac > 0.5 { floor + 1.0 } else { floor } as i64;
-                let a = q.unsigned_abs();
-                if q < 0 {
-                    out.push('-');
-                }
-                push_digits(out, a / pow, 1);
-                let mut f = a % pow;
-                if f != 0 {
-                    out.push('.');
-                    let mut digits = decimals;
-                    while f.is_multiple_of(10) {
-                        f /= 10;
-                        digits -= 1;
-                    }
-                    push_digits(out, f, digits);
-                }
-                return Ok(());
-            }
-        }
+    let mut buf = [0u8; FAST_LEN];
+    match ds_fast(&mut buf, v, decimals) {
+        // ASCII digits, sign and point only.
+        Some(n) => out.push_str(std::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("")),
+        None => out.push_str(&format_ds_slow(v, decimals)?),
     }
-    out.push_str(&format_ds_slow(v, decimals)?);
     Ok(())
 }
 
-/// Appends the decimal digits of `n`, left-padded with zeros to at least `width` digits.
-fn push_digits(out: &mut String, mut n: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut at = buf.len();
-    while n > 0 || buf.len() - at < width.min(buf.len()) {
-        at -= 1;
-        if let Some(b) = buf.get_mut(at) {
-            *b = b'0' + (n % 10) as u8;
+/// Appends [`format_ds_decimals`]`(v, decimals)` to a byte buffer (Contour Data is built as
+/// bytes, then checked as UTF-8 once).
+pub fn push_ds_decimals_bytes(out: &mut Vec<u8>, v: f64, decimals: usize) -> Result<()> {
+    let mut buf = [0u8; FAST_LEN];
+    match ds_fast(&mut buf, v, decimals) {
+        Some(n) => out.extend_from_slice(buf.get(..n).unwrap_or(&[])),
+        None => out.extend_from_slice(format_ds_slow(v, decimals)?.as_bytes()),
+    }
+    Ok(())
+}
+
+/// Room for the fast path's text: a sign, 12 integer digits, a point and the decimals.
+const FAST_LEN: usize = 32;
+
+/// The fast path of [`push_ds_decimals`] into `buf`: the number of bytes written, or `None`
+/// when `v` needs the `format!` path.
+fn ds_fast(buf: &mut [u8; FAST_LEN], v: f64, decimals: usize) -> Option<usize> {
+    if decimals > FAST_MAX_DECIMALS {
+        return None;
+    }
+    let pow = 10u64.pow(decimals as u32);
+    let x = v * pow as f64;
+    if !(x.is_finite() && x.abs() < 1e12) {
+        return None;
+    }
+    let floor = x.floor();
+    let frac = x - floor;
+    if (frac - 0.5).abs() <= 1e-3 {
+        return None;
+    }
+    let q = if frac > 0.5 { floor + 1.0 } else { floor } as i64;
+    let a = q.unsigned_abs();
+    let mut n = 0;
+    if q < 0 {
+        *buf.get_mut(n)? = b'-';
+        n += 1;
+    }
+    n = put_digits(buf, n, a / pow, 1)?;
+    let mut f = a % pow;
+    if f != 0 {
+        *buf.get_mut(n)? = b'.';
+        n += 1;
+        let mut digits = decimals;
+        while f.is_multiple_of(10) {
+            f /= 10;
+            digits -= 1;
         }
+        n = put_digits(buf, n, f, digits)?;
+    }
+    Some(n)
+}
+
+/// Writes the decimal digits of `n` at `buf[at..]`, left-padded with zeros to at least `width`
+/// digits; the new end, or `None` when they do not fit.
+fn put_digits(buf: &mut [u8; FAST_LEN], at: usize, mut n: u64, width: usize) -> Option<usize> {
+    let mut tmp = [b'0'; 20];
+    let mut i = tmp.len();
+    while n > 0 || tmp.len() - i < width.min(tmp.len()) {
+        i -= 1;
+        *tmp.get_mut(i)? = b'0' + (n % 10) as u8;
         n /= 10;
-        if at == 0 {
+        if i == 0 {
             break;
         }
     }
-    for &b in buf.get(at..).unwrap_or(&[]) {
-        out.push(char::from(b));
-    }
+    let digits = tmp.get(i..)?;
+    let end = at + digits.len();
+    buf.get_mut(at..end)?.copy_from_slice(digits);
+    Some(end)
 }
 
 /// [`format_ds_decimals`] through `format!`, taking fewer decimals while the text is too long.
@@ -470,11 +500,33 @@ pub fn write_object(path: &Path, obj: &FileDicomObject<InMemDicomObject>) -> Res
         .trim_end_matches('\0')
         .to_string();
     // Encoded into memory first, then written with one call.
-    let mut buf = Vec::new();
-    obj.write_all(&mut buf)
-        .map_err(|e| Error::InvalidArgument(format!("cannot encode {}: {e}", path.display())))?;
+    let buf =
+        encode_file(obj).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
     crate::io::write_bytes_atomically(path, &buf)?;
     Ok(uid)
+}
+
+/// The bytes of `obj` as a DICOM file: preamble, `DICM`, the file meta group (dicom-object's
+/// encoder), then the data set. An Implicit VR Little Endian data set is encoded directly
+/// (`encode::implicit_le`: the same bytes, without copying every value through dicom-object's
+/// token stream and character-set encoder); anything else, or an object that encoder does not
+/// cover, by dicom-object.
+pub fn encode_file(obj: &FileDicomObject<InMemDicomObject>) -> Result<Vec<u8>> {
+    let failed = |e: dicom_object::WriteError| {
+        Error::InvalidArgument(format!("cannot encode the DICOM object: {e}"))
+    };
+    let mut buf = Vec::new();
+    if obj.meta().transfer_syntax().trim_end_matches('\0') == IMPLICIT_VR_LE {
+        buf.extend_from_slice(&[0u8; 128]);
+        buf.extend_from_slice(b"DICM");
+        obj.write_meta(&mut buf).map_err(failed)?;
+        if super::encode::implicit_le(obj, &mut buf).is_ok() {
+            return Ok(buf);
+        }
+        buf.clear();
+    }
+    obj.write_all(&mut buf).map_err(failed)?;
+    Ok(buf)
 }
 
 #[cfg(test)]

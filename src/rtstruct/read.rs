@@ -284,6 +284,9 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
             contours: Vec::new(),
         });
     }
+    let limits = crate::limits::limits();
+    let mut points_of_roi: HashMap<usize, u64> = HashMap::new();
+    let mut points_total: u64 = 0;
     for (n, it) in items(obj, tags::ROI_CONTOUR_SEQUENCE).iter().enumerate() {
         let Some(number) = int(it, tags::REFERENCED_ROI_NUMBER) else {
             log::warn!(
@@ -320,8 +323,27 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
                 .collect();
             (v.len() == 3).then(|| [v[0], v[1], v[2]])
         });
+        // The points the Contour Data elements hold, counted from their separators before any
+        // is converted, against the `max_contour_points_*` limits.
+        let contour_items = items(it, tags::CONTOUR_SEQUENCE);
+        let points: u64 = contour_items.iter().map(declared_points).sum();
+        let of_roi = points_of_roi.entry(idx).or_insert(0);
+        *of_roi = of_roi.saturating_add(points);
+        crate::limits::check(
+            "max_contour_points_per_roi",
+            *of_roi,
+            limits.max_contour_points_per_roi,
+            || format!("{}: contour points of ROI {number}", path.display()),
+        )?;
+        points_total = points_total.saturating_add(points);
+        crate::limits::check(
+            "max_contour_points_total",
+            points_total,
+            limits.max_contour_points_total,
+            || format!("{}: contour points of all ROIs", path.display()),
+        )?;
         // Contour Data converted to numbers in parallel (most of a structure set's bytes)
-        let contours: Vec<Option<RtStructContour>> = items(it, tags::CONTOUR_SEQUENCE)
+        let contours: Vec<Option<RtStructContour>> = contour_items
             .par_iter()
             .enumerate()
             .map(|(c, ci)| {
@@ -382,6 +404,25 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
         referenced_series_uid: series,
         rois,
     })
+}
+
+/// The number of points a Contour Sequence item's Contour Data holds (values / 3, rounded up),
+/// counted without converting any value: separators in the raw bytes, or the value's
+/// multiplicity when the parser already split it.
+fn declared_points(ci: &InMemDicomObject) -> u64 {
+    let values = if let Some(e) = ci.get(CONTOUR_DATA_RAW) {
+        match e.to_bytes() {
+            Ok(b) if b.iter().any(|c| !c.is_ascii_whitespace() && *c != 0) => {
+                b.iter().filter(|&&c| c == b'\\').count() as u64 + 1
+            }
+            _ => 0,
+        }
+    } else if let Some(e) = ci.get(tags::CONTOUR_DATA) {
+        u64::from(e.value().multiplicity())
+    } else {
+        0
+    };
+    values.div_ceil(3)
 }
 
 /// Options for [`rasterise_roi`].

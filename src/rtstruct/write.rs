@@ -9,9 +9,10 @@ use rayon::prelude::*;
 
 use crate::contour::{Contour, ContourOptions, contours_for_label};
 use crate::dicom::write::{
-    Code as RoiCode, IMPLICIT_VR_LE, OutputInfo, RTSTRUCT_SOP_CLASS, STUDY_SOP_CLASS, code_item,
-    image_ref, item, lo, now_utc, output_uid, push_ds, put, put_patient_study_frame, put_seq,
-    put_series, software_versions, sop_class_or_ct, with_file_meta, write_object,
+    Code as RoiCode, IMPLICIT_VR_LE, OutputInfo, RTSTRUCT_DS_DECIMALS, RTSTRUCT_SOP_CLASS,
+    STUDY_SOP_CLASS, code_item, image_ref, item, lo, now_utc, output_uid, push_ds_decimals_bytes,
+    put, put_patient_study_frame, put_seq, put_series, software_versions, sop_class_or_ct,
+    with_file_meta, write_object,
 };
 use crate::dicom::{CtSeries, SliceRef};
 use crate::error::{Error, Result};
@@ -65,6 +66,7 @@ pub fn build_rtstruct(
     info: &OutputInfo,
 ) -> Result<FileDicomObject<InMemDicomObject>> {
     check_roi_numbers(rois)?;
+    check_point_limits(rois)?;
     let sop_uid = output_uid(info, "rtstruct.sop", &ct.series_uid);
     let series_uid = output_uid(info, "rtstruct.series", &sop_uid);
     let (date, time) = now_utc();
@@ -104,6 +106,35 @@ fn check_roi_numbers(rois: &[RoiContours]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Holds the contours to the `max_contour_points_per_roi` and `max_contour_points_total` limits
+/// ([`crate::limits`]) before anything is formatted: a structure set no reader would accept is
+/// not written.
+fn check_point_limits(rois: &[RoiContours]) -> Result<()> {
+    let limits = crate::limits::limits();
+    let mut total: u64 = 0;
+    for r in rois {
+        let points: u64 = r.contours.iter().map(|c| c.points.len() as u64).sum();
+        crate::limits::check(
+            "max_contour_points_per_roi",
+            points,
+            limits.max_contour_points_per_roi,
+            || {
+                format!(
+                    "RT Structure Set being written: contour points of ROI '{}'",
+                    r.spec.name
+                )
+            },
+        )?;
+        total = total.saturating_add(points);
+    }
+    crate::limits::check(
+        "max_contour_points_total",
+        total,
+        limits.max_contour_points_total,
+        || "RT Structure Set being written: contour points of all ROIs".to_string(),
+    )
 }
 
 /// General Equipment: manufacturer, the model as Manufacturer's Model Name, software versions.
@@ -266,15 +297,18 @@ fn roi_contour(ct: &CtSeries, roi: &RoiContours) -> Result<InMemDicomObject> {
 /// One Contour Sequence item: the CT slice it lies on, geometric type, number of points,
 /// `number`, and Contour Data (x\y\z per point, each a DS of at most 3 decimals).
 fn contour_item(c: &Contour, number: usize, slice: &SliceRef) -> Result<InMemDicomObject> {
-    let mut data = String::with_capacity(c.points.len() * 3 * 9);
+    let mut bytes = Vec::with_capacity(c.points.len() * 3 * 9);
     for (p_idx, p) in c.points.iter().enumerate() {
         for (a, v) in p.iter().enumerate() {
             if p_idx > 0 || a > 0 {
-                data.push('\\');
+                bytes.push(b'\\');
             }
-            push_ds(&mut data, *v)?;
+            push_ds_decimals_bytes(&mut bytes, *v, RTSTRUCT_DS_DECIMALS)?;
         }
     }
+    // Digits, signs, points and backslashes: ASCII.
+    let data = String::from_utf8(bytes)
+        .map_err(|e| Error::InvalidArgument(format!("Contour Data is not text: {e}")))?;
     Ok(item(|it| {
         put_seq(
             it,

@@ -558,11 +558,11 @@ fn nested_sequences(levels: usize, series_uid: &str) -> Vec<u8> {
 }
 
 /// Sequences nested 5000 deep overflowed dicom-object's recursive parser's stack and aborted the
-/// process; they are refused by name before parsing. 64 levels (the limit) still parse, on
-/// rayon's threads too (a folder scan).
+/// process; they are refused by name before parsing (the `max_sequence_depth` limit). 64 levels
+/// (the default limit) still parse, on rayon's threads too (a folder scan).
 #[test]
 fn deep_sequence_nesting_is_refused_before_parsing() {
-    use autocontour::dicom::{MAX_SEQUENCE_DEPTH, read_bytes, read_file, read_header};
+    use autocontour::dicom::{read_bytes, read_file, read_header};
     let tmp = tempfile::tempdir().unwrap();
     let deep = tmp.path().join("deep.dcm");
     let bytes = nested_sequences(5000, "2.25.1");
@@ -573,22 +573,67 @@ fn deep_sequence_nesting_is_refused_before_parsing() {
         read_bytes(Path::new("deep"), &bytes).map(|_| ()),
     ] {
         match r {
-            Err(e @ Error::NotDicom { .. }) => {
-                assert!(e.to_string().contains("nested more than 64 levels"), "{e}")
+            Err(
+                e @ Error::LimitExceeded {
+                    limit: "max_sequence_depth",
+                    value: 65,
+                    max: 64,
+                    ..
+                },
+            ) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("deep") && text.contains("(0008,1115)"),
+                    "{text}"
+                )
             }
-            other => panic!("expected NotDicom, got {other:?}"),
+            other => panic!("expected LimitExceeded, got {other:?}"),
         }
     }
     let summary = discover(tmp.path()).unwrap();
     assert!(summary.series.is_empty());
-    assert!(summary.ignored.iter().any(|m| m.contains("nested")));
+    assert!(
+        summary
+            .ignored
+            .iter()
+            .any(|m| m.contains("max_sequence_depth")),
+        "{:?}",
+        summary.ignored
+    );
     // At the limit it parses (64 nested sequences), in a folder scan on rayon's threads.
     let ok = tmp.path().join("ok.dcm");
-    std::fs::write(&ok, nested_sequences(MAX_SEQUENCE_DEPTH, "2.25.2")).unwrap();
+    std::fs::write(&ok, nested_sequences(64, "2.25.2")).unwrap();
     std::fs::remove_file(&deep).unwrap();
     let summary = discover(tmp.path()).unwrap();
     assert_eq!(summary.series.len(), 1, "{:?}", summary.ignored);
     assert!(read_file(&ok).is_ok());
+}
+
+/// The highest `max_sequence_depth` a host may set (`limits::SEQUENCE_DEPTH_CEILING`) is safe:
+/// dicom-object's recursive parser reads that many levels on a thread with the default 2 MiB
+/// stack (rayon's and `std::thread`'s), with room to spare (twice as deep).
+#[test]
+fn the_sequence_depth_ceiling_parses_on_a_default_stack() {
+    use autocontour::limits::SEQUENCE_DEPTH_CEILING;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ceiling.dcm");
+    std::fs::write(
+        &path,
+        nested_sequences(2 * SEQUENCE_DEPTH_CEILING as usize, "2.25.3"),
+    )
+    .unwrap();
+    let parsed = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            dicom_object::OpenFileOptions::new()
+                .open_file(&path)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap()
+        .join()
+        .expect("the parser thread ended without overflowing its stack");
+    parsed.unwrap();
 }
 
 /// A real slice whose Pixel Data length claims 0xFFFFFFF0 bytes made the loader reserve ~4 GB

@@ -290,6 +290,15 @@ fn rider_round_trip_through_independent_tools() {
     }
     // No temporary file left behind.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    // The direct encoder gives dicom-object's bytes exactly, for this 5-ROI structure set.
+    let obj = autocontour::rtstruct::build_rtstruct(&ct, &rois, &info).unwrap();
+    let mut reference = Vec::new();
+    obj.write_all(&mut reference).unwrap();
+    let direct = autocontour::dicom::write::encode_file(&obj).unwrap();
+    assert!(
+        direct == reference,
+        "direct encoding differs from dicom-object's"
+    );
 
     // dciodvfy (dicom3tools): no errors.
     let report = common::dciodvfy(&out);

@@ -914,6 +914,7 @@ const CASES: &[&str] = &[
     "invalid_utf8",
     "use_after_free",
     "cancel_mid_run",
+    "limits",
 ];
 
 #[test]
@@ -1211,6 +1212,91 @@ fn child_case() {
                     CANCELLED,
                 );
                 expect(a.ac_cancel_token_free(t), OK);
+            }
+            // The process-wide limits (a child process, so other tests keep the defaults).
+            "limits" => {
+                const LIMIT_EXCEEDED: Status = 212;
+                const INVALID_ARGUMENT: Status = 6;
+                let mut l: ac_limits = std::mem::zeroed();
+                expect(a.ac_limits_get(&mut l), OK);
+                assert_eq!(l.max_sequence_depth, 64);
+                assert_eq!(l.max_voxels, 1024 * 1024 * 2048);
+                assert_eq!(l.max_contour_points_total, 100_000_000);
+                expect(a.ac_limits_get(null_mut()), NULL_ARGUMENT);
+                expect(a.ac_limits_set(null()), NULL_ARGUMENT);
+                // Refused settings change nothing.
+                let mut bad = l;
+                bad.max_file_bytes = 0;
+                expect(a.ac_limits_set(&bad), INVALID_ARGUMENT);
+                assert!(
+                    last_error().contains("max_file_bytes is 0"),
+                    "{}",
+                    last_error()
+                );
+                bad = l;
+                bad.max_sequence_depth = 257;
+                expect(a.ac_limits_set(&bad), INVALID_ARGUMENT);
+                let mut now: ac_limits = std::mem::zeroed();
+                expect(a.ac_limits_get(&mut now), OK);
+                assert_eq!(now.max_file_bytes, l.max_file_bytes);
+                assert_eq!(now.max_sequence_depth, 64);
+
+                // The load options' voxel default follows the limit.
+                let mut small = l;
+                small.max_voxels = 1000;
+                expect(a.ac_limits_set(&small), OK);
+                let mut lo = LoadOptions::default();
+                expect(a.ac_load_options_init(&mut lo), OK);
+                assert_eq!(lo.max_voxels, 1000);
+                expect(a.ac_limits_set(&l), OK);
+
+                // A buffer over max_file_bytes, by name.
+                let first = std::fs::read_dir(phantom_dir())
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .min()
+                    .unwrap();
+                let bytes = std::fs::read(&first).unwrap();
+                let mut tight = l;
+                tight.max_file_bytes = (bytes.len() - 1) as u64;
+                expect(a.ac_limits_set(&tight), OK);
+                let mut b = null_mut();
+                expect(a.ac_series_builder_new(&mut b), OK);
+                let name = c("slice-1");
+                expect(
+                    a.ac_series_builder_add_buffer(b, bytes.as_ptr(), bytes.len(), name.as_ptr()),
+                    OK,
+                );
+                let mut series = null_mut();
+                let st = a.ac_series_builder_build(b, null(), null(), &mut series);
+                assert!(series.is_null());
+                let msg = last_error();
+                assert!(
+                    msg.contains("slice-1") && msg.contains("max_file_bytes"),
+                    "status {st}: {msg}"
+                );
+                expect(a.ac_series_builder_free(b), OK);
+
+                // An RT Structure Set over the contour-point limit, from memory.
+                let rs = std::fs::read(common::require("rider/rtstruct.dcm")).unwrap();
+                let mut few = l;
+                few.max_contour_points_per_roi = 10;
+                expect(a.ac_limits_set(&few), OK);
+                let mut h = null_mut();
+                expect(
+                    a.ac_rtstruct_open_buffer(rs.as_ptr(), rs.len(), &mut h),
+                    LIMIT_EXCEEDED,
+                );
+                assert!(h.is_null());
+                assert!(
+                    last_error().contains("over the limit max_contour_points_per_roi = 10"),
+                    "{}",
+                    last_error()
+                );
+                // Back to the defaults: the same buffer reads.
+                expect(a.ac_limits_set(&l), OK);
+                expect(a.ac_rtstruct_open_buffer(rs.as_ptr(), rs.len(), &mut h), OK);
+                expect(a.ac_rtstruct_free(h), OK);
             }
             other => panic!("unknown case {other}"),
         }

@@ -6,5 +6,6 @@ mod evaluate_cli;
 mod exit_codes;
 mod gateway_dcmtk;
 mod gateway_orthanc;
+mod limits_cli;
 mod queue_rabbitmq;
 mod segment_cli;
