@@ -39,6 +39,34 @@ pub(crate) fn implicit_le(obj: &InMemDicomObject, out: &mut Vec<u8>) -> Result<(
     dataset(obj, out, 0)
 }
 
+/// The number of bytes [`implicit_le`] appends for `obj` (when it is supported), so the output
+/// buffer is allocated once instead of growing, and copying, as the data set is written.
+pub(crate) fn implicit_le_len(obj: &InMemDicomObject) -> usize {
+    let mut n = 0usize;
+    for e in obj {
+        n = n.saturating_add(match e.value() {
+            Value::Primitive(PrimitiveValue::Str(s)) => 8 + s.len() + s.len() % 2,
+            Value::Primitive(PrimitiveValue::Strs(v)) => {
+                let len = v.iter().map(|s| s.len()).sum::<usize>() + v.len().saturating_sub(1);
+                8 + len + len % 2
+            }
+            Value::Primitive(v) => {
+                let len = v.calculate_byte_len();
+                8 + len + len % 2
+            }
+            Value::Sequence(seq) => {
+                16 + seq
+                    .items()
+                    .iter()
+                    .map(|i| 16usize.saturating_add(implicit_le_len(i)))
+                    .fold(0usize, usize::saturating_add)
+            }
+            Value::PixelSequence(_) => 0,
+        });
+    }
+    n
+}
+
 fn header(out: &mut Vec<u8>, tag: Tag, len: u32) {
     out.extend_from_slice(&tag.0.to_le_bytes());
     out.extend_from_slice(&tag.1.to_le_bytes());
@@ -246,7 +274,9 @@ mod tests {
     #[test]
     fn equals_dicom_objects_encoding() {
         let o = sample();
-        assert_eq!(ours(&o).unwrap(), reference(&o));
+        let bytes = ours(&o).unwrap();
+        assert_eq!(bytes, reference(&o));
+        assert_eq!(implicit_le_len(&o), bytes.len());
     }
 
     #[test]

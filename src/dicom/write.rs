@@ -517,6 +517,8 @@ pub fn encode_file(obj: &FileDicomObject<InMemDicomObject>) -> Result<Vec<u8>> {
     };
     let mut buf = Vec::new();
     if obj.meta().transfer_syntax().trim_end_matches('\0') == IMPLICIT_VR_LE {
+        // Preamble, magic and a file meta group of a few hundred bytes, then the data set.
+        buf.reserve_exact(1024 + super::encode::implicit_le_len(obj));
         buf.extend_from_slice(&[0u8; 128]);
         buf.extend_from_slice(b"DICM");
         obj.write_meta(&mut buf).map_err(failed)?;

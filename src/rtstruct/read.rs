@@ -205,19 +205,87 @@ fn hide_contour_data(bytes: &mut [u8]) -> bool {
 /// The numbers of a Contour Data value: decimal strings separated by backslashes, spaces (and
 /// NUL padding) around them ignored.
 fn contour_numbers(raw: &[u8]) -> std::result::Result<Vec<f64>, String> {
-    let text =
-        std::str::from_utf8(raw).map_err(|_| "Contour Data is not ASCII text".to_string())?;
-    let text = text.trim_matches(|c: char| c == ' ' || c == '\0');
+    let text = trim_padding(raw);
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    text.split('\\')
-        .map(|v| {
-            let v = v.trim_matches(|c: char| c == ' ' || c == '\0');
-            v.parse::<f64>()
-                .map_err(|_| format!("{v:?} is not a decimal string"))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(text.len() / 8 + 1);
+    for v in text.split(|&c| c == b'\\') {
+        let v = trim_padding(v);
+        let x = match decimal_fast(v) {
+            Some(x) => x,
+            None => std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .ok_or_else(|| {
+                    format!("{:?} is not a decimal string", String::from_utf8_lossy(v))
+                })?,
+        };
+        out.push(x);
+    }
+    Ok(out)
+}
+
+/// `v` without leading and trailing spaces and NULs.
+fn trim_padding(mut v: &[u8]) -> &[u8] {
+    let pad = |c: &u8| *c == b' ' || *c == 0;
+    while let [first, rest @ ..] = v
+        && pad(first)
+    {
+        v = rest;
+    }
+    while let [rest @ .., last] = v
+        && pad(last)
+    {
+        v = rest;
+    }
+    v
+}
+
+/// `-?digits[.digits]` with at most 15 significant digits and 22 decimals, converted exactly as
+/// `str::parse::<f64>` converts it: the digits as an integer below 2⁵³ divided by an exact
+/// power of ten is one correctly rounded operation (the fast path of correctly rounded decimal
+/// parsing). `None` for anything else (exponents, a plus sign, more digits), which takes
+/// `str::parse`.
+fn decimal_fast(v: &[u8]) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let (neg, digits) = match v {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, v),
+    };
+    let mut m: u64 = 0;
+    let mut count = 0usize;
+    let mut decimals: Option<usize> = None;
+    let mut any = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                any = true;
+                if m == 0 && c == b'0' {
+                    // Leading zeros are not significant.
+                } else {
+                    count += 1;
+                }
+                m = m * 10 + u64::from(c - b'0');
+                if let Some(d) = decimals.as_mut() {
+                    *d += 1;
+                }
+                if count > 15 {
+                    return None;
+                }
+            }
+            b'.' if decimals.is_none() => decimals = Some(0),
+            _ => return None,
+        }
+    }
+    if !any {
+        return None;
+    }
+    let x = m as f64 / *POW10.get(decimals.unwrap_or(0))?;
+    Some(if neg { -x } else { x })
 }
 
 fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
@@ -542,8 +610,13 @@ fn fill_even_odd_into(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize, out: &m
             starts[j0 as usize].push(e);
         }
     }
+    // Even-odd by parity instead of sorting each row's crossings: a voxel centre i lies inside
+    // when an odd number of crossings have ceil(x) <= i (ceil and the clamp to [0, cols] keep
+    // the crossings' order, so this fills exactly the spans [ceil(x0), ceil(x1)),
+    // [ceil(x2), ceil(x3))… of the sorted crossings). An unpaired last crossing (an odd count)
+    // is left out, as the pairing leaves it out.
     let mut active: Vec<usize> = Vec::new();
-    let mut xs: Vec<f64> = Vec::new();
+    let mut toggles = vec![0u8; cols + 1];
     for (j, row) in out.chunks_exact_mut(cols.max(1)).enumerate().take(rows) {
         let y = j as f64;
         active.extend_from_slice(&starts[j]);
@@ -551,22 +624,73 @@ fn fill_even_odd_into(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize, out: &m
             let (_, y1, _, y2) = edges[e];
             y < y1.max(y2)
         });
-        xs.clear();
+        if active.is_empty() {
+            continue;
+        }
+        let (mut lo, mut hi) = (cols, 0usize);
+        let mut last: Option<(f64, usize)> = None;
         for &e in &active {
             let (x1, y1, x2, y2) = edges[e];
-            xs.push(x1 + (y - y1) / (y2 - y1) * (x2 - x1));
+            let x = x1 + (y - y1) / (y2 - y1) * (x2 - x1);
+            let c = x.ceil().clamp(0.0, cols as f64) as usize;
+            if let Some(t) = toggles.get_mut(c) {
+                *t ^= 1;
+            }
+            lo = lo.min(c);
+            hi = hi.max(c);
+            if last.is_none_or(|(m, _)| x.total_cmp(&m).is_gt()) {
+                last = Some((x, c));
+            }
+        }
+        if active.len() % 2 == 1
+            && let Some((_, c)) = last
+            && let Some(t) = toggles.get_mut(c)
+        {
+            *t ^= 1;
+        }
+        let mut inside = 0u8;
+        for i in lo..hi.min(cols) {
+            inside ^= toggles.get(i).copied().unwrap_or(0);
+            if inside != 0
+                && let Some(v) = row.get_mut(i)
+            {
+                *v = 1;
+            }
+        }
+        if let Some(t) = toggles.get_mut(lo..=hi) {
+            t.fill(0);
+        }
+    }
+}
+
+/// The even-odd fill by sorting each row's crossings and filling between pairs: the reference
+/// the parity fill is checked against.
+#[cfg(test)]
+fn fill_even_odd_sorted(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize) -> Vec<u8> {
+    let mut out = vec![0u8; cols * rows];
+    for (j, row) in out.chunks_exact_mut(cols.max(1)).enumerate().take(rows) {
+        let y = j as f64;
+        let mut xs = Vec::new();
+        for p in polys {
+            let n = p.len();
+            for a in 0..n {
+                let (p1, p2) = (p[a], p[(a + 1) % n]);
+                let (lo, hi) = (p1[1].min(p2[1]), p1[1].max(p2[1]));
+                if p1[1] != p2[1] && y >= lo.ceil().max(0.0) && y < hi {
+                    xs.push(p1[0] + (y - p1[1]) / (p2[1] - p1[1]) * (p2[0] - p1[0]));
+                }
+            }
         }
         xs.sort_by(f64::total_cmp);
         for pair in xs.chunks_exact(2) {
             let a = pair[0].ceil().max(0.0);
             let b = pair[1].ceil().min(cols as f64);
-            if a < b
-                && let Some(seg) = row.get_mut(a as usize..b as usize)
-            {
-                seg.fill(1);
+            if a < b {
+                row[a as usize..b as usize].fill(1);
             }
         }
     }
+    out
 }
 
 /// Checks that the file's frame of reference matches the CT's (a warning only: many files
@@ -585,6 +709,94 @@ pub fn check_frame_of_reference(rs: &RtStruct, ct_frame: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// The parity fill equals filling between sorted crossings, on random polygons (self-
+    /// intersecting, overlapping, partly off the grid, with vertices on voxel centres).
+    #[test]
+    fn parity_fill_equals_sorted_fill() {
+        let mut rng = autocontour_test_support::XorShift::new(0x51_7cc1_b727_220a);
+        let (cols, rows) = (23usize, 19usize);
+        for case in 0..3000 {
+            let polys: Vec<Vec<[f64; 2]>> = (0..1 + case % 3)
+                .map(|_| {
+                    let n = 3 + (rng.next_u64() % 9) as usize;
+                    (0..n)
+                        .map(|_| {
+                            let mut c = || {
+                                let r = rng.next_u64();
+                                let v = (r % 3000) as f64 / 100.0 - 3.0;
+                                // A third of the vertices on whole voxel positions.
+                                if r % 3 == 0 { v.round() } else { v }
+                            };
+                            [c(), c()]
+                        })
+                        .collect()
+                })
+                .collect();
+            assert_eq!(
+                fill_even_odd(&polys, cols, rows),
+                fill_even_odd_sorted(&polys, cols, rows),
+                "{polys:?}"
+            );
+        }
+    }
+
+    /// The fast decimal path gives `str::parse`'s value bit for bit, and declines what it does
+    /// not cover.
+    #[test]
+    fn decimal_fast_equals_str_parse() {
+        let mut rng = autocontour_test_support::XorShift::new(0x9e37_79b9_7f4a_7c15);
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "1.",
+            ".5",
+            "-0.000",
+            "123456789012345",
+            "0.1",
+            "-12.345",
+            "999.999",
+            "0.30000000000000004",
+            "1e3",
+            "+1",
+            "12345678901234567",
+            "1.2.3",
+            "",
+            "-",
+            "-.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..200_000 {
+            let r = rng.next_u64();
+            let int = r % 100_000;
+            let frac = (r >> 20) % 1_000_000;
+            let decimals = ((r >> 45) % 7) as usize;
+            let sign = if r >> 63 == 1 { "-" } else { "" };
+            let f = format!("{frac:06}");
+            texts.push(if decimals == 0 {
+                format!("{sign}{int}")
+            } else {
+                format!("{sign}{int}.{}", &f[..decimals])
+            });
+        }
+        for t in &texts {
+            let parsed = t.parse::<f64>().ok();
+            match decimal_fast(t.as_bytes()) {
+                Some(x) => assert_eq!(Some(x.to_bits()), parsed.map(f64::to_bits), "{t}"),
+                None => assert!(
+                    t.contains(['e', '+']) || t.len() > 16 || parsed.is_none(),
+                    "{t} declined"
+                ),
+            }
+        }
+        assert_eq!(
+            contour_numbers(b" 1\\-2.5 \\3e1\\.25\0").unwrap(),
+            vec![1.0, -2.5, 30.0, 0.25]
+        );
+        assert!(contour_numbers(b"1\\x").is_err());
+    }
+
     /// A minimal structure set with one ROI and `data` as its one contour's Contour Data, in
     /// the given transfer syntax.
     fn tiny_rtstruct(data: &str, ts: &str) -> Vec<u8> {
