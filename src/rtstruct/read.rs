@@ -725,7 +725,7 @@ mod tests {
                                 let r = rng.next_u64();
                                 let v = (r % 3000) as f64 / 100.0 - 3.0;
                                 // A third of the vertices on whole voxel positions.
-                                if r % 3 == 0 { v.round() } else { v }
+                                if r.is_multiple_of(3) { v.round() } else { v }
                             };
                             [c(), c()]
                         })
