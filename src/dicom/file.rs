@@ -113,6 +113,13 @@ fn prescan_file(path: &Path) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     check_file_size(path, len)?;
+    if len == 0 {
+        return Err(Error::NotDicom {
+            path: path.to_path_buf(),
+            reason: "the file is empty (0 bytes; an interrupted transfer?)".into(),
+            source: None,
+        });
+    }
     let mut head = Vec::with_capacity(132);
     (&f).take(132)
         .read_to_end(&mut head)

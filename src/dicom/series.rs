@@ -205,6 +205,8 @@ fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<Unread>) {
             Err(error) => {
                 let (dicom_like, series_uid) = match &error {
                     Error::Io { .. } => (true, None),
+                    // An empty file among the slices: an interrupted transfer, as likely as not.
+                    _ if std::fs::metadata(p).is_ok_and(|m| m.len() == 0) => (true, None),
                     _ => super::file::sniff(p),
                 };
                 Err(Box::new(Unread {
@@ -677,6 +679,7 @@ fn pick(
             for (k, hs) in groups {
                 let modality = hs.first().map(|h| h.modality.as_str()).unwrap_or("");
                 if modality != "CT" {
+                    reasons.push(format!("series {k}: modality {modality}, not CT"));
                     continue;
                 }
                 let images: Vec<&Header> = hs.iter().filter(|h| !h.is_localizer).collect();

@@ -2,6 +2,7 @@
 //! (`cargo test -p autocontour-cli --test cli [FILTER]`).
 
 mod anonymise_cli;
+mod bad_inputs;
 mod evaluate_cli;
 mod exit_codes;
 mod gateway_dcmtk;
