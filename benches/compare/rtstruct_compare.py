@@ -6,7 +6,9 @@
     write) vs rt-utils (`RTStructBuilder.create_new` + `add_roi` x 5 + `save`, whole process
     including reading the same label map with numpy).
 (b) RT Structure Set -> masks, the 5-structure file written by (a): autocontour's CLI
-    `rtstruct-to-mask` vs `plastimatch convert` (one mask per structure, and one label image).
+    `rtstruct-to-mask` vs `plastimatch convert` (one mask per structure, and one label image)
+    and rt-utils (`RTStructBuilder.create_from` + `get_roi_mask_by_name` per ROI, painted into
+    one label map written raw).
 
 Wall time and peak RSS of each tool (GNU time, `apt install time`), each in a fresh child
 process; best of --runs. The structures (not timed): Body (HU > -500, largest 3-D component, holes filled per
@@ -55,6 +57,21 @@ for e in meta["labels"]:
     mask = np.ascontiguousarray((labels == e["label"]).transpose(1, 2, 0))
     rt.add_roi(mask=mask, color=e["color"], name=e["name"])
 rt.save(out)
+"""
+
+RT_UTILS_READ = r"""
+import sys, numpy as np
+from rt_utils import RTStructBuilder
+ct, rs, out = sys.argv[1:4]
+rt = RTStructBuilder.create_from(dicom_series_path=ct, rt_struct_path=rs)
+labels = None
+for v, name in enumerate(rt.get_roi_names(), start=1):
+    # rt-utils gives (rows, columns, slices); the label map is (slices, rows, columns).
+    m = rt.get_roi_mask_by_name(name).transpose(2, 0, 1)
+    if labels is None:
+        labels = np.zeros(m.shape, np.uint8)
+    labels[m] = v
+labels.tofile(out)
 """
 
 
@@ -220,6 +237,8 @@ def main():
         "plastimatch convert --output-ss-img": [
             "plastimatch", "convert", "--input", ours_rs, "--referenced-ct", CT,
             "--output-ss-img", pm_ss],
+        "rt-utils create_from + get_roi_mask_by_name (one raw label map)": [
+            sys.executable, "-c", RT_UTILS_READ, CT, ours_rs, os.path.join(work, "rtu_labels.raw")],
     }
     results = {}
     for group in (write, read):
@@ -249,6 +268,9 @@ def main():
         pm = read_mha(os.path.join(pm_prefix, f"{name}.mha"))
         d[name] = round(dice(ours, pm), 5)
     checks["rtstruct-to-mask vs plastimatch (Dice)"] = d
+    rtu = np.fromfile(os.path.join(work, "rtu_labels.raw"), np.uint8).reshape(nk, nj, ni)
+    checks["rt-utils reading ours vs the masks (Dice)"] = {
+        name: round(dice(rtu == v, labels == v), 5) for v, name in enumerate(NAMES, start=1)}
     contours = {}
     for tag, rs in [("ours", ours_rs), ("rt-utils", rtu_rs)]:
         ds = pydicom.dcmread(rs)
