@@ -168,6 +168,39 @@ fn segment(dir: &Path, ct: &Path, extra: &[&str]) -> Vec<String> {
     a
 }
 
+/// [`segment`] with the model folder `model` instead of the test model.
+fn segment_model(dir: &Path, ct: &Path, model: &Path) -> Vec<String> {
+    let mut a = segment(dir, ct, &[]);
+    a[3] = s(model);
+    a
+}
+
+/// `rtstruct-to-mask <rs> --ct <ct> --out <dir>/out` plus `extra`.
+fn to_mask(dir: &Path, rs: &Path, ct: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a = vec![
+        "rtstruct-to-mask".into(),
+        s(rs),
+        "--ct".into(),
+        s(ct),
+        "--out".into(),
+        s(&dir.join("out")),
+    ];
+    a.extend(extra.iter().map(|x| x.to_string()));
+    a
+}
+
+/// `mask-to-rtstruct <mask> --ct <ct> --out <dir>/out/rs.dcm`.
+fn to_rtstruct(dir: &Path, mask: &Path, ct: &Path) -> Vec<String> {
+    vec![
+        "mask-to-rtstruct".into(),
+        s(mask),
+        "--ct".into(),
+        s(ct),
+        "--out".into(),
+        s(&dir.join("out").join("rs.dcm")),
+    ]
+}
+
 /// An RT Structure Set for the phantom, written by `mask-to-rtstruct` from its labels.
 fn phantom_rtstruct(dir: &Path, ct: &Path) -> PathBuf {
     let rs = dir.join("rs.dcm");
@@ -514,9 +547,7 @@ fn cases() -> Vec<Case> {
                 let (ct, _) = ct_copy(d);
                 let m = model_copy(d);
                 std::fs::write(m.join("model.json"), b"{ not json").unwrap();
-                let mut a = segment(d, &ct, &[]);
-                a[3] = s(&m);
-                a
+                segment_model(d, &ct, &m)
             },
             code: 1,
             says: &["model.json"],
@@ -531,9 +562,7 @@ fn cases() -> Vec<Case> {
                 let n = b.len();
                 b[n / 2] ^= 0xFF;
                 std::fs::write(&p, &b).unwrap();
-                let mut a = segment(d, &ct, &[]);
-                a[3] = s(&m);
-                a
+                segment_model(d, &ct, &m)
             },
             code: 1,
             says: &["model.onnx", "SHA-256"],
@@ -544,9 +573,7 @@ fn cases() -> Vec<Case> {
                 let (ct, _) = ct_copy(d);
                 let m = model_copy(d);
                 std::fs::remove_file(m.join("model.onnx")).unwrap();
-                let mut a = segment(d, &ct, &[]);
-                a[3] = s(&m);
-                a
+                segment_model(d, &ct, &m)
             },
             code: 1,
             says: &["model.onnx"],
@@ -561,9 +588,7 @@ fn cases() -> Vec<Case> {
                     serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
                 j["tile_step"] = serde_json::json!(0.0001);
                 std::fs::write(&p, serde_json::to_vec(&j).unwrap()).unwrap();
-                let mut a = segment(d, &ct, &[]);
-                a[3] = s(&m);
-                a
+                segment_model(d, &ct, &m)
             },
             code: 1,
             says: &["tile"],
@@ -621,14 +646,7 @@ fn cases() -> Vec<Case> {
                 let (ct, _) = ct_copy(d);
                 let rs = d.join("rs.dcm");
                 std::fs::write(&rs, vec![0x42u8; 4096]).unwrap();
-                vec![
-                    "rtstruct-to-mask".into(),
-                    s(&rs),
-                    "--ct".into(),
-                    s(&ct),
-                    "--out".into(),
-                    s(&d.join("out")),
-                ]
+                to_mask(d, &rs, &ct, &[])
             },
             code: 1,
             says: &["rs.dcm"],
@@ -638,16 +656,7 @@ fn cases() -> Vec<Case> {
             make: |d| {
                 let (ct, _) = ct_copy(d);
                 let rs = phantom_rtstruct(d, &ct);
-                vec![
-                    "rtstruct-to-mask".into(),
-                    s(&rs),
-                    "--ct".into(),
-                    s(&ct),
-                    "--out".into(),
-                    s(&d.join("out")),
-                    "--limit".into(),
-                    "max_contour_points_per_roi=50".into(),
-                ]
+                to_mask(d, &rs, &ct, &["--limit", "max_contour_points_per_roi=50"])
             },
             code: 1,
             says: &["rs.dcm", "max_contour_points_per_roi = 50"],
@@ -664,14 +673,7 @@ fn cases() -> Vec<Case> {
                 let digit = b[at..].iter().position(|c| c.is_ascii_digit()).unwrap();
                 b[at + digit] = b'x';
                 std::fs::write(&rs, &b).unwrap();
-                vec![
-                    "rtstruct-to-mask".into(),
-                    s(&rs),
-                    "--ct".into(),
-                    s(&ct),
-                    "--out".into(),
-                    s(&d.join("out")),
-                ]
+                to_mask(d, &rs, &ct, &[])
             },
             code: 1,
             says: &["rs.dcm", "ContourData"],
@@ -703,14 +705,7 @@ fn cases() -> Vec<Case> {
                 let (ct, _) = ct_copy(d);
                 let other = d.join("other");
                 phantom_ct(&other, "bad-inputs-other", &["--size", "32,32,20"]);
-                vec![
-                    "mask-to-rtstruct".into(),
-                    s(&other.join("labels.raw")),
-                    "--ct".into(),
-                    s(&ct),
-                    "--out".into(),
-                    s(&d.join("out").join("rs.dcm")),
-                ]
+                to_rtstruct(d, &other.join("labels.raw"), &ct)
             },
             code: 1,
             says: &["grid"],
@@ -733,14 +728,7 @@ fn cases() -> Vec<Case> {
                 h[344..348].copy_from_slice(b"n+1\0");
                 let nii = d.join("huge.nii");
                 std::fs::write(&nii, &h).unwrap();
-                vec![
-                    "mask-to-rtstruct".into(),
-                    s(&nii),
-                    "--ct".into(),
-                    s(&ct),
-                    "--out".into(),
-                    s(&d.join("out").join("rs.dcm")),
-                ]
+                to_rtstruct(d, &nii, &ct)
             },
             code: 1,
             says: &["huge.nii", "max_nifti_bytes"],
@@ -751,14 +739,7 @@ fn cases() -> Vec<Case> {
                 let (ct, _) = ct_copy(d);
                 let nii = d.join("short.nii");
                 std::fs::write(&nii, vec![0u8; 100]).unwrap();
-                vec![
-                    "mask-to-rtstruct".into(),
-                    s(&nii),
-                    "--ct".into(),
-                    s(&ct),
-                    "--out".into(),
-                    s(&d.join("out").join("rs.dcm")),
-                ]
+                to_rtstruct(d, &nii, &ct)
             },
             code: 1,
             says: &["short.nii"],
@@ -975,14 +956,7 @@ fn cases() -> Vec<Case> {
                 let (ct, _) = ct_copy(d);
                 let raw = d.join("labels.raw");
                 std::fs::copy(base().join("labels.raw"), &raw).unwrap();
-                vec![
-                    "mask-to-rtstruct".into(),
-                    s(&raw),
-                    "--ct".into(),
-                    s(&ct),
-                    "--out".into(),
-                    s(&d.join("out").join("rs.dcm")),
-                ]
+                to_rtstruct(d, &raw, &ct)
             },
             code: 1,
             says: &["labels.json"],
@@ -1023,14 +997,7 @@ fn cases() -> Vec<Case> {
                         dicom_core::value::DataSetSequence::from(items),
                     ));
                 });
-                vec![
-                    "rtstruct-to-mask".into(),
-                    s(&rs),
-                    "--ct".into(),
-                    s(&ct),
-                    "--out".into(),
-                    s(&d.join("out")),
-                ]
+                to_mask(d, &rs, &ct, &[])
             },
             code: 1,
             says: &["rs.dcm", "ROI"],
