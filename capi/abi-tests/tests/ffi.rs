@@ -1303,3 +1303,247 @@ fn child_case() {
     }
     println!("case {case} ok");
 }
+
+// ---- the named-error corpus through the C API ----
+
+/// A copy of the phantom's slices in `dir`, sorted, with `f` applied to them.
+fn broken_series(dir: &Path, f: impl FnOnce(&[PathBuf])) -> PathBuf {
+    let ct = dir.join("ct");
+    std::fs::create_dir_all(&ct).unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(phantom_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let copies: Vec<PathBuf> = files
+        .iter()
+        .map(|p| {
+            let to = ct.join(p.file_name().unwrap());
+            std::fs::copy(p, &to).unwrap();
+            to
+        })
+        .collect();
+    f(&copies);
+    ct
+}
+
+/// Rewrites one slice with `edit` applied to its data set.
+fn edit_slice(path: &Path, edit: impl FnOnce(&mut dicom_object::InMemDicomObject)) {
+    let mut obj = dicom_object::open_file(path).unwrap();
+    edit(&mut obj);
+    obj.write_to_file(path).unwrap();
+}
+
+fn put_text(
+    o: &mut dicom_object::InMemDicomObject,
+    tag: dicom_core::Tag,
+    vr: dicom_core::VR,
+    v: &str,
+) {
+    o.put(dicom_core::DataElement::new(tag, vr, v));
+}
+
+/// Broken series, model packages and structure sets give their own status through the C API, a
+/// message naming the file, and no handle.
+#[test]
+fn bad_inputs_give_their_own_status_through_the_c_api() {
+    use dicom_dictionary_std::tags;
+    type Break = fn(&[PathBuf]);
+    let series_cases: Vec<(&str, Break, Status, Option<usize>)> = vec![
+        (
+            "zero-byte slice",
+            |f| std::fs::write(f.last().unwrap(), b"").unwrap(),
+            AC_STATUS_UNREADABLE_FILES,
+            Some(39),
+        ),
+        (
+            "truncated slice",
+            |f| {
+                let b = std::fs::read(&f[20]).unwrap();
+                std::fs::write(&f[20], &b[..b.len() - 100]).unwrap();
+            },
+            AC_STATUS_UNREADABLE_FILES,
+            Some(20),
+        ),
+        (
+            "missing slice",
+            |f| std::fs::remove_file(&f[17]).unwrap(),
+            AC_STATUS_IRREGULAR_SPACING,
+            None,
+        ),
+        (
+            "other rows on one slice",
+            |f| {
+                edit_slice(&f[9], |o| {
+                    o.put(dicom_core::DataElement::new(
+                        tags::ROWS,
+                        dicom_core::VR::US,
+                        dicom_core::PrimitiveValue::from(32u16),
+                    ));
+                })
+            },
+            AC_STATUS_MIXED_SIZE,
+            Some(9),
+        ),
+        (
+            "one slice rotated",
+            |f| {
+                edit_slice(&f[15], |o| {
+                    put_text(
+                        o,
+                        tags::IMAGE_ORIENTATION_PATIENT,
+                        dicom_core::VR::DS,
+                        "0\\1\\0\\1\\0\\0",
+                    )
+                })
+            },
+            AC_STATUS_MIXED_ORIENTATION,
+            Some(15),
+        ),
+        (
+            "missing image position",
+            |f| {
+                edit_slice(&f[2], |o| {
+                    o.remove_element(tags::IMAGE_POSITION_PATIENT);
+                })
+            },
+            AC_STATUS_MISSING_TAG,
+            Some(2),
+        ),
+        (
+            "rescale slope 0",
+            |f| {
+                edit_slice(&f[0], |o| {
+                    put_text(o, tags::RESCALE_SLOPE, dicom_core::VR::DS, "0")
+                })
+            },
+            AC_STATUS_INVALID_TAG,
+            Some(0),
+        ),
+        (
+            "modality MR",
+            |f| {
+                for p in f {
+                    edit_slice(p, |o| put_text(o, tags::MODALITY, dicom_core::VR::CS, "MR"));
+                }
+            },
+            AC_STATUS_NO_SERIES,
+            None,
+        ),
+        (
+            "two frames per slice",
+            |f| {
+                for p in f {
+                    edit_slice(p, |o| {
+                        put_text(o, tags::NUMBER_OF_FRAMES, dicom_core::VR::IS, "2")
+                    });
+                }
+            },
+            AC_STATUS_MULTI_FRAME,
+            Some(0),
+        ),
+        (
+            "pixel data length claims 4 GB",
+            |f| {
+                let mut b = std::fs::read(&f[5]).unwrap();
+                let at = b
+                    .windows(4)
+                    .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+                    .unwrap();
+                b[at + 4..at + 8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+                std::fs::write(&f[5], &b).unwrap();
+            },
+            AC_STATUS_UNREADABLE_FILES,
+            Some(5),
+        ),
+    ];
+    let a = api();
+    for (what, brk, want, file) in series_cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut names = Vec::new();
+        let ct = broken_series(tmp.path(), |f| {
+            names = f
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
+            brk(f)
+        });
+        let dir = c(ct.to_str().unwrap());
+        let mut series = null_mut();
+        // SAFETY: valid strings and output pointer.
+        let st = unsafe { a.ac_series_load_dir(dir.as_ptr(), null(), &mut series) };
+        let msg = last_error();
+        assert_eq!(st, want, "{what}: {msg}");
+        assert!(series.is_null(), "{what}: a handle despite the error");
+        if let Some(i) = file {
+            assert!(
+                msg.contains(&names[i]),
+                "{what}: the message does not name {}: {msg}",
+                names[i]
+            );
+        }
+    }
+
+    // Model packages.
+    type BreakModel = fn(&Path);
+    let model_cases: Vec<(&str, BreakModel, Status)> = vec![
+        (
+            "model.json not JSON",
+            |m| std::fs::write(m.join("model.json"), b"{ not json").unwrap(),
+            AC_STATUS_INVALID_MANIFEST,
+        ),
+        (
+            "ONNX file corrupted",
+            |m| {
+                let p = m.join("model.onnx");
+                let mut b = std::fs::read(&p).unwrap();
+                let n = b.len();
+                b[n / 2] ^= 0xFF;
+                std::fs::write(&p, &b).unwrap();
+            },
+            AC_STATUS_MODEL_HASH_MISMATCH,
+        ),
+        (
+            "ONNX file missing",
+            |m| std::fs::remove_file(m.join("model.onnx")).unwrap(),
+            AC_STATUS_MODEL_NOT_FOUND,
+        ),
+    ];
+    let s = open_session();
+    for (what, brk, want) in model_cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = tmp.path().join("model");
+        std::fs::create_dir_all(&m).unwrap();
+        let src = PathBuf::from(tiny_model().to_str().unwrap());
+        for f in ["model.json", "model.onnx"] {
+            std::fs::copy(src.join(f), m.join(f)).unwrap();
+        }
+        brk(&m);
+        let dir = c(m.to_str().unwrap());
+        let mut model = null_mut();
+        // SAFETY: a live engine, valid strings and output pointer.
+        let st = unsafe { a.ac_model_open(s.engine, dir.as_ptr(), &mut model) };
+        let msg = last_error();
+        assert_eq!(st, want, "{what}: {msg}");
+        assert!(model.is_null(), "{what}");
+        assert!(msg.contains("model"), "{what}: {msg}");
+    }
+    drop(s);
+
+    // Structure sets: not DICOM, truncated.
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("junk.dcm");
+    std::fs::write(&junk, vec![0x42u8; 4096]).unwrap();
+    let rs = std::fs::read(common::require("rider/rtstruct.dcm")).unwrap();
+    let cut = tmp.path().join("cut.dcm");
+    std::fs::write(&cut, &rs[..rs.len() / 3]).unwrap();
+    for (p, name) in [(&junk, "junk.dcm"), (&cut, "cut.dcm")] {
+        let path = c(p.to_str().unwrap());
+        let mut h = null_mut();
+        // SAFETY: valid string and output pointer.
+        let st = unsafe { a.ac_rtstruct_open(path.as_ptr(), &mut h) };
+        let msg = last_error();
+        assert_eq!(st, AC_STATUS_NOT_DICOM, "{name}: {msg}");
+        assert!(h.is_null() && msg.contains(name), "{name}: {msg}");
+    }
+}
