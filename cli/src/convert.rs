@@ -42,7 +42,7 @@ pub struct ToRtstructArgs {
     /// The CT folder the label map lies on (same grid).
     #[arg(long, value_name = "DIR")]
     pub ct: PathBuf,
-    /// The RT Structure Set to write.
+    /// The file to write (`mask-to-rtstruct`: an RT Structure Set; `mask-to-seg`: a DICOM SEG).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// ROI names for labels 1, 2, 3… (default: the JSON sidecar's names, else label_N).
@@ -355,15 +355,90 @@ fn read_raw(raw: &Path) -> CliResult<Volume<u8>> {
 
 /// Runs `mask-to-rtstruct`.
 pub fn to_rtstruct(args: ToRtstructArgs) -> CliResult<()> {
-    let labels = if is_nifti(&args.mask) {
-        read_nifti_labels(&args.mask)?
-    } else {
-        read_raw(&args.mask)?
-    };
+    let labels = read_label_map(&args.mask)?;
     // The writer needs the grid, slice list and header, not the HU voxels.
     let (grid, ct) = load_ct_grid(&args.ct, args.uid.as_deref())?;
     check_same_grid(labels.geometry(), &grid, &args.mask)?;
-    // Names and colours: --names, else the sidecar ("labels" or the phantom's "structures").
+    let specs = label_specs(&args, &labels)?;
+    let rois = rois_from_labels(&labels, &specs, &ContourOptions::default())?;
+    let info = OutputInfo {
+        model_name: "mask-to-rtstruct".into(),
+        model_version: String::new(),
+        model_sha256: String::new(),
+        series_description: Some("autocontour mask-to-rtstruct".into()),
+        ..OutputInfo::default()
+    };
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let uid = write_rtstruct(&args.out, &ct, &rois, &info)?;
+    println!(
+        "wrote {} ROIs to {} (SOP Instance UID {uid})",
+        rois.len(),
+        args.out.display()
+    );
+    for r in &rois {
+        println!(
+            "  {:>3} {:<20} {} contours",
+            r.spec.number,
+            r.spec.name,
+            r.contours.len()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `mask-to-seg`: the label map as a DICOM Segmentation (one binary segment per label) on
+/// the CT, with the names and colours `mask-to-rtstruct` would give the ROIs.
+pub fn to_seg(args: ToRtstructArgs) -> CliResult<()> {
+    let labels = read_label_map(&args.mask)?;
+    // The SEG writer checks the label map against the loaded CT volume.
+    let ct =
+        autocontour::dicom::load_series(&args.ct, args.uid.as_deref(), &LoadOptions::default())?;
+    check_same_grid(labels.geometry(), ct.volume.geometry(), &args.mask)?;
+    let segments: Vec<autocontour::seg::SegSegment> = label_specs(&args, &labels)?
+        .into_iter()
+        .map(|(label, s)| autocontour::seg::SegSegment {
+            label,
+            name: s.name,
+            color: s.color,
+            code: None,
+        })
+        .collect();
+    let info = OutputInfo {
+        model_name: "mask-to-seg".into(),
+        model_version: String::new(),
+        model_sha256: String::new(),
+        series_description: Some("autocontour mask-to-seg".into()),
+        ..OutputInfo::default()
+    };
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let uid = autocontour::seg::write_seg(&args.out, &ct, &labels, &segments, &info)?;
+    println!(
+        "wrote {} segments to {} (SOP Instance UID {uid})",
+        segments.len(),
+        args.out.display()
+    );
+    for sg in &segments {
+        println!("  {:>3} {}", sg.label, sg.name);
+    }
+    Ok(())
+}
+
+/// A label map from `.nii`/`.nii.gz` or `labels.raw` + `labels.json`.
+fn read_label_map(mask: &Path) -> CliResult<Volume<u8>> {
+    Ok(if is_nifti(mask) {
+        read_nifti_labels(mask)?
+    } else {
+        read_raw(mask)?
+    })
+}
+
+/// Label, name, colour and type of each label present in `labels` or named: `--names`, else
+/// the sidecar's names ("labels" or the phantom's "structures"), else `label_N`.
+fn label_specs(args: &ToRtstructArgs, labels: &Volume<u8>) -> CliResult<Vec<(u8, RoiSpec)>> {
     let mut known: Vec<(u8, String, Option<[u8; 3]>)> = Vec::new();
     let side = sidecar(&args.mask);
     if args.names.is_empty() && side.is_file() {
@@ -430,32 +505,7 @@ pub fn to_rtstruct(args: ToRtstructArgs) -> CliResult<()> {
     if specs.is_empty() {
         return Err(input_err(&args.mask, "the label map has no non-zero label"));
     }
-    let rois = rois_from_labels(&labels, &specs, &ContourOptions::default())?;
-    let info = OutputInfo {
-        model_name: "mask-to-rtstruct".into(),
-        model_version: String::new(),
-        model_sha256: String::new(),
-        series_description: Some("autocontour mask-to-rtstruct".into()),
-        ..OutputInfo::default()
-    };
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let uid = write_rtstruct(&args.out, &ct, &rois, &info)?;
-    println!(
-        "wrote {} ROIs to {} (SOP Instance UID {uid})",
-        rois.len(),
-        args.out.display()
-    );
-    for r in &rois {
-        println!(
-            "  {:>3} {:<20} {} contours",
-            r.spec.number,
-            r.spec.name,
-            r.contours.len()
-        );
-    }
-    Ok(())
+    Ok(specs)
 }
 
 /// `segment --seg / --nifti`: writes `seg.dcm` and/or `labels.nii.gz` (+ `labels.json`) of a

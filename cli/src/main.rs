@@ -90,6 +90,9 @@ enum Command {
     /// Contour a label map (NIfTI, or labels.raw + labels.json) on a CT grid into an RT
     /// Structure Set.
     MaskToRtstruct(convert::ToRtstructArgs),
+    /// Write a label map (NIfTI, or labels.raw + labels.json) on a CT as a DICOM Segmentation
+    /// (one binary segment per label; names and colours as for mask-to-rtstruct).
+    MaskToSeg(convert::ToRtstructArgs),
     /// Compare test structure sets with reference ones (Dice, HD95, ASSD, surface Dice…).
     Evaluate(evaluate::EvaluateArgs),
     /// Pseudonymise every DICOM file under a folder with the site key (allow-list, keyed UIDs,
@@ -227,6 +230,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Import { what } => nnunet::import_cmd(what),
         Command::RtstructToMask(args) => convert::to_mask(args),
         Command::MaskToRtstruct(args) => convert::to_rtstruct(args),
+        Command::MaskToSeg(args) => convert::to_seg(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Anonymise(args) => anonymise::run(args),
         Command::OrtCheck { model } => {

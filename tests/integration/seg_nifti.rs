@@ -113,6 +113,51 @@ fn seg_and_nifti_read_back_by_independent_tools() {
     }
 }
 
+/// `autocontour mask-to-seg`: the phantom's label map as a DICOM SEG that dciodvfy accepts and
+/// pydicom reads back voxel for voxel.
+#[test]
+fn cli_mask_to_seg_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ph = phantom(tmp.path(), Orientation::AxialHfs);
+    let ct = tmp.path().join("ct");
+    let seg = tmp.path().join("out").join("seg.dcm");
+    let text = run(Command::new(common::cli())
+        .arg("mask-to-seg")
+        .arg(tmp.path().join("labels.raw"))
+        .arg("--ct")
+        .arg(&ct)
+        .arg("--out")
+        .arg(&seg));
+    assert!(text.contains("lung_left"), "{text}");
+    let report = common::dciodvfy(&seg);
+    assert!(
+        !report.contains("Error"),
+        "dciodvfy reports errors:\n{report}"
+    );
+    let nii = tmp.path().join("labels.nii.gz");
+    write_nifti_labels(&nii, &ph.labels, "phantom").unwrap();
+    let out = tmp.path().join("py");
+    std::fs::create_dir_all(&out).unwrap();
+    let summary = run(Command::new(common::python())
+        .arg(common::root().join("tests/python/seg_nifti_check.py"))
+        .arg(&seg)
+        .arg(&ct)
+        .arg(&nii)
+        .arg(&out));
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(summary["bad_positions"], 0, "{summary}");
+    assert_eq!(
+        summary["segments"].as_array().unwrap().len(),
+        5,
+        "{summary}"
+    );
+    let from_seg = std::fs::read(out.join("seg_labels.raw")).unwrap();
+    assert!(
+        from_seg == ph.labels.data(),
+        "SEG frames differ from the label map"
+    );
+}
+
 #[test]
 fn cli_mask_to_rtstruct_and_back() {
     let tmp = tempfile::tempdir().unwrap();
