@@ -232,26 +232,38 @@ fn read_headers(files: &[PathBuf]) -> (Vec<Header>, Vec<Unread>) {
 /// Refuses the load of series `key` when files that look like DICOM but cannot be read may belong
 /// to it (their Series Instance UID is `key`'s or unknown): without them the volume could lack
 /// slices at an end, or blame a neighbour for a gap. Unreadable files of another series are only
-/// logged; files that do not look like DICOM are ignored.
-fn check_unreadable(dir: &Path, key: &str, unread: Vec<Unread>) -> Result<()> {
+/// logged; files that do not look like DICOM are ignored. With `key` `None` (no series could be
+/// chosen) every unreadable DICOM file may be the series' own; when all of them broke a resource
+/// limit, that limit's error is the answer.
+fn check_unreadable(dir: &Path, key: Option<&str>, unread: Vec<Unread>) -> Result<()> {
     let mut files = Vec::new();
     for u in unread {
-        match (&u.series_uid, u.dicom_like) {
-            (_, false) => log::debug!("{}: ignored ({})", u.path.display(), u.error),
-            (Some(uid), true) if uid != key => log::warn!(
+        match (&u.series_uid, u.dicom_like, key) {
+            (_, false, _) => log::debug!("{}: ignored ({})", u.path.display(), u.error),
+            (Some(uid), true, Some(key)) if uid != key => log::warn!(
                 "{}: unreadable file of another series ({uid}) ignored: {}",
                 u.path.display(),
                 u.error
             ),
-            _ => files.push((u.path, u.error.to_string())),
+            _ => files.push(u),
         }
     }
     if files.is_empty() {
         return Ok(());
     }
+    if key.is_none()
+        && files
+            .iter()
+            .all(|u| matches!(u.error, Error::LimitExceeded { .. }))
+    {
+        return Err(files.swap_remove(0).error);
+    }
     Err(Error::UnreadableFiles {
         path: dir.to_path_buf(),
-        files,
+        files: files
+            .into_iter()
+            .map(|u| (u.path, u.error.to_string()))
+            .collect(),
     })
 }
 
@@ -610,32 +622,11 @@ fn chosen_headers(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<V
         Ok(key) => key,
         // Nothing readable to load: the unreadable files are the better answer.
         Err(e) => {
-            if let Some(u) = uid {
-                check_unreadable(dir, u, unread)?;
-                return Err(e);
-            }
-            let mut candidates: Vec<Unread> = unread.into_iter().filter(|u| u.dicom_like).collect();
-            // Every DICOM file over a resource limit: that limit is the answer.
-            if !candidates.is_empty()
-                && candidates
-                    .iter()
-                    .all(|u| matches!(u.error, Error::LimitExceeded { .. }))
-            {
-                return Err(candidates.swap_remove(0).error);
-            }
-            if !candidates.is_empty() {
-                return Err(Error::UnreadableFiles {
-                    path: dir.to_path_buf(),
-                    files: candidates
-                        .into_iter()
-                        .map(|u| (u.path, u.error.to_string()))
-                        .collect(),
-                });
-            }
+            check_unreadable(dir, uid, unread)?;
             return Err(e);
         }
     };
-    check_unreadable(dir, &key, unread)?;
+    check_unreadable(dir, Some(&key), unread)?;
     Ok(groups.remove(&key).unwrap_or_default())
 }
 
