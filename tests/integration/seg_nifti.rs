@@ -3,7 +3,7 @@
 
 use autocontour_test_support as common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use autocontour::dicom::{LoadOptions, load_series};
@@ -40,6 +40,33 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `dciodvfy` finds no error in `seg`, then `tests/python/seg_nifti_check.py` reads it (pydicom)
+/// and `nii` (SimpleITK) on `ct`: its JSON summary, in which every frame sits on its Source
+/// Image, and the folder holding `seg_labels.raw` and `nifti_labels.raw`.
+fn independent_read_back(
+    seg: &Path,
+    ct: &Path,
+    nii: &Path,
+    tmp: &Path,
+) -> (serde_json::Value, PathBuf) {
+    let report = common::dciodvfy(seg);
+    assert!(
+        !report.contains("Error"),
+        "dciodvfy reports errors:\n{report}"
+    );
+    let out = tmp.join("py");
+    std::fs::create_dir_all(&out).unwrap();
+    let summary = run(Command::new(common::python())
+        .arg(common::root().join("tests/python/seg_nifti_check.py"))
+        .arg(seg)
+        .arg(ct)
+        .arg(nii)
+        .arg(&out));
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(summary["bad_positions"], 0, "{summary}");
+    (summary, out)
+}
+
 #[test]
 fn seg_and_nifti_read_back_by_independent_tools() {
     let tmp = tempfile::tempdir().unwrap();
@@ -67,22 +94,7 @@ fn seg_and_nifti_read_back_by_independent_tools() {
     write_nifti_labels(&nii, &ph.labels, "phantom").unwrap();
     assert_eq!(read_nifti_labels(&nii).unwrap().data(), ph.labels.data());
 
-    let report = common::dciodvfy(&seg);
-    assert!(
-        !report.contains("Error"),
-        "dciodvfy reports errors:\n{report}"
-    );
-
-    let out = tmp.path().join("py");
-    std::fs::create_dir_all(&out).unwrap();
-    let summary = run(Command::new(common::python())
-        .arg(common::root().join("tests/python/seg_nifti_check.py"))
-        .arg(&seg)
-        .arg(tmp.path().join("ct"))
-        .arg(&nii)
-        .arg(&out));
-    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
-    assert_eq!(summary["bad_positions"], 0, "{summary}");
+    let (summary, out) = independent_read_back(&seg, &tmp.path().join("ct"), &nii, tmp.path());
     assert_eq!(summary["segments"].as_array().unwrap().len(), 5);
     // Frames only where a segment is present.
     let expected_frames: usize = segments
@@ -129,23 +141,9 @@ fn cli_mask_to_seg_reads_back() {
         .arg("--out")
         .arg(&seg));
     assert!(text.contains("lung_left"), "{text}");
-    let report = common::dciodvfy(&seg);
-    assert!(
-        !report.contains("Error"),
-        "dciodvfy reports errors:\n{report}"
-    );
     let nii = tmp.path().join("labels.nii.gz");
     write_nifti_labels(&nii, &ph.labels, "phantom").unwrap();
-    let out = tmp.path().join("py");
-    std::fs::create_dir_all(&out).unwrap();
-    let summary = run(Command::new(common::python())
-        .arg(common::root().join("tests/python/seg_nifti_check.py"))
-        .arg(&seg)
-        .arg(&ct)
-        .arg(&nii)
-        .arg(&out));
-    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
-    assert_eq!(summary["bad_positions"], 0, "{summary}");
+    let (summary, out) = independent_read_back(&seg, &ct, &nii, tmp.path());
     assert_eq!(
         summary["segments"].as_array().unwrap().len(),
         5,
