@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 budget=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dicom_file ct_series rtstruct nifti manifest)
+[ ${#targets[@]} -gt 0 ] || targets=(dicom_file ct_series ct_tree rtstruct nifti manifest capi_buffers)
 
 python3 tests/setup/fetch.py pydicom rider >/dev/null
 td=target/testdata
@@ -42,15 +42,38 @@ seed ct_series "$td/pydicom/CT_small.dcm" "$td/pydicom/MR_small.dcm" "$td/pydico
 seed rtstruct "$td/pydicom/rtstruct.dcm"
 seed nifti tests/nnunet/heldout_rule_labels.nii.gz tests/nnunet/ref/fold0_mirror.nii.gz
 seed manifest models/thorax-basic/model.json tests/nnunet/package/model.json
+# capi_buffers: the first byte picks the entry point (0 RTSTRUCT buffer, 1 series builder, 2 masks)
+mkdir -p fuzz/corpus/capi_buffers fuzz/corpus/ct_tree
+python3 - "$td/pydicom" fuzz/corpus/capi_buffers <<'PY'
+import pathlib, struct, sys
+src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+rt = (src / "rtstruct.dcm").read_bytes()
+ct = (src / "CT_small.dcm").read_bytes()
+(out / "seed-rtstruct").write_bytes(b"\x00" + rt)
+(out / "seed-three-ct-small").write_bytes(b"\x01" + b"\xff\xfe\xff\xfe".join([ct, ct, ct]))
+geometry = bytes([8, 8, 4, 0]) + struct.pack("<4d", 1.0, 1.0, 2.5, 1.0)
+(out / "seed-masks").write_bytes(b"\x02" + geometry + bytes(256) + bytes([1]) * 256)
+PY
+
+# Build every target once (AddressSanitizer, as cargo fuzz does), then run the binaries, so a
+# long run is not rebuilt between targets. FUZZ_BUILD=0 runs the binaries already built.
+if [ "${FUZZ_BUILD:-1}" != 0 ]; then
+  cargo +nightly fuzz build >target/fuzz-build.log 2>&1 || {
+    tail -20 target/fuzz-build.log
+    exit 3
+  }
+fi
+bin=fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
 
 mkdir -p target/fuzz-logs
 status=0
 for t in "${targets[@]}"; do
   echo "== $t ($budget s)"
   log=target/fuzz-logs/$t.log
-  if ! cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- \
+  mkdir -p "fuzz/artifacts/$t"
+  if ! "$bin/$t" -artifact_prefix="fuzz/artifacts/$t/" \
     -max_total_time="$budget" -max_len=1048576 -rss_limit_mb=4096 -malloc_limit_mb=512 -timeout=30 \
-    -print_final_stats=1 >"$log" 2>&1; then
+    -print_final_stats=1 "fuzz/corpus/$t" >"$log" 2>&1; then
     echo "$t: FAILED (crash, leak, timeout or out-of-memory): see $log and fuzz/artifacts/$t/"
     grep -E "^==[0-9]+==|SUMMARY|Test unit written" "$log" | head -20 || true
     status=1

@@ -31,6 +31,7 @@ pub mod segment;
 pub mod source;
 pub mod status;
 
+pub use boundary::ac_last_error_message;
 pub use engine::*;
 pub use limits::*;
 pub use log::*;

@@ -1298,10 +1298,338 @@ fn child_case() {
                 expect(a.ac_rtstruct_open_buffer(rs.as_ptr(), rs.len(), &mut h), OK);
                 expect(a.ac_rtstruct_free(h), OK);
             }
+            "stress" => stress(a),
             other => panic!("unknown case {other}"),
         }
     }
     println!("case {case} ok");
+}
+
+// ---- concurrency stress: many threads over shared engines, models, a series and results ----
+
+/// What one segmentation gives a host, compared across threads: the label map, the structures,
+/// every contour's points, and the NIfTI bytes (deterministic, unlike the RTSTRUCT's UIDs).
+#[derive(PartialEq, Debug)]
+struct Outputs {
+    labels: Vec<u8>,
+    structures: Vec<(String, u64)>,
+    contours: Vec<Vec<(usize, Vec<f64>)>>,
+    nifti: Vec<u8>,
+}
+
+/// Reads everything `Outputs` holds from a live result (not freed).
+fn outputs(r: *const ac_result) -> Outputs {
+    let a = api();
+    // SAFETY: a live result handle; out pointers valid; handed-out pointers copied at once.
+    unsafe {
+        let (mut data, mut len) = (null(), 0usize);
+        let mut g = Geometry::default();
+        expect(a.ac_result_labels(r, &mut g, &mut data, &mut len), OK);
+        let labels = std::slice::from_raw_parts(data, len).to_vec();
+        let mut n = 0usize;
+        expect(a.ac_result_structure_count(r, &mut n), OK);
+        let mut structures = Vec::new();
+        let mut contours = Vec::new();
+        for i in 0..n {
+            let mut st: Structure = std::mem::zeroed();
+            expect(a.ac_result_structure(r, i, &mut st), OK);
+            structures.push((cstr(st.name), st.voxels));
+            let mut k = 0usize;
+            expect(a.ac_result_contour_count(r, i, &mut k), OK);
+            let mut these = Vec::new();
+            for j in 0..k {
+                let mut ct: ContourC = std::mem::zeroed();
+                expect(a.ac_result_contour(r, i, j, &mut ct), OK);
+                let pts = std::slice::from_raw_parts(ct.points, 3 * ct.point_count).to_vec();
+                these.push((ct.slice, pts));
+            }
+            contours.push(these);
+        }
+        let mut buf = null_mut();
+        expect(a.ac_result_nifti_buffer(r, false, &mut buf), OK);
+        Outputs {
+            labels,
+            structures,
+            contours,
+            nifti: take_buffer(buf),
+        }
+    }
+}
+
+/// Handles shared between the stress threads (raw pointers are not `Send`; the C API says they
+/// may be used from any thread).
+#[derive(Clone, Copy)]
+struct Shared(usize);
+impl Shared {
+    fn of<T>(p: *mut T) -> Self {
+        Shared(p as usize)
+    }
+    fn get<T>(self) -> *mut T {
+        self.0 as *mut T
+    }
+}
+
+static LOG_RECORDS: AtomicU32 = AtomicU32::new(0);
+static LOG_THREADS: std::sync::Mutex<Vec<std::thread::ThreadId>> =
+    std::sync::Mutex::new(Vec::new());
+
+unsafe extern "C" fn stress_log(
+    _: *mut c_void,
+    level: u32,
+    target: *const c_char,
+    msg: *const c_char,
+) {
+    assert!((1..=4).contains(&level));
+    // SAFETY: the library passes NUL-terminated strings valid during the call.
+    let (t, m) = unsafe { (CStr::from_ptr(target), CStr::from_ptr(msg)) };
+    assert!(!t.to_bytes().is_empty() && !m.to_bytes().is_empty());
+    LOG_RECORDS.fetch_add(1, Ordering::Relaxed);
+    let id = std::thread::current().id();
+    let mut ids = LOG_THREADS.lock().unwrap();
+    if !ids.contains(&id) {
+        ids.push(id);
+    }
+}
+
+/// 8 threads over two engines and three models (one of them freed while threads segment with
+/// it, the engine of two of them freed while they run), one series, and results read by every
+/// thread at once and freed by threads other than their makers; runs cancelled from other
+/// threads; the log callback called from all of them. Every output equals the single-thread
+/// reference, every status is one the API promises, and no handle is left at the end. Run under
+/// ThreadSanitizer by `tests/sanitizers/tsan.sh`.
+fn stress(a: &Api) {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 4;
+    let ort = c(common::ort_lib().to_str().unwrap());
+    // SAFETY: every call gets live handles (or handles freed on purpose, where the API promises
+    // a status) and valid out pointers.
+    unsafe {
+        expect(a.ac_set_log_callback(Some(stress_log), null_mut(), 4), OK);
+        let mut o: EngineOptions = std::mem::zeroed();
+        expect(a.ac_engine_options_init(&mut o), OK);
+        o.ort_library = ort.as_ptr();
+        o.threads = 1;
+        let (mut e0, mut e1) = (null_mut(), null_mut());
+        expect(a.ac_engine_new(&o, &mut e0), OK);
+        expect(a.ac_engine_new(&o, &mut e1), OK);
+        let mut models = [null_mut(); 3];
+        for (m, e) in models.iter_mut().zip([e0, e1, e1]) {
+            expect(a.ac_model_open(e, tiny_model().as_ptr(), m), OK);
+        }
+        let dir = c(phantom_dir().to_str().unwrap());
+        let mut series = null_mut();
+        expect(a.ac_series_load_dir(dir.as_ptr(), null(), &mut series), OK);
+        let mut r = null_mut();
+        expect(
+            a.ac_segment(models[0], series, None, null_mut(), null_mut(), &mut r),
+            OK,
+        );
+        let reference = outputs(r);
+        expect(a.ac_result_free(r), OK);
+        // One result nobody has read yet: its contours are traced by whichever thread asks
+        // first, while the others ask too.
+        let mut fresh = null_mut();
+        expect(
+            a.ac_segment(models[1], series, None, null_mut(), null_mut(), &mut fresh),
+            OK,
+        );
+
+        // A series builder filled by every thread at once (its calls are serialised inside),
+        // then built: the same series as from the folder.
+        let mut builder = null_mut();
+        expect(a.ac_series_builder_new(&mut builder), OK);
+        let mut slices: Vec<PathBuf> = std::fs::read_dir(phantom_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        slices.sort();
+        let builder_s = Shared::of(builder);
+
+        let (models_s, series_s, fresh_s) = (
+            models.map(Shared::of),
+            Shared::of(series),
+            Shared::of(fresh),
+        );
+        let (e1_s, doomed) = (Shared::of(e1), Shared::of(models[2]));
+        let handoff = std::sync::Mutex::new(Vec::<Shared>::new());
+        let tokens: Vec<Shared> = (0..THREADS)
+            .map(|_| {
+                let mut t = null_mut();
+                expect(a.ac_cancel_token_new(&mut t), OK);
+                Shared::of(t)
+            })
+            .collect();
+        let started = std::sync::Barrier::new(THREADS + 1);
+        let (cancelled, freed_model_seen, done) =
+            (AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0));
+        std::thread::scope(|scope| {
+            for i in 0..THREADS {
+                let (reference, handoff, tokens, started) =
+                    (&reference, &handoff, &tokens, &started);
+                let slices = &slices;
+                let (cancelled, freed_model_seen, done) = (&cancelled, &freed_model_seen, &done);
+                scope.spawn(move || {
+                    let a = api();
+                    started.wait();
+                    for f in slices.iter().skip(i).step_by(THREADS) {
+                        let bytes = std::fs::read(f).unwrap();
+                        let name = c(&f.to_string_lossy());
+                        expect(
+                            a.ac_series_builder_add_buffer(
+                                builder_s.get(),
+                                bytes.as_ptr(),
+                                bytes.len(),
+                                name.as_ptr(),
+                            ),
+                            OK,
+                        );
+                    }
+                    assert_eq!(
+                        outputs(fresh_s.get()),
+                        *reference,
+                        "shared result, thread {i}"
+                    );
+                    for round in 0..ROUNDS {
+                        // The doomed model: OK while it lives, an invalid handle once freed.
+                        let model = if round == 0 && i % 2 == 0 {
+                            doomed
+                        } else {
+                            models_s[(i + round) % 2]
+                        };
+                        // In the last round odd threads run with their token, which the thread
+                        // before them cancels at some point.
+                        let last = round == ROUNDS - 1;
+                        let token = if last && i % 2 == 1 {
+                            tokens[i].get()
+                        } else {
+                            null_mut()
+                        };
+                        if last && i % 2 == 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(2 * i as u64));
+                            expect(a.ac_cancel_token_cancel(tokens[i + 1].get()), OK);
+                        }
+                        let mut r = null_mut();
+                        let st = a.ac_segment(
+                            model.get(),
+                            series_s.get(),
+                            None,
+                            null_mut(),
+                            token,
+                            &mut r,
+                        );
+                        match st {
+                            OK => {
+                                assert_eq!(outputs(r), *reference, "thread {i} round {round}");
+                                done.fetch_add(1, Ordering::Relaxed);
+                                let mut rs = null_mut();
+                                expect(a.ac_result_rtstruct_buffer(r, &mut rs), OK);
+                                let bytes = take_buffer(rs);
+                                let mut h = null_mut();
+                                expect(
+                                    a.ac_rtstruct_open_buffer(bytes.as_ptr(), bytes.len(), &mut h),
+                                    OK,
+                                );
+                                let mut n = 0usize;
+                                expect(a.ac_rtstruct_roi_count(h, &mut n), OK);
+                                assert_eq!(n, reference.structures.len());
+                                expect(a.ac_rtstruct_free(h), OK);
+                                // Freed by another thread: hand it over, free one handed over.
+                                let mut q = handoff.lock().unwrap();
+                                q.push(Shared::of(r));
+                                if q.len() > 1 {
+                                    let other: *mut ac_result = q.remove(0).get();
+                                    drop(q);
+                                    expect(a.ac_result_free(other), OK);
+                                }
+                            }
+                            CANCELLED if !token.is_null() => {
+                                assert!(r.is_null());
+                                cancelled.fetch_add(1, Ordering::Relaxed);
+                            }
+                            INVALID_HANDLE if model.0 == doomed.0 => {
+                                assert!(r.is_null());
+                                freed_model_seen.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => expect(other, OK),
+                        }
+                    }
+                });
+            }
+            started.wait();
+            // While the threads run: the engine of two models, then one of those models, freed.
+            expect(a.ac_engine_free(e1_s.get()), OK);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            expect(a.ac_model_free(doomed.get()), OK);
+        });
+        let mut n = 0usize;
+        expect(a.ac_series_builder_count(builder, &mut n), OK);
+        assert_eq!(n, slices.len());
+        let mut built = null_mut();
+        expect(
+            a.ac_series_builder_build(builder, null(), null(), &mut built),
+            OK,
+        );
+        expect(a.ac_series_builder_free(builder), OK);
+        let voxels = |s: *mut ac_series| {
+            let (mut data, mut len) = (null(), 0usize);
+            expect(a.ac_series_voxels(s, &mut data, &mut len), OK);
+            std::slice::from_raw_parts(data, len).to_vec()
+        };
+        assert!(
+            voxels(built) == voxels(series),
+            "built series differs from the folder's"
+        );
+        expect(a.ac_series_free(built), OK);
+        for r in handoff.into_inner().unwrap() {
+            expect(a.ac_result_free(r.get()), OK);
+        }
+        for t in tokens {
+            expect(a.ac_cancel_token_free(t.get()), OK);
+        }
+        expect(a.ac_result_free(fresh), OK);
+        expect(a.ac_model_free(models[0]), OK);
+        expect(a.ac_model_free(models[1]), OK);
+        expect(a.ac_model_free(models[2]), INVALID_HANDLE);
+        expect(a.ac_series_free(series), OK);
+        expect(a.ac_engine_free(e0), OK);
+        expect(a.ac_set_log_callback(None, null_mut(), 0), OK);
+        assert_eq!(a.ac_live_handle_count(), 0, "every handle freed");
+        let threads = LOG_THREADS.lock().unwrap().len();
+        println!(
+            "stress: {THREADS} threads x {ROUNDS} rounds; {} runs identical to the reference, {} cancelled, {} refused on the freed model, {} log records from {threads} threads",
+            done.load(Ordering::Relaxed),
+            cancelled.load(Ordering::Relaxed),
+            freed_model_seen.load(Ordering::Relaxed),
+            LOG_RECORDS.load(Ordering::Relaxed)
+        );
+        assert!(threads > 1, "log records from one thread only");
+    }
+}
+
+#[test]
+fn stress_threads_share_engines_models_and_results() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(&exe)
+        .args([
+            "--exact",
+            "child_case",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("AC_FFI_CASE", "stress")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("case stress ok"),
+        "stress case failed ({:?}):\n{text}",
+        out.status
+    );
 }
 
 // ---- the named-error corpus through the C API ----
@@ -1546,4 +1874,45 @@ fn bad_inputs_give_their_own_status_through_the_c_api() {
         assert_eq!(st, AC_STATUS_NOT_DICOM, "{name}: {msg}");
         assert!(h.is_null() && msg.contains(name), "{name}: {msg}");
     }
+}
+
+/// Every function the header declares has a row in docs/c-api.md's per-function threading
+/// table, and the table names no function the header lacks.
+#[test]
+fn every_function_has_a_threading_row() {
+    let header = std::fs::read_to_string(common::root().join("include/autocontour.h")).unwrap();
+    let mut declared: Vec<String> = header
+        .lines()
+        .filter(|l| !l.starts_with([' ', '/', '#', '}', '\t']) && l.contains('('))
+        .filter_map(|l| {
+            let name = l.split('(').next()?.rsplit([' ', '*']).next()?;
+            name.starts_with("ac_").then(|| name.to_string())
+        })
+        .collect();
+    declared.sort();
+    assert!(declared.len() > 50, "{declared:?}");
+    let docs = std::fs::read_to_string(common::root().join("docs/c-api.md")).unwrap();
+    let table = docs
+        .split("### Per function")
+        .nth(1)
+        .and_then(|t| t.split("\n### ").next())
+        .expect("docs/c-api.md has a 'Per function' section");
+    let mut rows: Vec<String> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            let first = l.split('|').nth(1).unwrap_or("");
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows, declared,
+        "docs/c-api.md threading table vs include/autocontour.h"
+    );
 }
