@@ -196,6 +196,34 @@ mod tests {
         assert_eq!(c.volume_difference_mm3, 0.0);
     }
 
+    /// Found by the `capi_buffers` fuzz target: a spacing whose square underflows made a
+    /// search window overflow. Spacings outside 1e-6..1e6 mm are refused; extreme ratios inside
+    /// that range still give finite distances.
+    #[test]
+    fn extreme_spacings_are_refused_or_exact() {
+        let size = [12, 10, 3];
+        let n = size.iter().product::<usize>();
+        let mut a = vec![0u8; n];
+        let mut b = a.clone();
+        a[(10 + 2) * 12 + 2] = 1;
+        b[(10 + 8) * 12 + 9] = 1;
+        for sp in [[1e-200, 1.0, 1.0], [1.0, 1e-170, 1.0], [1.0, 1.0, 1e7]] {
+            let g = Geometry::new(size, [0.0; 3], sp, geom(size, [1.0; 3]).direction);
+            let Ok(g) = g else { continue };
+            let e = compare_masks(&a, &b, &g, 1.0).unwrap_err();
+            assert!(e.to_string().contains("outside"), "{e}");
+        }
+        let g = geom(size, [1e-6, 1e6, 1.0]);
+        let c = compare_masks(&a, &b, &g, 1.0).unwrap();
+        // 7 columns of 1e-6 mm and 6 rows of 1e6 mm apart.
+        let d = (7e-6f64.powi(2) + 6e6f64.powi(2)).sqrt();
+        assert!(
+            ((c.hausdorff_mm - d) / d).abs() < 1e-9,
+            "{}",
+            c.hausdorff_mm
+        );
+    }
+
     #[test]
     fn streaming_summaries_equal_the_sorted_lists() {
         // Noisy masks (many ties and outliers): the histogram percentile and the streamed sums

@@ -359,7 +359,9 @@ fn column_pass(
         for &(y, _) in group {
             let bound = at(y as usize);
             cost = cost.saturating_add(if bound.is_finite() {
-                2 * ((bound / sy2).sqrt() as usize) + 3
+                ((bound / sy2).sqrt() as usize)
+                    .saturating_mul(2)
+                    .saturating_add(3)
             } else {
                 usize::MAX
             });
@@ -371,7 +373,12 @@ fn column_pass(
                 let w = ((bound / sy2).sqrt() as usize).saturating_add(1);
                 let lo = y.saturating_sub(w);
                 let mut best = bound;
-                for (yy, &v) in col.iter().enumerate().take(y + w + 1).skip(lo) {
+                for (yy, &v) in col
+                    .iter()
+                    .enumerate()
+                    .take(y.saturating_add(w).saturating_add(1))
+                    .skip(lo)
+                {
                     let d = yy as f64 - y as f64;
                     let v = v + sy2 * d * d;
                     if v < best {

@@ -29,6 +29,9 @@ impl BBox {
     }
 }
 
+/// Voxel spacings the metrics accept, mm: 1 nm to 1 km.
+pub(crate) const SPACING_RANGE_MM: (f64, f64) = (1e-6, 1e6);
+
 /// Checks a mask pair against `size = [columns, rows, slices]` and the spacing.
 pub(crate) fn check_inputs(
     reference: &[u8],
@@ -51,6 +54,16 @@ pub(crate) fn check_inputs(
     if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
         return Err(Error::InvalidArgument(format!(
             "mask spacing {spacing:?} must be finite and positive"
+        )));
+    }
+    // Squared distances over the whole grid must stay finite and far from underflow.
+    if spacing
+        .iter()
+        .any(|s| !(SPACING_RANGE_MM.0..=SPACING_RANGE_MM.1).contains(s))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "mask spacing {spacing:?} mm is outside {:e}..{:e} mm",
+            SPACING_RANGE_MM.0, SPACING_RANGE_MM.1
         )));
     }
     Ok(())
