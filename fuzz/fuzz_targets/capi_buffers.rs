@@ -14,6 +14,15 @@ use std::ffi::{CString, c_char};
 use std::ptr::{null, null_mut};
 use std::sync::OnceLock;
 
+/// The C library's sources (capi/src), compiled into this target so that its code is
+/// instrumented like the rest (its crate builds only a cdylib and a staticlib, and an rlib of it
+/// would collide with the SDK crate's, which has the same library name).
+#[allow(dead_code, unused_imports, clippy::all)]
+#[path = "../../capi/src/lib.rs"]
+mod capi;
+// `$crate::boundary` and `$crate::status` in the C library's macros resolve from this root.
+use capi::{boundary, status};
+
 use capi as c;
 use libfuzzer_sys::fuzz_target;
 

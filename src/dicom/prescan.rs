@@ -436,15 +436,35 @@ impl<R: Input> Scanner<R> {
                 group_end = Some(self.pos + u64::from(u32::from_le_bytes(l)));
                 continue;
             }
-            if tag == (0x0002, 0x0010) && len <= 64 {
-                let mut v = vec![0u8; len as usize];
-                self.r.read_exact(&mut v)?;
+            if tag == (0x0002, 0x0010) {
+                // dicom-object reads the whole value, however long (a UID has at most 64
+                // characters, but padding may follow), and trims the padding; so does the walk,
+                // keeping at most 256 bytes (longer content names no transfer syntax).
+                let mut kept = Vec::with_capacity(len.min(256) as usize);
+                let mut long = false;
+                let mut buf = [0u8; 4096];
+                let mut left = u64::from(len);
+                while left > 0 {
+                    let n = usize::try_from(left.min(4096)).unwrap_or(4096);
+                    let chunk = buf.get_mut(..n).unwrap_or(&mut []);
+                    self.r.read_exact(chunk)?;
+                    for &b in chunk.iter() {
+                        if kept.len() < 256 {
+                            kept.push(b);
+                        } else if b != 0 && !b.is_ascii_whitespace() {
+                            long = true;
+                        }
+                    }
+                    left -= n as u64;
+                }
                 self.pos += u64::from(len);
-                let s = String::from_utf8_lossy(&v);
-                ts = Some(
-                    s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
-                        .to_string(),
-                );
+                let s = String::from_utf8_lossy(&kept);
+                let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+                ts = Some(if long {
+                    format!("{s}… (over 256 characters)")
+                } else {
+                    s.to_string()
+                });
             } else {
                 self.skip(len)?;
             }
