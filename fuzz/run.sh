@@ -9,42 +9,45 @@
 # a crash found is fixed and its input kept as a regression test (tests/integration/dicom_rejections.rs).
 # Each run ends with libFuzzer's final statistics (executions, coverage).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-budget=${1:-60}
-shift || true
-targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dicom_file ct_series ct_tree rtstruct nifti manifest capi_buffers)
+# Everything runs from main(), read whole before it starts: a long run is not disturbed when this
+# file is edited meanwhile.
+main() {
+  cd "$(dirname "$0")/.."
+  budget=${1:-60}
+  shift || true
+  targets=("$@")
+  [ ${#targets[@]} -gt 0 ] || targets=(dicom_file ct_series ct_tree rtstruct nifti manifest capi_buffers)
 
-python3 tests/setup/fetch.py pydicom rider >/dev/null
-td=target/testdata
-seed() {
-  local t=$1
-  shift
-  mkdir -p "fuzz/corpus/$t"
-  for f in "$@"; do
-    [ -f "$f" ] && cp "$f" "fuzz/corpus/$t/seed-$(basename "$f")"
-  done
-  return 0
-}
-small_dicom=$(find $td/pydicom -name '*.dcm' -size -64k | sort | sed -n 1,40p)
-rider_slice=$(find $td/rider/ct -name '*.dcm' | sort | sed -n 1p)
-# shellcheck disable=SC2086
-seed dicom_file $small_dicom "$rider_slice"
-# ct_series: three slices joined by the target's FF FE FF FE marker
-mkdir -p fuzz/corpus/ct_series
-python3 - "$td/pydicom/CT_small.dcm" fuzz/corpus/ct_series/seed-three-ct-small <<'PY'
+  python3 tests/setup/fetch.py pydicom rider >/dev/null
+  td=target/testdata
+  seed() {
+    local t=$1
+    shift
+    mkdir -p "fuzz/corpus/$t"
+    for f in "$@"; do
+      [ -f "$f" ] && cp "$f" "fuzz/corpus/$t/seed-$(basename "$f")"
+    done
+    return 0
+  }
+  small_dicom=$(find $td/pydicom -name '*.dcm' -size -64k | sort | sed -n 1,40p)
+  rider_slice=$(find $td/rider/ct -name '*.dcm' | sort | sed -n 1p)
+  # shellcheck disable=SC2086
+  seed dicom_file $small_dicom "$rider_slice"
+  # ct_series: three slices joined by the target's FF FE FF FE marker
+  mkdir -p fuzz/corpus/ct_series
+  python3 - "$td/pydicom/CT_small.dcm" fuzz/corpus/ct_series/seed-three-ct-small <<'PY'
 import sys
 one = open(sys.argv[1], "rb").read()
 open(sys.argv[2], "wb").write(b"\xff\xfe\xff\xfe".join([one, one, one]))
 PY
-seed ct_series "$td/pydicom/CT_small.dcm" "$td/pydicom/MR_small.dcm" "$td/pydicom/JPEG2000.dcm" \
-  "$td/pydicom/MR_small_RLE.dcm" "$td/pydicom/MR_small_jpeg_ls_lossless.dcm"
-seed rtstruct "$td/pydicom/rtstruct.dcm"
-seed nifti tests/nnunet/heldout_rule_labels.nii.gz tests/nnunet/ref/fold0_mirror.nii.gz
-seed manifest models/thorax-basic/model.json tests/nnunet/package/model.json
-# capi_buffers: the first byte picks the entry point (0 RTSTRUCT buffer, 1 series builder, 2 masks)
-mkdir -p fuzz/corpus/capi_buffers fuzz/corpus/ct_tree
-python3 - "$td/pydicom" fuzz/corpus/capi_buffers <<'PY'
+  seed ct_series "$td/pydicom/CT_small.dcm" "$td/pydicom/MR_small.dcm" "$td/pydicom/JPEG2000.dcm" \
+    "$td/pydicom/MR_small_RLE.dcm" "$td/pydicom/MR_small_jpeg_ls_lossless.dcm"
+  seed rtstruct "$td/pydicom/rtstruct.dcm"
+  seed nifti tests/nnunet/heldout_rule_labels.nii.gz tests/nnunet/ref/fold0_mirror.nii.gz
+  seed manifest models/thorax-basic/model.json tests/nnunet/package/model.json
+  # capi_buffers: the first byte picks the entry point (0 RTSTRUCT buffer, 1 series builder, 2 masks)
+  mkdir -p fuzz/corpus/capi_buffers fuzz/corpus/ct_tree
+  python3 - "$td/pydicom" fuzz/corpus/capi_buffers <<'PY'
 import pathlib, struct, sys
 src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 rt = (src / "rtstruct.dcm").read_bytes()
@@ -55,29 +58,34 @@ geometry = bytes([8, 8, 4, 0]) + struct.pack("<4d", 1.0, 1.0, 2.5, 1.0)
 (out / "seed-masks").write_bytes(b"\x02" + geometry + bytes(256) + bytes([1]) * 256)
 PY
 
-# Build every target once (AddressSanitizer, as cargo fuzz does), then run the binaries, so a
-# long run is not rebuilt between targets. FUZZ_BUILD=0 runs the binaries already built.
-if [ "${FUZZ_BUILD:-1}" != 0 ]; then
-  cargo +nightly fuzz build >target/fuzz-build.log 2>&1 || {
-    tail -20 target/fuzz-build.log
-    exit 3
-  }
-fi
-bin=fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
-
-mkdir -p target/fuzz-logs
-status=0
-for t in "${targets[@]}"; do
-  echo "== $t ($budget s)"
-  log=target/fuzz-logs/$t.log
-  mkdir -p "fuzz/artifacts/$t"
-  if ! "$bin/$t" -artifact_prefix="fuzz/artifacts/$t/" \
-    -max_total_time="$budget" -max_len=1048576 -rss_limit_mb=4096 -malloc_limit_mb=512 -timeout=30 \
-    -print_final_stats=1 "fuzz/corpus/$t" >"$log" 2>&1; then
-    echo "$t: FAILED (crash, leak, timeout or out-of-memory): see $log and fuzz/artifacts/$t/"
-    grep -E "^==[0-9]+==|SUMMARY|Test unit written" "$log" | head -20 || true
-    status=1
+  # Build every target once (AddressSanitizer, as cargo fuzz does), then run the binaries, so a
+  # long run is not rebuilt between targets. FUZZ_BUILD=0 runs the binaries already built.
+  if [ "${FUZZ_BUILD:-1}" != 0 ]; then
+    cargo +nightly fuzz build >target/fuzz-build.log 2>&1 || {
+      tail -20 target/fuzz-build.log
+      exit 3
+    }
   fi
-  grep -E "^#[0-9]+ +DONE|^stat::number_of_executed_units|^stat::peak_rss_mb|^Done" "$log" || true
-done
-exit $status
+  bin=fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
+
+  mkdir -p target/fuzz-logs
+  status=0
+  for t in "${targets[@]}"; do
+    echo "== $t ($budget s)"
+    log=target/fuzz-logs/$t.log
+    mkdir -p "fuzz/artifacts/$t"
+    # GNU time, where installed, adds the CPU seconds the target had (a run shares the machine)
+    timer=()
+    [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "cpu: user_s=%U sys_s=%S wall_s=%e max_rss_kb=%M")
+    if ! "${timer[@]}" "$bin/$t" -artifact_prefix="fuzz/artifacts/$t/" \
+      -max_total_time="$budget" -max_len=1048576 -rss_limit_mb=4096 -malloc_limit_mb=512 -timeout=30 \
+      -print_final_stats=1 "fuzz/corpus/$t" >"$log" 2>&1; then
+      echo "$t: FAILED (crash, leak, timeout or out-of-memory): see $log and fuzz/artifacts/$t/"
+      grep -E "^==[0-9]+==|SUMMARY|Test unit written" "$log" | head -20 || true
+      status=1
+    fi
+    grep -E "^#[0-9]+[[:space:]]+DONE|^stat::number_of_executed_units|^stat::peak_rss_mb|^Done|^cpu: " "$log" || true
+  done
+  exit $status
+}
+main "$@"

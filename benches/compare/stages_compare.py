@@ -19,6 +19,7 @@ machine, one script run:
     cargo build --release
     target/pyenv/bin/pip install -r benches/compare/requirements.txt   # cc3d
     target/pyenv/bin/python benches/compare/stages_compare.py [--runs 3] [--no-cargo]
+        [--part all|postprocess|evaluate]
 
 The CLI binary is taken from $AUTOCONTOUR_BIN or target/release/autocontour; work files go to
 target/tmp/stages_compare/.
@@ -88,6 +89,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-cargo", action="store_true",
                     help="use the criterion estimate already in target/criterion")
+    ap.add_argument("--part", choices=["all", "postprocess", "evaluate"], default="all",
+                    help="run only (a) postprocessing or (b) evaluate")
     args = ap.parse_args()
     exe = os.environ.get("AUTOCONTOUR_BIN", os.path.join(ROOT, "target/release/autocontour"))
     work = os.path.join(ROOT, "target/tmp/stages_compare")
@@ -96,7 +99,25 @@ def main():
     spacing = (grid["spacing"][2], grid["spacing"][1], grid["spacing"][0])  # (k, j, i)
     rows = []
 
-    # (a) postprocessing
+    t_scipy = ours = t_ev = t_sd = None
+    if args.part in ("all", "postprocess"):
+        t_scipy, ours = part_postprocess(args, hu, rows)
+    if args.part in ("all", "evaluate"):
+        t_ev, t_sd = part_evaluate(args, exe, work, hu, grid, spacing, rows)
+
+    print("\nwhat | seconds | peak RSS MiB")
+    for what, t, rss in rows:
+        print(f"{what} | {t:.3f} | {'' if rss is None else f'{rss:.0f}'}")
+    if t_scipy is not None:
+        print(f"\npostprocess: scipy / autocontour = {t_scipy / ours:.1f}x")
+    if t_ev is not None:
+        print(f"evaluate: surface-distance / autocontour evaluate = {t_sd / t_ev:.1f}x")
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+
+
+def part_postprocess(args, hu, rows):
+    """(a) postprocessing of the body mask; returns (scipy seconds, ours seconds)."""
     ours_count = None
     if not args.no_cargo:
         p = subprocess.run(["cargo", "bench", "--bench", "stages", "--", "postprocess_body_mask"],
@@ -119,8 +140,11 @@ def main():
     if ours_count is not None:
         print(f"body voxels: autocontour {ours_count}, scipy {int(out_scipy.sum())}"
               f" ({'equal' if ours_count == int(out_scipy.sum()) else 'DIFFERENT'})")
+    return t_scipy, ours
 
-    # (b) evaluate on the body-outline pair
+
+def part_evaluate(args, exe, work, hu, grid, spacing, rows):
+    """(b) evaluate on the body-outline pair; returns (ours seconds, surface-distance seconds)."""
     pair = {}
     for name, thr in (("ref", -500), ("test", -300)):
         m = (hu > thr).astype(np.uint8)
@@ -148,14 +172,7 @@ def main():
     print(f"surface-distance: HD95 {res[0]:.3f} mm, ASSD {res[1]}, surface Dice {res[2]:.4f},"
           f" Dice {res[3]:.5f}")
     print("autocontour evaluate:", json.dumps(ours_rows.get("rows", ours_rows))[:600])
-
-    print("\nwhat | seconds | peak RSS MiB")
-    for what, t, rss in rows:
-        print(f"{what} | {t:.3f} | {'' if rss is None else f'{rss:.0f}'}")
-    print(f"\npostprocess: scipy / autocontour = {t_scipy / ours:.1f}x")
-    print(f"evaluate: surface-distance / autocontour evaluate = {t_sd / t_ev:.1f}x")
-    load = os.getloadavg()
-    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    return t_ev, t_sd
 
 
 if __name__ == "__main__":

@@ -236,14 +236,21 @@ fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> CliResult<Evaluation> 
         )));
     }
     // The HU voxels are needed only for the plots' CT slice; otherwise the grid is enough.
+    let t = std::time::Instant::now();
     let (g, ct) = if args.plots.is_some() {
         let ct = load_series(&args.ct, args.uid.as_deref(), &LoadOptions::default())?;
         (*ct.volume.geometry(), ct)
     } else {
         load_series_grid(&args.ct, args.uid.as_deref(), &LoadOptions::default())?
     };
+    log::debug!("evaluate: CT grid in {:.3} s", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
     let refs = read_all(&args.references, &ct)?;
     let tests = read_all(&args.tests, &ct)?;
+    log::debug!(
+        "evaluate: structure sets read in {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
     let opts = RasterOptions {
         slices: Some(&ct.slices),
     };
@@ -263,7 +270,13 @@ fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> CliResult<Evaluation> 
                 ));
                 continue;
             };
+            let t = std::time::Instant::now();
             let mask = rasterise_roi(roi, &g, &opts)?.into_data();
+            log::debug!(
+                "evaluate: {} rasterised in {:.3} s",
+                roi.name,
+                t.elapsed().as_secs_f64()
+            );
             observers.push((i, roi.name.clone(), mask));
         }
         let n = observers.len();
@@ -308,14 +321,27 @@ fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> CliResult<Evaluation> 
                 ));
                 continue;
             };
+            let t = std::time::Instant::now();
             let mask = rasterise_roi(roi, &g, &opts)?.into_data();
+            log::debug!(
+                "evaluate: {} rasterised in {:.3} s",
+                roi.name,
+                t.elapsed().as_secs_f64()
+            );
+            let t = std::time::Instant::now();
+            let metrics = compare_masks(reference, &mask, &g, args.tolerance)?;
+            log::debug!(
+                "evaluate: {} compared in {:.3} s",
+                roi.name,
+                t.elapsed().as_secs_f64()
+            );
             rows.push(Row {
                 structure: s.name.clone(),
                 kind: "test",
                 source: label(&args.tests, i),
                 roi: roi.name.clone(),
                 reference: ref_label.clone(),
-                metrics: compare_masks(reference, &mask, &g, args.tolerance)?,
+                metrics,
             });
             if keep_worst {
                 Worst::offer(&mut worst, &rows, rows.len() - 1, reference, &mask);

@@ -294,7 +294,7 @@ fn encode(s: &Slice, k: usize) -> Vec<u8> {
         ds.elem(e, 0);
     }
     let want = rows as usize * cols as usize * (bits as usize).div_ceil(8) * (s.samples as usize % 4).max(1);
-    let want = want.min(1 << 22);
+    let want = want.min(1 << 20);
     match (&s.pixels, s.syntax.encapsulated()) {
         (Pixels::Missing, _) => {}
         (Pixels::Fill(seed), false) => {

@@ -557,8 +557,17 @@ impl<R: Input> Scanner<R> {
                         continue;
                     }
                     let (vr, len) = match syntax {
-                        // Items and delimiters have no VR, even in explicit VR.
-                        _ if tag.0 == 0xFFFE => (None, short_len),
+                        // Items and delimiters have no VR, even in explicit VR; so has every
+                        // group FFFE tag in explicit VR. In implicit VR dicom-parser looks the
+                        // other FFFE tags up in the dictionary like any tag ((FFFE,0000) is a
+                        // group length, UL), so the walk does too.
+                        _ if tag.0 == 0xFFFE
+                            && (syntax != Syntax::ImplicitLe
+                                || tag == ITEM
+                                || tag == SEQUENCE_DELIMITER) =>
+                        {
+                            (None, short_len)
+                        }
                         Syntax::ImplicitLe => {
                             let vr = if tag == PIXEL_DATA {
                                 Some(VR::OW)

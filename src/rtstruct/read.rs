@@ -166,7 +166,11 @@ pub fn read_rtstruct_bytes(name: &Path, bytes: &[u8]) -> Result<RtStruct> {
 /// Parses a structure set whose bytes are ours to retag ([`hide_contour_data`]).
 fn parse_owned(name: &Path, mut bytes: Vec<u8>) -> Result<RtStruct> {
     hide_contour_data(&mut bytes);
-    parse_rtstruct(crate::dicom::read_bytes(name, &bytes)?)
+    let file = crate::dicom::read_bytes(name, &bytes)?;
+    // the parsed tree holds its own copy of every value: the file's bytes go before the
+    // contours are converted, so the two are not held at once
+    drop(bytes);
+    parse_rtstruct(file)
 }
 
 /// Where [`hide_contour_data`] moves Contour Data: a private tag the dictionary does not know.
