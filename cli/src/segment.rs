@@ -401,34 +401,40 @@ pub fn run_case(
     // Every output is written to a temporary name first and renamed into place together at the
     // end, summary.json last: a failure on the way leaves the previous outputs as they were.
     let mut outputs = OutputSet::new(out);
-    let t = Instant::now();
     let rtstruct = out.join("rtstruct.dcm");
-    let sop = seg.write_rtstruct(
-        model,
-        &ct,
-        &outputs.stage(&rtstruct),
-        &ContourOptions::default(),
-    )?;
-    let write_s = t.elapsed().as_secs_f64();
+    let rtstruct_tmp = outputs.stage(&rtstruct);
+    let preview = out.join("preview.png");
+    let preview_tmp = (!args.no_preview).then(|| outputs.stage(&preview));
+    // The structure set and the preview are independent: written side by side, each timed.
+    let (written, preview_s) = rayon::join(
+        || {
+            let t = Instant::now();
+            seg.write_rtstruct(model, &ct, &rtstruct_tmp, &ContourOptions::default())
+                .map(|sop| (sop, t.elapsed().as_secs_f64()))
+        },
+        || {
+            let t = Instant::now();
+            if let Some(tmp) = &preview_tmp {
+                let title = format!(
+                    "{} | {} {} | {}",
+                    name, model.manifest.name, model.manifest.version, seg.execution.provider
+                );
+                write_preview(
+                    tmp,
+                    &ct.volume,
+                    &seg.labels,
+                    &seg.structures,
+                    &seg.case_flags,
+                    &title,
+                )?;
+            }
+            Ok::<_, Error>(t.elapsed().as_secs_f64())
+        },
+    );
+    let (sop, write_s) = written?;
+    let preview_s = preview_s?;
     let (seg_path, nifti_path) =
         crate::convert::segment_outputs(&seg, model, &ct, out, args.seg, args.nifti, &mut outputs)?;
-    let t = Instant::now();
-    let preview = out.join("preview.png");
-    if !args.no_preview {
-        let title = format!(
-            "{} | {} {} | {}",
-            name, model.manifest.name, model.manifest.version, seg.execution.provider
-        );
-        write_preview(
-            &outputs.stage(&preview),
-            &ct.volume,
-            &seg.labels,
-            &seg.structures,
-            &seg.case_flags,
-            &title,
-        )?;
-    }
-    let preview_s = t.elapsed().as_secs_f64();
     let total_s = t_all.elapsed().as_secs_f64();
     let g = ct.volume.geometry();
     let summary = serde_json::json!({
