@@ -102,7 +102,8 @@ enum ac_status
   AC_STATUS_LIMIT_EXCEEDED = 212,
   // Slices do not share one orientation.
   AC_STATUS_MIXED_ORIENTATION = 300,
-  // Slices do not share rows, columns or pixel spacing.
+  // Slices do not share rows, columns, pixel spacing or the stored-value encoding (bits
+  // allocated and stored, pixel representation, samples per pixel).
   AC_STATUS_MIXED_SIZE = 301,
   // Two slices share one position.
   AC_STATUS_DUPLICATE_SLICE = 302,

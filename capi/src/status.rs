@@ -84,7 +84,8 @@ pub enum ac_status {
 
     /// Slices do not share one orientation.
     MixedOrientation = 300,
-    /// Slices do not share rows, columns or pixel spacing.
+    /// Slices do not share rows, columns, pixel spacing or the stored-value encoding (bits
+    /// allocated and stored, pixel representation, samples per pixel).
     MixedSize = 301,
     /// Two slices share one position.
     DuplicateSlice = 302,

@@ -1299,6 +1299,7 @@ fn child_case() {
                 expect(a.ac_rtstruct_free(h), OK);
             }
             "stress" => stress(a),
+            "bad_inputs" => bad_inputs(a),
             other => panic!("unknown case {other}"),
         }
     }
@@ -1671,10 +1672,77 @@ fn put_text(
     o.put(dicom_core::DataElement::new(tag, vr, v));
 }
 
+/// Peak resident memory of the whole test process any bad-input case may reach, MB (as the
+/// CLI's named-error corpus: a 64 × 64 × 40 phantom, the tiny test model, ONNX Runtime loaded).
+const BAD_INPUT_MAX_RSS_MB: f64 = 200.0;
+
+/// Starts a new peak-RSS window: Linux resets the process's high-water mark (VmHWM) to the
+/// current resident set on `5` written to `/proc/self/clear_refs`; false where it cannot.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", b"5").is_ok()
+}
+
+/// The process's peak resident set since the last [`reset_peak_rss`] (VmHWM), MB.
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status");
+    kb / 1024.0
+}
+
+/// Runs one bad-input case: prints its time and the process's peak RSS during it, and fails
+/// when the peak is over [`BAD_INPUT_MAX_RSS_MB`].
+fn measured<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let fresh = reset_peak_rss();
+    let t = std::time::Instant::now();
+    let out = f();
+    let (secs, mb) = (t.elapsed().as_secs_f64(), peak_rss_mb());
+    println!(
+        "{what:<40} {secs:>5.2} s  peak {mb:>6.1} MB{}",
+        if fresh { "" } else { " (process peak)" }
+    );
+    assert!(
+        mb <= BAD_INPUT_MAX_RSS_MB,
+        "{what}: peak RSS {mb:.1} MB > {BAD_INPUT_MAX_RSS_MB} MB"
+    );
+    out
+}
+
 /// Broken series, model packages and structure sets give their own status through the C API, a
-/// message naming the file, and no handle.
+/// message naming the file, no handle, and a peak memory under [`BAD_INPUT_MAX_RSS_MB`] (run in
+/// a child process, so that other tests' memory does not count).
 #[test]
 fn bad_inputs_give_their_own_status_through_the_c_api() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(&exe)
+        .args([
+            "--exact",
+            "child_case",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("AC_FFI_CASE", "bad_inputs")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success() && text.contains("case bad_inputs ok"),
+        "bad-input case failed ({:?}):\n{text}",
+        out.status
+    );
+}
+
+/// The bad-input cases, in the child process.
+fn bad_inputs(a: &Api) {
     use dicom_dictionary_std::tags;
     type Break = fn(&[PathBuf]);
     let series_cases: Vec<(&str, Break, Status, Option<usize>)> = vec![
@@ -1771,6 +1839,129 @@ fn bad_inputs_give_their_own_status_through_the_c_api() {
             Some(0),
         ),
         (
+            "bits allocated 1",
+            |f| {
+                for p in f {
+                    edit_slice(p, |o| {
+                        o.put(dicom_core::DataElement::new(
+                            tags::BITS_ALLOCATED,
+                            dicom_core::VR::US,
+                            dicom_core::PrimitiveValue::from(1u16),
+                        ));
+                    });
+                }
+            },
+            AC_STATUS_INVALID_TAG,
+            Some(0),
+        ),
+        (
+            "rescale slope 1e300",
+            |f| {
+                edit_slice(&f[12], |o| {
+                    put_text(o, tags::RESCALE_SLOPE, dicom_core::VR::DS, "1e300")
+                })
+            },
+            AC_STATUS_INVALID_TAG,
+            Some(12),
+        ),
+        (
+            "pixel representation changed on one slice",
+            |f| {
+                edit_slice(&f[7], |o| {
+                    let pr = o
+                        .element(tags::PIXEL_REPRESENTATION)
+                        .unwrap()
+                        .to_int::<u16>()
+                        .unwrap();
+                    o.put(dicom_core::DataElement::new(
+                        tags::PIXEL_REPRESENTATION,
+                        dicom_core::VR::US,
+                        dicom_core::PrimitiveValue::from(1 - pr),
+                    ));
+                })
+            },
+            AC_STATUS_MIXED_SIZE,
+            Some(7),
+        ),
+        (
+            "duplicate slice position",
+            |f| {
+                let pos = dicom_object::open_file(&f[3])
+                    .unwrap()
+                    .element(tags::IMAGE_POSITION_PATIENT)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                edit_slice(&f[4], |o| {
+                    put_text(o, tags::IMAGE_POSITION_PATIENT, dicom_core::VR::DS, &pos)
+                })
+            },
+            AC_STATUS_DUPLICATE_SLICE,
+            Some(4),
+        ),
+        (
+            "sheared stack (gantry tilt)",
+            |f| {
+                for (k, p) in f.iter().enumerate() {
+                    edit_slice(p, |o| {
+                        let pos = o
+                            .element(tags::IMAGE_POSITION_PATIENT)
+                            .unwrap()
+                            .to_multi_float64()
+                            .unwrap();
+                        let v = format!("{}\\{}\\{}", pos[0], pos[1] + 0.5 * k as f64, pos[2]);
+                        put_text(o, tags::IMAGE_POSITION_PATIENT, dicom_core::VR::DS, &v);
+                    });
+                }
+            },
+            AC_STATUS_GANTRY_TILT,
+            None,
+        ),
+        (
+            "sequences nested too deep",
+            |f| {
+                edit_slice(&f[30], |o| {
+                    let mut inner = dicom_object::InMemDicomObject::new_empty();
+                    for _ in 0..70 {
+                        let mut item = dicom_object::InMemDicomObject::new_empty();
+                        item.put(dicom_core::DataElement::new(
+                            tags::REFERENCED_IMAGE_SEQUENCE,
+                            dicom_core::VR::SQ,
+                            dicom_core::value::DataSetSequence::from(vec![inner]),
+                        ));
+                        inner = item;
+                    }
+                    o.put(dicom_core::DataElement::new(
+                        tags::REFERENCED_IMAGE_SEQUENCE,
+                        dicom_core::VR::SQ,
+                        dicom_core::value::DataSetSequence::from(vec![inner]),
+                    ));
+                })
+            },
+            // the slice cannot be read: the series is refused naming it (and the limit)
+            AC_STATUS_UNREADABLE_FILES,
+            Some(30),
+        ),
+        (
+            "rows and columns 65535 in a small file",
+            |f| {
+                for p in f {
+                    edit_slice(p, |o| {
+                        for t in [tags::ROWS, tags::COLUMNS] {
+                            o.put(dicom_core::DataElement::new(
+                                t,
+                                dicom_core::VR::US,
+                                dicom_core::PrimitiveValue::from(65535u16),
+                            ));
+                        }
+                    });
+                }
+            },
+            AC_STATUS_TOO_LARGE,
+            None,
+        ),
+        (
             "pixel data length claims 4 GB",
             |f| {
                 let mut b = std::fs::read(&f[5]).unwrap();
@@ -1785,7 +1976,6 @@ fn bad_inputs_give_their_own_status_through_the_c_api() {
             Some(5),
         ),
     ];
-    let a = api();
     for (what, brk, want, file) in series_cases {
         let tmp = tempfile::tempdir().unwrap();
         let mut names = Vec::new();
@@ -1799,7 +1989,9 @@ fn bad_inputs_give_their_own_status_through_the_c_api() {
         let dir = c(ct.to_str().unwrap());
         let mut series = null_mut();
         // SAFETY: valid strings and output pointer.
-        let st = unsafe { a.ac_series_load_dir(dir.as_ptr(), null(), &mut series) };
+        let st = measured(what, || unsafe {
+            a.ac_series_load_dir(dir.as_ptr(), null(), &mut series)
+        });
         let msg = last_error();
         assert_eq!(st, want, "{what}: {msg}");
         assert!(series.is_null(), "{what}: a handle despite the error");
@@ -1850,7 +2042,9 @@ fn bad_inputs_give_their_own_status_through_the_c_api() {
         let dir = c(m.to_str().unwrap());
         let mut model = null_mut();
         // SAFETY: a live engine, valid strings and output pointer.
-        let st = unsafe { a.ac_model_open(s.engine, dir.as_ptr(), &mut model) };
+        let st = measured(what, || unsafe {
+            a.ac_model_open(s.engine, dir.as_ptr(), &mut model)
+        });
         let msg = last_error();
         assert_eq!(st, want, "{what}: {msg}");
         assert!(model.is_null(), "{what}");
@@ -1869,11 +2063,43 @@ fn bad_inputs_give_their_own_status_through_the_c_api() {
         let path = c(p.to_str().unwrap());
         let mut h = null_mut();
         // SAFETY: valid string and output pointer.
-        let st = unsafe { a.ac_rtstruct_open(path.as_ptr(), &mut h) };
+        let st = measured(name, || unsafe {
+            a.ac_rtstruct_open(path.as_ptr(), &mut h)
+        });
         let msg = last_error();
         assert_eq!(st, AC_STATUS_NOT_DICOM, "{name}: {msg}");
         assert!(h.is_null() && msg.contains(name), "{name}: {msg}");
     }
+    // A duplicate ROI Number: contours could not be told apart, so the file is refused.
+    let dup = tmp.path().join("duplicate-roi-number.dcm");
+    let mut obj = dicom_object::open_file(common::require("rider/rtstruct.dcm")).unwrap();
+    let mut items = obj
+        .element(tags::STRUCTURE_SET_ROI_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()
+        .to_vec();
+    let mut copy = items[0].clone();
+    put_text(&mut copy, tags::ROI_NAME, dicom_core::VR::LO, "Copy");
+    items.push(copy);
+    obj.put(dicom_core::DataElement::new(
+        tags::STRUCTURE_SET_ROI_SEQUENCE,
+        dicom_core::VR::SQ,
+        dicom_core::value::DataSetSequence::from(items),
+    ));
+    obj.write_to_file(&dup).unwrap();
+    let path = c(dup.to_str().unwrap());
+    let mut h = null_mut();
+    // SAFETY: valid string and output pointer.
+    let st = measured("duplicate ROI number", || unsafe {
+        a.ac_rtstruct_open(path.as_ptr(), &mut h)
+    });
+    let msg = last_error();
+    assert_eq!(st, AC_STATUS_INVALID_TAG, "{msg}");
+    assert!(
+        h.is_null() && msg.contains("duplicate-roi-number.dcm") && msg.contains("ROI number"),
+        "{msg}"
+    );
 }
 
 /// Every function the header declares has a row in docs/c-api.md's per-function threading
