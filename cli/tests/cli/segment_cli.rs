@@ -227,3 +227,119 @@ fn outputs_are_replaced_together_or_not_at_all() {
     assert!(std::fs::read(out.join("summary.json")).unwrap() != before[1]);
     assert!(std::fs::read(out.join("rtstruct.dcm")).unwrap() != before[0]);
 }
+
+/// `segment` killed with SIGKILL at points spread over its run (loading, inference, writing,
+/// the renames) and beyond its end: every output is afterwards either the previous file, byte for byte, or a
+/// complete new one (a DICOM file that parses, JSON that parses) or none, never a partial one; a new
+/// summary.json (renamed last) means every other output is new too; and the next run removes
+/// the temporary files the killed one left.
+#[test]
+fn kill_9_leaves_previous_or_complete_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ph = tmp.path().join("ph");
+    let out = tmp.path().join("out");
+    let made = Command::new(common::cli())
+        .args(["phantom", "--size", "64,64,40"])
+        .arg(&ph)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let command = || {
+        let mut c = Command::new(common::cli());
+        c.arg("segment")
+            .arg(ph.join("ct"))
+            .arg("--model")
+            .arg(common::root().join("models/test/tiny-unet"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--threads", "2", "--seg", "--ort-lib"])
+            .arg(common::ort_lib())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let outputs = ["rtstruct.dcm", "seg.dcm", "preview.png", "summary.json"];
+    let t = std::time::Instant::now();
+    assert!(command().status().unwrap().success());
+    let full = t.elapsed();
+    // Kills spread over 1.5 times an undisturbed run, so the last runs end by themselves.
+    const STEPS: u32 = 24;
+    let (mut kills, mut completed) = (0, 0);
+    for i in 1..=STEPS {
+        // Mark the previous outputs (a rerun writes identical bytes: UIDs are derived).
+        let before: Vec<Vec<u8>> = outputs
+            .iter()
+            .map(|f| {
+                let mut b = std::fs::read(out.join(f)).unwrap();
+                b.extend_from_slice(format!("previous {i}").as_bytes());
+                std::fs::write(out.join(f), &b).unwrap();
+                b
+            })
+            .collect();
+        let mut child = command().spawn().unwrap();
+        std::thread::sleep(full.mul_f64(1.5 * f64::from(i) / f64::from(STEPS)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let mut new = Vec::new();
+        for (f, old) in outputs.iter().zip(&before) {
+            // none is allowed: a kill between moving the previous file aside and renaming the
+            // new one into place
+            let Ok(now) = std::fs::read(out.join(f)) else {
+                new.push(false);
+                continue;
+            };
+            if &now == old {
+                new.push(false);
+                continue;
+            }
+            new.push(true);
+            match *f {
+                "summary.json" => {
+                    serde_json::from_slice::<serde_json::Value>(&now)
+                        .unwrap_or_else(|e| panic!("kill {i}: {f} is partial: {e}"));
+                }
+                "preview.png" => {
+                    assert_eq!(&now[..8], b"\x89PNG\r\n\x1a\n", "kill {i}: {f}");
+                    assert_eq!(
+                        &now[now.len() - 8..][4..],
+                        b"\xaeB`\x82",
+                        "kill {i}: {f} is cut"
+                    );
+                }
+                _ => {
+                    dicom_object::open_file(out.join(f))
+                        .unwrap_or_else(|e| panic!("kill {i}: {f} is partial: {e}"));
+                }
+            }
+        }
+        if new[3] {
+            assert!(
+                new.iter().all(|&n| n),
+                "kill {i}: a new summary.json but {new:?}"
+            );
+        }
+        if new.iter().all(|&n| n) {
+            completed += 1;
+        }
+        println!("kill at {i}/{STEPS} of 1.5 × {full:?}: new outputs {new:?}");
+    }
+    assert!(
+        kills > 0 && completed > 0,
+        "the kills did not span the run: {kills} killed, {completed} ended with new outputs"
+    );
+    // The next run removes what the killed runs left and replaces every output.
+    assert!(command().status().unwrap().success());
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".ac-tmp."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
