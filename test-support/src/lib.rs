@@ -5,6 +5,7 @@
 //!
 //! Not part of the SDK: the C ABI crate does not depend on it.
 
+pub mod corrupt;
 pub mod mha;
 pub mod paths;
 pub mod phantom;

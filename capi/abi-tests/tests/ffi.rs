@@ -14,6 +14,10 @@ use std::ptr::{null, null_mut};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use autocontour_test_support::corrupt::{
+    duplicate_position, duplicate_roi_number, edit, flip_pixel_representation, nest_sequences,
+    put_str, put_us, shear,
+};
 use autocontour_test_support::phantom::{Phantom, PhantomSpec, PhantomSyntax};
 
 use autocontour_abi_tests::*;
@@ -1656,22 +1660,6 @@ fn broken_series(dir: &Path, f: impl FnOnce(&[PathBuf])) -> PathBuf {
     ct
 }
 
-/// Rewrites one slice with `edit` applied to its data set.
-fn edit_slice(path: &Path, edit: impl FnOnce(&mut dicom_object::InMemDicomObject)) {
-    let mut obj = dicom_object::open_file(path).unwrap();
-    edit(&mut obj);
-    obj.write_to_file(path).unwrap();
-}
-
-fn put_text(
-    o: &mut dicom_object::InMemDicomObject,
-    tag: dicom_core::Tag,
-    vr: dicom_core::VR,
-    v: &str,
-) {
-    o.put(dicom_core::DataElement::new(tag, vr, v));
-}
-
 /// Peak resident memory of the whole test process any bad-input case may reach, MB (as the
 /// CLI's named-error corpus: a 64 × 64 × 40 phantom, the tiny test model, ONNX Runtime loaded).
 const BAD_INPUT_MAX_RSS_MB: f64 = 200.0;
@@ -1770,12 +1758,8 @@ fn bad_inputs(a: &Api) {
         (
             "other rows on one slice",
             |f| {
-                edit_slice(&f[9], |o| {
-                    o.put(dicom_core::DataElement::new(
-                        tags::ROWS,
-                        dicom_core::VR::US,
-                        dicom_core::PrimitiveValue::from(32u16),
-                    ));
+                edit(&f[9], |o| {
+                    put_us(o, tags::ROWS, 32u16);
                 })
             },
             AC_STATUS_MIXED_SIZE,
@@ -1784,8 +1768,8 @@ fn bad_inputs(a: &Api) {
         (
             "one slice rotated",
             |f| {
-                edit_slice(&f[15], |o| {
-                    put_text(
+                edit(&f[15], |o| {
+                    put_str(
                         o,
                         tags::IMAGE_ORIENTATION_PATIENT,
                         dicom_core::VR::DS,
@@ -1799,7 +1783,7 @@ fn bad_inputs(a: &Api) {
         (
             "missing image position",
             |f| {
-                edit_slice(&f[2], |o| {
+                edit(&f[2], |o| {
                     o.remove_element(tags::IMAGE_POSITION_PATIENT);
                 })
             },
@@ -1809,8 +1793,8 @@ fn bad_inputs(a: &Api) {
         (
             "rescale slope 0",
             |f| {
-                edit_slice(&f[0], |o| {
-                    put_text(o, tags::RESCALE_SLOPE, dicom_core::VR::DS, "0")
+                edit(&f[0], |o| {
+                    put_str(o, tags::RESCALE_SLOPE, dicom_core::VR::DS, "0")
                 })
             },
             AC_STATUS_INVALID_TAG,
@@ -1820,7 +1804,7 @@ fn bad_inputs(a: &Api) {
             "modality MR",
             |f| {
                 for p in f {
-                    edit_slice(p, |o| put_text(o, tags::MODALITY, dicom_core::VR::CS, "MR"));
+                    edit(p, |o| put_str(o, tags::MODALITY, dicom_core::VR::CS, "MR"));
                 }
             },
             AC_STATUS_NO_SERIES,
@@ -1830,8 +1814,8 @@ fn bad_inputs(a: &Api) {
             "two frames per slice",
             |f| {
                 for p in f {
-                    edit_slice(p, |o| {
-                        put_text(o, tags::NUMBER_OF_FRAMES, dicom_core::VR::IS, "2")
+                    edit(p, |o| {
+                        put_str(o, tags::NUMBER_OF_FRAMES, dicom_core::VR::IS, "2")
                     });
                 }
             },
@@ -1842,12 +1826,8 @@ fn bad_inputs(a: &Api) {
             "bits allocated 1",
             |f| {
                 for p in f {
-                    edit_slice(p, |o| {
-                        o.put(dicom_core::DataElement::new(
-                            tags::BITS_ALLOCATED,
-                            dicom_core::VR::US,
-                            dicom_core::PrimitiveValue::from(1u16),
-                        ));
+                    edit(p, |o| {
+                        put_us(o, tags::BITS_ALLOCATED, 1u16);
                     });
                 }
             },
@@ -1857,8 +1837,8 @@ fn bad_inputs(a: &Api) {
         (
             "rescale slope 1e300",
             |f| {
-                edit_slice(&f[12], |o| {
-                    put_text(o, tags::RESCALE_SLOPE, dicom_core::VR::DS, "1e300")
+                edit(&f[12], |o| {
+                    put_str(o, tags::RESCALE_SLOPE, dicom_core::VR::DS, "1e300")
                 })
             },
             AC_STATUS_INVALID_TAG,
@@ -1866,79 +1846,25 @@ fn bad_inputs(a: &Api) {
         ),
         (
             "pixel representation changed on one slice",
-            |f| {
-                edit_slice(&f[7], |o| {
-                    let pr = o
-                        .element(tags::PIXEL_REPRESENTATION)
-                        .unwrap()
-                        .to_int::<u16>()
-                        .unwrap();
-                    o.put(dicom_core::DataElement::new(
-                        tags::PIXEL_REPRESENTATION,
-                        dicom_core::VR::US,
-                        dicom_core::PrimitiveValue::from(1 - pr),
-                    ));
-                })
-            },
+            |f| flip_pixel_representation(&f[7]),
             AC_STATUS_MIXED_SIZE,
             Some(7),
         ),
         (
             "duplicate slice position",
-            |f| {
-                let pos = dicom_object::open_file(&f[3])
-                    .unwrap()
-                    .element(tags::IMAGE_POSITION_PATIENT)
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_string();
-                edit_slice(&f[4], |o| {
-                    put_text(o, tags::IMAGE_POSITION_PATIENT, dicom_core::VR::DS, &pos)
-                })
-            },
+            |f| duplicate_position(&f[3], &f[4]),
             AC_STATUS_DUPLICATE_SLICE,
             Some(4),
         ),
         (
             "sheared stack (gantry tilt)",
-            |f| {
-                for (k, p) in f.iter().enumerate() {
-                    edit_slice(p, |o| {
-                        let pos = o
-                            .element(tags::IMAGE_POSITION_PATIENT)
-                            .unwrap()
-                            .to_multi_float64()
-                            .unwrap();
-                        let v = format!("{}\\{}\\{}", pos[0], pos[1] + 0.5 * k as f64, pos[2]);
-                        put_text(o, tags::IMAGE_POSITION_PATIENT, dicom_core::VR::DS, &v);
-                    });
-                }
-            },
+            |f| shear(f, 0.5),
             AC_STATUS_GANTRY_TILT,
             None,
         ),
         (
             "sequences nested too deep",
-            |f| {
-                edit_slice(&f[30], |o| {
-                    let mut inner = dicom_object::InMemDicomObject::new_empty();
-                    for _ in 0..70 {
-                        let mut item = dicom_object::InMemDicomObject::new_empty();
-                        item.put(dicom_core::DataElement::new(
-                            tags::REFERENCED_IMAGE_SEQUENCE,
-                            dicom_core::VR::SQ,
-                            dicom_core::value::DataSetSequence::from(vec![inner]),
-                        ));
-                        inner = item;
-                    }
-                    o.put(dicom_core::DataElement::new(
-                        tags::REFERENCED_IMAGE_SEQUENCE,
-                        dicom_core::VR::SQ,
-                        dicom_core::value::DataSetSequence::from(vec![inner]),
-                    ));
-                })
-            },
+            |f| nest_sequences(&f[30], 71),
             // the slice cannot be read: the series is refused naming it (and the limit)
             AC_STATUS_UNREADABLE_FILES,
             Some(30),
@@ -1947,13 +1873,9 @@ fn bad_inputs(a: &Api) {
             "rows and columns 65535 in a small file",
             |f| {
                 for p in f {
-                    edit_slice(p, |o| {
+                    edit(p, |o| {
                         for t in [tags::ROWS, tags::COLUMNS] {
-                            o.put(dicom_core::DataElement::new(
-                                t,
-                                dicom_core::VR::US,
-                                dicom_core::PrimitiveValue::from(65535u16),
-                            ));
+                            put_us(o, t, 65535u16);
                         }
                     });
                 }
@@ -2072,22 +1994,8 @@ fn bad_inputs(a: &Api) {
     }
     // A duplicate ROI Number: contours could not be told apart, so the file is refused.
     let dup = tmp.path().join("duplicate-roi-number.dcm");
-    let mut obj = dicom_object::open_file(common::require("rider/rtstruct.dcm")).unwrap();
-    let mut items = obj
-        .element(tags::STRUCTURE_SET_ROI_SEQUENCE)
-        .unwrap()
-        .items()
-        .unwrap()
-        .to_vec();
-    let mut copy = items[0].clone();
-    put_text(&mut copy, tags::ROI_NAME, dicom_core::VR::LO, "Copy");
-    items.push(copy);
-    obj.put(dicom_core::DataElement::new(
-        tags::STRUCTURE_SET_ROI_SEQUENCE,
-        dicom_core::VR::SQ,
-        dicom_core::value::DataSetSequence::from(items),
-    ));
-    obj.write_to_file(&dup).unwrap();
+    std::fs::copy(common::require("rider/rtstruct.dcm"), &dup).unwrap();
+    duplicate_roi_number(&dup);
     let path = c(dup.to_str().unwrap());
     let mut h = null_mut();
     // SAFETY: valid string and output pointer.

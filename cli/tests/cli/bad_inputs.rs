@@ -12,10 +12,13 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use dicom_core::value::PrimitiveValue;
-use dicom_core::{DataElement, Tag, VR};
+use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::{InMemDicomObject, open_file};
 
+use autocontour_test_support::corrupt::{
+    duplicate_position, duplicate_roi_number, edit, flip_pixel_representation, nest_sequences,
+    put_str, put_us, shear,
+};
 use autocontour_test_support::procs::phantom_ct;
 
 /// Peak resident memory any case may reach, MB (a 64 × 64 × 40 phantom and the tiny test model).
@@ -59,21 +62,6 @@ fn ct_copy(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
         })
         .collect();
     (ct, copies)
-}
-
-/// Rewrites one slice with `edit` applied to its data set.
-fn edit(path: &Path, edit: impl FnOnce(&mut InMemDicomObject)) {
-    let mut obj = open_file(path).unwrap();
-    edit(&mut obj);
-    obj.write_to_file(path).unwrap();
-}
-
-fn put_str(o: &mut InMemDicomObject, tag: Tag, vr: VR, v: &str) {
-    o.put(DataElement::new(tag, vr, v));
-}
-
-fn put_us(o: &mut InMemDicomObject, tag: Tag, v: u16) {
-    o.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
 }
 
 /// A copy of the test model under `dir`, for the cases that break it.
@@ -298,17 +286,7 @@ fn cases() -> Vec<Case> {
             name: "duplicate slice position",
             make: |d| {
                 let (ct, f) = ct_copy(d);
-                let pos = {
-                    let o = open_file(&f[3]).unwrap();
-                    o.element(tags::IMAGE_POSITION_PATIENT)
-                        .unwrap()
-                        .to_str()
-                        .unwrap()
-                        .to_string()
-                };
-                edit(&f[4], |o| {
-                    put_str(o, tags::IMAGE_POSITION_PATIENT, VR::DS, &pos)
-                });
+                duplicate_position(&f[3], &f[4]);
                 segment(d, &ct, &[])
             },
             code: 1,
@@ -360,14 +338,7 @@ fn cases() -> Vec<Case> {
             name: "pixel representation changed on one slice",
             make: |d| {
                 let (ct, f) = ct_copy(d);
-                let pr = {
-                    let o = open_file(&f[7]).unwrap();
-                    o.element(tags::PIXEL_REPRESENTATION)
-                        .unwrap()
-                        .to_int::<u16>()
-                        .unwrap()
-                };
-                edit(&f[7], |o| put_us(o, tags::PIXEL_REPRESENTATION, 1 - pr));
+                flip_pixel_representation(&f[7]);
                 segment(d, &ct, &[])
             },
             code: 1,
@@ -437,17 +408,7 @@ fn cases() -> Vec<Case> {
             name: "sheared stack (gantry tilt)",
             make: |d| {
                 let (ct, f) = ct_copy(d);
-                for (k, p) in f.iter().enumerate() {
-                    edit(p, |o| {
-                        let pos = o
-                            .element(tags::IMAGE_POSITION_PATIENT)
-                            .unwrap()
-                            .to_multi_float64()
-                            .unwrap();
-                        let v = format!("{}\\{}\\{}", pos[0], pos[1] + 0.5 * k as f64, pos[2]);
-                        put_str(o, tags::IMAGE_POSITION_PATIENT, VR::DS, &v);
-                    });
-                }
+                shear(&f, 0.5);
                 segment(d, &ct, &[])
             },
             code: 1,
@@ -508,23 +469,7 @@ fn cases() -> Vec<Case> {
             name: "sequences nested too deep",
             make: |d| {
                 let (ct, f) = ct_copy(d);
-                edit(&f[30], |o| {
-                    let mut inner = InMemDicomObject::new_empty();
-                    for _ in 0..70 {
-                        let mut item = InMemDicomObject::new_empty();
-                        item.put(DataElement::new(
-                            tags::REFERENCED_IMAGE_SEQUENCE,
-                            VR::SQ,
-                            dicom_core::value::DataSetSequence::from(vec![inner]),
-                        ));
-                        inner = item;
-                    }
-                    o.put(DataElement::new(
-                        tags::REFERENCED_IMAGE_SEQUENCE,
-                        VR::SQ,
-                        dicom_core::value::DataSetSequence::from(vec![inner]),
-                    ));
-                });
+                nest_sequences(&f[30], 71);
                 segment(d, &ct, &[])
             },
             code: 1,
@@ -985,18 +930,7 @@ fn cases() -> Vec<Case> {
             make: |d| {
                 let (ct, _) = ct_copy(d);
                 let rs = phantom_rtstruct(d, &ct);
-                edit(&rs, |o| {
-                    let seq = o.element(tags::STRUCTURE_SET_ROI_SEQUENCE).unwrap();
-                    let mut items = seq.items().unwrap().to_vec();
-                    let mut copy = items[0].clone();
-                    put_str(&mut copy, tags::ROI_NAME, VR::LO, "Copy");
-                    items.push(copy);
-                    o.put(DataElement::new(
-                        tags::STRUCTURE_SET_ROI_SEQUENCE,
-                        VR::SQ,
-                        dicom_core::value::DataSetSequence::from(items),
-                    ));
-                });
+                duplicate_roi_number(&rs);
                 to_mask(d, &rs, &ct, &[])
             },
             code: 1,
