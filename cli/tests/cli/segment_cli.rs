@@ -143,6 +143,20 @@ fn batch_continues_past_a_failed_case() {
     assert!(out.path().join("ct/rtstruct.dcm").exists());
 }
 
+/// Writes a synthetic CT phantom of `size` (columns,rows,slices) into `dir` with the CLI.
+fn phantom(dir: &Path, size: &str) {
+    let made = Command::new(common::cli())
+        .args(["phantom", "--size", size])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
+
 /// The outputs of `segment` replace the previous ones together: a later output that cannot be
 /// written (here `seg.dcm`, where a folder stands) leaves the previous rtstruct.dcm and
 /// summary.json untouched and no temporary file; temporary files orphaned by a killed run are
@@ -166,16 +180,7 @@ fn outputs_are_replaced_together_or_not_at_all() {
             .output()
             .unwrap()
     };
-    let made = Command::new(common::cli())
-        .args(["phantom", "--size", "32,32,12"])
-        .arg(&ph)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    phantom(&ph, "32,32,12");
     let first = run(&[]);
     assert!(
         first.status.success(),
@@ -238,16 +243,7 @@ fn kill_9_leaves_previous_or_complete_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let ph = tmp.path().join("ph");
     let out = tmp.path().join("out");
-    let made = Command::new(common::cli())
-        .args(["phantom", "--size", "64,64,40"])
-        .arg(&ph)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    phantom(&ph, "64,64,40");
     let command = || {
         let mut c = Command::new(common::cli());
         c.arg("segment")
