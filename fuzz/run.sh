@@ -3,6 +3,8 @@
 # files the tests fetch (the pydicom corpus, RIDER, the nnU-Net fixtures, the model manifests).
 #
 #   fuzz/run.sh [seconds per target, default 60] [target…]
+#   FUZZ_JOBS=2 fuzz/run.sh 3600     # two targets at a time
+#   FUZZ_BUILD=0 fuzz/run.sh 3600    # run the binaries already built
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Corpora grow under
 # fuzz/corpus/<target>/ and crashes land in fuzz/artifacts/<target>/ (both ignored by git);
@@ -69,22 +71,44 @@ PY
   bin=fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
 
   mkdir -p target/fuzz-logs
-  status=0
-  for t in "${targets[@]}"; do
-    echo "== $t ($budget s)"
-    log=target/fuzz-logs/$t.log
+  # GNU time, where installed, adds the CPU seconds the target had (a run shares the machine)
+  timer=()
+  [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "cpu: user_s=%U sys_s=%S wall_s=%e max_rss_kb=%M")
+  # One target: libFuzzer with the limits; a crash, leak, timeout (30 s), out-of-memory or an
+  # input slower than 10 s (libFuzzer's slow-unit report) is a finding.
+  run_one() {
+    local t=$1 log=target/fuzz-logs/$1.log slow_before slow_after
     mkdir -p "fuzz/artifacts/$t"
-    # GNU time, where installed, adds the CPU seconds the target had (a run shares the machine)
-    timer=()
-    [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "cpu: user_s=%U sys_s=%S wall_s=%e max_rss_kb=%M")
+    slow_before=$(find "fuzz/artifacts/$t" -name 'slow-unit-*' | wc -l)
     if ! "${timer[@]}" "$bin/$t" -artifact_prefix="fuzz/artifacts/$t/" \
       -max_total_time="$budget" -max_len=1048576 -rss_limit_mb=4096 -malloc_limit_mb=512 -timeout=30 \
-      -print_final_stats=1 "fuzz/corpus/$t" >"$log" 2>&1; then
+      -report_slow_units=10 -print_final_stats=1 "fuzz/corpus/$t" >"$log" 2>&1; then
       echo "$t: FAILED (crash, leak, timeout or out-of-memory): see $log and fuzz/artifacts/$t/"
       grep -E "^==[0-9]+==|SUMMARY|Test unit written" "$log" | head -20 || true
-      status=1
+      return 1
     fi
+    slow_after=$(find "fuzz/artifacts/$t" -name 'slow-unit-*' | wc -l)
+    echo "$t:"
     grep -E "^#[0-9]+[[:space:]]+DONE|^stat::number_of_executed_units|^stat::peak_rss_mb|^Done|^cpu: " "$log" || true
+    if [ "$slow_after" -gt "$slow_before" ]; then
+      echo "$t: FAILED: an input ran longer than 10 s (fuzz/artifacts/$t/slow-unit-*)"
+      return 1
+    fi
+  }
+
+  # FUZZ_JOBS targets at once (default 1): a long run on a machine with more cores.
+  jobs_max=${FUZZ_JOBS:-1}
+  pids=()
+  for t in "${targets[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do sleep 1; done
+    echo "== $t ($budget s)"
+    run_one "$t" >"target/fuzz-logs/$t.summary" 2>&1 &
+    pids+=($!)
+  done
+  status=0
+  for k in "${!targets[@]}"; do
+    wait "${pids[$k]}" || status=1
+    cat "target/fuzz-logs/${targets[$k]}.summary"
   done
   exit $status
 }
