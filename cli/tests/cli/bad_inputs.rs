@@ -216,6 +216,19 @@ fn cases() -> Vec<Case> {
             says: &["no usable CT series"],
         },
         Case {
+            name: "symbolic-link loops and no CT",
+            make: |d| {
+                let ct = d.join("ct");
+                std::fs::create_dir_all(ct.join("a/b")).unwrap();
+                std::os::unix::fs::symlink(&ct, ct.join("a/b/loop")).unwrap();
+                std::os::unix::fs::symlink(&ct, ct.join("self")).unwrap();
+                std::os::unix::fs::symlink(ct.join("a"), ct.join("a/b/up")).unwrap();
+                segment(d, &ct, &[])
+            },
+            code: 1,
+            says: &["no usable CT series"],
+        },
+        Case {
             name: "missing folder",
             make: |d| segment(d, &d.join("nowhere"), &[]),
             code: 1,
