@@ -410,7 +410,11 @@ impl<R: Input> Scanner<R> {
                 return Ok(ts);
             }
             let vr = [head[4], head[5]];
-            let len = if long_vr(vr) {
+            let len = if tag.0 == 0xFFFE {
+                // dicom-object's explicit-VR header decoder reads every group FFFE tag as an
+                // item or delimiter: the tag, then a 4-byte length, no VR
+                u32::from_le_bytes([head[4], head[5], head[6], head[7]])
+            } else if long_vr(vr) {
                 let mut l = [0u8; 4];
                 if !self.header(&mut l)? {
                     return Ok(ts);
