@@ -1,11 +1,10 @@
 //! The named-error corpus: hostile or broken inputs made from a phantom CT (and the test model),
 //! each run through the CLI as a user would. Every case must end with exit status 1 (2 for a
 //! usage mistake), an error that names the problem (and the file, where there is one), nothing
-//! written in the output folder, and a peak resident memory (the child's own, from `wait4`)
+//! written in the output folder, and a peak resident memory (the CLI's own, from `wait4` in a
+//! small launcher process, [`LAUNCHER`])
 //! under [`MAX_RSS_MB`]. Each case's time and memory are printed.
 
-use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -88,38 +87,51 @@ struct Outcome {
     secs: f64,
 }
 
-/// Runs the CLI with `args`, reading its peak RSS from `wait4`.
-#[expect(
-    clippy::zombie_processes,
-    reason = "the child is reaped by wait4, which also gives its resource usage"
-)]
+/// Starts the CLI (`argv[1:]`, stdout to /dev/null, stderr inherited), waits for it with
+/// `wait4` and prints its peak RSS in kB; exits as the CLI did (re-raising its signal).
+///
+/// The CLI is started from this small Python process rather than from the test binary: on Linux
+/// a child's `ru_maxrss` also counts the address space it was forked or spawned from (exec keeps
+/// the high-water mark of the old one), so a child of the test binary, whose memory grows with
+/// the other tests running beside this one, would read as large as the test binary's peak.
+const LAUNCHER: &str = r#"
+import os, signal, sys
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ,
+                     file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, flush=True)
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.WEXITSTATUS(status))
+"#;
+
+/// Runs the CLI with `args` through [`LAUNCHER`], which gives its own peak RSS.
 fn run(args: &[String]) -> Outcome {
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_autocontour"))
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(LAUNCHER)
+        .arg(env!("CARGO_BIN_EXE_autocontour"))
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        err.read_to_string(&mut s).unwrap();
-        s
-    });
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our child, not yet waited for; the pointers are valid for the call.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4");
-    let stderr = reader.join().unwrap();
-    let st = std::process::ExitStatus::from_raw(status);
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 (the tests' reference environment) to start the CLI");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let kb: f64 = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the launcher gave no peak RSS: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     Outcome {
-        code: st.code(),
-        stderr,
-        rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        rss_mb: kb / 1024.0,
         secs: t.elapsed().as_secs_f64(),
     }
 }
