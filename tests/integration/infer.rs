@@ -271,28 +271,29 @@ fn unavailable_gpu_falls_back_or_fails_as_asked() {
 #[test]
 fn cancel_from_another_thread_stops_the_run() {
     let model = Model::open(&common::root().join("models/test/tiny-unet"), &options()).unwrap();
-    // The full RIDER CT at the test network's 4 mm grid: many tiles, so the run is long enough
-    // for a cancel from another thread to land in the middle of it.
+    // The full RIDER CT at the test network's 4 mm grid: many tiles. The first progress report
+    // of the inference stage waits until another thread has cancelled (two barriers), so the
+    // cancel lands in the middle of the run however fast the machine is.
     let s = load_series(&common::require("rider/ct"), None, &LoadOptions::default()).unwrap();
     let token = CancelToken::new();
-    let started = std::sync::atomic::AtomicBool::new(false);
+    let (met, cancelled) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    let first = std::sync::atomic::AtomicBool::new(true);
     let cb = |p: autocontour::infer::Progress<'_>| {
-        if p.stage == "inference" {
-            started.store(true, std::sync::atomic::Ordering::SeqCst);
+        if p.stage == "inference" && first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            met.wait();
+            cancelled.wait();
         }
     };
     let cancelled_at = std::sync::Mutex::new(None);
     let r = std::thread::scope(|sc| {
         let t = token.clone();
-        let started = &started;
+        let (met, cancelled) = (&met, &cancelled);
         let cancelled_at = &cancelled_at;
         sc.spawn(move || {
-            while !started.load(std::sync::atomic::Ordering::SeqCst) {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            met.wait();
             *cancelled_at.lock().unwrap() = Some(std::time::Instant::now());
             t.cancel();
+            cancelled.wait();
         });
         predict(
             &model,
