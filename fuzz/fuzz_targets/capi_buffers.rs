@@ -26,6 +26,9 @@ use capi::{boundary, status};
 use capi as c;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "common/split.rs"]
+mod split;
+
 /// A 32 × 32 × 8 phantom CT loaded once, to rasterise onto.
 fn series() -> usize {
     static SERIES: OnceLock<usize> = OnceLock::new();
@@ -101,30 +104,28 @@ fn rtstruct(data: &[u8]) {
         }
         let name = CString::new("no such ROI").expect("name");
         let mut found = 0usize;
-        check(c::ac_rtstruct_find_roi(h, name.as_ptr() as *const c_char, &mut found));
+        check(c::ac_rtstruct_find_roi(
+            h,
+            name.as_ptr() as *const c_char,
+            &mut found,
+        ));
         assert_eq!(c::ac_rtstruct_free(h) as u32, 0);
     }
 }
 
 fn builder(data: &[u8]) {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    let mut rest = data;
-    while parts.len() < 2 {
-        match rest.windows(4).position(|w| w == [0xFF, 0xFE, 0xFF, 0xFE]) {
-            Some(at) => {
-                parts.push(&rest[..at]);
-                rest = &rest[at + 4..];
-            }
-            None => break,
-        }
-    }
-    parts.push(rest);
+    let parts = split::three_parts(data);
     // SAFETY: buffers are live slices; out pointers valid; handles freed once.
     unsafe {
         let mut b = null_mut();
         assert_eq!(c::ac_series_builder_new(&mut b) as u32, 0);
         for p in &parts {
-            check(c::ac_series_builder_add_buffer(b, p.as_ptr(), p.len(), null()));
+            check(c::ac_series_builder_add_buffer(
+                b,
+                p.as_ptr(),
+                p.len(),
+                null(),
+            ));
         }
         let mut opts: c::ac_load_options = std::mem::zeroed();
         check(c::ac_load_options_init(&mut opts));
@@ -164,14 +165,27 @@ fn compare(data: &[u8]) {
     let tolerance = f(3);
     // The length the host claims: the geometry's, or off by the low bits of byte 3.
     let want = size.iter().product::<usize>();
-    let len = if head[3] & 0x80 == 0 { want } else { want ^ (head[3] as usize & 7) };
+    let len = if head[3] & 0x80 == 0 {
+        want
+    } else {
+        want ^ (head[3] as usize & 7)
+    };
     if rest.len() < 2 * len {
         return;
     }
     let (reference, test) = rest.split_at(len);
     let mut m: c::ac_metrics = unsafe { std::mem::zeroed() };
     // SAFETY: both masks hold at least `len` bytes.
-    check(unsafe { c::ac_compare_masks(reference.as_ptr(), test.as_ptr(), len, &g, tolerance, &mut m) });
+    check(unsafe {
+        c::ac_compare_masks(
+            reference.as_ptr(),
+            test.as_ptr(),
+            len,
+            &g,
+            tolerance,
+            &mut m,
+        )
+    });
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -4,19 +4,11 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
+#[path = "common/split.rs"]
+mod split;
+
 fuzz_target!(|data: &[u8]| {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    let mut rest = data;
-    while parts.len() < 2 {
-        match rest.windows(4).position(|w| w == [0xFF, 0xFE, 0xFF, 0xFE]) {
-            Some(at) => {
-                parts.push(&rest[..at]);
-                rest = &rest[at + 4..];
-            }
-            None => break,
-        }
-    }
-    parts.push(rest);
+    let parts = split::three_parts(data);
     let buffers: Vec<(String, &[u8])> = parts
         .iter()
         .enumerate()

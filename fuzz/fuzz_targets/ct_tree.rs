@@ -40,7 +40,10 @@ impl Syntax {
     fn encapsulated(self) -> bool {
         !matches!(
             self,
-            Syntax::ImplicitLittle | Syntax::ExplicitLittle | Syntax::ExplicitBig | Syntax::Deflated
+            Syntax::ImplicitLittle
+                | Syntax::ExplicitLittle
+                | Syntax::ExplicitBig
+                | Syntax::Deflated
         )
     }
 }
@@ -90,8 +93,16 @@ enum Pixels {
 
 #[derive(Arbitrary, Debug, Clone)]
 enum Elem {
-    Leaf { tag: (u16, u16), vr: [u8; 2], value: Vec<u8> },
-    Seq { tag: (u16, u16), items: Vec<Vec<Elem>>, undefined: bool },
+    Leaf {
+        tag: (u16, u16),
+        vr: [u8; 2],
+        value: Vec<u8>,
+    },
+    Seq {
+        tag: (u16, u16),
+        items: Vec<Vec<Elem>>,
+        undefined: bool,
+    },
 }
 
 #[derive(Arbitrary, Debug, Clone)]
@@ -132,18 +143,37 @@ struct Enc {
 fn long_vr(vr: [u8; 2]) -> bool {
     matches!(
         &vr,
-        b"OB" | b"OW" | b"OF" | b"OD" | b"OL" | b"OV" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR"
-            | b"SV" | b"UV"
+        b"OB"
+            | b"OW"
+            | b"OF"
+            | b"OD"
+            | b"OL"
+            | b"OV"
+            | b"SQ"
+            | b"UT"
+            | b"UN"
+            | b"UC"
+            | b"UR"
+            | b"SV"
+            | b"UV"
     )
 }
 
 impl Enc {
     fn u16(&mut self, v: u16) {
-        let b = if self.big { v.to_be_bytes() } else { v.to_le_bytes() };
+        let b = if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
         self.out.extend_from_slice(&b);
     }
     fn u32(&mut self, v: u32) {
-        let b = if self.big { v.to_be_bytes() } else { v.to_le_bytes() };
+        let b = if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
         self.out.extend_from_slice(&b);
     }
     fn header(&mut self, tag: (u16, u16), vr: [u8; 2], len: u32) {
@@ -173,13 +203,21 @@ impl Enc {
         self.bytes(tag, vr, &v);
     }
     fn us(&mut self, tag: (u16, u16), v: u16) {
-        let b = if self.big { v.to_be_bytes() } else { v.to_le_bytes() };
+        let b = if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
         self.bytes(tag, *b"US", &b);
     }
     fn elem(&mut self, e: &Elem, depth: usize) {
         match e {
             Elem::Leaf { tag, vr, value } => self.bytes(*tag, *vr, value),
-            Elem::Seq { tag, items, undefined } => {
+            Elem::Seq {
+                tag,
+                items,
+                undefined,
+            } => {
                 if *undefined || depth > 8 {
                     self.header(*tag, *b"SQ", u32::MAX);
                     for item in items {
@@ -197,9 +235,17 @@ impl Enc {
                     self.u16(0xE0DD);
                     self.u32(0);
                 } else {
-                    let mut inner = Enc { out: Vec::new(), explicit: self.explicit, big: self.big };
+                    let mut inner = Enc {
+                        out: Vec::new(),
+                        explicit: self.explicit,
+                        big: self.big,
+                    };
                     for item in items {
-                        let mut body = Enc { out: Vec::new(), explicit: self.explicit, big: self.big };
+                        let mut body = Enc {
+                            out: Vec::new(),
+                            explicit: self.explicit,
+                            big: self.big,
+                        };
                         for e in item {
                             body.elem(e, depth + 1);
                         }
@@ -221,7 +267,9 @@ fn rle_frame(data: &[u8], segments: usize) -> Vec<u8> {
     let per = data.len() / segments.max(1);
     for s in 0..segments.clamp(1, 15) {
         let mut enc = Vec::new();
-        let plane: Vec<u8> = (0..per).map(|i| data.get(i * segments + s).copied().unwrap_or(0)).collect();
+        let plane: Vec<u8> = (0..per)
+            .map(|i| data.get(i * segments + s).copied().unwrap_or(0))
+            .collect();
         for chunk in plane.chunks(128) {
             enc.push((chunk.len() - 1) as u8);
             enc.extend_from_slice(chunk);
@@ -247,7 +295,11 @@ fn rle_frame(data: &[u8], segments: usize) -> Vec<u8> {
 fn encode(s: &Slice, k: usize) -> Vec<u8> {
     let explicit = !matches!(s.syntax, Syntax::ImplicitLittle);
     let big = matches!(s.syntax, Syntax::ExplicitBig);
-    let mut ds = Enc { out: Vec::new(), explicit, big };
+    let mut ds = Enc {
+        out: Vec::new(),
+        explicit,
+        big,
+    };
     let sop = format!("1.2.826.0.1.3680043.10.1.{}.{}", s.series % 3, s.instance);
     let series = format!("1.2.826.0.1.3680043.10.2.{}", s.series % 3);
     let (rows, cols) = (s.rows.get(), s.cols.get());
@@ -256,24 +308,53 @@ fn encode(s: &Slice, k: usize) -> Vec<u8> {
     let z: f64 = z.trim().parse::<f64>().unwrap_or(1.0) * k as f64;
     ds.text((0x0008, 0x0016), *b"UI", "1.2.840.10008.5.1.4.1.1.2");
     ds.text((0x0008, 0x0018), *b"UI", &sop);
-    ds.text((0x0008, 0x0060), *b"CS", if s.modality_mr { "MR" } else { "CT" });
+    ds.text(
+        (0x0008, 0x0060),
+        *b"CS",
+        if s.modality_mr { "MR" } else { "CT" },
+    );
     ds.text((0x0010, 0x0020), *b"LO", "FUZZ");
     ds.text((0x0020, 0x000D), *b"UI", "1.2.826.0.1.3680043.10.3");
     ds.text((0x0020, 0x000E), *b"UI", &series);
     ds.text((0x0020, 0x0013), *b"IS", &s.instance.to_string());
     let p = &s.position;
-    ds.text((0x0020, 0x0032), *b"DS", &format!("{}\\{}\\{}", p[0].text(), p[1].text(), z + p[2].text().trim().parse::<f64>().unwrap_or(0.0)));
+    ds.text(
+        (0x0020, 0x0032),
+        *b"DS",
+        &format!(
+            "{}\\{}\\{}",
+            p[0].text(),
+            p[1].text(),
+            z + p[2].text().trim().parse::<f64>().unwrap_or(0.0)
+        ),
+    );
     match &s.orientation {
-        Some(o) => ds.text((0x0020, 0x0037), *b"DS", &o.iter().map(Num::text).collect::<Vec<_>>().join("\\")),
+        Some(o) => ds.text(
+            (0x0020, 0x0037),
+            *b"DS",
+            &o.iter().map(Num::text).collect::<Vec<_>>().join("\\"),
+        ),
         None => ds.text((0x0020, 0x0037), *b"DS", "1\\0\\0\\0\\1\\0"),
     }
     ds.text((0x0020, 0x0052), *b"UI", "1.2.826.0.1.3680043.10.4");
     ds.us((0x0028, 0x0002), s.samples as u16 % 4);
-    ds.text((0x0028, 0x0004), *b"CS", if s.monochrome1 { "MONOCHROME1" } else { "MONOCHROME2" });
+    ds.text(
+        (0x0028, 0x0004),
+        *b"CS",
+        if s.monochrome1 {
+            "MONOCHROME1"
+        } else {
+            "MONOCHROME2"
+        },
+    );
     ds.us((0x0028, 0x0010), rows);
     ds.us((0x0028, 0x0011), cols);
     match &s.spacing {
-        Some(sp) => ds.text((0x0028, 0x0030), *b"DS", &format!("{}\\{}", sp[0].text(), sp[1].text())),
+        Some(sp) => ds.text(
+            (0x0028, 0x0030),
+            *b"DS",
+            &format!("{}\\{}", sp[0].text(), sp[1].text()),
+        ),
         None => ds.text((0x0028, 0x0030), *b"DS", "0.7\\0.7"),
     }
     ds.us((0x0028, 0x0100), bits as u16);
@@ -293,7 +374,10 @@ fn encode(s: &Slice, k: usize) -> Vec<u8> {
     for e in &extra {
         ds.elem(e, 0);
     }
-    let want = rows as usize * cols as usize * (bits as usize).div_ceil(8) * (s.samples as usize % 4).max(1);
+    let want = rows as usize
+        * cols as usize
+        * (bits as usize).div_ceil(8)
+        * (s.samples as usize % 4).max(1);
     let want = want.min(1 << 20);
     match (&s.pixels, s.syntax.encapsulated()) {
         (Pixels::Missing, _) => {}
@@ -303,7 +387,11 @@ fn encode(s: &Slice, k: usize) -> Vec<u8> {
             if data.len() % 2 == 1 {
                 data.push(0);
             }
-            ds.header((0x7FE0, 0x0010), *b"OW", s.pixel_length_lie.unwrap_or(data.len() as u32));
+            ds.header(
+                (0x7FE0, 0x0010),
+                *b"OW",
+                s.pixel_length_lie.unwrap_or(data.len() as u32),
+            );
             ds.out.extend_from_slice(&data);
         }
         (Pixels::Raw(parts), false) => {
@@ -311,14 +399,21 @@ fn encode(s: &Slice, k: usize) -> Vec<u8> {
             if data.len() % 2 == 1 {
                 data.push(0);
             }
-            ds.header((0x7FE0, 0x0010), *b"OW", s.pixel_length_lie.unwrap_or(data.len() as u32));
+            ds.header(
+                (0x7FE0, 0x0010),
+                *b"OW",
+                s.pixel_length_lie.unwrap_or(data.len() as u32),
+            );
             ds.out.extend_from_slice(&data);
         }
         (pixels, true) => {
             let fragments = match pixels {
                 Pixels::Fill(seed) => {
                     let data: Vec<u8> = (0..want).map(|i| (i as u8).wrapping_mul(*seed)).collect();
-                    vec![rle_frame(&data, (bits as usize).div_ceil(8) * (s.samples as usize % 4).max(1))]
+                    vec![rle_frame(
+                        &data,
+                        (bits as usize).div_ceil(8) * (s.samples as usize % 4).max(1),
+                    )]
                 }
                 Pixels::Raw(parts) => parts.clone(),
                 Pixels::Missing => Vec::new(),
@@ -349,7 +444,11 @@ fn encode(s: &Slice, k: usize) -> Vec<u8> {
         ds.out
     };
     // File meta: always explicit VR little endian.
-    let mut meta = Enc { out: Vec::new(), explicit: true, big: false };
+    let mut meta = Enc {
+        out: Vec::new(),
+        explicit: true,
+        big: false,
+    };
     meta.bytes((0x0002, 0x0001), *b"OB", &[0, 1]);
     meta.text((0x0002, 0x0002), *b"UI", "1.2.840.10008.5.1.4.1.1.2");
     meta.text((0x0002, 0x0003), *b"UI", &sop);
@@ -359,8 +458,18 @@ fn encode(s: &Slice, k: usize) -> Vec<u8> {
         out.extend_from_slice(&[0u8; 128]);
     }
     out.extend_from_slice(b"DICM");
-    let mut group = Enc { out: Vec::new(), explicit: true, big: false };
-    group.bytes((0x0002, 0x0000), *b"UL", &s.meta_length_lie.unwrap_or(meta.out.len() as u32).to_le_bytes());
+    let mut group = Enc {
+        out: Vec::new(),
+        explicit: true,
+        big: false,
+    };
+    group.bytes(
+        (0x0002, 0x0000),
+        *b"UL",
+        &s.meta_length_lie
+            .unwrap_or(meta.out.len() as u32)
+            .to_le_bytes(),
+    );
     out.extend_from_slice(&group.out);
     out.extend_from_slice(&meta.out);
     out.extend_from_slice(&body);
@@ -374,13 +483,25 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let slices: Vec<&Slice> = std::iter::once(&input.first).chain(input.more.iter().take(2)).collect();
-    let files: Vec<Vec<u8>> = slices.iter().enumerate().map(|(k, s)| encode(s, k)).collect();
+    let slices: Vec<&Slice> = std::iter::once(&input.first)
+        .chain(input.more.iter().take(2))
+        .collect();
+    let files: Vec<Vec<u8>> = slices
+        .iter()
+        .enumerate()
+        .map(|(k, s)| encode(s, k))
+        .collect();
     for f in &files {
         let _ = autocontour::dicom::read_bytes(std::path::Path::new("fuzz.dcm"), f);
     }
-    let buffers: Vec<(String, &[u8])> =
-        files.iter().enumerate().map(|(n, b)| (format!("slice {n}"), b.as_slice())).collect();
-    let opts = autocontour::dicom::LoadOptions { max_voxels: 1 << 22, ..Default::default() };
+    let buffers: Vec<(String, &[u8])> = files
+        .iter()
+        .enumerate()
+        .map(|(n, b)| (format!("slice {n}"), b.as_slice()))
+        .collect();
+    let opts = autocontour::dicom::LoadOptions {
+        max_voxels: 1 << 22,
+        ..Default::default()
+    };
     let _ = autocontour::dicom::load_series_buffers(&buffers, None, &opts);
 });
