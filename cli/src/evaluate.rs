@@ -16,8 +16,9 @@ use autocontour::metrics::{Comparison, compare_masks};
 
 use crate::plots;
 use autocontour::rtstruct::{
-    RasterOptions, RtStruct, check_frame_of_reference, rasterise_roi, read_rtstruct,
+    RasterOptions, RtStruct, RtStructRoi, check_frame_of_reference, rasterise_roi, read_rtstruct,
 };
+use autocontour::volume::Geometry;
 use autocontour::{Error, Result};
 
 use crate::error::{CliError, CliResult};
@@ -180,6 +181,18 @@ fn read_all(paths: &[PathBuf], ct: &CtSeries) -> Result<Vec<RtStruct>> {
         .collect()
 }
 
+/// One ROI rasterised onto the CT grid, its time logged at `-vv`.
+fn rasterise(roi: &RtStructRoi, g: &Geometry, opts: &RasterOptions<'_>) -> Result<Vec<u8>> {
+    let t = std::time::Instant::now();
+    let mask = rasterise_roi(roi, g, opts)?.into_data();
+    log::debug!(
+        "evaluate: {} rasterised in {:.3} s",
+        roi.name,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(mask)
+}
+
 /// The lowest-Dice comparison (test rows first, observer rows when there is no test), with its
 /// masks, for the overlay plot.
 struct Worst {
@@ -270,13 +283,7 @@ fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> CliResult<Evaluation> 
                 ));
                 continue;
             };
-            let t = std::time::Instant::now();
-            let mask = rasterise_roi(roi, &g, &opts)?.into_data();
-            log::debug!(
-                "evaluate: {} rasterised in {:.3} s",
-                roi.name,
-                t.elapsed().as_secs_f64()
-            );
+            let mask = rasterise(roi, &g, &opts)?;
             observers.push((i, roi.name.clone(), mask));
         }
         let n = observers.len();
@@ -321,13 +328,7 @@ fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> CliResult<Evaluation> 
                 ));
                 continue;
             };
-            let t = std::time::Instant::now();
-            let mask = rasterise_roi(roi, &g, &opts)?.into_data();
-            log::debug!(
-                "evaluate: {} rasterised in {:.3} s",
-                roi.name,
-                t.elapsed().as_secs_f64()
-            );
+            let mask = rasterise(roi, &g, &opts)?;
             let t = std::time::Instant::now();
             let metrics = compare_masks(reference, &mask, &g, args.tolerance)?;
             log::debug!(

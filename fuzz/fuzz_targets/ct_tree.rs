@@ -381,21 +381,12 @@ fn encode(s: &Slice, k: usize) -> Vec<u8> {
     let want = want.min(1 << 20);
     match (&s.pixels, s.syntax.encapsulated()) {
         (Pixels::Missing, _) => {}
-        (Pixels::Fill(seed), false) => {
-            let data: Vec<u8> = (0..want).map(|i| (i as u8).wrapping_mul(*seed)).collect();
-            let mut data = data;
-            if data.len() % 2 == 1 {
-                data.push(0);
-            }
-            ds.header(
-                (0x7FE0, 0x0010),
-                *b"OW",
-                s.pixel_length_lie.unwrap_or(data.len() as u32),
-            );
-            ds.out.extend_from_slice(&data);
-        }
-        (Pixels::Raw(parts), false) => {
-            let mut data: Vec<u8> = parts.concat();
+        (native @ (Pixels::Fill(_) | Pixels::Raw(_)), false) => {
+            let mut data: Vec<u8> = match native {
+                Pixels::Fill(seed) => (0..want).map(|i| (i as u8).wrapping_mul(*seed)).collect(),
+                Pixels::Raw(parts) => parts.concat(),
+                _ => Vec::new(),
+            };
             if data.len() % 2 == 1 {
                 data.push(0);
             }

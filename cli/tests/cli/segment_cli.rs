@@ -157,6 +157,20 @@ fn phantom(dir: &Path, size: &str) {
     );
 }
 
+/// `segment <ct> --out <out>` with the tiny test model on 2 threads.
+fn tiny_segment(ct: &Path, out: &Path) -> Command {
+    let mut c = Command::new(common::cli());
+    c.arg("segment")
+        .arg(ct)
+        .arg("--model")
+        .arg(common::root().join("models/test/tiny-unet"))
+        .arg("--out")
+        .arg(out)
+        .args(["--threads", "2", "--ort-lib"])
+        .arg(common::ort_lib());
+    c
+}
+
 /// The outputs of `segment` replace the previous ones together: a later output that cannot be
 /// written (here `seg.dcm`, where a folder stands) leaves the previous rtstruct.dcm and
 /// summary.json untouched and no temporary file; temporary files orphaned by a killed run are
@@ -167,15 +181,8 @@ fn outputs_are_replaced_together_or_not_at_all() {
     let ph = tmp.path().join("ph");
     let out = tmp.path().join("out");
     let run = |extra: &[&str]| {
-        Command::new(common::cli())
-            .arg("segment")
-            .arg(ph.join("ct"))
-            .arg("--model")
-            .arg(common::root().join("models/test/tiny-unet"))
-            .arg("--out")
-            .arg(&out)
-            .args(["--threads", "2", "--no-preview", "--ort-lib"])
-            .arg(common::ort_lib())
+        tiny_segment(&ph.join("ct"), &out)
+            .arg("--no-preview")
             .args(extra)
             .output()
             .unwrap()
@@ -245,15 +252,8 @@ fn kill_9_leaves_previous_or_complete_outputs() {
     let out = tmp.path().join("out");
     phantom(&ph, "64,64,40");
     let command = || {
-        let mut c = Command::new(common::cli());
-        c.arg("segment")
-            .arg(ph.join("ct"))
-            .arg("--model")
-            .arg(common::root().join("models/test/tiny-unet"))
-            .arg("--out")
-            .arg(&out)
-            .args(["--threads", "2", "--seg", "--ort-lib"])
-            .arg(common::ort_lib())
+        let mut c = tiny_segment(&ph.join("ct"), &out);
+        c.arg("--seg")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         c
