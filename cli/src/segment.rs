@@ -226,7 +226,13 @@ pub fn run(args: SegmentArgs, runtime: RuntimeOptions) -> CliResult<()> {
         },
         folds: args.folds.clone(),
     };
+    let t = Instant::now();
     let model = Model::open(&model_dir, &opts)?;
+    log::debug!(
+        "model {} opened in {:.3} s",
+        model_dir.display(),
+        t.elapsed().as_secs_f64()
+    );
     let profile = match &args.profile {
         Some(p) => Some(SiteProfile::load(p)?.resolve(&model.manifest)?),
         None => None,

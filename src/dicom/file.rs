@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_object::{
+    DefaultDicomObject, FileMetaTable, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions,
+};
 use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
 
 use super::prescan::{self, Refusal, Start};
@@ -61,16 +63,47 @@ fn start_of(head: &[u8]) -> Option<Start> {
     }
 }
 
-/// Where the Contour Data elements of an RT Structure Set held in memory start, and whether the
-/// data set is explicit VR (little endian only; `None` for other encodings or data the walk
-/// refuses).
-pub(crate) fn contour_data_headers(bytes: &[u8]) -> Option<(bool, Vec<u64>)> {
+/// What the pre-scan learnt of an RT Structure Set held in memory (little endian, not deflated,
+/// accepted by the walk): see [`contour_data_headers`].
+pub(crate) struct ContourDataHeaders {
+    /// Explicit VR (else implicit).
+    pub explicit: bool,
+    /// Where the data set starts, after any preamble and file meta group.
+    pub data_start: u64,
+    /// Whether the file has a file meta group that dicom-object accepts (false: a bare data set).
+    pub meta_ok: bool,
+    /// Where each Contour Data element's header starts.
+    pub at: Vec<u64>,
+}
+
+/// Where the Contour Data elements of an RT Structure Set held in memory start, where its data
+/// set starts and whether it is explicit VR (little endian only; `None` for other encodings or
+/// data the walk refuses).
+pub(crate) fn contour_data_headers(bytes: &[u8]) -> Option<ContourDataHeaders> {
     let start = start_of(bytes.get(..132).unwrap_or(bytes))?;
-    match prescan::contour_data_headers(bytes, start)? {
-        (prescan::Syntax::ImplicitLe, at) => Some((false, at)),
-        (prescan::Syntax::ExplicitLe, at) => Some((true, at)),
-        (prescan::Syntax::ExplicitBe, _) => None,
-    }
+    let (syntax, data_start, at) = prescan::contour_data_headers(bytes, start)?;
+    let explicit = match syntax {
+        prescan::Syntax::ImplicitLe => false,
+        prescan::Syntax::ExplicitLe => true,
+        prescan::Syntax::ExplicitBe => return None,
+    };
+    // The file meta group as dicom-object reads it (the same preamble rules as `read_bytes`).
+    let meta_ok = match start {
+        Start::Meta(132) => bytes
+            .get(128..)
+            .is_some_and(|b| FileMetaTable::from_reader(b).is_ok()),
+        Start::Meta(4) => FileMetaTable::from_reader(bytes).is_ok(),
+        Start::Meta(_) => {
+            FileMetaTable::from_reader(std::io::Read::chain(&b"DICM"[..], bytes)).is_ok()
+        }
+        Start::BareImplicit => false,
+    };
+    Some(ContourDataHeaders {
+        explicit,
+        data_start,
+        meta_ok,
+        at,
+    })
 }
 
 fn refusal(path: &Path, r: Refusal) -> Error {
@@ -96,7 +129,7 @@ fn refusal(path: &Path, r: Refusal) -> Error {
 }
 
 /// Refuses a file (or buffer) of `len` bytes over the `max_file_bytes` limit.
-fn check_file_size(path: &Path, len: u64) -> Result<()> {
+pub(crate) fn check_file_size(path: &Path, len: u64) -> Result<()> {
     crate::limits::check(
         "max_file_bytes",
         len,

@@ -138,9 +138,9 @@ fn walk<R: Input>(r: R, len: u64, start: Start, sniff: bool) -> (Scan<()>, Optio
 }
 
 /// The byte offsets of the headers of every Contour Data (3006,0050) element of a data set held
-/// in memory, with its transfer syntax; `None` when the walk refuses the data or the data set is
-/// deflated (its bytes are not the file's).
-pub(crate) fn contour_data_headers(bytes: &[u8], start: Start) -> Option<(Syntax, Vec<u64>)> {
+/// in memory, with its transfer syntax and the offset where the data set starts; `None` when the
+/// walk refuses the data or the data set is deflated (its bytes are not the file's).
+pub(crate) fn contour_data_headers(bytes: &[u8], start: Start) -> Option<(Syntax, u64, Vec<u64>)> {
     let limits = crate::limits::limits();
     let mut s = Scanner {
         r: std::io::Cursor::new(bytes),
@@ -154,7 +154,8 @@ pub(crate) fn contour_data_headers(bytes: &[u8], start: Start) -> Option<(Syntax
         syntax: None,
     };
     s.run(start, false).ok()?;
-    Some((s.syntax?, s.contour_data?))
+    let (syntax, data_start) = s.syntax?;
+    Some((syntax, data_start, s.contour_data?))
 }
 
 impl<R: Input> Scanner<R> {
@@ -232,8 +233,8 @@ struct Scanner<R> {
     series_uid: Option<String>,
     /// When collecting: where each Contour Data element's header starts.
     contour_data: Option<Vec<u64>>,
-    /// The syntax of the (not inflated) data set walked.
-    syntax: Option<Syntax>,
+    /// The syntax of the (not inflated) data set walked, and where the data set starts.
+    syntax: Option<(Syntax, u64)>,
 }
 
 /// VRs whose explicit-VR header has two reserved bytes and a 32-bit length (unknown VRs too,
@@ -477,7 +478,7 @@ impl<R: Input> Scanner<R> {
 
     fn dataset(&mut self, syntax: Syntax) -> Scan<()> {
         if !self.inflated {
-            self.syntax = Some(syntax);
+            self.syntax = Some((syntax, self.pos));
         }
         let dict = dicom_dictionary_std::StandardDataDictionary;
         let mut stack: Vec<Frame> = Vec::new();

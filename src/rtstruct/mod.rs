@@ -6,6 +6,7 @@
 //! * [`read_rtstruct`]: ROIs with their contours, from files with or without preamble.
 //! * [`rasterise_roi`]: a contour set to a mask on a CT grid (voxel centre inside, even-odd).
 
+mod direct;
 mod read;
 mod write;
 
@@ -13,6 +14,8 @@ pub use read::{
     RasterOptions, RoiKind, RtStruct, RtStructContour, RtStructRoi, check_frame_of_reference,
     rasterise_roi, read_rtstruct, read_rtstruct_bytes,
 };
+#[doc(hidden)]
+pub use read::{read_by_direct_walk, read_rtstruct_bytes_via_parser};
 pub use write::{RoiContours, RoiSpec, build_rtstruct, rois_from_labels, write_rtstruct};
 
 /// Shared with the SEG writer; re-exported from [`crate::dicom::write`] for existing callers.

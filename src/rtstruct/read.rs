@@ -136,24 +136,98 @@ impl RtStruct {
     }
 }
 
-fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
-    obj.get(tag).and_then(|e| e.items()).unwrap_or(&[])
+/// What the reader needs of a data set or sequence item. Two sources give it: dicom-object's
+/// parsed tree, and the direct walk over the file's bytes ([`super::direct`]); the structure
+/// set is assembled from either by the same code ([`assemble`]).
+pub(super) trait Source: Sized + Sync {
+    /// Whether the element is present.
+    fn has(&self, tag: Tag) -> bool;
+    /// A string element's value without leading and trailing spaces and NULs; `None` when
+    /// absent, empty or not text.
+    fn text(&self, tag: Tag) -> Option<String>;
+    /// A sequence's items (none when absent or not a sequence).
+    fn items(&self, tag: Tag) -> &[Self];
+    /// The Contour Data of a Contour Sequence item.
+    fn contour_data(&self) -> ContourValue<'_>;
+    /// The number of values its Contour Data holds, counted without converting any.
+    fn declared_values(&self) -> u64;
+
+    /// The first value of an integer string.
+    fn int(&self, tag: Tag) -> Option<i64> {
+        self.text(tag)?.split('\\').next()?.trim().parse().ok()
+    }
 }
 
-fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let e = obj.get(tag)?;
-    let s = e.to_str().ok()?;
-    let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-    (!s.is_empty()).then(|| s.to_string())
+/// A Contour Data value as the source holds it.
+pub(super) enum ContourValue<'a> {
+    /// No Contour Data.
+    Absent,
+    /// The value's bytes: decimal strings separated by backslashes ([`contour_points`]).
+    Raw(std::borrow::Cow<'a, [u8]>),
+    /// Already converted by the parser (or its error).
+    Numbers(std::result::Result<Vec<f64>, String>),
 }
 
-fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
-    text(obj, tag)?.split('\\').next()?.trim().parse().ok()
+impl Source for InMemDicomObject {
+    fn has(&self, tag: Tag) -> bool {
+        self.get(tag).is_some()
+    }
+
+    fn text(&self, tag: Tag) -> Option<String> {
+        let e = self.get(tag)?;
+        let s = e.to_str().ok()?;
+        let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        (!s.is_empty()).then(|| s.to_string())
+    }
+
+    fn items(&self, tag: Tag) -> &[Self] {
+        self.get(tag).and_then(|e| e.items()).unwrap_or(&[])
+    }
+
+    fn contour_data(&self) -> ContourValue<'_> {
+        if let Some(e) = self.get(tags::CONTOUR_DATA) {
+            ContourValue::Numbers(e.to_multi_float64().map_err(|err| err.to_string()))
+        } else if let Some(e) = self.get(CONTOUR_DATA_RAW) {
+            match e.to_bytes() {
+                Ok(b) => ContourValue::Raw(b),
+                Err(err) => ContourValue::Numbers(Err(err.to_string())),
+            }
+        } else {
+            ContourValue::Absent
+        }
+    }
+
+    fn declared_values(&self) -> u64 {
+        if let Some(e) = self.get(CONTOUR_DATA_RAW) {
+            e.to_bytes().map_or(0, |b| raw_values(&b))
+        } else if let Some(e) = self.get(tags::CONTOUR_DATA) {
+            u64::from(e.value().multiplicity())
+        } else {
+            0
+        }
+    }
+}
+
+/// The number of values in a Contour Data value's bytes: its backslashes plus one, none when it
+/// holds only padding.
+pub(super) fn raw_values(b: &[u8]) -> u64 {
+    if b.iter().any(|c| !c.is_ascii_whitespace() && *c != 0) {
+        b.iter().filter(|&&c| c == b'\\').count() as u64 + 1
+    } else {
+        0
+    }
 }
 
 /// Reads an RT Structure Set (with or without preamble and file meta).
 pub fn read_rtstruct(path: &Path) -> Result<RtStruct> {
+    let t = std::time::Instant::now();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    log::debug!(
+        "{}: {} bytes read in {:.3} s",
+        path.display(),
+        bytes.len(),
+        t.elapsed().as_secs_f64()
+    );
     parse_owned(path, bytes)
 }
 
@@ -163,14 +237,64 @@ pub fn read_rtstruct_bytes(name: &Path, bytes: &[u8]) -> Result<RtStruct> {
     parse_owned(name, bytes.to_vec())
 }
 
-/// Parses a structure set whose bytes are ours to retag ([`hide_contour_data`]).
+/// [`read_rtstruct_bytes`] through dicom-object's parsed tree only, never the direct walk: the
+/// reference the direct walk is checked against (tests and the `rtstruct` fuzz target).
+#[doc(hidden)]
+pub fn read_rtstruct_bytes_via_parser(name: &Path, bytes: &[u8]) -> Result<RtStruct> {
+    let mut bytes = bytes.to_vec();
+    if let Some(h) = crate::dicom::contour_data_headers(&bytes) {
+        hide_contour_data(&mut bytes, &h);
+    }
+    parse_rtstruct(crate::dicom::read_bytes(name, &bytes)?)
+}
+
+/// Whether [`read_rtstruct_bytes`] reads these bytes by the direct walk (else by dicom-object's
+/// parser); for tests.
+#[doc(hidden)]
+pub fn read_by_direct_walk(bytes: &[u8]) -> bool {
+    crate::dicom::contour_data_headers(bytes)
+        .filter(|h| h.meta_ok)
+        .is_some_and(|h| super::direct::walk(bytes, h.explicit, h.data_start).is_some())
+}
+
+/// Parses a structure set whose bytes are ours to retag ([`hide_contour_data`]). Little-endian
+/// files with a file meta group whose data set holds only what the direct walk reads as
+/// dicom-object would ([`super::direct`]) are read straight from their bytes; any other file, and
+/// any file the direct walk stops on, is parsed by dicom-object.
 fn parse_owned(name: &Path, mut bytes: Vec<u8>) -> Result<RtStruct> {
-    hide_contour_data(&mut bytes);
+    crate::dicom::check_file_size(name, bytes.len() as u64)?;
+    let t = std::time::Instant::now();
+    let headers = crate::dicom::contour_data_headers(&bytes);
+    let scanned = t.elapsed().as_secs_f64();
+    if let Some(h) = headers.as_ref().filter(|h| h.meta_ok)
+        && let Some(root) = super::direct::walk(&bytes, h.explicit, h.data_start)
+    {
+        let walked = t.elapsed().as_secs_f64();
+        let rs = assemble(name, &root)?;
+        log::debug!(
+            "{}: pre-scan {scanned:.3} s, direct walk {:.3} s, contours {:.3} s",
+            name.display(),
+            walked - scanned,
+            t.elapsed().as_secs_f64() - walked
+        );
+        return Ok(rs);
+    }
+    if let Some(h) = &headers {
+        hide_contour_data(&mut bytes, h);
+    }
     let file = crate::dicom::read_bytes(name, &bytes)?;
+    let parsed = t.elapsed().as_secs_f64();
     // the parsed tree holds its own copy of every value: the file's bytes go before the
     // contours are converted, so the two are not held at once
     drop(bytes);
-    parse_rtstruct(file)
+    let rs = parse_rtstruct(file)?;
+    log::debug!(
+        "{}: pre-scan {scanned:.3} s, DICOM parse {:.3} s, contours {:.3} s",
+        name.display(),
+        parsed - scanned,
+        t.elapsed().as_secs_f64() - parsed
+    );
+    Ok(rs)
 }
 
 /// Where [`hide_contour_data`] moves Contour Data: a private tag the dictionary does not know.
@@ -180,14 +304,12 @@ const CONTOUR_DATA_RAW: Tag = Tag(0x3007, 0x1050);
 /// one string per number. Before parsing, each Contour Data (3006,0050) element header found by
 /// the pre-scan is retagged [`CONTOUR_DATA_RAW`] (and, in explicit VR, marked `LT`, a VR with
 /// the same header layout and a single value), so the parser keeps each contour's text whole;
-/// [`contour_numbers`] splits it. Only little-endian data sets that are not deflated are
+/// [`contour_points`] splits it. Only little-endian data sets that are not deflated are
 /// retagged (false otherwise: the file is parsed as it is).
-fn hide_contour_data(bytes: &mut [u8]) -> bool {
-    let Some((explicit, at)) = crate::dicom::contour_data_headers(bytes) else {
-        return false;
-    };
+fn hide_contour_data(bytes: &mut [u8], headers: &crate::dicom::ContourDataHeaders) -> bool {
+    let explicit = headers.explicit;
     let mut any = false;
-    for pos in at {
+    for &pos in &headers.at {
         let Ok(pos) = usize::try_from(pos) else {
             continue;
         };
@@ -206,28 +328,51 @@ fn hide_contour_data(bytes: &mut [u8]) -> bool {
     any
 }
 
-/// The numbers of a Contour Data value: decimal strings separated by backslashes, spaces (and
-/// NUL padding) around them ignored.
-fn contour_numbers(raw: &[u8]) -> std::result::Result<Vec<f64>, String> {
+/// Why a Contour Data value gives no points.
+enum BadContour {
+    /// A value that is not a decimal string (the reason).
+    Text(String),
+    /// This many values: not a multiple of three, or not all finite.
+    Values(usize),
+}
+
+/// The points of a Contour Data value: decimal strings separated by backslashes (spaces and NUL
+/// padding around them ignored), taken three at a time.
+fn contour_points(raw: &[u8]) -> std::result::Result<Vec<[f64; 3]>, BadContour> {
     let text = trim_padding(raw);
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    let mut out = Vec::with_capacity(text.len() / 8 + 1);
+    let mut out: Vec<[f64; 3]> = Vec::with_capacity(text.len() / 24 + 1);
+    let (mut p, mut k, mut n, mut finite) = ([0.0; 3], 0usize, 0usize, true);
     for v in text.split(|&c| c == b'\\') {
-        let v = trim_padding(v);
-        let x = match decimal_fast(v) {
-            Some(x) => x,
-            None => std::str::from_utf8(v)
-                .ok()
-                .and_then(|t| t.parse::<f64>().ok())
-                .ok_or_else(|| {
-                    format!("{:?} is not a decimal string", String::from_utf8_lossy(v))
-                })?,
-        };
-        out.push(x);
+        let x = number(trim_padding(v)).map_err(BadContour::Text)?;
+        finite &= x.is_finite();
+        if let Some(slot) = p.get_mut(k) {
+            *slot = x;
+        }
+        k += 1;
+        n += 1;
+        if k == 3 {
+            out.push(p);
+            k = 0;
+        }
+    }
+    if k != 0 || !finite {
+        return Err(BadContour::Values(n));
     }
     Ok(out)
+}
+
+/// One decimal string: [`decimal_fast`], else `str::parse`.
+fn number(v: &[u8]) -> std::result::Result<f64, String> {
+    match decimal_fast(v) {
+        Some(x) => Ok(x),
+        None => std::str::from_utf8(v)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .ok_or_else(|| format!("{:?} is not a decimal string", String::from_utf8_lossy(v))),
+    }
 }
 
 /// `v` without leading and trailing spaces and NULs.
@@ -293,37 +438,47 @@ fn decimal_fast(v: &[u8]) -> Option<f64> {
 }
 
 fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
-    let path = file.path.clone();
-    let path = path.as_path();
     let obj: &InMemDicomObject = &file.obj;
-    let invalid = |tag: Tag, reason: String| file.invalid(tag, reason);
-    if let Some(m) = text(obj, tags::MODALITY)
+    assemble(&file.path, obj)
+}
+
+/// The structure set held by a parsed data set `obj` of the file `path`.
+fn assemble<S: Source>(path: &Path, obj: &S) -> Result<RtStruct> {
+    let invalid = |tag: Tag, reason: String| Error::InvalidTag {
+        path: path.to_path_buf(),
+        tag: crate::dicom::tag_name(tag),
+        reason,
+        source: None,
+    };
+    if let Some(m) = obj.text(tags::MODALITY)
         && m != "RTSTRUCT"
     {
         return Err(invalid(tags::MODALITY, format!("{m} is not RTSTRUCT")));
     }
-    if obj.get(tags::STRUCTURE_SET_ROI_SEQUENCE).is_none()
-        && obj.get(tags::ROI_CONTOUR_SEQUENCE).is_none()
-    {
-        return Err(file.missing(tags::STRUCTURE_SET_ROI_SEQUENCE));
+    if !obj.has(tags::STRUCTURE_SET_ROI_SEQUENCE) && !obj.has(tags::ROI_CONTOUR_SEQUENCE) {
+        return Err(Error::MissingTag {
+            path: path.to_path_buf(),
+            tag: crate::dicom::tag_name(tags::STRUCTURE_SET_ROI_SEQUENCE),
+        });
     }
     let mut frame = None;
     let mut series = None;
-    for f in items(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE) {
-        frame = frame.or_else(|| text(f, tags::FRAME_OF_REFERENCE_UID));
-        for st in items(f, tags::RT_REFERENCED_STUDY_SEQUENCE) {
-            for se in items(st, tags::RT_REFERENCED_SERIES_SEQUENCE) {
-                series = series.or_else(|| text(se, tags::SERIES_INSTANCE_UID));
+    for f in obj.items(tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE) {
+        frame = frame.or_else(|| f.text(tags::FRAME_OF_REFERENCE_UID));
+        for st in f.items(tags::RT_REFERENCED_STUDY_SEQUENCE) {
+            for se in st.items(tags::RT_REFERENCED_SERIES_SEQUENCE) {
+                series = series.or_else(|| se.text(tags::SERIES_INSTANCE_UID));
             }
         }
     }
     let mut rois: Vec<RtStructRoi> = Vec::new();
     let mut by_number: HashMap<i64, usize> = HashMap::new();
-    for (n, it) in items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE)
+    for (n, it) in obj
+        .items(tags::STRUCTURE_SET_ROI_SEQUENCE)
         .iter()
         .enumerate()
     {
-        let number = int(it, tags::ROI_NUMBER).ok_or_else(|| {
+        let number = it.int(tags::ROI_NUMBER).ok_or_else(|| {
             invalid(
                 tags::ROI_NUMBER,
                 format!(
@@ -332,7 +487,7 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
                 ),
             )
         })?;
-        let name = text(it, tags::ROI_NAME).unwrap_or_default();
+        let name = it.text(tags::ROI_NAME).unwrap_or_default();
         if let Some(&other) = by_number.get(&number) {
             // Contours are matched to ROIs by number: two ROIs with one number cannot be told
             // apart (one would read empty, the other as both).
@@ -352,15 +507,15 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
             name,
             color: None,
             interpreted_type: None,
-            frame_of_reference_uid: text(it, tags::REFERENCED_FRAME_OF_REFERENCE_UID),
+            frame_of_reference_uid: it.text(tags::REFERENCED_FRAME_OF_REFERENCE_UID),
             contours: Vec::new(),
         });
     }
     let limits = crate::limits::limits();
     let mut points_of_roi: HashMap<usize, u64> = HashMap::new();
     let mut points_total: u64 = 0;
-    for (n, it) in items(obj, tags::ROI_CONTOUR_SEQUENCE).iter().enumerate() {
-        let Some(number) = int(it, tags::REFERENCED_ROI_NUMBER) else {
+    for (n, it) in obj.items(tags::ROI_CONTOUR_SEQUENCE).iter().enumerate() {
+        let Some(number) = it.int(tags::REFERENCED_ROI_NUMBER) else {
             log::warn!(
                 "{}: item {} of ROIContourSequence has no Referenced ROI Number; skipped",
                 path.display(),
@@ -387,7 +542,7 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
                 rois.len() - 1
             }
         };
-        let color = text(it, tags::ROI_DISPLAY_COLOR).and_then(|s| {
+        let color = it.text(tags::ROI_DISPLAY_COLOR).and_then(|s| {
             let v: Vec<u8> = s
                 .split('\\')
                 .filter_map(|x| x.trim().parse::<f64>().ok())
@@ -397,8 +552,11 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
         });
         // The points the Contour Data elements hold, counted from their separators before any
         // is converted, against the `max_contour_points_*` limits.
-        let contour_items = items(it, tags::CONTOUR_SEQUENCE);
-        let points: u64 = contour_items.iter().map(declared_points).sum();
+        let contour_items = it.items(tags::CONTOUR_SEQUENCE);
+        let points: u64 = contour_items
+            .par_iter()
+            .map(|ci| ci.declared_values().div_ceil(3))
+            .sum();
         let of_roi = points_of_roi.entry(idx).or_insert(0);
         *of_roi = of_roi.saturating_add(points);
         crate::limits::check(
@@ -419,38 +577,35 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
             .par_iter()
             .enumerate()
             .map(|(c, ci)| {
-                let data = if let Some(e) = ci.get(tags::CONTOUR_DATA) {
-                    e.to_multi_float64().map_err(|err| err.to_string())
-                } else if let Some(e) = ci.get(CONTOUR_DATA_RAW) {
-                    e.to_bytes()
-                        .map_err(|err| err.to_string())
-                        .and_then(|b| contour_numbers(&b))
-                } else {
-                    return Ok(None);
+                let points = match ci.contour_data() {
+                    ContourValue::Absent => return Ok(None),
+                    ContourValue::Raw(b) => contour_points(&b),
+                    ContourValue::Numbers(n) => n.map_err(BadContour::Text).and_then(|v| {
+                        let finite = v.iter().all(|x| x.is_finite());
+                        (v.len() % 3 == 0 && finite)
+                            .then(|| v.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect())
+                            .ok_or(BadContour::Values(v.len()))
+                    }),
                 };
-                let data = data.map_err(|err| {
-                    invalid(
-                        tags::CONTOUR_DATA,
-                        format!("ROI {number} contour {}: {err}", c + 1),
-                    )
-                })?;
-                if data.len() % 3 != 0 || data.iter().any(|v| !v.is_finite()) {
-                    return Err(invalid(
-                        tags::CONTOUR_DATA,
-                        format!(
-                            "ROI {number} contour {}: {} values, not finite (x, y, z) triplets",
-                            c + 1,
-                            data.len()
+                let points = points.map_err(|err| {
+                    let reason = match err {
+                        BadContour::Text(err) => format!("ROI {number} contour {}: {err}", c + 1),
+                        BadContour::Values(n) => format!(
+                            "ROI {number} contour {}: {n} values, not finite (x, y, z) triplets",
+                            c + 1
                         ),
-                    ));
-                }
-                let referenced = items(ci, tags::CONTOUR_IMAGE_SEQUENCE)
+                    };
+                    invalid(tags::CONTOUR_DATA, reason)
+                })?;
+                let referenced = ci
+                    .items(tags::CONTOUR_IMAGE_SEQUENCE)
                     .first()
-                    .and_then(|r| text(r, tags::REFERENCED_SOP_INSTANCE_UID));
+                    .and_then(|r| r.text(tags::REFERENCED_SOP_INSTANCE_UID));
                 Ok(Some(RtStructContour {
-                    geometric_type: text(ci, tags::CONTOUR_GEOMETRIC_TYPE)
+                    geometric_type: ci
+                        .text(tags::CONTOUR_GEOMETRIC_TYPE)
                         .unwrap_or_else(|| "CLOSED_PLANAR".into()),
-                    points: data.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+                    points,
                     referenced_sop_instance_uid: referenced,
                 }))
             })
@@ -460,10 +615,10 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
             r.contours.extend(contours.into_iter().flatten());
         }
     }
-    for it in items(obj, tags::RTROI_OBSERVATIONS_SEQUENCE) {
+    for it in obj.items(tags::RTROI_OBSERVATIONS_SEQUENCE) {
         if let (Some(number), Some(t)) = (
-            int(it, tags::REFERENCED_ROI_NUMBER),
-            text(it, tags::RTROI_INTERPRETED_TYPE),
+            it.int(tags::REFERENCED_ROI_NUMBER),
+            it.text(tags::RTROI_INTERPRETED_TYPE),
         ) && let Some(r) = by_number.get(&number).and_then(|&i| rois.get_mut(i))
         {
             r.interpreted_type = Some(t);
@@ -471,30 +626,11 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
     }
     Ok(RtStruct {
         path: path.to_path_buf(),
-        sop_instance_uid: text(obj, tags::SOP_INSTANCE_UID),
+        sop_instance_uid: obj.text(tags::SOP_INSTANCE_UID),
         frame_of_reference_uid: frame,
         referenced_series_uid: series,
         rois,
     })
-}
-
-/// The number of points a Contour Sequence item's Contour Data holds (values / 3, rounded up),
-/// counted without converting any value: separators in the raw bytes, or the value's
-/// multiplicity when the parser already split it.
-fn declared_points(ci: &InMemDicomObject) -> u64 {
-    let values = if let Some(e) = ci.get(CONTOUR_DATA_RAW) {
-        match e.to_bytes() {
-            Ok(b) if b.iter().any(|c| !c.is_ascii_whitespace() && *c != 0) => {
-                b.iter().filter(|&&c| c == b'\\').count() as u64 + 1
-            }
-            _ => 0,
-        }
-    } else if let Some(e) = ci.get(tags::CONTOUR_DATA) {
-        u64::from(e.value().multiplicity())
-    } else {
-        0
-    };
-    values.div_ceil(3)
 }
 
 /// Options for [`rasterise_roi`].
@@ -794,19 +930,35 @@ mod tests {
                 ),
             }
         }
+        let points = |b: &[u8]| match contour_points(b) {
+            Ok(p) => Ok(p),
+            Err(BadContour::Text(t)) => Err(t),
+            Err(BadContour::Values(n)) => Err(format!("{n} values")),
+        };
         assert_eq!(
-            contour_numbers(b" 1\\-2.5 \\3e1\\.25\0").unwrap(),
-            vec![1.0, -2.5, 30.0, 0.25]
+            points(b" 1\\-2.5 \\3e1\\.25\\0\\-0.0\0"),
+            Ok(vec![[1.0, -2.5, 30.0], [0.25, 0.0, -0.0]])
         );
-        assert!(contour_numbers(b"1\\x").is_err());
+        assert!(points(b"1\\x").unwrap_err().contains("\"x\""));
+        assert_eq!(points(b"1\\2\\3\\4"), Err("4 values".into()));
+        assert_eq!(points(b"1\\2\\1e999"), Err("3 values".into()));
+        assert_eq!(points(b" \0"), Ok(vec![]));
     }
 
     /// A minimal structure set with one ROI and `data` as its one contour's Contour Data, in
     /// the given transfer syntax.
     fn tiny_rtstruct(data: &str, ts: &str) -> Vec<u8> {
+        tiny_named(data, ts, "Body", None)
+    }
+
+    /// [`tiny_rtstruct`] with this ROI name and Specific Character Set.
+    fn tiny_named(data: &str, ts: &str, name: &str, charset: Option<&str>) -> Vec<u8> {
         use crate::dicom::write::{item, put, put_seq, with_file_meta};
         use dicom_core::VR;
         let mut o = InMemDicomObject::new_empty();
+        if let Some(cs) = charset {
+            put(&mut o, tags::SPECIFIC_CHARACTER_SET, VR::CS, cs);
+        }
         put(
             &mut o,
             tags::SOP_CLASS_UID,
@@ -820,7 +972,7 @@ mod tests {
             tags::STRUCTURE_SET_ROI_SEQUENCE,
             vec![item(|it| {
                 put(it, tags::ROI_NUMBER, VR::IS, "1");
-                put(it, tags::ROI_NAME, VR::LO, "Body");
+                put(it, tags::ROI_NAME, VR::LO, name);
             })],
         );
         let contour = item(|it| {
@@ -851,7 +1003,11 @@ mod tests {
         ] {
             let bytes = tiny_rtstruct(data, ts);
             let mut copy = bytes.clone();
-            assert!(hide_contour_data(&mut copy), "{ts}: Contour Data not found");
+            let headers = crate::dicom::contour_data_headers(&copy).unwrap();
+            assert!(
+                hide_contour_data(&mut copy, &headers),
+                "{ts}: Contour Data not found"
+            );
             let rs = read_rtstruct_bytes(Path::new("tiny"), &bytes).unwrap();
             assert_eq!(rs.rois.len(), 1);
             assert_eq!(rs.rois[0].contours[0].points, want, "{ts}");
@@ -867,6 +1023,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"x\"") && e.contains("contour 1"), "{e}");
+    }
+
+    #[test]
+    fn direct_walk_reads_what_dicom_object_reads() {
+        use crate::dicom::write::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
+        let data = "1.5\\-2\\3.25\\ 4 \\+5\\6E0\\7\\8.125\\-9";
+        // (name, character set, whether the direct walk takes it)
+        let cases = [
+            ("Body", None, true),
+            ("Lung_L ", Some("ISO_IR 100"), true),
+            ("Läsion", Some("ISO_IR 192"), true),
+            // dicom-object's own decoding: Latin-1, several values, an unknown character set
+            ("Läsion", Some("ISO_IR 100"), false),
+            ("A\\B", None, false),
+            ("Body", Some("ISO 2022 IR 87"), false),
+        ];
+        for ts in [IMPLICIT_VR_LE, EXPLICIT_VR_LE] {
+            for (name, cs, direct) in cases {
+                let bytes = tiny_named(data, ts, name, cs);
+                assert_eq!(read_by_direct_walk(&bytes), direct, "{ts} {name:?} {cs:?}");
+                let fast = read_rtstruct_bytes(Path::new("tiny"), &bytes).unwrap();
+                let tree = read_rtstruct_bytes_via_parser(Path::new("tiny"), &bytes).unwrap();
+                assert_eq!(fast, tree, "{ts} {name:?} {cs:?}");
+            }
+            // errors are the same as well: a broken number, a duplicate ROI Number
+            let bytes = tiny_rtstruct("1\\2\\x", ts);
+            assert!(read_by_direct_walk(&bytes));
+            assert_eq!(
+                read_rtstruct_bytes(Path::new("tiny"), &bytes)
+                    .unwrap_err()
+                    .to_string(),
+                read_rtstruct_bytes_via_parser(Path::new("tiny"), &bytes)
+                    .unwrap_err()
+                    .to_string()
+            );
+        }
+        // a data set cut short: the direct walk stops, the parser's error stands
+        let bytes = tiny_rtstruct(data, IMPLICIT_VR_LE);
+        let cut = &bytes[..bytes.len() - 7];
+        assert!(!read_by_direct_walk(cut));
+        assert!(read_rtstruct_bytes(Path::new("tiny"), cut).is_err());
     }
 
     use super::*;

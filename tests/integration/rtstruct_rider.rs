@@ -117,6 +117,48 @@ fn rider_rtstruct_rasterises_to_the_seg() {
     }
 }
 
+/// The direct walk over a structure set's bytes reads what dicom-object's parser reads: the
+/// RIDER structure set as published, rewritten by pydicom in explicit VR little endian (with
+/// defined lengths and with undefined ones), and pydicom's `rtstruct.dcm` (no file meta: read by
+/// the parser).
+#[test]
+fn direct_walk_equals_the_parser_on_real_structure_sets() {
+    use autocontour::rtstruct::{
+        read_by_direct_walk, read_rtstruct_bytes, read_rtstruct_bytes_via_parser,
+    };
+    let rider = common::require("rider/rtstruct.dcm");
+    let tmp = tempfile::tempdir().unwrap();
+    let script = "import sys, pydicom\n\
+        from pydicom.uid import ExplicitVRLittleEndian\n\
+        for name, undefined in [('evrle.dcm', False), ('evrle-undef.dcm', True)]:\n\
+        \x20   d = pydicom.dcmread(sys.argv[1])\n\
+        \x20   for e in d.iterall():\n\
+        \x20       if e.VR == 'SQ':\n\
+        \x20           e.is_undefined_length = undefined\n\
+        \x20   d.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian\n\
+        \x20   d.save_as(sys.argv[2] + '/' + name, implicit_vr=False, little_endian=True, enforce_file_format=True)\n";
+    run(Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(&rider)
+        .arg(tmp.path()));
+    let mut files = vec![
+        (rider, true),
+        (common::require("pydicom/rtstruct.dcm"), false),
+    ];
+    for name in ["evrle.dcm", "evrle-undef.dcm"] {
+        files.push((tmp.path().join(name), true));
+    }
+    for (path, direct) in files {
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(read_by_direct_walk(&bytes), direct, "{}", path.display());
+        let fast = read_rtstruct_bytes(&path, &bytes).unwrap();
+        let tree = read_rtstruct_bytes_via_parser(&path, &bytes).unwrap();
+        assert!(!fast.rois.is_empty(), "{}", path.display());
+        assert_eq!(fast, tree, "{}", path.display());
+    }
+}
+
 /// pydicom's `rtstruct.dcm` has no preamble and no file meta; its contours match pydicom's.
 #[test]
 fn reads_rtstruct_without_preamble_like_pydicom() {

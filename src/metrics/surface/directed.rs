@@ -220,12 +220,25 @@ fn local_search<Z: ZCount>(
         code: Vec::with_capacity(pts.len()),
     };
     fallback.clear();
+    // The previous point's distance plus the step to this one bounds this one's (triangle
+    // inequality); raised by 1e-9 relative, far above the rounding of the sum, so the bound is
+    // strictly above the exact answer and the search still finds it.
+    let mut prev: Option<(u32, u32, f64)> = None;
     for &(x, y, code) in pts.iter() {
+        let bound = match prev {
+            Some((px, py, pd)) => {
+                let (dx, dy) = (f64::from(x) - f64::from(px), f64::from(y) - f64::from(py));
+                let b = pd + (plane.sx2 * dx * dx + plane.sy2 * dy * dy).sqrt();
+                b * b * (1.0 + 1e-9)
+            }
+            _ => f64::INFINITY,
+        };
         let d2 = if spent < limit {
-            plane.nearest(x as usize, y as usize, bmin, limit, &mut spent)
+            plane.nearest(x as usize, y as usize, bmin, limit, &mut spent, bound)
         } else {
             None
         };
+        prev = d2.map(|d2| (x, y, d2.sqrt()));
         match d2 {
             Some(d2) => out.distance.push(d2.sqrt()),
             None => {

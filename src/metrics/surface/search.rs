@@ -148,8 +148,11 @@ impl<Z: ZCount> ZPlane<'_, Z> {
     /// First square rings of growing radius r around the point, until no value of ring r can
     /// beat the best found (`min(sx², sy²)·r² ≥ best`); past `CELL_RINGS` rings, rings of blocks
     /// whose minimum plus their distance to the point bounds all their values, so far points
-    /// read few values. Adds the values and blocks read to `spent` and gives up (`None`) once
-    /// it passes `limit`.
+    /// read few values. `bound` is strictly above the answer when finite (the caller's bound
+    /// from a neighbouring point, [`INFINITY`](f64::INFINITY) when none): values and blocks
+    /// that cannot beat it are skipped from the start, and the value that does is still found,
+    /// so the answer is the same. Adds the values and blocks read to `spent` and gives up
+    /// (`None`) once it passes `limit`.
     pub(super) fn nearest(
         &self,
         x: usize,
@@ -157,6 +160,7 @@ impl<Z: ZCount> ZPlane<'_, Z> {
         blocks: &mut BlockMin,
         limit: usize,
         spent: &mut usize,
+        bound: f64,
     ) -> Option<f64> {
         let (cy, cx) = (self.cy, self.cx);
         if x >= cx || y >= cy {
@@ -165,7 +169,8 @@ impl<Z: ZCount> ZPlane<'_, Z> {
         let mut best = self
             .row(y, x, x)
             .first()
-            .map_or(f64::INFINITY, |&c| self.zsq(c));
+            .map_or(f64::INFINITY, |&c| self.zsq(c))
+            .min(bound);
         let min2 = self.sx2.min(self.sy2);
         let (xf, yf) = (x as f64, y as f64);
         let reach = cy.max(cx);

@@ -144,7 +144,8 @@ pub(crate) fn summaries_in(
     Ok(Some((rt, tr)))
 }
 
-/// One direction's statistics from its points (per slice, in any order).
+/// One direction's statistics from its points. Sums are taken per slice in parallel, then
+/// added in slice order, so the result does not depend on how the work was split.
 fn summarise(
     slices: &[SliceSurfels],
     areas: &[f64; 256],
@@ -167,7 +168,9 @@ fn summarise(
             }
             s
         })
-        .reduce(DirectedSummary::default, |a, b| DirectedSummary {
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(DirectedSummary::default(), |a, b| DirectedSummary {
             points: a.points + b.points,
             area: a.area + b.area,
             weighted_sum: a.weighted_sum + b.weighted_sum,
@@ -178,6 +181,9 @@ fn summarise(
     s.percentile = weighted_percentile(slices, areas, percent, s.area, s.max, s.points);
     s
 }
+
+/// Slice groups of the percentile histogram (each its own histogram of up to 512 KiB).
+const HISTOGRAM_GROUPS: usize = 8;
 
 /// DeepMind's area-weighted percentile (the first distance, in ascending order, at which the
 /// cumulative area fraction reaches `percent / 100`) without sorting every point: a histogram
@@ -198,34 +204,34 @@ fn weighted_percentile(
     if max <= 0.0 {
         return 0.0;
     }
-    // About 8 points per bin (64 to 65 536 bins); one histogram per thread.
+    // About 8 points per bin (64 to 65 536 bins); one histogram per group of slices (a fixed
+    // number of groups, added in order: the sums do not depend on the thread count).
     let bins = (points / 8).clamp(64, 1 << 16);
     let scale = bins as f64 / max;
     let bin = |d: f64| ((d * scale) as usize).min(bins - 1);
-    let per_thread = slices.len().div_ceil(rayon::current_num_threads().max(1));
+    let per_group = slices.len().div_ceil(HISTOGRAM_GROUPS).max(1);
     let hist = slices
-        .par_iter()
-        .with_min_len(per_thread.max(1))
-        .fold(
-            || vec![0.0f64; bins],
-            |mut h, sl| {
+        .par_chunks(per_group)
+        .map(|group| {
+            let mut h = vec![0.0f64; bins];
+            for sl in group {
                 for (&d, &c) in sl.distance.iter().zip(&sl.code) {
                     if let Some(x) = h.get_mut(bin(d)) {
                         *x += areas[usize::from(c)];
                     }
                 }
-                h
-            },
-        )
-        .reduce(
-            || vec![0.0f64; bins],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += y;
-                }
-                a
-            },
-        );
+            }
+            h
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .reduce(|mut a, b| {
+            for (x, y) in a.iter_mut().zip(&b) {
+                *x += y;
+            }
+            a
+        })
+        .unwrap_or_else(|| vec![0.0f64; bins]);
     let target = percent / 100.0;
     let mut cum = 0.0;
     let mut found = None;

@@ -199,3 +199,42 @@ fn empty_masks_give_documented_values() {
     assert!(m1.is_infinite() && m2.is_infinite());
     assert!(surface_distances(&one, &e[..63], size, [1.0; 3]).is_err());
 }
+
+/// The streamed summaries are the same to the last bit whatever the number of threads: sums
+/// are added in slice order, not in the order the work was split.
+#[test]
+fn summaries_do_not_depend_on_the_thread_count() {
+    let size = [40, 36, 30];
+    let sp = [0.7, 0.7, 2.5];
+    let a = ball(size, [19.0, 17.0, 15.0], 14.0);
+    let mut b = ball(size, [20.5, 18.0, 14.5], 12.5);
+    b[(29 * 36 + 35) * 40 + 39] = 1;
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let bbox = super::union_bbox(&a, &b, size);
+                super::summaries_in(&a, &b, size, sp, bbox, 95.0, 1.0)
+                    .unwrap()
+                    .unwrap()
+            })
+    };
+    let one = run(1);
+    for threads in [2, 3, 7] {
+        let (rt, tr) = run(threads);
+        for (x, y) in [(one.0, rt), (one.1, tr)] {
+            assert_eq!(x.points, y.points);
+            for (u, v) in [
+                (x.area, y.area),
+                (x.weighted_sum, y.weighted_sum),
+                (x.within, y.within),
+                (x.percentile, y.percentile),
+                (x.max, y.max),
+            ] {
+                assert_eq!(u.to_bits(), v.to_bits(), "{threads} threads");
+            }
+        }
+    }
+}
