@@ -44,7 +44,61 @@ open(sys.argv[2], "wb").write(b"\xff\xfe\xff\xfe".join([one, one, one]))
 PY
   seed ct_series "$td/pydicom/CT_small.dcm" "$td/pydicom/MR_small.dcm" "$td/pydicom/JPEG2000.dcm" \
     "$td/pydicom/MR_small_RLE.dcm" "$td/pydicom/MR_small_jpeg_ls_lossless.dcm"
-  seed rtstruct "$td/pydicom/rtstruct.dcm"
+  seed rtstruct "$td/pydicom/rtstruct.dcm" "$td/rider/rtstruct.dcm"
+  # pydicom's rtstruct.dcm (a bare data set) behind a file meta group, in implicit and explicit
+  # VR little endian: files the direct RT Structure Set walk reads (the bare one is parsed by
+  # dicom-object only)
+  python3 - "$td/pydicom/rtstruct.dcm" fuzz/corpus/rtstruct <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+def el(group, elem, vr, value):
+    if len(value) % 2:
+        value += b"\0"
+    if vr in (b"OB", b"UN", b"SQ"):
+        return struct.pack("<HH2sHI", group, elem, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+def meta(ts):
+    body = (el(2, 1, b"OB", b"\0\1") + el(2, 2, b"UI", b"1.2.840.10008.5.1.4.1.1.481.3")
+            + el(2, 3, b"UI", b"2.25.1") + el(2, 0x10, b"UI", ts))
+    return bytes(128) + b"DICM" + el(2, 0, b"UL", struct.pack("<I", len(body))) + body
+# implicit VR: the data set as it is
+open(sys.argv[2] + "/seed-meta-implicit", "wb").write(meta(b"1.2.840.10008.1.2") + data)
+# explicit VR: the same elements with a VR each (every element of this file is text or a
+# sequence), walked element by element
+SQ = {0x30060010, 0x30060012, 0x30060014, 0x30060016, 0x30060020, 0x30060039, 0x30060040,
+      0x30060080, 0x300600A0, 0x300600B0, 0x00081032, 0x00081110, 0x00081115, 0x00081140}
+def explicit(b, end):
+    out, pos = b"", 0
+    while pos < end:
+        g, e, n = struct.unpack_from("<HHI", b, pos)
+        pos += 8
+        if g == 0xFFFE:
+            out += struct.pack("<HHI", g, e, n)
+            if e == 0xE000 and n != 0xFFFFFFFF:
+                inner = explicit(b[pos:pos + n], n)
+                out = out[:-4] + struct.pack("<I", len(inner)) + inner
+                pos += n
+            continue
+        tag = (g << 16) | e
+        if tag in SQ:
+            if n == 0xFFFFFFFF:
+                out += struct.pack("<HH2sHI", g, e, b"SQ", 0, n)
+            else:
+                inner = explicit(b[pos:pos + n], n)
+                out += struct.pack("<HH2sHI", g, e, b"SQ", 0, len(inner)) + inner
+                pos += n
+            continue
+        vr = b"DS" if tag == 0x30060050 else b"LO"
+        value = b[pos:pos + n]
+        pos += n
+        if len(value) > 0xFFFF:
+            return None
+        out += struct.pack("<HH2sH", g, e, vr, len(value)) + value
+    return out
+ex = explicit(data, len(data))
+if ex is not None:
+    open(sys.argv[2] + "/seed-meta-explicit", "wb").write(meta(b"1.2.840.10008.1.2.1") + ex)
+PY
   seed nifti tests/nnunet/heldout_rule_labels.nii.gz tests/nnunet/ref/fold0_mirror.nii.gz
   seed manifest models/thorax-basic/model.json tests/nnunet/package/model.json
   # capi_buffers: the first byte picks the entry point (0 RTSTRUCT buffer, 1 series builder, 2 masks)

@@ -258,8 +258,13 @@ fn evaluate_all(args: &EvaluateArgs, keep_worst: bool) -> CliResult<Evaluation> 
     };
     log::debug!("evaluate: CT grid in {:.3} s", t.elapsed().as_secs_f64());
     let t = std::time::Instant::now();
-    let refs = read_all(&args.references, &ct)?;
-    let tests = read_all(&args.tests, &ct)?;
+    // The reference and test structure sets are read side by side (each file's contours are
+    // converted in parallel as well); a reference error is reported first.
+    let (refs, tests) = rayon::join(
+        || read_all(&args.references, &ct),
+        || read_all(&args.tests, &ct),
+    );
+    let (refs, tests) = (refs?, tests?);
     log::debug!(
         "evaluate: structure sets read in {:.3} s",
         t.elapsed().as_secs_f64()

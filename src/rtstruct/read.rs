@@ -391,49 +391,40 @@ fn trim_padding(mut v: &[u8]) -> &[u8] {
     v
 }
 
-/// `-?digits[.digits]` with at most 15 significant digits and 22 decimals, converted exactly as
+/// `-?digits[.digits]` with at most 15 digits in all, converted exactly as
 /// `str::parse::<f64>` converts it: the digits as an integer below 2⁵³ divided by an exact
 /// power of ten is one correctly rounded operation (the fast path of correctly rounded decimal
 /// parsing). `None` for anything else (exponents, a plus sign, more digits), which takes
 /// `str::parse`.
 fn decimal_fast(v: &[u8]) -> Option<f64> {
-    const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
     ];
-    let (neg, digits) = match v {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, v),
-    };
-    let mut m: u64 = 0;
-    let mut count = 0usize;
-    let mut decimals: Option<usize> = None;
-    let mut any = false;
-    for &c in digits {
-        match c {
-            b'0'..=b'9' => {
-                any = true;
-                if m == 0 && c == b'0' {
-                    // Leading zeros are not significant.
-                } else {
-                    count += 1;
-                }
-                m = m * 10 + u64::from(c - b'0');
-                if let Some(d) = decimals.as_mut() {
-                    *d += 1;
-                }
-                if count > 15 {
-                    return None;
-                }
-            }
-            b'.' if decimals.is_none() => decimals = Some(0),
-            _ => return None,
-        }
-    }
-    if !any {
+    // signs vary from number to number: no branch on them
+    let neg = v.first() == Some(&b'-');
+    let d = v.get(usize::from(neg)..).unwrap_or_default();
+    // at most 15 digits and a point: the digits as an integer stay below 10¹⁵ < 2⁵³
+    if d.len() > 16 {
         return None;
     }
-    let x = m as f64 / *POW10.get(decimals.unwrap_or(0))?;
+    let mut m: u64 = 0;
+    let mut point: Option<usize> = None;
+    for (i, &c) in d.iter().enumerate() {
+        let digit = c.wrapping_sub(b'0');
+        if digit < 10 {
+            m = m * 10 + u64::from(digit);
+        } else if c == b'.' && point.is_none() {
+            point = Some(i);
+        } else {
+            return None;
+        }
+    }
+    let digits = d.len() - usize::from(point.is_some());
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let decimals = point.map_or(0, |p| d.len() - p - 1);
+    let x = m as f64 / *POW10.get(decimals)?;
     Some(if neg { -x } else { x })
 }
 
