@@ -109,6 +109,11 @@ src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 rt = (src / "rtstruct.dcm").read_bytes()
 ct = (src / "CT_small.dcm").read_bytes()
 (out / "seed-rtstruct").write_bytes(b"\x00" + rt)
+# the same behind a file meta group (the direct walk's files), made for the rtstruct target
+for name in ("seed-meta-implicit", "seed-meta-explicit"):
+    made = out.parent / "rtstruct" / name
+    if made.exists():
+        (out / ("seed-rtstruct-" + name[5:])).write_bytes(b"\x00" + made.read_bytes())
 (out / "seed-three-ct-small").write_bytes(b"\x01" + b"\xff\xfe\xff\xfe".join([ct, ct, ct]))
 geometry = bytes([8, 8, 4, 0]) + struct.pack("<4d", 1.0, 1.0, 2.5, 1.0)
 (out / "seed-masks").write_bytes(b"\x02" + geometry + bytes(256) + bytes([1]) * 256)

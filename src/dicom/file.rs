@@ -87,17 +87,31 @@ pub(crate) fn contour_data_headers(bytes: &[u8]) -> Option<ContourDataHeaders> {
         prescan::Syntax::ExplicitLe => true,
         prescan::Syntax::ExplicitBe => return None,
     };
-    // The file meta group as dicom-object reads it (the same preamble rules as `read_bytes`).
-    let meta_ok = match start {
+    // The file meta group as dicom-object reads it (the same preamble rules as `read_bytes`),
+    // and its transfer syntax as dicom-object looks it up: it must be the syntax the walk took
+    // (the walk also reads transfer syntaxes dicom-object refuses, to bound what they allocate).
+    let meta = match start {
         Start::Meta(132) => bytes
             .get(128..)
-            .is_some_and(|b| FileMetaTable::from_reader(b).is_ok()),
-        Start::Meta(4) => FileMetaTable::from_reader(bytes).is_ok(),
+            .and_then(|b| FileMetaTable::from_reader(b).ok()),
+        Start::Meta(4) => FileMetaTable::from_reader(bytes).ok(),
         Start::Meta(_) => {
-            FileMetaTable::from_reader(std::io::Read::chain(&b"DICM"[..], bytes)).is_ok()
+            FileMetaTable::from_reader(std::io::Read::chain(&b"DICM"[..], bytes)).ok()
         }
-        Start::BareImplicit => false,
+        Start::BareImplicit => None,
     };
+    let meta_ok = meta
+        .as_ref()
+        .and_then(|m| {
+            dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(m.transfer_syntax())
+        })
+        .is_some_and(|ts| {
+            let uid = ts.uid();
+            let implicit = uid == IMPLICIT_VR_LE;
+            !prescan::DEFLATED.contains(&uid)
+                && uid != prescan::EXPLICIT_VR_BE
+                && implicit != explicit
+        });
     Some(ContourDataHeaders {
         explicit,
         data_start,

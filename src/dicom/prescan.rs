@@ -32,8 +32,8 @@ const SEQUENCE_DELIMITER: (u16, u16) = (0xFFFE, 0xE0DD);
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
 
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
-const DEFLATED: [&str; 2] = ["1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"];
+pub(crate) const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+pub(crate) const DEFLATED: [&str; 2] = ["1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"];
 
 /// Why a file was refused, or could not be read while walking it.
 #[derive(Debug)]

@@ -563,7 +563,7 @@ fn assemble<S: Source>(path: &Path, obj: &S) -> Result<RtStruct> {
             limits.max_contour_points_total,
             || format!("{}: contour points of all ROIs", path.display()),
         )?;
-        // Contour Data converted to numbers in parallel (most of a structure set's bytes)
+        // Contour Data converted to points in parallel (most of a structure set's bytes)
         let contours: Vec<Option<RtStructContour>> = contour_items
             .par_iter()
             .enumerate()
@@ -600,6 +600,10 @@ fn assemble<S: Source>(path: &Path, obj: &S) -> Result<RtStruct> {
                     referenced_sop_instance_uid: referenced,
                 }))
             })
+            // every contour's result, then the first error in file order (the same error
+            // whichever thread met which contour first)
+            .collect::<Vec<Result<_>>>()
+            .into_iter()
             .collect::<Result<_>>()?;
         if let Some(r) = rois.get_mut(idx) {
             r.color = color.or(r.color);
@@ -944,6 +948,11 @@ mod tests {
 
     /// [`tiny_rtstruct`] with this ROI name and Specific Character Set.
     fn tiny_named(data: &str, ts: &str, name: &str, charset: Option<&str>) -> Vec<u8> {
+        tiny_contours(&[data], ts, name, charset)
+    }
+
+    /// A structure set with one ROI whose contours hold these Contour Data values.
+    fn tiny_contours(datas: &[&str], ts: &str, name: &str, charset: Option<&str>) -> Vec<u8> {
         use crate::dicom::write::{item, put, put_seq, with_file_meta};
         use dicom_core::VR;
         let mut o = InMemDicomObject::new_empty();
@@ -966,15 +975,20 @@ mod tests {
                 put(it, tags::ROI_NAME, VR::LO, name);
             })],
         );
-        let contour = item(|it| {
-            put(it, tags::CONTOUR_GEOMETRIC_TYPE, VR::CS, "CLOSED_PLANAR");
-            put(it, tags::CONTOUR_DATA, VR::DS, data);
-        });
+        let contours = datas
+            .iter()
+            .map(|data| {
+                item(|it| {
+                    put(it, tags::CONTOUR_GEOMETRIC_TYPE, VR::CS, "CLOSED_PLANAR");
+                    put(it, tags::CONTOUR_DATA, VR::DS, *data);
+                })
+            })
+            .collect::<Vec<_>>();
         put_seq(
             &mut o,
             tags::ROI_CONTOUR_SEQUENCE,
             vec![item(|it| {
-                put_seq(it, tags::CONTOUR_SEQUENCE, vec![contour]);
+                put_seq(it, tags::CONTOUR_SEQUENCE, contours);
                 put(it, tags::REFERENCED_ROI_NUMBER, VR::IS, "1");
             })],
         );
@@ -1055,6 +1069,36 @@ mod tests {
         let cut = &bytes[..bytes.len() - 7];
         assert!(!read_by_direct_walk(cut));
         assert!(read_rtstruct_bytes(Path::new("tiny"), cut).is_err());
+    }
+
+    /// Several broken contours: the error names the first in file order, whatever the number
+    /// of threads and whichever thread converts which contour (the `rtstruct` fuzz target saw
+    /// two runs name different contours).
+    #[test]
+    fn the_first_broken_contour_is_named() {
+        // long contours up to the first broken one, short ones after it: a thread that starts
+        // in the second half meets its broken contour long before the first is reached
+        let long = vec!["1.25"; 30_000].join("\\");
+        let mut datas = vec![long.as_str(); 100];
+        datas.extend(vec!["1\\2\\3"; 100]);
+        datas[99] = "1\\2\\x99";
+        datas[101] = "1\\2\\x101";
+        let bytes = tiny_contours(&datas, crate::dicom::write::IMPLICIT_VR_LE, "Body", None);
+        for threads in [1, 2, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for _ in 0..5 {
+                for read in [read_rtstruct_bytes, read_rtstruct_bytes_via_parser] {
+                    let e = pool
+                        .install(|| read(Path::new("tiny"), &bytes))
+                        .unwrap_err()
+                        .to_string();
+                    assert!(e.contains("contour 100:") && e.contains("x99"), "{e}");
+                }
+            }
+        }
     }
 
     use super::*;

@@ -159,6 +159,27 @@ fn direct_walk_equals_the_parser_on_real_structure_sets() {
     }
 }
 
+/// Fuzz findings of the direct walk (`rtstruct` target, differential check): each reads the
+/// same through the direct walk and through the parser.
+#[test]
+fn direct_walk_fuzz_findings_read_as_the_parser_reads_them() {
+    use autocontour::rtstruct::{
+        read_by_direct_walk, read_rtstruct_bytes, read_rtstruct_bytes_via_parser,
+    };
+    // A file meta group whose Transfer Syntax UID has NULs, spaces and tabs before the UID:
+    // dicom-object does not know it and refuses the file; the pre-scan trims it on both sides
+    // and walked the data set, so the direct walk read what the parser refuses.
+    let path = common::root().join("tests/fixtures/fuzz/meta-transfer-syntax-leading-padding.dcm");
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(!read_by_direct_walk(&bytes));
+    let fast = read_rtstruct_bytes(&path, &bytes).unwrap_err().to_string();
+    let tree = read_rtstruct_bytes_via_parser(&path, &bytes)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(fast, tree);
+    assert!(fast.contains("transfer syntax"), "{fast}");
+}
+
 /// pydicom's `rtstruct.dcm` has no preamble and no file meta; its contours match pydicom's.
 #[test]
 fn reads_rtstruct_without_preamble_like_pydicom() {
