@@ -13,7 +13,9 @@
 //! an unexpected VR, elements out of order, a nested character set, undefined-length values
 //! other than sequences, anything not laid out as the grammar says) the walk gives up and the
 //! file is parsed by dicom-object. What it does read gives the same [`RtStruct`] as dicom-object
-//! (checked on every structure set of the tests and by the `rtstruct` fuzz target).
+//! (checked on every structure set of the tests and by the `rtstruct` fuzz target). A file whose
+//! structure set fails (a broken number, a limit) is parsed again by dicom-object, so the error
+//! is the parser's, with its decoding of the value.
 //!
 //! [`RtStruct`]: super::RtStruct
 

@@ -270,14 +270,20 @@ fn parse_owned(name: &Path, mut bytes: Vec<u8>) -> Result<RtStruct> {
         && let Some(root) = super::direct::walk(&bytes, h.explicit, h.data_start)
     {
         let walked = t.elapsed().as_secs_f64();
-        let rs = assemble(name, &root)?;
-        log::debug!(
-            "{}: pre-scan {scanned:.3} s, direct walk {:.3} s, contours {:.3} s",
-            name.display(),
-            walked - scanned,
-            t.elapsed().as_secs_f64() - walked
-        );
-        return Ok(rs);
+        match assemble(name, &root) {
+            Ok(rs) => {
+                log::debug!(
+                    "{}: pre-scan {scanned:.3} s, direct walk {:.3} s, contours {:.3} s",
+                    name.display(),
+                    walked - scanned,
+                    t.elapsed().as_secs_f64() - walked
+                );
+                return Ok(rs);
+            }
+            // A file that fails is parsed again by dicom-object, whose reading of the values
+            // (their character set too) gives the error.
+            Err(e) => log::debug!("{}: {e}; parsed again by dicom-object", name.display()),
+        }
     }
     if let Some(h) = &headers {
         hide_contour_data(&mut bytes, h);
@@ -1052,17 +1058,23 @@ mod tests {
                 let tree = read_rtstruct_bytes_via_parser(Path::new("tiny"), &bytes).unwrap();
                 assert_eq!(fast, tree, "{ts} {name:?} {cs:?}");
             }
-            // errors are the same as well: a broken number, a duplicate ROI Number
-            let bytes = tiny_rtstruct("1\\2\\x", ts);
-            assert!(read_by_direct_walk(&bytes));
-            assert_eq!(
-                read_rtstruct_bytes(Path::new("tiny"), &bytes)
+            // errors are the same as well: a file that fails is parsed again by dicom-object,
+            // whose decoding names the value (the fuzz target found `-0.ÿ` in Latin-1, explicit
+            // VR, named with a replacement character by the walk)
+            for (data, cs) in [("1\\2\\x", None), ("1\\2\\-0.ÿ", Some("ISO_IR 100"))] {
+                let bytes = tiny_named(data, ts, "Body", cs);
+                assert!(read_by_direct_walk(&bytes), "{ts} {data}");
+                let e = read_rtstruct_bytes(Path::new("tiny"), &bytes)
                     .unwrap_err()
-                    .to_string(),
-                read_rtstruct_bytes_via_parser(Path::new("tiny"), &bytes)
-                    .unwrap_err()
-                    .to_string()
-            );
+                    .to_string();
+                assert_eq!(
+                    e,
+                    read_rtstruct_bytes_via_parser(Path::new("tiny"), &bytes)
+                        .unwrap_err()
+                        .to_string()
+                );
+                assert!(e.contains("ROI 1 contour 1"), "{ts} {e}");
+            }
         }
         // a data set cut short: the direct walk stops, the parser's error stands
         let bytes = tiny_rtstruct(data, IMPLICIT_VR_LE);

@@ -262,10 +262,15 @@ fn kill_9_leaves_previous_or_complete_outputs() {
     let t = std::time::Instant::now();
     assert!(command().status().unwrap().success());
     let full = t.elapsed();
-    // Kills spread over 1.5 times an undisturbed run, so the last runs end by themselves.
+    // Kills spread over 1.5 times an undisturbed run, so the last runs end by themselves. On a
+    // machine busier than during that first run (other tests run beside this one) the steps go
+    // on, up to 3 times the run, until one run has ended by itself.
     const STEPS: u32 = 24;
     let (mut kills, mut completed) = (0, 0);
-    for i in 1..=STEPS {
+    for i in 1..=2 * STEPS {
+        if i > STEPS && completed > 0 {
+            break;
+        }
         // Mark the previous outputs (a rerun writes identical bytes: UIDs are derived).
         let before: Vec<Vec<u8>> = outputs
             .iter()
