@@ -456,6 +456,24 @@ fn known_limitation(
     }
 }
 
+/// The error for a required attribute missing from the file `path` ([`DicomFile::missing`]).
+pub(crate) fn missing_tag(path: &Path, tag: Tag) -> Error {
+    Error::MissingTag {
+        path: path.to_path_buf(),
+        tag: tag_name(tag),
+    }
+}
+
+/// The error for an unusable attribute of the file `path` ([`DicomFile::invalid`]).
+pub(crate) fn invalid_tag(path: &Path, tag: Tag, reason: impl Into<String>) -> Error {
+    Error::InvalidTag {
+        path: path.to_path_buf(),
+        tag: tag_name(tag),
+        reason: reason.into(),
+        source: None,
+    }
+}
+
 pub(crate) fn tag_name(tag: Tag) -> String {
     use dicom_core::dictionary::DataDictionary;
     let name = dicom_dictionary_std::StandardDataDictionary
@@ -618,20 +636,12 @@ impl DicomFile {
 
     /// The error for a missing attribute of this file.
     pub fn missing(&self, tag: Tag) -> Error {
-        Error::MissingTag {
-            path: self.path.clone(),
-            tag: tag_name(tag),
-        }
+        missing_tag(&self.path, tag)
     }
 
     /// The error for an unusable attribute of this file.
     pub fn invalid(&self, tag: Tag, reason: impl Into<String>) -> Error {
-        Error::InvalidTag {
-            path: self.path.clone(),
-            tag: tag_name(tag),
-            reason: reason.into(),
-            source: None,
-        }
+        invalid_tag(&self.path, tag, reason)
     }
 
     /// The error for an attribute whose value could not be converted: `err`'s message as the

@@ -8,8 +8,11 @@ mod prescan;
 mod series;
 pub mod write;
 
-pub(crate) use file::{ContourDataHeaders, check_file_size, contour_data_headers, sniff, tag_name};
+pub(crate) use file::{
+    ContourDataHeaders, check_file_size, contour_data_headers, invalid_tag, missing_tag, sniff,
+};
 pub use file::{DicomFile, StoredPixels, read_bytes, read_file, read_header};
+pub(crate) use prescan::long_vr;
 pub use series::{
     CtSeries, LoadOptions, SeriesInfo, SeriesSummary, SliceRef, discover, load_series,
     load_series_buffers, load_series_files, load_series_grid,

@@ -239,7 +239,7 @@ struct Scanner<R> {
 
 /// VRs whose explicit-VR header has two reserved bytes and a 32-bit length (unknown VRs too,
 /// which dicom-parser reads as UN).
-fn long_vr(vr: [u8; 2]) -> bool {
+pub(crate) fn long_vr(vr: [u8; 2]) -> bool {
     !matches!(
         &vr,
         b"AE"

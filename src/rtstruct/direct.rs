@@ -140,7 +140,7 @@ pub(super) fn walk(bytes: &[u8], explicit: bool, start: u64) -> Option<Item<'_>>
         utf8: false,
         depth: 0,
     };
-    let root = w.data_set(bytes.len(), true)?;
+    let root = w.data_set(bytes.len(), true, false)?;
     (w.pos == bytes.len()).then_some(root)
 }
 
@@ -156,7 +156,7 @@ struct Walker<'a> {
 impl<'a> Walker<'a> {
     fn u16_at(&self, at: usize) -> Option<u16> {
         let b = self.b.get(at..at.checked_add(2)?)?;
-        Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
+        Some(u16::from_le_bytes(b.try_into().ok()?))
     }
 
     fn u32_at(&self, at: usize) -> Option<u32> {
@@ -175,26 +175,19 @@ impl<'a> Walker<'a> {
             return Some((tag, None, len));
         }
         let vr: [u8; 2] = self.b.get(at + 4..at + 6)?.try_into().ok()?;
-        if STRING_VRS.contains(&&vr) && &vr != b"UC" && &vr != b"UT"
-            || matches!(&vr, b"AT" | b"FL" | b"FD" | b"SL" | b"SS" | b"UL" | b"US")
-        {
-            let len = u32::from(self.u16_at(at + 6)?);
-            self.pos = at + 8;
-            Some((tag, Some(vr), len))
+        // the pre-scan's header layout rule (the two reserved bytes and a 32-bit length)
+        let (len, next) = if crate::dicom::long_vr(vr) {
+            (self.u32_at(at + 8)?, at + 12)
         } else {
-            let len = self.u32_at(at + 8)?;
-            self.pos = at + 12;
-            Some((tag, Some(vr), len))
-        }
+            (u32::from(self.u16_at(at + 6)?), at + 8)
+        };
+        self.pos = next;
+        Some((tag, Some(vr), len))
     }
 
-    /// Elements until `end` (a defined length) or, when `end` is the end of the file and this
-    /// is an undefined-length item, until its delimiter.
-    fn data_set(&mut self, end: usize, top: bool) -> Option<Item<'a>> {
-        self.data_set_until(end, top, false)
-    }
-
-    fn data_set_until(&mut self, end: usize, top: bool, delimited: bool) -> Option<Item<'a>> {
+    /// Elements up to `end`: exactly to it (a defined length, or the top-level data set), or,
+    /// for an undefined-length item (`delimited`), to its delimiter before `end`.
+    fn data_set(&mut self, end: usize, top: bool, delimited: bool) -> Option<Item<'a>> {
         let mut elems: Vec<Elem<'a>> = Vec::new();
         while self.pos < end {
             let (tag, vr, len) = self.header()?;
@@ -318,13 +311,13 @@ impl<'a> Walker<'a> {
                 return None;
             }
             let item = if ilen == UNDEFINED {
-                self.data_set_until(limit, false, true)?
+                self.data_set(limit, false, true)?
             } else {
                 let iend = self.pos.checked_add(usize::try_from(ilen).ok()?)?;
                 if iend > limit {
                     return None;
                 }
-                self.data_set(iend, false)?
+                self.data_set(iend, false, false)?
             };
             items.push(item);
         }

@@ -12,6 +12,7 @@
 //! `POINT` and `OPEN_PLANAR` contours are skipped; [`RtStructRoi::kind`] tells areas from points
 //! of interest, open curves and empty ROIs, which are all listed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -163,7 +164,7 @@ pub(super) enum ContourValue<'a> {
     /// No Contour Data.
     Absent,
     /// The value's bytes: decimal strings separated by backslashes ([`contour_points`]).
-    Raw(std::borrow::Cow<'a, [u8]>),
+    Raw(Cow<'a, [u8]>),
     /// Already converted by the parser (or its error).
     Numbers(std::result::Result<Vec<f64>, String>),
 }
@@ -228,47 +229,63 @@ pub fn read_rtstruct(path: &Path) -> Result<RtStruct> {
         bytes.len(),
         t.elapsed().as_secs_f64()
     );
-    parse_owned(path, bytes)
+    parse(path, Cow::Owned(bytes))
 }
 
 /// Reads an RT Structure Set held in memory; `name` stands for the path in messages and in
 /// [`RtStruct::path`].
 pub fn read_rtstruct_bytes(name: &Path, bytes: &[u8]) -> Result<RtStruct> {
-    parse_owned(name, bytes.to_vec())
+    parse(name, Cow::Borrowed(bytes))
 }
 
 /// [`read_rtstruct_bytes`] through dicom-object's parsed tree only, never the direct walk: the
 /// reference the direct walk is checked against (tests and the `rtstruct` fuzz target).
 #[doc(hidden)]
 pub fn read_rtstruct_bytes_via_parser(name: &Path, bytes: &[u8]) -> Result<RtStruct> {
-    let mut bytes = bytes.to_vec();
-    if let Some(h) = crate::dicom::contour_data_headers(&bytes) {
-        hide_contour_data(&mut bytes, &h);
-    }
-    parse_rtstruct(crate::dicom::read_bytes(name, &bytes)?)
+    let headers = crate::dicom::contour_data_headers(bytes);
+    parse_rtstruct(parse_tree(name, bytes.to_vec(), headers.as_ref())?)
 }
 
 /// Whether [`read_rtstruct_bytes`] reads these bytes by the direct walk (else by dicom-object's
 /// parser); for tests.
 #[doc(hidden)]
 pub fn read_by_direct_walk(bytes: &[u8]) -> bool {
-    crate::dicom::contour_data_headers(bytes)
-        .filter(|h| h.meta_ok)
-        .is_some_and(|h| super::direct::walk(bytes, h.explicit, h.data_start).is_some())
+    direct_root(bytes, crate::dicom::contour_data_headers(bytes).as_ref()).is_some()
 }
 
-/// Parses a structure set whose bytes are ours to retag ([`hide_contour_data`]). Little-endian
-/// files with a file meta group whose data set holds only what the direct walk reads as
-/// dicom-object would ([`super::direct`]) are read straight from their bytes; any other file, and
-/// any file the direct walk stops on, is parsed by dicom-object.
-fn parse_owned(name: &Path, mut bytes: Vec<u8>) -> Result<RtStruct> {
+/// The data set by the direct walk, where the file allows it ([`super::direct`]).
+fn direct_root<'a>(
+    bytes: &'a [u8],
+    headers: Option<&crate::dicom::ContourDataHeaders>,
+) -> Option<super::direct::Item<'a>> {
+    let h = headers.filter(|h| h.meta_ok)?;
+    super::direct::walk(bytes, h.explicit, h.data_start)
+}
+
+/// dicom-object's parse of a structure set whose bytes are ours to retag
+/// ([`hide_contour_data`]); the bytes go once parsed (the tree holds its own copy of every
+/// value, so the two are not held while the contours are converted).
+fn parse_tree(
+    name: &Path,
+    mut bytes: Vec<u8>,
+    headers: Option<&crate::dicom::ContourDataHeaders>,
+) -> Result<crate::dicom::DicomFile> {
+    if let Some(h) = headers {
+        hide_contour_data(&mut bytes, h);
+    }
+    crate::dicom::read_bytes(name, &bytes)
+}
+
+/// Parses a structure set. Little-endian files with a file meta group whose data set holds only
+/// what the direct walk reads as dicom-object would ([`super::direct`]) are read straight from
+/// their bytes; any other file, and any file the direct walk stops on or that then fails, is
+/// parsed by dicom-object (on a copy of the bytes when they are borrowed).
+fn parse(name: &Path, bytes: Cow<'_, [u8]>) -> Result<RtStruct> {
     crate::dicom::check_file_size(name, bytes.len() as u64)?;
     let t = std::time::Instant::now();
     let headers = crate::dicom::contour_data_headers(&bytes);
     let scanned = t.elapsed().as_secs_f64();
-    if let Some(h) = headers.as_ref().filter(|h| h.meta_ok)
-        && let Some(root) = super::direct::walk(&bytes, h.explicit, h.data_start)
-    {
+    if let Some(root) = direct_root(&bytes, headers.as_ref()) {
         let walked = t.elapsed().as_secs_f64();
         match assemble(name, &root) {
             Ok(rs) => {
@@ -285,14 +302,8 @@ fn parse_owned(name: &Path, mut bytes: Vec<u8>) -> Result<RtStruct> {
             Err(e) => log::debug!("{}: {e}; parsed again by dicom-object", name.display()),
         }
     }
-    if let Some(h) = &headers {
-        hide_contour_data(&mut bytes, h);
-    }
-    let file = crate::dicom::read_bytes(name, &bytes)?;
+    let file = parse_tree(name, bytes.into_owned(), headers.as_ref())?;
     let parsed = t.elapsed().as_secs_f64();
-    // the parsed tree holds its own copy of every value: the file's bytes go before the
-    // contours are converted, so the two are not held at once
-    drop(bytes);
     let rs = parse_rtstruct(file)?;
     log::debug!(
         "{}: pre-scan {scanned:.3} s, DICOM parse {:.3} s, contours {:.3} s",
@@ -441,22 +452,17 @@ fn parse_rtstruct(file: crate::dicom::DicomFile) -> Result<RtStruct> {
 
 /// The structure set held by a parsed data set `obj` of the file `path`.
 fn assemble<S: Source>(path: &Path, obj: &S) -> Result<RtStruct> {
-    let invalid = |tag: Tag, reason: String| Error::InvalidTag {
-        path: path.to_path_buf(),
-        tag: crate::dicom::tag_name(tag),
-        reason,
-        source: None,
-    };
+    let invalid = |tag: Tag, reason: String| crate::dicom::invalid_tag(path, tag, reason);
     if let Some(m) = obj.text(tags::MODALITY)
         && m != "RTSTRUCT"
     {
         return Err(invalid(tags::MODALITY, format!("{m} is not RTSTRUCT")));
     }
     if !obj.has(tags::STRUCTURE_SET_ROI_SEQUENCE) && !obj.has(tags::ROI_CONTOUR_SEQUENCE) {
-        return Err(Error::MissingTag {
-            path: path.to_path_buf(),
-            tag: crate::dicom::tag_name(tags::STRUCTURE_SET_ROI_SEQUENCE),
-        });
+        return Err(crate::dicom::missing_tag(
+            path,
+            tags::STRUCTURE_SET_ROI_SEQUENCE,
+        ));
     }
     let mut frame = None;
     let mut series = None;
