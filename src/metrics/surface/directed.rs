@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::scan::{BBox, Cropped, RowScratch, code_at, surface_row};
+use super::scan::{BBox, Packed, code_at, corner_rows, surface_bits};
 use super::search::{BlockMin, ZCount, ZPlane, z_table};
 use crate::error::{Error, Result};
 use crate::metrics::distance::Envelope;
@@ -27,26 +27,25 @@ pub(super) struct SliceSurfels {
 }
 
 /// Per-thread buffers of the per-slice passes.
-struct SliceScratch {
-    rows: RowScratch,
-    srow: Vec<u8>,
+struct SliceScratch<Z> {
+    /// Surface bits of one corner row.
+    sbits: Vec<u64>,
     /// Surface points of the slice: (column, row, neighbourhood code), row-major.
     pts: Vec<(u32, u32, u8)>,
     /// Points the local search left: (column, row, index in the slice's output).
     fallback: Vec<(u32, u32, u32)>,
-    bmin: BlockMin,
+    bmin: BlockMin<Z>,
     env: Envelope,
     /// Pass-2 result of one slice, transposed: [column][row].
     ht: Vec<f64>,
     block: Vec<f64>,
 }
 
-impl SliceScratch {
-    /// Buffers for slices of `ex` voxel columns (`ex + 1` corners).
-    fn new(ex: usize) -> Self {
+impl<Z> SliceScratch<Z> {
+    /// Buffers for packed rows of `wpr` words.
+    fn new(wpr: usize) -> Self {
         SliceScratch {
-            rows: RowScratch::new(ex),
-            srow: vec![0u8; ex + 1],
+            sbits: vec![0u64; wpr],
             pts: Vec::new(),
             fallback: Vec::new(),
             bmin: BlockMin::default(),
@@ -71,14 +70,15 @@ pub(super) const LOCAL_BUDGET: usize = 20_000;
 /// Distances from the surface points of `from` to the nearest surface point of `to`.
 /// `zbuf` holds one count per corner of the crop; one entry of the result per corner slice.
 fn directed<Z: ZCount>(
-    from: &Cropped<'_>,
-    to: &Cropped<'_>,
+    from: &Packed,
+    to: &Packed,
     spacing: [f64; 3],
     zbuf: &mut [Z],
     local_budget: usize,
 ) -> Vec<SliceSurfels> {
     let [ez, ey, ex] = from.ext;
     let (cz, cy, cx) = (ez + 1, ey + 1, ex + 1);
+    let wpr = from.words_per_row();
     slice_axis_pass(to, zbuf, cz, cx);
     let zbuf: &[Z] = zbuf;
     let ztab = z_table(spacing[2], cz);
@@ -90,7 +90,7 @@ fn directed<Z: ZCount>(
     (0..cz)
         .into_par_iter()
         .map_init(
-            || SliceScratch::new(ex),
+            || SliceScratch::new(wpr),
             |sc, z| {
                 slice_points(from, z, cy, sc);
                 if sc.pts.is_empty() {
@@ -119,35 +119,33 @@ fn directed<Z: ZCount>(
 /// Pass 1: distance in corners along the slice axis to the `to` surface, layout
 /// `[cy][cz][cx]`, parallel over rows; the surface rows of `to` are made on the fly. A forward
 /// sweep counts from the surface below, a backward sweep takes the nearer one above.
-fn slice_axis_pass<Z: ZCount>(to: &Cropped<'_>, zbuf: &mut [Z], cz: usize, cx: usize) {
+fn slice_axis_pass<Z: ZCount>(to: &Packed, zbuf: &mut [Z], cz: usize, cx: usize) {
+    let wpr = to.words_per_row();
     zbuf.par_chunks_mut(cz * cx)
         .enumerate()
         .for_each(|(y, col)| {
-            let mut scratch = RowScratch::new(cx - 1);
-            let mut srow = vec![0u8; cx];
+            let mut sbits = vec![0u64; wpr];
             for z in 0..cz {
-                let hit = surface_row(to, z, y, &mut scratch, &mut srow);
+                let hit = surface_bits(to, z, y, &mut sbits);
                 let (before, rest) = col.split_at_mut(z * cx);
                 let Some(cur) = rest.get_mut(..cx) else { break };
-                match before
+                let prev = before
                     .get(before.len().saturating_sub(cx)..)
-                    .filter(|_| z > 0)
-                {
-                    Some(p) if hit => {
-                        for ((c, &pv), &s) in cur.iter_mut().zip(p).zip(&srow) {
-                            *c = if s != 0 { Z::ZERO } else { pv.inc() };
-                        }
-                    }
+                    .filter(|_| z > 0);
+                match prev {
                     Some(p) => {
                         for (c, &pv) in cur.iter_mut().zip(p) {
                             *c = pv.inc();
                         }
                     }
-                    None => {
-                        for (c, &s) in cur.iter_mut().zip(&srow) {
-                            *c = if s != 0 { Z::ZERO } else { Z::INF };
+                    None => cur.fill(Z::INF),
+                }
+                if hit {
+                    for_each_bit(&sbits, |x| {
+                        if let Some(c) = cur.get_mut(x) {
+                            *c = Z::ZERO;
                         }
-                    }
+                    });
                 }
             }
             for z in (0..cz.saturating_sub(1)).rev() {
@@ -162,38 +160,31 @@ fn slice_axis_pass<Z: ZCount>(to: &Cropped<'_>, zbuf: &mut [Z], cz: usize, cx: u
         });
 }
 
+/// Calls `f` with the index of every set bit of `words`, in ascending order.
+#[inline]
+fn for_each_bit(words: &[u64], mut f: impl FnMut(usize)) {
+    for (i, &w) in words.iter().enumerate() {
+        let mut w = w;
+        while w != 0 {
+            f(i * 64 + w.trailing_zeros() as usize);
+            w &= w - 1;
+        }
+    }
+}
+
 /// The surface points of corner slice `z` of `from` (`cy` corner rows) into `sc.pts`:
 /// (column, row, neighbourhood code), row-major.
-fn slice_points(from: &Cropped<'_>, z: usize, cy: usize, sc: &mut SliceScratch) {
-    let SliceScratch {
-        rows: scratch,
-        srow,
-        pts,
-        ..
-    } = sc;
+fn slice_points<Z>(from: &Packed, z: usize, cy: usize, sc: &mut SliceScratch<Z>) {
+    let SliceScratch { sbits, pts, .. } = sc;
     pts.clear();
     for y in 0..cy {
-        if !surface_row(from, z, y, scratch, srow) {
+        if !surface_bits(from, z, y, sbits) {
             continue;
         }
-        let (zi, yi) = (z as isize, y as isize);
-        let rows = [
-            from.row(zi - 1, yi - 1),
-            from.row(zi - 1, yi),
-            from.row(zi, yi - 1),
-            from.row(zi, yi),
-        ];
-        for (x0, chunk) in srow.chunks(8).enumerate() {
-            if chunk.iter().all(|&v| v == 0) {
-                continue;
-            }
-            for (dx, &v) in chunk.iter().enumerate() {
-                if v != 0 {
-                    let x = x0 * 8 + dx;
-                    pts.push((x as u32, y as u32, code_at(&rows, x)));
-                }
-            }
-        }
+        let rows = corner_rows(from, z, y);
+        for_each_bit(sbits, |x| {
+            pts.push((x as u32, y as u32, code_at(&rows, x)));
+        });
     }
 }
 
@@ -203,7 +194,7 @@ fn slice_points(from: &Cropped<'_>, z: usize, cy: usize, sc: &mut SliceScratch) 
 /// thousand corners) runs out get `INFINITY` there and an entry in `sc.fallback`.
 fn local_search<Z: ZCount>(
     plane: &ZPlane<'_, Z>,
-    sc: &mut SliceScratch,
+    sc: &mut SliceScratch<Z>,
     local_budget: usize,
 ) -> SliceSurfels {
     let SliceScratch {
@@ -257,7 +248,7 @@ fn local_search<Z: ZCount>(
 fn fallback_passes<Z: ZCount>(
     plane: &ZPlane<'_, Z>,
     spacing: [f64; 2],
-    sc: &mut SliceScratch,
+    sc: &mut SliceScratch<Z>,
     distance: &mut [f64],
 ) {
     let (start, by_col) = group_by_column(&sc.fallback, plane.cx);
@@ -303,7 +294,7 @@ fn group_by_column(fallback: &[(u32, u32, u32)], cx: usize) -> (Vec<usize>, Vec<
 
 /// Pass 2: rows of this slice, h[y][x] = min_p zsq(p) + sx²(x − p)², stored transposed
 /// (`sc.ht[x][y]`) through blocks of 8 rows so that pass 3 reads columns.
-fn row_pass<Z: ZCount>(plane: &ZPlane<'_, Z>, sx: f64, sc: &mut SliceScratch) {
+fn row_pass<Z: ZCount>(plane: &ZPlane<'_, Z>, sx: f64, sc: &mut SliceScratch<Z>) {
     let (cy, cx) = (plane.cy, plane.cx);
     let inv_sx2 = 1.0 / (sx * sx);
     let SliceScratch { env, ht, block, .. } = sc;
@@ -413,8 +404,8 @@ fn column_pass(
 
 /// Runs [`directed`] with the narrowest slice-axis count type the crop allows.
 pub(super) fn directed_any(
-    from: &Cropped<'_>,
-    to: &Cropped<'_>,
+    from: &Packed,
+    to: &Packed,
     spacing: [f64; 3],
     zbuf: &mut ZBuf,
     local_budget: usize,

@@ -249,91 +249,149 @@ pub fn surfel_area_table(spacing: [f64; 3]) -> [f64; 256] {
     t
 }
 
-/// Reusable row buffers for [`surface_row`].
-pub(super) struct RowScratch {
-    or4: Vec<u8>,
-    and4: Vec<u8>,
+/// A cropped mask packed one bit per voxel, built once per comparison: bit `x + 1` of a row
+/// is voxel `x` of the crop row; bit 0 and the bits past the row are 0 (background), so the
+/// two voxels `x − 1` and `x` around corner `x` are bits `x` and `x + 1`.
+pub(super) struct Packed {
+    words: Vec<u64>,
+    /// Words per row: enough for bits `0..=ex + 1`.
+    wpr: usize,
+    /// Crop extent (slice, row, column).
+    pub(super) ext: [usize; 3],
 }
 
-impl RowScratch {
-    /// Buffers for rows of `ex` voxels.
-    pub(super) fn new(ex: usize) -> Self {
-        RowScratch {
-            or4: vec![0; ex],
-            and4: vec![0; ex],
+/// Bit `i` of the result is set when byte `i` of `v` is non-zero (SWAR: each byte's "non-zero"
+/// lands in its top bit, then one multiplication gathers the eight top bits).
+#[inline]
+fn nonzero_bits(v: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let top = (((v & LOW7).wrapping_add(LOW7)) | v) & !LOW7;
+    top.wrapping_mul(0x0002_0408_1020_4081) >> 56
+}
+
+impl Packed {
+    /// Packs the crop of `m`, slices in parallel.
+    pub(super) fn new(m: &Cropped<'_>) -> Self {
+        let [ez, ey, ex] = m.ext;
+        let wpr = (ex + 2).div_ceil(64);
+        let mut words = vec![0u64; ez * ey * wpr];
+        if wpr > 0 && ey > 0 {
+            words
+                .par_chunks_mut(ey * wpr)
+                .enumerate()
+                .for_each(|(z, slice)| {
+                    for (y, dst) in slice.chunks_mut(wpr).enumerate() {
+                        if let Some(src) = m.row(z as isize, y as isize) {
+                            pack_row(src, dst);
+                        }
+                    }
+                });
+        }
+        Packed { words, wpr, ext: m.ext }
+    }
+
+    /// Words per row.
+    pub(super) fn words_per_row(&self) -> usize {
+        self.wpr
+    }
+
+    /// Row `y` of slice `z` (may be −1 or the extent: then `None`).
+    #[inline]
+    pub(super) fn row(&self, z: isize, y: isize) -> Option<&[u64]> {
+        let z = usize::try_from(z).ok().filter(|&z| z < self.ext[0])?;
+        let y = usize::try_from(y).ok().filter(|&y| y < self.ext[1])?;
+        let start = (z * self.ext[1] + y) * self.wpr;
+        self.words.get(start..start + self.wpr)
+    }
+}
+
+/// Packs one row of voxels into `dst` (zeroed, long enough): voxel `x` to bit `x + 1`.
+fn pack_row(src: &[u8], dst: &mut [u64]) {
+    let mut chunks = src.chunks_exact(8);
+    for (i, c) in (&mut chunks).enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        let bits = nonzero_bits(u64::from_le_bytes(b));
+        if bits == 0 {
+            continue;
+        }
+        let p = 8 * i + 1;
+        let (w, s) = (p / 64, p % 64);
+        if let Some(d) = dst.get_mut(w) {
+            *d |= bits << s;
+        }
+        if s > 56 {
+            if let Some(d) = dst.get_mut(w + 1) {
+                *d |= bits >> (64 - s);
+            }
+        }
+    }
+    let base = src.len() - chunks.remainder().len();
+    for (i, &v) in chunks.remainder().iter().enumerate() {
+        if v != 0 {
+            let p = base + i + 1;
+            if let Some(d) = dst.get_mut(p / 64) {
+                *d |= 1 << (p % 64);
+            }
         }
     }
 }
 
-/// Marks the surface corners of corner row (`z`, `y`) of a cropped mask: `out[x]` (length
-/// `ex + 1`) becomes 1 where the 2×2×2 neighbourhood of corner `x` is neither empty nor full,
-/// else 0. Returns whether any corner of the row is a surface point.
-pub(super) fn surface_row(
-    m: &Cropped<'_>,
-    z: usize,
-    y: usize,
-    s: &mut RowScratch,
-    out: &mut [u8],
-) -> bool {
+/// The four voxel rows around corner row (`z`, `y`): (z − 1, y − 1), (z − 1, y), (z, y − 1),
+/// (z, y); `None` outside the crop.
+#[inline]
+pub(super) fn corner_rows(m: &Packed, z: usize, y: usize) -> [Option<&[u64]>; 4] {
     let (z, y) = (z as isize, y as isize);
-    let rows = [
+    [
         m.row(z - 1, y - 1),
         m.row(z - 1, y),
         m.row(z, y - 1),
         m.row(z, y),
-    ];
-    s.or4.fill(0);
-    s.and4.fill(1);
-    for r in rows {
-        match r {
-            Some(r) => {
-                for ((o, a), &v) in s.or4.iter_mut().zip(s.and4.iter_mut()).zip(r) {
-                    let v = u8::from(v != 0);
-                    *o |= v;
-                    *a &= v;
-                }
-            }
-            None => s.and4.fill(0),
+    ]
+}
+
+/// Marks the surface corners of corner row (`z`, `y`): bit `x` of `out` (one word per word of
+/// a packed row) becomes 1 where the 2×2×2 neighbourhood of corner `x` is neither empty nor
+/// full. Returns whether any corner of the row is a surface point.
+pub(super) fn surface_bits(m: &Packed, z: usize, y: usize, out: &mut [u64]) -> bool {
+    let rows = corner_rows(m, z, y);
+    let all = rows.iter().all(Option::is_some);
+    let mut any = 0u64;
+    for (w, o) in out.iter_mut().enumerate() {
+        let (mut or, mut and) = (0u64, u64::MAX);
+        for r in rows.iter().flatten() {
+            let p = r.get(w).copied().unwrap_or(0);
+            let next = r.get(w + 1).copied().unwrap_or(0);
+            // Bit x of `sh` is bit x + 1 of the row: voxel x next to voxel x − 1.
+            let sh = (p >> 1) | (next << 63);
+            or |= p | sh;
+            and &= p & sh;
         }
+        *o = if all { or & !and } else { or };
+        any |= *o;
     }
-    if !any_set(&s.or4) {
-        out.fill(0);
-        return false;
-    }
-    // Corner x sees voxels x − 1 and x of each row; outside the crop is background (so the
-    // first and last corners are never inside all eight voxels).
-    if let (Some(o), Some(&v)) = (out.first_mut(), s.or4.first()) {
-        *o = v;
-    }
-    if let (Some(o), Some(&v)) = (out.last_mut(), s.or4.last()) {
-        *o = v;
-    }
-    if let Some(inner) = out.get_mut(1..s.or4.len()) {
-        for ((o, ow), aw) in inner
-            .iter_mut()
-            .zip(s.or4.windows(2))
-            .zip(s.and4.windows(2))
-        {
-            *o = (ow[0] | ow[1]) & !(aw[0] & aw[1]) & 1;
-        }
-    }
-    true
+    any != 0
 }
 
 /// Neighbourhood code (DeepMind's bit order: 128 for voxel (z−1, y−1, x−1) down to 1 for
-/// (z, y, x)) of corner `x` given the four voxel rows around corner row (z, y).
+/// (z, y, x)) of corner `x` given the four packed voxel rows around its corner row
+/// ([`corner_rows`]).
 #[inline]
-pub(super) fn code_at(rows: &[Option<&[u8]>; 4], x: usize) -> u8 {
+pub(super) fn code_at(rows: &[Option<&[u64]>; 4], x: usize) -> u8 {
+    // Bits x and x + 1 of a row are voxels x − 1 and x, which weigh 2 and 1 in the code.
+    const SWAP: [u8; 4] = [0, 2, 1, 3];
+    let (i, s) = (x / 64, x % 64);
     let mut code = 0u8;
     for (r, row) in rows.iter().enumerate() {
         let Some(row) = row else { continue };
-        let shift = 6 - 2 * r as u32;
-        if x > 0 && row.get(x - 1).is_some_and(|&v| v != 0) {
-            code |= 2 << shift;
-        }
-        if row.get(x).is_some_and(|&v| v != 0) {
-            code |= 1 << shift;
-        }
+        let lo = row.get(i).copied().unwrap_or(0) >> s;
+        let hi = if s == 63 {
+            row.get(i + 1).copied().unwrap_or(0) << 1
+        } else {
+            0
+        };
+        let pair = ((lo | hi) & 3) as usize;
+        code |= SWAP.get(pair).copied().unwrap_or(0) << (6 - 2 * r);
     }
     code
 }

@@ -81,13 +81,26 @@ pub(super) struct ZPlane<'a, Z: ZCount> {
 
 /// Per-block minima of one slice's values (squared mm), blocks of `BLOCK_SIDE`² corners,
 /// row-major; filled on first use in a slice.
-#[derive(Default)]
-pub(super) struct BlockMin {
+pub(super) struct BlockMin<Z> {
     /// Filled for the current slice.
     pub(super) ready: bool,
     nbx: usize,
     nby: usize,
     min: Vec<f64>,
+    /// Element-wise minimum of one band of `BLOCK_SIDE` rows.
+    band: Vec<Z>,
+}
+
+impl<Z> Default for BlockMin<Z> {
+    fn default() -> Self {
+        BlockMin {
+            ready: false,
+            nbx: 0,
+            nby: 0,
+            min: Vec::new(),
+            band: Vec::new(),
+        }
+    }
 }
 
 impl<Z: ZCount> ZPlane<'_, Z> {
@@ -121,21 +134,26 @@ impl<Z: ZCount> ZPlane<'_, Z> {
         vals.len()
     }
 
-    fn fill_blocks(&self, b: &mut BlockMin) {
+    /// Block minima: per band of `BLOCK_SIDE` rows, the element-wise minimum count of its rows,
+    /// then the minimum of each block's columns as a squared distance (counts and squared
+    /// distances order alike).
+    fn fill_blocks(&self, b: &mut BlockMin<Z>) {
         b.nbx = self.cx.div_ceil(BLOCK_SIDE);
         b.nby = self.cy.div_ceil(BLOCK_SIDE);
         b.min.clear();
         b.min.resize(b.nbx * b.nby, f64::INFINITY);
-        for y in 0..self.cy {
-            let Some(dst) = b.min.get_mut((y / BLOCK_SIDE) * b.nbx..) else {
-                break;
-            };
-            for (m, chunk) in dst
-                .iter_mut()
-                .zip(self.row(y, 0, self.cx - 1).chunks(BLOCK_SIDE))
-            {
+        for (by, dst) in b.min.chunks_mut(b.nbx).enumerate() {
+            let y0 = by * BLOCK_SIDE;
+            b.band.clear();
+            b.band.extend_from_slice(self.row(y0, 0, self.cx - 1));
+            for y in y0 + 1..(y0 + BLOCK_SIDE).min(self.cy) {
+                for (m, &c) in b.band.iter_mut().zip(self.row(y, 0, self.cx - 1)) {
+                    *m = (*m).min(c);
+                }
+            }
+            for (m, chunk) in dst.iter_mut().zip(b.band.chunks(BLOCK_SIDE)) {
                 if let Some(&c) = chunk.iter().min() {
-                    *m = m.min(self.zsq(c));
+                    *m = self.zsq(c);
                 }
             }
         }
@@ -157,7 +175,7 @@ impl<Z: ZCount> ZPlane<'_, Z> {
         &self,
         x: usize,
         y: usize,
-        blocks: &mut BlockMin,
+        blocks: &mut BlockMin<Z>,
         limit: usize,
         spent: &mut usize,
         bound: f64,
@@ -278,7 +296,7 @@ impl<Z: ZCount> ZPlane<'_, Z> {
         bx: usize,
         x: usize,
         y: usize,
-        blocks: &BlockMin,
+        blocks: &BlockMin<Z>,
         best: &mut f64,
         spent: &mut usize,
     ) {
