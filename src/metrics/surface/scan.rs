@@ -287,7 +287,11 @@ impl Packed {
                     }
                 });
         }
-        Packed { words, wpr, ext: m.ext }
+        Packed {
+            words,
+            wpr,
+            ext: m.ext,
+        }
     }
 
     /// Words per row.
@@ -320,10 +324,10 @@ fn pack_row(src: &[u8], dst: &mut [u64]) {
         if let Some(d) = dst.get_mut(w) {
             *d |= bits << s;
         }
-        if s > 56 {
-            if let Some(d) = dst.get_mut(w + 1) {
-                *d |= bits >> (64 - s);
-            }
+        if s > 56
+            && let Some(d) = dst.get_mut(w + 1)
+        {
+            *d |= bits >> (64 - s);
         }
     }
     let base = src.len() - chunks.remainder().len();
