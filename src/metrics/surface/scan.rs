@@ -399,3 +399,60 @@ pub(super) fn code_at(rows: &[Option<&[u64]>; 4], x: usize) -> u8 {
     }
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonzero_bits_marks_exactly_the_non_zero_bytes() {
+        // Every 8-byte pattern over values that stress the SWAR carries.
+        let vals = [0u8, 1, 0x7f, 0x80, 0xff];
+        let mut pattern = [0usize; 8];
+        loop {
+            let bytes: [u8; 8] = std::array::from_fn(|i| vals[pattern[i]]);
+            let want = bytes
+                .iter()
+                .enumerate()
+                .fold(0u64, |a, (i, &b)| a | (u64::from(b != 0) << i));
+            assert_eq!(nonzero_bits(u64::from_le_bytes(bytes)), want, "{bytes:?}");
+            let Some(i) = pattern.iter().position(|&p| p + 1 < vals.len()) else {
+                break;
+            };
+            pattern[i] += 1;
+            pattern[..i].fill(0);
+        }
+    }
+
+    #[test]
+    fn packed_rows_hold_the_cropped_voxels_one_bit_further() {
+        let vals = [0u8, 1, 0x7f, 0x80, 0xff, 2];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for ex in [1usize, 7, 8, 9, 55, 56, 57, 62, 63, 64, 65, 127, 130] {
+            let size = [ex + 5, 3, 2];
+            let m: Vec<u8> = (0..size[0] * size[1] * size[2])
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    vals[(seed >> 33) as usize % vals.len()]
+                })
+                .collect();
+            let bbox = BBox {
+                lo: [1, 1, 3],
+                hi: [2, 3, 3 + ex],
+            };
+            let c = Cropped::new(&m, size, bbox);
+            let p = Packed::new(&c);
+            for y in 0..2isize {
+                let bytes = c.row(0, y).unwrap();
+                let bits = p.row(0, y).unwrap();
+                for b in 0..bits.len() * 64 {
+                    let want = b >= 1 && bytes.get(b - 1).is_some_and(|&v| v != 0);
+                    assert_eq!((bits[b / 64] >> (b % 64)) & 1 == 1, want, "ex {ex} bit {b}");
+                }
+            }
+            assert!(p.row(1, 0).is_none() && p.row(0, 2).is_none() && p.row(-1, 0).is_none());
+        }
+    }
+}

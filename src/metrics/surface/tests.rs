@@ -121,6 +121,28 @@ fn block_search_and_fallback_equal_brute_force() {
     );
 }
 
+/// Rows wider than one 64-bit word of the packed masks: shapes and specks across the word
+/// boundaries (corners 63/64 and 127/128) and at the last column. Compared with brute force.
+#[test]
+fn rows_across_packed_words_equal_brute_force() {
+    let size = [131, 9, 5];
+    let sp = [0.58, 0.7, 1.3];
+    let mut a = ball(size, [64.0, 4.0, 2.0], 3.5);
+    let mut b = ball(size, [62.5, 4.5, 2.0], 3.0);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for (i, v) in a.iter_mut().chain(b.iter_mut()).enumerate() {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let x = i % size[0];
+        let near_boundary = [62, 63, 64, 65, 126, 127, 128, 130].contains(&x);
+        if (seed >> 40) % if near_boundary { 3 } else { 40 } == 0 {
+            *v = 1;
+        }
+    }
+    assert_equals_brute_force(&a, &b, size, sp, &[0, 500, LOCAL_BUDGET, usize::MAX], 0.5);
+}
+
 /// [`surface_distances_with`] at each local-search budget equals [`brute`] (distances to
 /// 1e-9 mm, areas to 1e-12 mm², sorted the same), and its Hausdorff exceeds `min_hd`.
 fn assert_equals_brute_force(
