@@ -136,7 +136,7 @@ fn rows_across_packed_words_equal_brute_force() {
             .wrapping_add(1_442_695_040_888_963_407);
         let x = i % size[0];
         let near_boundary = [62, 63, 64, 65, 126, 127, 128, 130].contains(&x);
-        if (seed >> 40) % if near_boundary { 3 } else { 40 } == 0 {
+        if (seed >> 40).is_multiple_of(if near_boundary { 3 } else { 40 }) {
             *v = 1;
         }
     }
