@@ -735,26 +735,79 @@ pub(crate) fn fill_even_odd(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize) -
     out
 }
 
+/// `x.ceil()` without a call into libm (the baseline x86-64 target has no rounding
+/// instruction): exact for every finite value (beyond 2⁵³ all are integers; beyond the `i64`
+/// range the saturated cast still lies on the same side of any grid index), and 0 for NaN, which
+/// every caller clamps to the grid afterwards the same as `ceil`'s NaN.
+#[inline]
+fn ceil_grid(x: f64) -> f64 {
+    let t = x as i64 as f64;
+    if t < x { t + 1.0 } else { t }
+}
+
+/// `dst[i]` = XOR of `src[..=i]` for bytes 0 and 1, eight bytes at a time (a prefix XOR
+/// within a little-endian word is three shifts; the parity so far is carried between words).
+fn prefix_parity(src: &[u8], dst: &mut [u8]) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut inside = 0u64;
+    let mut d8 = dst.chunks_exact_mut(8);
+    let mut s8 = src.chunks_exact(8);
+    for (d, s) in (&mut d8).zip(&mut s8) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(s);
+        let mut x = u64::from_le_bytes(b);
+        x ^= x << 8;
+        x ^= x << 16;
+        x ^= x << 32;
+        x ^= inside * ONES;
+        d.copy_from_slice(&x.to_le_bytes());
+        inside = x >> 56;
+    }
+    let mut inside = inside as u8;
+    for (v, &t) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
+        inside ^= t;
+        *v = inside;
+    }
+}
+
 /// [`fill_even_odd`] into `out` (a zeroed `cols × rows` slice).
 fn fill_even_odd_into(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize, out: &mut [u8]) {
-    // Edges bucketed by the rows they cross.
-    let mut edges: Vec<(f64, f64, f64, f64)> = Vec::new();
+    // Edges (x1, y1, x2, y2), then bucketed by the first row they cross (counting sort).
+    let mut edges: Vec<[f64; 4]> = Vec::new();
     for p in polys {
         let n = p.len();
         for a in 0..n {
             let (p1, p2) = (p[a], p[(a + 1) % n]);
             if p1[1] != p2[1] {
-                edges.push((p1[0], p1[1], p2[0], p2[1]));
+                edges.push([p1[0], p1[1], p2[0], p2[1]]);
             }
         }
     }
-    let mut starts: Vec<Vec<usize>> = vec![Vec::new(); rows];
-    for (e, &(_, y1, _, y2)) in edges.iter().enumerate() {
-        let lo = y1.min(y2);
-        // First row centre j with j >= lo (half-open [lo, hi)).
-        let j0 = lo.ceil().max(0.0);
-        if j0 < rows as f64 {
-            starts[j0 as usize].push(e);
+    // First row centre j with j >= lo (half-open [lo, hi)); `rows` when none on the grid.
+    let first_row = |e: &[f64; 4]| {
+        let j0 = ceil_grid(e[1].min(e[3])).max(0.0);
+        if j0 < rows as f64 { j0 as usize } else { rows }
+    };
+    let mut start = vec![0usize; rows + 2];
+    for e in &edges {
+        if let Some(c) = start.get_mut(first_row(e) + 1) {
+            *c += 1;
+        }
+    }
+    for j in 0..=rows {
+        let prev = start.get(j).copied().unwrap_or(0);
+        if let Some(c) = start.get_mut(j + 1) {
+            *c += prev;
+        }
+    }
+    let mut fill = start.clone();
+    let mut by_row = vec![0u32; edges.len()];
+    for (e, edge) in edges.iter().enumerate() {
+        if let Some(f) = fill.get_mut(first_row(edge)) {
+            if let Some(slot) = by_row.get_mut(*f) {
+                *slot = e as u32;
+            }
+            *f += 1;
         }
     }
     // Even-odd by parity instead of sorting each row's crossings: a voxel centre i lies inside
@@ -762,24 +815,27 @@ fn fill_even_odd_into(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize, out: &m
     // the crossings' order, so this fills exactly the spans [ceil(x0), ceil(x1)),
     // [ceil(x2), ceil(x3))… of the sorted crossings). An unpaired last crossing (an odd count)
     // is left out, as the pairing leaves it out.
-    let mut active: Vec<usize> = Vec::new();
+    let mut active: Vec<u32> = Vec::new();
     let mut toggles = vec![0u8; cols + 1];
     for (j, row) in out.chunks_exact_mut(cols.max(1)).enumerate().take(rows) {
         let y = j as f64;
-        active.extend_from_slice(&starts[j]);
-        active.retain(|&e| {
-            let (_, y1, _, y2) = edges[e];
-            y < y1.max(y2)
-        });
+        let (a, b) = (
+            start.get(j).copied().unwrap_or(0),
+            start.get(j + 1).copied().unwrap_or(0),
+        );
+        active.extend_from_slice(by_row.get(a..b).unwrap_or(&[]));
+        active.retain(|&e| edges.get(e as usize).is_some_and(|e| y < e[1].max(e[3])));
         if active.is_empty() {
             continue;
         }
         let (mut lo, mut hi) = (cols, 0usize);
         let mut last: Option<(f64, usize)> = None;
         for &e in &active {
-            let (x1, y1, x2, y2) = edges[e];
+            let Some(&[x1, y1, x2, y2]) = edges.get(e as usize) else {
+                continue;
+            };
             let x = x1 + (y - y1) / (y2 - y1) * (x2 - x1);
-            let c = x.ceil().clamp(0.0, cols as f64) as usize;
+            let c = ceil_grid(x).clamp(0.0, cols as f64) as usize;
             if let Some(t) = toggles.get_mut(c) {
                 *t ^= 1;
             }
@@ -795,14 +851,10 @@ fn fill_even_odd_into(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize, out: &m
         {
             *t ^= 1;
         }
-        let mut inside = 0u8;
-        for i in lo..hi.min(cols) {
-            inside ^= toggles.get(i).copied().unwrap_or(0);
-            if inside != 0
-                && let Some(v) = row.get_mut(i)
-            {
-                *v = 1;
-            }
+        // The running parity written to every voxel of the span (the row is zero outside it).
+        let hi = hi.min(cols);
+        if let (Some(src), Some(dst)) = (toggles.get(lo..hi), row.get_mut(lo..hi)) {
+            prefix_parity(src, dst);
         }
         if let Some(t) = toggles.get_mut(lo..=hi) {
             t.fill(0);
@@ -884,6 +936,58 @@ mod tests {
                 fill_even_odd_sorted(&polys, cols, rows),
                 "{polys:?}"
             );
+        }
+    }
+
+    /// `ceil_grid` is `ceil` wherever the fill uses it (then clamped to a grid), including
+    /// values next to integers, beyond 2⁵³, beyond the `i64` range and NaN.
+    #[test]
+    fn ceil_grid_equals_ceil_on_the_grid() {
+        let clamp = |v: f64| v.clamp(0.0, 600.0) as usize;
+        let mut vals = vec![
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            -f64::MIN_POSITIVE,
+            9.007_199_254_740_993e15,
+            -9.007_199_254_740_993e15,
+            9.3e18,
+            -9.3e18,
+            1e300,
+            -1e300,
+        ];
+        for i in -3..600 {
+            let v = f64::from(i);
+            vals.extend([v, v.next_up(), v.next_down(), v + 0.5, v - 0.5]);
+        }
+        for v in vals {
+            assert_eq!(clamp(super::ceil_grid(v)), clamp(v.ceil()), "{v}");
+            if v.is_finite() && v.abs() < 9e18 {
+                assert_eq!(super::ceil_grid(v), v.ceil(), "{v}");
+            }
+        }
+    }
+
+    /// The word-at-a-time prefix parity equals the running XOR, at every length and offset.
+    #[test]
+    fn prefix_parity_equals_running_xor() {
+        let mut rng = autocontour_test_support::XorShift::new(0x2545_f491_4f6c_dd1d);
+        for len in 0..70 {
+            let src: Vec<u8> = (0..len).map(|_| (rng.next_u64() % 2) as u8).collect();
+            let mut want = Vec::with_capacity(len);
+            let mut p = 0u8;
+            for &t in &src {
+                p ^= t;
+                want.push(p);
+            }
+            let mut got = vec![7u8; len];
+            super::prefix_parity(&src, &mut got);
+            assert_eq!(got, want, "{src:?}");
         }
     }
 
