@@ -216,6 +216,14 @@ fn local_search<Z: ZCount>(
     // strictly above the exact answer and the search still finds it.
     let mut prev: Option<(u32, u32, f64)> = None;
     for &(x, y, code) in pts.iter() {
+        out.code.push(code);
+        // On the other surface (most points): distance 0, one read.
+        if plane.row(y as usize, x as usize, x as usize).first() == Some(&Z::ZERO) {
+            spent += 1;
+            prev = Some((x, y, 0.0));
+            out.distance.push(0.0);
+            continue;
+        }
         let bound = match prev {
             Some((px, py, pd)) => {
                 let (dx, dy) = (f64::from(x) - f64::from(px), f64::from(y) - f64::from(py));
@@ -229,15 +237,12 @@ fn local_search<Z: ZCount>(
         } else {
             None
         };
-        prev = d2.map(|d2| (x, y, d2.sqrt()));
-        match d2 {
-            Some(d2) => out.distance.push(d2.sqrt()),
-            None => {
-                fallback.push((x, y, out.distance.len() as u32));
-                out.distance.push(f64::INFINITY);
-            }
+        let d = d2.map(f64::sqrt);
+        prev = d.map(|d| (x, y, d));
+        if d.is_none() {
+            fallback.push((x, y, out.distance.len() as u32));
         }
-        out.code.push(code);
+        out.distance.push(d.unwrap_or(f64::INFINITY));
     }
     out
 }
