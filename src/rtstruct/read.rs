@@ -683,12 +683,18 @@ pub fn rasterise_roi(
             if c.points.len() < 3 {
                 return None;
             }
-            let idx: Vec<[f64; 3]> = c
+            // The in-plane indices kept, the slice index summed on the way (no second list).
+            let mut zsum = 0.0;
+            let plane: Vec<[f64; 2]> = c
                 .points
                 .iter()
-                .map(|p| geometry.patient_to_index(*p))
+                .map(|p| {
+                    let [i, j, k] = geometry.patient_to_index(*p);
+                    zsum += k;
+                    [i, j]
+                })
                 .collect();
-            let kz = idx.iter().map(|p| p[2]).sum::<f64>() / idx.len() as f64;
+            let kz = zsum / plane.len() as f64;
             let k = kz.round();
             if (kz - k).abs() > 0.5 + 1e-6 || k < 0.0 || k >= nk as f64 {
                 log::debug!(
@@ -709,7 +715,7 @@ pub fn rasterise_roi(
                     n + 1
                 );
             }
-            Some((k, idx.iter().map(|p| [p[0], p[1]]).collect()))
+            Some((k, plane))
         })
         .collect();
     for (k, poly) in mapped.into_iter().flatten() {
