@@ -20,15 +20,17 @@
 //! surface (most of them) settle after a handful of reads. Should a slice's points read more than
 //! a budget, its remaining points take the separable passes instead: the row pass (lower envelope
 //! of parabolas, written transposed in blocks of 8 rows) and the column pass at those points
-//! only. Both give the same exact distances. Surface corners are found on the fly from the
-//! masks, row by row. Work is spread over the rayon thread pool.
+//! only. Both give the same exact distances. Both masks are packed one bit per voxel of the crop
+//! first (`scan::Packed`); surface corners and their codes are found from those bits, 64
+//! corners per word, row by row. A point on the other surface (pass-1 count 0) settles with one
+//! read. Work is spread over the rayon thread pool.
 //!
 //! [`surface_distances`] returns every point, sorted. `compare_masks` instead streams the sums
 //! it needs and finds the percentile with an area histogram, holding one direction's
 //! distances (8 bytes) and neighbourhood codes (1 byte) per surface point at a time.
 //!
-//! Four stages, one file each: `scan` (bounding box, overlap counts, the crop and the surface
-//! elements), `search` (the pass-1 plane of a slice and the exact local search), `directed`
+//! Four stages, one file each: `scan` (bounding box, overlap counts, the crop, the packed masks
+//! and the surface elements), `search` (the pass-1 plane of a slice and the exact local search), `directed`
 //! (pass 1, the local search per slice and the separable fallback passes) and `summary` (the
 //! sorted point lists and Hausdorff, HD95, ASSD and surface Dice, or streamed summaries).
 

@@ -1,7 +1,8 @@
 //! The scan: one pass over both masks for the overlap counts and the bounding box of their
-//! union ([`scan`], [`union_bbox`]), the crop to that box ([`Cropped`]), and the surface
-//! elements: which corners of a corner row are surface points ([`surface_row`]), their
-//! neighbourhood codes ([`code_at`]) and the area of each code ([`surfel_area_table`]).
+//! union ([`scan`], [`union_bbox`]), the crop to that box ([`Cropped`]) packed one bit per voxel
+//! ([`Packed`]), and the surface elements: which corners of a corner row are surface points
+//! ([`surface_bits`]), their neighbourhood codes ([`code_at`]) and the area of each code
+//! ([`surfel_area_table`]).
 
 use rayon::prelude::*;
 
