@@ -143,6 +143,30 @@ fn rows_across_packed_words_equal_brute_force() {
     assert_equals_brute_force(&a, &b, size, sp, &[0, 500, LOCAL_BUDGET, usize::MAX], 0.5);
 }
 
+/// A crop of more than 254 slices takes 2-byte slice-axis counts: blobs near both ends of 300
+/// slices, so some distances span more than 255 slices. Compared with brute force.
+#[test]
+fn crops_of_more_than_254_slices_equal_brute_force() {
+    let size = [7, 6, 300];
+    let sp = [0.9, 0.8, 0.5];
+    let mut a = vec![0u8; 7 * 6 * 300];
+    let mut b = a.clone();
+    let at = |i: usize, j: usize, k: usize| (k * 6 + j) * 7 + i;
+    for k in 0..4 {
+        for (i, j) in [(1, 1), (2, 1), (2, 2), (3, 3)] {
+            a[at(i, j, k)] = 1;
+        }
+    }
+    for k in 285..300 {
+        for (i, j) in [(4, 4), (5, 4), (4, 3)] {
+            b[at(i, j, k)] = 1;
+        }
+    }
+    // One voxel of `b` in the middle, so both kinds of distance occur.
+    b[at(2, 2, 150)] = 1;
+    assert_equals_brute_force(&a, &b, size, sp, &[0, LOCAL_BUDGET, usize::MAX], 70.0);
+}
+
 /// [`surface_distances_with`] at each local-search budget equals [`brute`] (distances to
 /// 1e-9 mm, areas to 1e-12 mm², sorted the same), and its Hausdorff exceeds `min_hd`.
 fn assert_equals_brute_force(
