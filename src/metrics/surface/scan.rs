@@ -295,6 +295,20 @@ impl Packed {
         }
     }
 
+    /// The reference and test masks of a comparison, each cropped to `bbox` (on a grid of
+    /// `size = [columns, rows, slices]`) and packed, side by side.
+    pub(super) fn pair(
+        reference: &[u8],
+        test: &[u8],
+        size: [usize; 3],
+        bbox: BBox,
+    ) -> (Packed, Packed) {
+        rayon::join(
+            || Packed::new(&Cropped::new(reference, size, bbox)),
+            || Packed::new(&Cropped::new(test, size, bbox)),
+        )
+    }
+
     /// Words per row.
     pub(super) fn words_per_row(&self) -> usize {
         self.wpr

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::directed::{LOCAL_BUDGET, SliceSurfels, directed_any, zbuf_for};
-use super::scan::{BBox, Cropped, Packed, check_inputs, surfel_area_table, union_bbox};
+use super::scan::{BBox, Packed, check_inputs, surfel_area_table, union_bbox};
 use crate::error::Result;
 
 /// One surface element: its distance to the other surface and its area.
@@ -59,10 +59,7 @@ pub(super) fn surface_distances_with(
     let Some(bbox) = union_bbox(reference, test, size) else {
         return Ok(SurfaceDistances::default());
     };
-    let (r, t) = rayon::join(
-        || Packed::new(&Cropped::new(reference, size, bbox)),
-        || Packed::new(&Cropped::new(test, size, bbox)),
-    );
+    let (r, t) = Packed::pair(reference, test, size, bbox);
     let mut zbuf = zbuf_for(bbox)?;
     let areas = surfel_area_table(spacing);
     let points = |slices: Vec<SliceSurfels>| {
@@ -121,10 +118,7 @@ pub(crate) fn summaries_in(
     let Some(bbox) = bbox else {
         return Ok(None);
     };
-    let (r, t) = rayon::join(
-        || Packed::new(&Cropped::new(reference, size, bbox)),
-        || Packed::new(&Cropped::new(test, size, bbox)),
-    );
+    let (r, t) = Packed::pair(reference, test, size, bbox);
     let mut zbuf = zbuf_for(bbox)?;
     let areas = surfel_area_table(spacing);
     let rt = summarise(
