@@ -742,9 +742,9 @@ pub(crate) fn fill_even_odd(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize) -
 }
 
 /// `x.ceil()` without a call into libm (the baseline x86-64 target has no rounding
-/// instruction): exact for every finite value (beyond 2⁵³ all are integers; beyond the `i64`
-/// range the saturated cast still lies on the same side of any grid index), and 0 for NaN, which
-/// every caller clamps to the grid afterwards the same as `ceil`'s NaN.
+/// instruction). It equals `ceil` within the `i64` range (beyond 2⁵³ every value is an integer).
+/// Beyond that range the saturated cast still lies on the same side of every grid index, and NaN
+/// gives 0: once clamped to the grid, as every caller does, the result is `ceil`'s.
 #[inline]
 fn ceil_grid(x: f64) -> f64 {
     let t = x as i64 as f64;
