@@ -44,6 +44,7 @@
 
 pub mod audit;
 pub mod body;
+mod bucket;
 pub mod contour;
 pub mod deid;
 pub mod dicom;

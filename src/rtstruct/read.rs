@@ -789,33 +789,19 @@ fn fill_even_odd_into(polys: &[Vec<[f64; 2]>], cols: usize, rows: usize, out: &m
             }
         }
     }
-    // First row centre j with j >= lo (half-open [lo, hi)); `rows` when none on the grid.
+    // First row centre j with j >= lo (half-open [lo, hi)); `rows` (left out) when none on the
+    // grid.
     let first_row = |e: &[f64; 4]| {
         let j0 = ceil_grid(e[1].min(e[3])).max(0.0);
         if j0 < rows as f64 { j0 as usize } else { rows }
     };
-    let mut start = vec![0usize; rows + 2];
-    for e in &edges {
-        if let Some(c) = start.get_mut(first_row(e) + 1) {
-            *c += 1;
-        }
-    }
-    for j in 0..=rows {
-        let prev = start.get(j).copied().unwrap_or(0);
-        if let Some(c) = start.get_mut(j + 1) {
-            *c += prev;
-        }
-    }
-    let mut fill = start.clone();
-    let mut by_row = vec![0u32; edges.len()];
-    for (e, edge) in edges.iter().enumerate() {
-        if let Some(f) = fill.get_mut(first_row(edge)) {
-            if let Some(slot) = by_row.get_mut(*f) {
-                *slot = e as u32;
-            }
-            *f += 1;
-        }
-    }
+    let (start, by_row) = crate::bucket::by_key(
+        rows,
+        edges
+            .iter()
+            .enumerate()
+            .map(|(e, edge)| (first_row(edge), e as u32)),
+    );
     // Even-odd by parity instead of sorting each row's crossings: a voxel centre i lies inside
     // when an odd number of crossings have ceil(x) <= i (ceil and the clamp to [0, cols] keep
     // the crossings' order, so this fills exactly the spans [ceil(x0), ceil(x1)),

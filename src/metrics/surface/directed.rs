@@ -272,29 +272,10 @@ fn fallback_passes<Z: ZCount>(
 /// The points grouped by column (a counting sort, which keeps rows ascending): `start[x]..
 /// start[x + 1]` of the second list are column `x`'s (row, slot) pairs.
 fn group_by_column(fallback: &[(u32, u32, u32)], cx: usize) -> (Vec<usize>, Vec<(u32, u32)>) {
-    let mut start = vec![0usize; cx + 1];
-    for &(x, _, _) in fallback {
-        if let Some(s) = start.get_mut(x as usize + 1) {
-            *s += 1;
-        }
-    }
-    for x in 0..cx {
-        let prev = start.get(x).copied().unwrap_or(0);
-        if let Some(s) = start.get_mut(x + 1) {
-            *s += prev;
-        }
-    }
-    let mut fill = start.clone();
-    let mut by_col = vec![(0u32, 0u32); fallback.len()];
-    for &(x, y, slot) in fallback {
-        if let Some(p) = fill.get_mut(x as usize) {
-            if let Some(entry) = by_col.get_mut(*p) {
-                *entry = (y, slot);
-            }
-            *p += 1;
-        }
-    }
-    (start, by_col)
+    crate::bucket::by_key(
+        cx,
+        fallback.iter().map(|&(x, y, slot)| (x as usize, (y, slot))),
+    )
 }
 
 /// Pass 2: rows of this slice, h[y][x] = min_p zsq(p) + sx²(x − p)², stored transposed
