@@ -7,7 +7,8 @@
 //!   filled per axial slice (the mask `benches/compare/stages_compare.py` gives scipy.ndimage
 //!   and cc3d);
 //! * `contours`: the ROIs' contours (organs and the External's union of all structures);
-//! * `rtstruct_encode`: the RT Structure Set built and encoded into memory;
+//! * `rtstruct_encode`: the RT Structure Set built and encoded into memory (`encode_file`, as
+//!   `segment` writes it);
 //! * `rtstruct_write`: contours + encoding + the atomic file write (what `segment` times as
 //!   `rtstruct`);
 //! * `rtstruct_read`: the written file read back (`read_rtstruct`);
@@ -22,6 +23,7 @@
 use std::path::PathBuf;
 
 use autocontour::contour::ContourOptions;
+use autocontour::dicom::write::encode_file;
 use autocontour::dicom::{LoadOptions, load_series};
 use autocontour::infer::{InferOptions, predict};
 use autocontour::model::{Model, ModelOptions};
@@ -119,9 +121,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("rtstruct_encode", |b| {
         b.iter(|| {
             let obj = build_rtstruct(&ct, &rois, &seg.output_info()).unwrap();
-            let mut buf = Vec::new();
-            obj.write_all(&mut buf).unwrap();
-            buf
+            encode_file(&obj).unwrap()
         })
     });
     g.bench_function("rtstruct_write", |b| {

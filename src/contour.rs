@@ -596,120 +596,177 @@ pub fn contours_where(
     inside: impl Fn(u8) -> bool + Sync,
     opts: &ContourOptions,
 ) -> Result<Vec<Contour>> {
+    Ok(contours_where_each(labels, &[&inside], opts)?
+        .into_iter()
+        .next()
+        .unwrap_or_default())
+}
+
+/// [`contours_where`] for several label sets in one pass over the label map: each slice's rows
+/// are split into runs of equal labels once, and every set's runs are merged from those. One
+/// list of contours per set, in the order given (each as [`contours_where`] gives it).
+pub fn contours_where_each(
+    labels: &Volume<u8>,
+    sets: &[&(dyn Fn(u8) -> bool + Sync)],
+    opts: &ContourOptions,
+) -> Result<Vec<Vec<Contour>>> {
     let g = *labels.geometry();
     let [cols, _, slices] = g.size;
-    let gtype = match opts.holes {
-        HoleEncoding::Xor => GeometricType::ClosedPlanarXor,
-        _ => GeometricType::ClosedPlanar,
-    };
-    let mut table = [false; 256];
-    for (v, t) in table.iter_mut().enumerate() {
-        *t = inside(v as u8);
-    }
-    let per_slice: Vec<Vec<Contour>> = (0..slices)
+    let tables: Vec<[bool; 256]> = sets
+        .iter()
+        .map(|inside| {
+            let mut table = [false; 256];
+            for (v, t) in table.iter_mut().enumerate() {
+                *t = inside(v as u8);
+            }
+            table
+        })
+        .collect();
+    let per_slice: Vec<Vec<Vec<Contour>>> = (0..slices)
         .into_par_iter()
         .map(|k| {
             let Some(sl) = labels.slice(k) else {
-                return Vec::new();
+                return vec![Vec::new(); tables.len()];
             };
-            // runs of every row (full width), then the box they span
-            let mut all_runs = Vec::new();
-            let mut all_start = Vec::with_capacity(sl.len() / cols.max(1) + 1);
+            // runs of equal labels of every row (full width), once for all sets
+            let mut segments = Vec::new();
+            let mut seg_start = Vec::with_capacity(sl.len() / cols.max(1) + 1);
             for row in sl.chunks(cols.max(1)) {
-                all_start.push(all_runs.len());
-                row_runs(row, &table, &mut all_runs);
+                seg_start.push(segments.len());
+                label_segments(row, &mut segments);
             }
-            all_start.push(all_runs.len());
-            let rows_with = |(j, w): (usize, &[usize])| (w.first() != w.get(1)).then_some(j);
-            let Some(j0) = all_start.windows(2).enumerate().find_map(rows_with) else {
-                return Vec::new();
-            };
-            let j1 = all_start
-                .windows(2)
-                .enumerate()
-                .rev()
-                .find_map(rows_with)
-                .map_or(j0 + 1, |j| j + 1);
-            let i0 = all_runs.iter().map(|r| r.0).min().unwrap_or(0);
-            let i1 = all_runs.iter().map(|r| r.1).max().unwrap_or(0);
-            let (w, h) = (i1 - i0, j1 - j0);
-            let base = all_start.get(j0).copied().unwrap_or(0);
-            let runs: Vec<(usize, usize)> = all_runs
-                .get(base..)
-                .unwrap_or(&[])
+            seg_start.push(segments.len());
+            let mut runs = Vec::new();
+            let mut run_start = Vec::with_capacity(seg_start.len());
+            tables
                 .iter()
-                .map(|&(a, b)| (a - i0, b - i0))
-                .collect();
-            let row_start: Vec<usize> = all_start
-                .get(j0..=j1)
-                .unwrap_or(&[])
-                .iter()
-                .map(|&n| n - base)
-                .collect();
-            let polys = trace_runs_at(
-                &runs,
-                &row_start,
-                w,
-                h,
-                [i0, j0],
-                [g.spacing[0], g.spacing[1]],
-                opts,
-            );
-            polys
-                .iter()
-                .map(|p| Contour {
-                    slice: k,
-                    points: to_patient(&g, k, p),
-                    geometric_type: gtype,
+                .map(|table| {
+                    runs.clear();
+                    run_start.clear();
+                    for w in seg_start.windows(2) {
+                        run_start.push(runs.len());
+                        let row = w
+                            .first()
+                            .zip(w.get(1))
+                            .and_then(|(&a, &b)| segments.get(a..b))
+                            .unwrap_or(&[]);
+                        runs_in(row, table, &mut runs);
+                    }
+                    run_start.push(runs.len());
+                    trace_slice_runs(&runs, &run_start, &g, k, opts)
                 })
                 .collect()
         })
         .collect();
-    Ok(per_slice.into_iter().flatten().collect())
+    let mut out: Vec<Vec<Contour>> = vec![Vec::new(); tables.len()];
+    for slice in per_slice {
+        for (all, c) in out.iter_mut().zip(slice) {
+            all.extend(c);
+        }
+    }
+    Ok(out)
 }
 
-/// Appends to `out` the runs `(i0, i1)` of the values `v` of `row` with `table[v]`. Stretches of
-/// 32 equal values (background, a structure's interior) are taken at once by a comparison the
-/// compiler vectorises, so the cost follows the boundaries more than the row's length.
-fn row_runs(row: &[u8], table: &[bool; 256], out: &mut Vec<(usize, usize)>) {
+/// The contours of slice `k` from the runs of every row of its mask (full width; `row_start`
+/// as [`mask_runs`] gives it): traced inside the box the runs span.
+fn trace_slice_runs(
+    all_runs: &[(usize, usize)],
+    all_start: &[usize],
+    g: &Geometry,
+    k: usize,
+    opts: &ContourOptions,
+) -> Vec<Contour> {
+    let gtype = match opts.holes {
+        HoleEncoding::Xor => GeometricType::ClosedPlanarXor,
+        _ => GeometricType::ClosedPlanar,
+    };
+    let rows_with = |(j, w): (usize, &[usize])| (w.first() != w.get(1)).then_some(j);
+    let Some(j0) = all_start.windows(2).enumerate().find_map(rows_with) else {
+        return Vec::new();
+    };
+    let j1 = all_start
+        .windows(2)
+        .enumerate()
+        .rev()
+        .find_map(rows_with)
+        .map_or(j0 + 1, |j| j + 1);
+    let i0 = all_runs.iter().map(|r| r.0).min().unwrap_or(0);
+    let i1 = all_runs.iter().map(|r| r.1).max().unwrap_or(0);
+    let (w, h) = (i1 - i0, j1 - j0);
+    let base = all_start.get(j0).copied().unwrap_or(0);
+    let runs: Vec<(usize, usize)> = all_runs
+        .get(base..)
+        .unwrap_or(&[])
+        .iter()
+        .map(|&(a, b)| (a - i0, b - i0))
+        .collect();
+    let row_start: Vec<usize> = all_start
+        .get(j0..=j1)
+        .unwrap_or(&[])
+        .iter()
+        .map(|&n| n - base)
+        .collect();
+    let polys = trace_runs_at(
+        &runs,
+        &row_start,
+        w,
+        h,
+        [i0, j0],
+        [g.spacing[0], g.spacing[1]],
+        opts,
+    );
+    polys
+        .iter()
+        .map(|p| Contour {
+            slice: k,
+            points: to_patient(g, k, p),
+            geometric_type: gtype,
+        })
+        .collect()
+}
+
+/// Appends to `out` the runs of equal values of `row`, `(i0, i1, value)` with `i1` exclusive,
+/// which together cover the row. Stretches of 32 values equal to the current one (background,
+/// a structure's interior) are passed at once by a comparison the compiler vectorises, so the
+/// cost follows the boundaries more than the row's length.
+fn label_segments(row: &[u8], out: &mut Vec<(usize, usize, u8)>) {
     const CHUNK: usize = 32;
-    let mut inside = false;
-    let mut start = 0;
+    let Some(&first) = row.first() else {
+        return;
+    };
+    let (mut start, mut cur) = (0, first);
     let mut i = 0;
     while i < row.len() {
-        if let Some(c) = row.get(i..i + CHUNK) {
-            let c0 = c.first().copied().unwrap_or(0);
-            if c.iter().fold(true, |a, &v| a & (v == c0)) {
-                let b = table[c0 as usize];
-                if b != inside {
-                    if b {
-                        start = i;
-                    } else {
-                        out.push((start, i));
-                    }
-                    inside = b;
-                }
-                i += CHUNK;
-                continue;
-            }
+        if let Some(c) = row.get(i..i + CHUNK)
+            && c.iter().fold(true, |a, &v| a & (v == cur))
+        {
+            i += CHUNK;
+            continue;
         }
         let end = (i + CHUNK).min(row.len());
         for (n, &v) in row.get(i..end).unwrap_or(&[]).iter().enumerate() {
-            let b = table[v as usize];
-            if b != inside {
-                if b {
-                    start = i + n;
-                } else {
-                    out.push((start, i + n));
-                }
-                inside = b;
+            if v != cur {
+                out.push((start, i + n, cur));
+                (start, cur) = (i + n, v);
             }
         }
         i = end;
     }
-    if inside {
-        out.push((start, row.len()));
+    out.push((start, row.len(), cur));
+}
+
+/// Appends to `out` the runs `(i0, i1)` of the values `v` with `table[v]` of one row given by
+/// its runs of equal values ([`label_segments`]): neighbouring segments in the set merge.
+fn runs_in(segments: &[(usize, usize, u8)], table: &[bool; 256], out: &mut Vec<(usize, usize)>) {
+    let mut open: Option<(usize, usize)> = None;
+    for &(a, b, v) in segments {
+        if table[v as usize] {
+            open = Some(open.map_or((a, b), |(s, _)| (s, b)));
+        } else if let Some(r) = open.take() {
+            out.push(r);
+        }
     }
+    out.extend(open);
 }
 
 #[cfg(test)]
@@ -933,8 +990,70 @@ mod tests {
         }
     }
 
+    /// Several label sets traced in one pass give, per set and slice, the polygons of tracing
+    /// that set's mask alone with `trace_slice`.
     #[test]
-    fn row_runs_match_a_plain_scan() {
+    fn sets_traced_together_equal_each_mask_traced_alone() {
+        let (w, h, d) = (37, 29, 5);
+        let g = Geometry::new(
+            [w, h, d],
+            [-10.0, 4.0, 30.0],
+            [0.8, 0.6, 2.5],
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        )
+        .unwrap();
+        let mut rng = autocontour_test_support::XorShift::new(0x5eed_0c0f_fee1_dead);
+        for case in 0..40 {
+            // blobs of labels 1..=3 on a background, one slice left empty
+            let mut data = vec![0u8; w * h * d];
+            for k in 0..d {
+                if k == 2 && case % 2 == 0 {
+                    continue;
+                }
+                for _ in 0..1 + rng.next_u64() % 4 {
+                    let (x0, y0) = (rng.next_u64() as usize % w, rng.next_u64() as usize % h);
+                    let (bw, bh) = (
+                        1 + rng.next_u64() as usize % 20,
+                        1 + rng.next_u64() as usize % 15,
+                    );
+                    let l = 1 + (rng.next_u64() % 3) as u8;
+                    for y in y0..(y0 + bh).min(h) {
+                        for x in x0..(x0 + bw).min(w) {
+                            if rng.next_u64() % 100 < 70 {
+                                data[(k * h + y) * w + x] = l;
+                            }
+                        }
+                    }
+                }
+            }
+            let v = Volume::new(g, data.clone()).unwrap();
+            let sets: [&(dyn Fn(u8) -> bool + Sync); 4] =
+                [&|l| l == 1, &|l| l == 3, &|l| l != 0, &|l| l == 0];
+            for holes in [HoleEncoding::Keyhole, HoleEncoding::Xor] {
+                let opts = ContourOptions {
+                    holes,
+                    ..Default::default()
+                };
+                let each = contours_where_each(&v, &sets, &opts).unwrap();
+                assert_eq!(each.len(), sets.len());
+                for (set, got) in sets.iter().zip(&each) {
+                    let mut want = Vec::new();
+                    for k in 0..d {
+                        let slice = &data[k * w * h..(k + 1) * w * h];
+                        let mask: Vec<bool> = slice.iter().map(|&l| set(l)).collect();
+                        for p in trace_slice(&mask, w, h, [0.8, 0.6], &opts).unwrap() {
+                            want.push(to_patient(&g, k, &p));
+                        }
+                    }
+                    let got: Vec<_> = got.iter().map(|c| c.points.clone()).collect();
+                    assert_eq!(got, want, "case {case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn segment_runs_match_a_plain_scan() {
         let mut s = 7u64;
         for case in 0..300 {
             let n = 1 + case % 150;
@@ -956,8 +1075,21 @@ mod tests {
             ] {
                 let mut t = [false; 256];
                 t[..4].copy_from_slice(&table);
+                let mut segments = Vec::new();
+                label_segments(&row, &mut segments);
+                // maximal runs of equal values that cover the row
+                let mut end = 0;
+                for (at, &(a, b, v)) in segments.iter().enumerate() {
+                    assert!(a == end && b > a, "case {case}");
+                    assert!(row[a..b].iter().all(|&x| x == v), "case {case}");
+                    if at > 0 {
+                        assert_ne!(segments[at - 1].2, v, "case {case}");
+                    }
+                    end = b;
+                }
+                assert_eq!(end, n, "case {case}");
                 let mut got = Vec::new();
-                row_runs(&row, &t, &mut got);
+                runs_in(&segments, &t, &mut got);
                 let mut want = Vec::new();
                 let mut i = 0;
                 while i < n {

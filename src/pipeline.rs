@@ -17,9 +17,7 @@ use crate::plausibility::{
     CtFacts, Flag, FlagCode, OnMismatch, check_applicability, check_structures, refuse_after,
 };
 use crate::profile::ResolvedProfile;
-use crate::rtstruct::{
-    OutputInfo, RoiCode, RoiContours, RoiSpec, rois_from_labels, write_rtstruct,
-};
+use crate::rtstruct::{OutputInfo, RoiCode, RoiContours, RoiSpec, write_rtstruct};
 use crate::volume::Volume;
 
 /// A structure's confidence below this is flagged for review.
@@ -443,21 +441,44 @@ impl Segmentation {
         let (external, organs): (Vec<_>, Vec<_>) = specs
             .into_iter()
             .partition(|(_, s)| s.interpreted_type.eq_ignore_ascii_case("EXTERNAL"));
-        let mut rois = rois_from_labels(&self.labels, &organs, contour)?;
+        // The label map is mutually exclusive, so the body label excludes the organs inside it;
+        // an EXTERNAL ROI must enclose them: it gets the contours of the union of all
+        // structures. Organs and the union are traced in one pass over the label map.
+        let organ_sets: Vec<_> = organs
+            .iter()
+            .map(|&(label, _)| move |v: u8| v == label)
+            .collect();
+        let union = |v: u8| v != 0;
+        let mut sets: Vec<&(dyn Fn(u8) -> bool + Sync)> = organ_sets
+            .iter()
+            .map(|f| f as &(dyn Fn(u8) -> bool + Sync))
+            .collect();
         if !external.is_empty() {
-            // The label map is mutually exclusive, so the body label excludes the organs inside
-            // it; an EXTERNAL ROI must enclose them: contour the union of all structures.
-            let contours = crate::contour::contours_where(&self.labels, |l| l != 0, contour)?;
-            let mut ext = external.into_iter();
-            if let Some((_, spec)) = ext.next() {
-                for (_, spec) in ext {
-                    rois.push(RoiContours {
-                        spec,
-                        contours: contours.clone(),
-                    });
-                }
-                rois.push(RoiContours { spec, contours });
+            sets.push(&union);
+        }
+        let mut traced = crate::contour::contours_where_each(&self.labels, &sets, contour)?;
+        let union_contours = if external.is_empty() {
+            Vec::new()
+        } else {
+            traced.pop().unwrap_or_default()
+        };
+        let mut rois: Vec<RoiContours> = organs
+            .into_iter()
+            .zip(traced)
+            .map(|((_, spec), contours)| RoiContours { spec, contours })
+            .collect();
+        let mut ext = external.into_iter();
+        if let Some((_, spec)) = ext.next() {
+            for (_, spec) in ext {
+                rois.push(RoiContours {
+                    spec,
+                    contours: union_contours.clone(),
+                });
             }
+            rois.push(RoiContours {
+                spec,
+                contours: union_contours,
+            });
         }
         rois.sort_by_key(|r| r.spec.number);
         Ok(rois)

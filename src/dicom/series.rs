@@ -959,19 +959,18 @@ impl Native16 {
     }
 
     /// Stored values → HU, with the same masking and sign extension as
-    /// [`DicomFile::stored_pixels`].
+    /// [`DicomFile::stored_pixels`]. Every step is in 32-bit integers (the sign extension as
+    /// `(v ^ sign) − sign`) and the rescale in `f64` from an `i32`, so the loop vectorises; the
+    /// values are those of `(v as f64 * slope + intercept) as f32`.
     fn to_hu(&self, bytes: &[u8], slope: f64, intercept: f64, out: &mut [f32]) {
-        let sign = 1u32 << (self.bits_stored - 1);
-        let full = 1i64 << self.bits_stored;
+        // bits_stored is 1..=16 (checked in `of`), so sign and mask fit an i32.
+        let sign = 1i32 << (self.bits_stored - 1);
+        let flip = if self.signed { sign } else { 0 };
+        let (shift, mask) = (self.shift, self.mask as i32);
         for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            let raw = u32::from(u16::from_le_bytes([c[0], c[1]]));
-            let v = (raw >> self.shift) & self.mask;
-            let v = if self.signed && v & sign != 0 {
-                i64::from(v) - full
-            } else {
-                i64::from(v)
-            };
-            *o = (v as f64 * slope + intercept) as f32;
+            let raw = i32::from(u16::from_le_bytes([c[0], c[1]]));
+            let v = (((raw >> shift) & mask) ^ flip) - flip;
+            *o = (f64::from(v) * slope + intercept) as f32;
         }
     }
 }
@@ -1045,6 +1044,49 @@ fn decode_native_16(f: &DicomFile, slope: f64, intercept: f64, out: &mut [f32]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer sign extension of `to_hu` equals the 64-bit form it replaces, for every
+    /// stored value of every bit layout, signed and unsigned, with a fractional rescale.
+    #[test]
+    fn to_hu_equals_the_64_bit_form() {
+        let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|v| v.to_le_bytes()).collect();
+        let mut out = vec![0f32; 1 << 16];
+        for bits_stored in 1..=16u32 {
+            for high_bit in bits_stored - 1..16 {
+                for signed in [false, true] {
+                    let layout = Native16 {
+                        explicit: false,
+                        shift: high_bit + 1 - bits_stored,
+                        mask: if bits_stored == 16 {
+                            0xffff
+                        } else {
+                            (1u32 << bits_stored) - 1
+                        },
+                        bits_stored,
+                        signed,
+                    };
+                    let (slope, intercept) = (0.37, -1024.25);
+                    layout.to_hu(&bytes, slope, intercept, &mut out);
+                    let sign = 1u32 << (bits_stored - 1);
+                    let full = 1i64 << bits_stored;
+                    for (raw, &got) in (0..=u16::MAX).zip(&out) {
+                        let v = (u32::from(raw) >> layout.shift) & layout.mask;
+                        let v = if signed && v & sign != 0 {
+                            i64::from(v) - full
+                        } else {
+                            i64::from(v)
+                        };
+                        let want = (v as f64 * slope + intercept) as f32;
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "raw {raw}, {bits_stored} bits, high bit {high_bit}, signed {signed}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn median_even_odd() {

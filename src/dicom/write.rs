@@ -134,6 +134,52 @@ pub fn push_ds_decimals_bytes(out: &mut Vec<u8>, v: f64, decimals: usize) -> Res
     Ok(())
 }
 
+/// Appends Decimal Strings of one `decimals` setting to a byte buffer like
+/// [`push_ds_decimals_bytes`], keeping the last value's text per coordinate axis: a value equal
+/// (bit for bit) to the previous one on the same axis is copied, not formatted again. Contour
+/// Data repeats a lot: every point of an axial contour has the slice's z, and consecutive
+/// vertices of a voxel-edge contour share x or y.
+#[derive(Debug, Clone)]
+pub struct DsPoints {
+    decimals: usize,
+    last: [Option<(u64, usize, [u8; FAST_LEN])>; 3],
+}
+
+impl DsPoints {
+    /// Formats with at most `decimals` decimals ([`format_ds_decimals`]).
+    pub fn new(decimals: usize) -> Self {
+        DsPoints {
+            decimals,
+            last: [None; 3],
+        }
+    }
+
+    /// Appends `point` as `x\y\z`, with a leading backslash unless `out` is empty.
+    pub fn push_point(&mut self, out: &mut Vec<u8>, point: &[f64; 3]) -> Result<()> {
+        for (v, last) in point.iter().zip(self.last.iter_mut()) {
+            if !out.is_empty() {
+                out.push(b'\\');
+            }
+            let bits = v.to_bits();
+            if let Some((b, n, text)) = last
+                && *b == bits
+            {
+                out.extend_from_slice(text.get(..*n).unwrap_or(&[]));
+                continue;
+            }
+            let mut text = [0u8; FAST_LEN];
+            match ds_fast(&mut text, *v, self.decimals) {
+                Some(n) => {
+                    out.extend_from_slice(text.get(..n).unwrap_or(&[]));
+                    *last = Some((bits, n, text));
+                }
+                None => out.extend_from_slice(format_ds_slow(*v, self.decimals)?.as_bytes()),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Room for the fast path's text: a sign, 12 integer digits, a point and the decimals.
 const FAST_LEN: usize = 32;
 

@@ -7,11 +7,11 @@ use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 use rayon::prelude::*;
 
-use crate::contour::{Contour, ContourOptions, contours_for_label};
+use crate::contour::{Contour, ContourOptions, contours_where_each};
 use crate::dicom::write::{
-    Code as RoiCode, IMPLICIT_VR_LE, OutputInfo, RTSTRUCT_DS_DECIMALS, RTSTRUCT_SOP_CLASS,
-    STUDY_SOP_CLASS, code_item, image_ref, item, lo, now_utc, output_uid, push_ds_decimals_bytes,
-    put, put_patient_study_frame, put_seq, put_series, software_versions, sop_class_or_ct,
+    Code as RoiCode, DsPoints, IMPLICIT_VR_LE, OutputInfo, RTSTRUCT_DS_DECIMALS,
+    RTSTRUCT_SOP_CLASS, STUDY_SOP_CLASS, code_item, image_ref, item, lo, now_utc, output_uid, put,
+    put_patient_study_frame, put_seq, put_series, software_versions, sop_class_or_ct,
     with_file_meta, write_object,
 };
 use crate::dicom::{CtSeries, SliceRef};
@@ -42,21 +42,30 @@ pub struct RoiContours {
     pub contours: Vec<Contour>,
 }
 
-/// Contours of the given labels of a label map, one [`RoiContours`] per spec, in spec order.
+/// Contours of the given labels of a label map, one [`RoiContours`] per spec, in spec order
+/// (all labels traced in one pass over the label map).
 pub fn rois_from_labels(
     labels: &Volume<u8>,
     specs: &[(u8, RoiSpec)],
     opts: &ContourOptions,
 ) -> Result<Vec<RoiContours>> {
-    specs
+    let sets: Vec<_> = specs
         .iter()
-        .map(|(label, spec)| {
-            Ok(RoiContours {
-                spec: spec.clone(),
-                contours: contours_for_label(labels, *label, opts)?,
-            })
+        .map(|&(label, _)| move |v: u8| v == label)
+        .collect();
+    let sets: Vec<&(dyn Fn(u8) -> bool + Sync)> = sets
+        .iter()
+        .map(|f| f as &(dyn Fn(u8) -> bool + Sync))
+        .collect();
+    let contours = contours_where_each(labels, &sets, opts)?;
+    Ok(specs
+        .iter()
+        .zip(contours)
+        .map(|((_, spec), contours)| RoiContours {
+            spec: spec.clone(),
+            contours,
         })
-        .collect()
+        .collect())
 }
 
 /// Builds the RT Structure Set object (with its file meta group) for `rois` drawn on `ct`.
@@ -298,13 +307,9 @@ fn roi_contour(ct: &CtSeries, roi: &RoiContours) -> Result<InMemDicomObject> {
 /// `number`, and Contour Data (x\y\z per point, each a DS of at most 3 decimals).
 fn contour_item(c: &Contour, number: usize, slice: &SliceRef) -> Result<InMemDicomObject> {
     let mut bytes = Vec::with_capacity(c.points.len() * 3 * 9);
-    for (p_idx, p) in c.points.iter().enumerate() {
-        for (a, v) in p.iter().enumerate() {
-            if p_idx > 0 || a > 0 {
-                bytes.push(b'\\');
-            }
-            push_ds_decimals_bytes(&mut bytes, *v, RTSTRUCT_DS_DECIMALS)?;
-        }
+    let mut ds = DsPoints::new(RTSTRUCT_DS_DECIMALS);
+    for p in &c.points {
+        ds.push_point(&mut bytes, p)?;
     }
     // Digits, signs, points and backslashes: ASCII.
     let data = String::from_utf8(bytes)
