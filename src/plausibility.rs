@@ -395,17 +395,35 @@ fn apply_builtin_external(
                             }
                         }
                         Span::Band => {
+                            // Chunks of 32 voxels all above or all below the threshold (most
+                            // of the band: air or tissue) are settled like inside or outside
+                            // spans; a vectorised count decides.
                             let hu = hu.get(r).unwrap_or(&[]);
-                            for (v, &h) in l.iter_mut().zip(hu) {
-                                if h > threshold {
-                                    body += 1;
-                                    if *v == 0
-                                        && let Some(e) = ext
-                                    {
-                                        *v = e;
+                            for (l, hu) in l.chunks_mut(32).zip(hu.chunks(32)) {
+                                let above =
+                                    hu.iter().fold(0u32, |a, &h| a + u32::from(h > threshold));
+                                if above as usize == l.len() {
+                                    body += l.len();
+                                    if let Some(e) = ext {
+                                        l.iter_mut()
+                                            .for_each(|v| *v = if *v == 0 { e } else { *v });
                                     }
-                                } else {
-                                    outside(v, &mut removed);
+                                    continue;
+                                }
+                                if above == 0 && l.len() == hu.len() && all_zero(l) {
+                                    continue;
+                                }
+                                for (v, &h) in l.iter_mut().zip(hu) {
+                                    if h > threshold {
+                                        body += 1;
+                                        if *v == 0
+                                            && let Some(e) = ext
+                                        {
+                                            *v = e;
+                                        }
+                                    } else {
+                                        outside(v, &mut removed);
+                                    }
                                 }
                             }
                         }
