@@ -26,6 +26,7 @@ use crate::body::{BodyOptions, CoarseBody, Span, coarse_body};
 use crate::dicom::CtSeries;
 use crate::error::{Error, Result};
 use crate::model::{ExternalSource, Manifest, Rules, Side};
+use crate::postprocess::{next_of, run_end};
 use crate::volume::{Geometry, Volume};
 
 /// Machine-readable kind of a review flag. The snake_case names ([`FlagCode::as_str`]) are
@@ -444,36 +445,6 @@ fn apply_builtin_external(
 /// Whether every byte of `s` is 0, 32 at a time (vectorised, unlike a short-circuiting `any`).
 fn all_zero(s: &[u8]) -> bool {
     s.chunks(32).all(|c| c.iter().fold(0u8, |a, &v| a | v) == 0)
-}
-
-/// The end of the run of `l` that starts at `i` in `row`: whole chunks of 16 compared at once
-/// (vectorised), then voxel by voxel.
-fn run_end(row: &[u8], mut i: usize, l: u8) -> usize {
-    while let Some(c) = row.get(i..i + 16) {
-        if c.iter().fold(0u8, |a, &v| a | (v ^ l)) != 0 {
-            break;
-        }
-        i += 16;
-    }
-    while row.get(i) == Some(&l) {
-        i += 1;
-    }
-    i
-}
-
-/// The first position from `i` on where `row` holds `l` (`row.len()` when none): whole chunks of
-/// 16 tested at once (vectorised), then voxel by voxel.
-fn next_of(row: &[u8], mut i: usize, l: u8) -> usize {
-    while let Some(c) = row.get(i..i + 16) {
-        if c.iter().fold(0u8, |a, &v| a | u8::from(v == l)) != 0 {
-            break;
-        }
-        i += 16;
-    }
-    while row.get(i).is_some_and(|&v| v != l) {
-        i += 1;
-    }
-    i
 }
 
 /// In one slice (`ni` columns, `nj` rows): the voxels of the labels marked in `inner` that are

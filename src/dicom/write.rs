@@ -164,19 +164,32 @@ impl DsPoints {
             if let Some((b, n, text)) = last
                 && *b == bits
             {
-                out.extend_from_slice(text.get(..*n).unwrap_or(&[]));
+                push_short(out, text, *n);
                 continue;
             }
             let mut text = [0u8; FAST_LEN];
             match ds_fast(&mut text, *v, self.decimals) {
                 Some(n) => {
-                    out.extend_from_slice(text.get(..n).unwrap_or(&[]));
+                    push_short(out, &text, n);
                     *last = Some((bits, n, text));
                 }
                 None => out.extend_from_slice(format_ds_slow(*v, self.decimals)?.as_bytes()),
             }
         }
         Ok(())
+    }
+}
+
+/// Appends the first `n` bytes of `text`, a fast-path text (at most 14 bytes): one fixed
+/// 16-byte copy, which compiles to a move instead of a call, then the length cut back.
+fn push_short(out: &mut Vec<u8>, text: &[u8; FAST_LEN], n: usize) {
+    let at = out.len();
+    match text.first_chunk::<16>() {
+        Some(head) if n <= 16 => {
+            out.extend_from_slice(head);
+            out.truncate(at + n);
+        }
+        _ => out.extend_from_slice(text.get(..n).unwrap_or(&[])),
     }
 }
 
@@ -194,12 +207,15 @@ fn ds_fast(buf: &mut [u8; FAST_LEN], v: f64, decimals: usize) -> Option<usize> {
     if !(x.is_finite() && x.abs() < 1e12) {
         return None;
     }
-    let floor = x.floor();
-    let frac = x - floor;
+    // floor(x) without libm's `floor` (a call on baseline x86-64): truncation toward zero,
+    // one less for a negative non-integer; exact for |x| < 10¹².
+    let t = x as i64;
+    let floor = if t as f64 > x { t - 1 } else { t };
+    let frac = x - floor as f64;
     if (frac - 0.5).abs() <= 1e-3 {
         return None;
     }
-    let q = if frac > 0.5 { floor + 1.0 } else { floor } as i64;
+    let q = if frac > 0.5 { floor + 1 } else { floor };
     let a = q.unsigned_abs();
     let mut n = 0;
     if q < 0 {
