@@ -667,8 +667,9 @@ pub fn contours_where_each(
     Ok(out)
 }
 
-/// The contours of slice `k` from the runs of every row of its mask (full width; `row_start`
-/// as [`mask_runs`] gives it): traced inside the box the runs span.
+/// The contours of slice `k` from the runs of every row of its mask (full width; `all_start`
+/// holds each row's first run and a final sentinel, as [`mask_runs`] gives them): traced inside
+/// the box the runs span.
 fn trace_slice_runs(
     all_runs: &[(usize, usize)],
     all_start: &[usize],

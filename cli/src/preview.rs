@@ -173,7 +173,6 @@ fn render_panel(
     canvas.text(ox + mid, oy + PANEL - 8 * FONT - 4, plane.marks[3], white);
 }
 
-/// Writes the preview of `labels` over `ct` to `path` (PNG).
 /// Sums of the (i, j, k) indices of the non-zero voxels of a label map (i fastest, rows of
 /// `ni`, slices of `ni × nj`) and their count; slices summed in parallel.
 fn labelled_sums(data: &[u8], ni: usize, nj: usize) -> ([f64; 3], usize) {
@@ -215,6 +214,7 @@ fn row_sums(row: &[u8]) -> (u64, u64) {
     (sum, count)
 }
 
+/// Writes the preview of `labels` over `ct` to `path` (PNG).
 pub fn write_preview(
     path: &Path,
     ct: &Volume<f32>,
