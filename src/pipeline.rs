@@ -389,7 +389,13 @@ impl Segmentation {
         path: &Path,
         contour: &ContourOptions,
     ) -> Result<String> {
+        let t = Instant::now();
         let rois = self.rtstruct_rois(model, contour)?;
+        log::debug!(
+            "RTSTRUCT: contours of {} ROIs in {:.3} s",
+            rois.len(),
+            t.elapsed().as_secs_f64()
+        );
         write_rtstruct(path, ct, &rois, &self.output_info())
     }
 

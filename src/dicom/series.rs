@@ -609,7 +609,14 @@ fn median(v: &mut [f64]) -> f64 {
 /// Loads a CT series from `dir`: the one with Series Instance UID `uid`, or the largest usable
 /// CT series when `uid` is `None`.
 pub fn load_series(dir: &Path, uid: Option<&str>, opts: &LoadOptions) -> Result<CtSeries> {
-    Ok(load_headers(chosen_headers(dir, uid, opts)?, opts, true)?.series)
+    let t = std::time::Instant::now();
+    let headers = chosen_headers(dir, uid, opts)?;
+    log::debug!(
+        "loading: {} headers read in {:.3} s",
+        headers.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(load_headers(headers, opts, true)?.series)
 }
 
 /// The headers of the series [`load_series`] loads from `dir`, after the unreadable-file check.
@@ -799,6 +806,7 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions, pixels: bool) -> Resul
             0
         }
     ];
+    let t = std::time::Instant::now();
     data.par_chunks_mut(per_slice.max(1))
         .zip(ordered.par_iter())
         .try_for_each(|(out, h)| {
@@ -810,6 +818,13 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions, pixels: bool) -> Resul
             }
             decode_slice(&h.file.path, nx, ny, out)
         })?;
+    if pixels {
+        log::debug!(
+            "loading: pixel data of {} slices decoded in {:.3} s",
+            ordered.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
 
     let mut slices = Vec::with_capacity(ordered.len());
     for h in &ordered {

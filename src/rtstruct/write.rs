@@ -377,5 +377,11 @@ pub fn write_rtstruct(
     rois: &[RoiContours],
     info: &OutputInfo,
 ) -> Result<String> {
-    write_object(path, &build_rtstruct(ct, rois, info)?)
+    let t = std::time::Instant::now();
+    let obj = build_rtstruct(ct, rois, info)?;
+    log::debug!(
+        "RTSTRUCT: data set built in {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
+    write_object(path, &obj)
 }
