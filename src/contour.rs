@@ -596,10 +596,22 @@ pub fn contours_where(
     inside: impl Fn(u8) -> bool + Sync,
     opts: &ContourOptions,
 ) -> Result<Vec<Contour>> {
-    Ok(contours_where_each(labels, &[&inside], opts)?
+    Ok(contours_where_each(labels, &[label_set(inside)], opts)?
         .into_iter()
         .next()
         .unwrap_or_default())
+}
+
+/// A set of label values: entry `v` tells whether label `v` belongs to it ([`label_set`]).
+pub type LabelSet = [bool; 256];
+
+/// The labels `v` with `inside(v)`, as a [`LabelSet`] for [`contours_where_each`].
+pub fn label_set(inside: impl Fn(u8) -> bool) -> LabelSet {
+    let mut set = [false; 256];
+    for (v, t) in set.iter_mut().enumerate() {
+        *t = inside(v as u8);
+    }
+    set
 }
 
 /// [`contours_where`] for several label sets in one pass over the label map: each slice's rows
@@ -607,26 +619,16 @@ pub fn contours_where(
 /// list of contours per set, in the order given (each as [`contours_where`] gives it).
 pub fn contours_where_each(
     labels: &Volume<u8>,
-    sets: &[&(dyn Fn(u8) -> bool + Sync)],
+    sets: &[LabelSet],
     opts: &ContourOptions,
 ) -> Result<Vec<Vec<Contour>>> {
     let g = *labels.geometry();
     let [cols, _, slices] = g.size;
-    let tables: Vec<[bool; 256]> = sets
-        .iter()
-        .map(|inside| {
-            let mut table = [false; 256];
-            for (v, t) in table.iter_mut().enumerate() {
-                *t = inside(v as u8);
-            }
-            table
-        })
-        .collect();
     let per_slice: Vec<Vec<Vec<Contour>>> = (0..slices)
         .into_par_iter()
         .map(|k| {
             let Some(sl) = labels.slice(k) else {
-                return vec![Vec::new(); tables.len()];
+                return vec![Vec::new(); sets.len()];
             };
             // runs of equal labels of every row (full width), once for all sets
             let mut segments = Vec::new();
@@ -638,8 +640,7 @@ pub fn contours_where_each(
             seg_start.push(segments.len());
             let mut runs = Vec::new();
             let mut run_start = Vec::with_capacity(seg_start.len());
-            tables
-                .iter()
+            sets.iter()
                 .map(|table| {
                     runs.clear();
                     run_start.clear();
@@ -658,7 +659,7 @@ pub fn contours_where_each(
                 .collect()
         })
         .collect();
-    let mut out: Vec<Vec<Contour>> = vec![Vec::new(); tables.len()];
+    let mut out: Vec<Vec<Contour>> = vec![Vec::new(); sets.len()];
     for slice in per_slice {
         for (all, c) in out.iter_mut().zip(slice) {
             all.extend(c);
@@ -1028,8 +1029,9 @@ mod tests {
                 }
             }
             let v = Volume::new(g, data.clone()).unwrap();
-            let sets: [&(dyn Fn(u8) -> bool + Sync); 4] =
+            let preds: [&dyn Fn(u8) -> bool; 4] =
                 [&|l| l == 1, &|l| l == 3, &|l| l != 0, &|l| l == 0];
+            let sets = preds.map(label_set);
             for holes in [HoleEncoding::Keyhole, HoleEncoding::Xor] {
                 let opts = ContourOptions {
                     holes,
@@ -1037,7 +1039,7 @@ mod tests {
                 };
                 let each = contours_where_each(&v, &sets, &opts).unwrap();
                 assert_eq!(each.len(), sets.len());
-                for (set, got) in sets.iter().zip(&each) {
+                for (set, got) in preds.iter().zip(&each) {
                     let mut want = Vec::new();
                     for k in 0..d {
                         let slice = &data[k * w * h..(k + 1) * w * h];

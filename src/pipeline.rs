@@ -450,17 +450,12 @@ impl Segmentation {
         // The label map is mutually exclusive, so the body label excludes the organs inside it;
         // an EXTERNAL ROI must enclose them: it gets the contours of the union of all
         // structures. Organs and the union are traced in one pass over the label map.
-        let organ_sets: Vec<_> = organs
+        let mut sets: Vec<_> = organs
             .iter()
-            .map(|&(label, _)| move |v: u8| v == label)
-            .collect();
-        let union = |v: u8| v != 0;
-        let mut sets: Vec<&(dyn Fn(u8) -> bool + Sync)> = organ_sets
-            .iter()
-            .map(|f| f as &(dyn Fn(u8) -> bool + Sync))
+            .map(|&(label, _)| crate::contour::label_set(|v| v == label))
             .collect();
         if !external.is_empty() {
-            sets.push(&union);
+            sets.push(crate::contour::label_set(|v| v != 0));
         }
         let mut traced = crate::contour::contours_where_each(&self.labels, &sets, contour)?;
         let union_contours = if external.is_empty() {

@@ -7,7 +7,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 use rayon::prelude::*;
 
-use crate::contour::{Contour, ContourOptions, contours_where_each};
+use crate::contour::{Contour, ContourOptions, contours_where_each, label_set};
 use crate::dicom::write::{
     Code as RoiCode, DsPoints, IMPLICIT_VR_LE, OutputInfo, RTSTRUCT_DS_DECIMALS,
     RTSTRUCT_SOP_CLASS, STUDY_SOP_CLASS, code_item, image_ref, item, lo, now_utc, output_uid, put,
@@ -51,11 +51,7 @@ pub fn rois_from_labels(
 ) -> Result<Vec<RoiContours>> {
     let sets: Vec<_> = specs
         .iter()
-        .map(|&(label, _)| move |v: u8| v == label)
-        .collect();
-    let sets: Vec<&(dyn Fn(u8) -> bool + Sync)> = sets
-        .iter()
-        .map(|f| f as &(dyn Fn(u8) -> bool + Sync))
+        .map(|&(label, _)| label_set(|v| v == label))
         .collect();
     let contours = contours_where_each(labels, &sets, opts)?;
     Ok(specs
