@@ -44,8 +44,8 @@ fn load() -> Option<Pairs> {
         masks.remove("GTVp_test_man").unwrap(),
         masks.remove("GTVp_test_auto").unwrap(),
     );
-    let body =
-        |hu: f32| -> Vec<u8> { ct.volume.data().iter().map(|&v| u8::from(v > hu)).collect() };
+    let hu = ct.volume.to_f32();
+    let body = |t: f32| -> Vec<u8> { hu.data().iter().map(|&v| u8::from(v > t)).collect() };
     let body = (body(-500.0), body(-300.0));
     Some(Pairs {
         geometry,

@@ -48,6 +48,7 @@ fn labels(ct: &CtSeries, midline_x: f64) -> Volume<u8> {
     let [ni, nj, _] = g.size;
     let data = ct
         .volume
+        .to_f32()
         .data()
         .iter()
         .enumerate()

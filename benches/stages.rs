@@ -82,6 +82,7 @@ fn bench(c: &mut Criterion) {
 
     let body: Vec<u8> = ct
         .volume
+        .to_f32()
         .data()
         .iter()
         .map(|&h| u8::from(h > -500.0))

@@ -612,7 +612,9 @@ ac_status ac_series_geometry(const ac_series *series, ac_geometry *geometry);
 ac_status ac_series_uid(const ac_series *series, const char **uid);
 
 // Gives a view of the CT voxels in Hounsfield units: `*data` points to `*len` floats laid out
-// as described for `ac_geometry`, valid while the series lives. Read only. Any thread.
+// as described for `ac_geometry`, valid while the series lives. Read only. Any thread. A
+// series whose HU are integers within ±32767 (nearly every CT) is held as 16-bit integers;
+// the first call then makes the float copy (4 bytes a voxel), kept until the series is freed.
 ac_status ac_series_voxels(const ac_series *series, const float **data, size_t *len);
 
 // Frees a series. NULL is a no-op. Results made from it keep what they need.

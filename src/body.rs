@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::postprocess::{Connectivity, FillHoles, PostprocessOptions, postprocess_label};
-use crate::volume::{Geometry, Volume};
+use crate::volume::{Geometry, HuRef, HuSample, Volume, with_hu};
 
 /// Parameters of [`body_mask`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,12 +150,13 @@ fn morph_slice(
 ///
 /// ```no_run
 /// use autocontour::body::{BodyOptions, body_mask};
-/// # fn f(ct: &autocontour::volume::Volume<f32>) -> autocontour::Result<()> {
-/// let body = body_mask(ct, &BodyOptions::default())?;
+/// # fn f(ct: &autocontour::dicom::CtSeries) -> autocontour::Result<()> {
+/// let body = body_mask(&ct.volume, &BodyOptions::default())?;
 /// let voxels = body.data().iter().filter(|&&v| v != 0).count();
 /// # Ok(()) }
 /// ```
-pub fn body_mask(ct: &Volume<f32>, opts: &BodyOptions) -> Result<Volume<u8>> {
+pub fn body_mask<'a>(ct: impl Into<HuRef<'a>>, opts: &BodyOptions) -> Result<Volume<u8>> {
+    let ct = ct.into();
     let coarse = coarse_body(ct, opts)?;
     refine_body(ct, &coarse, opts)
 }
@@ -174,7 +175,11 @@ pub struct CoarseBody {
 }
 
 /// Computes the outline on the coarse grid; see [`body_mask`].
-pub fn coarse_body(ct: &Volume<f32>, opts: &BodyOptions) -> Result<CoarseBody> {
+pub fn coarse_body<'a>(ct: impl Into<HuRef<'a>>, opts: &BodyOptions) -> Result<CoarseBody> {
+    with_hu!(ct.into(), v => coarse_body_of(v, opts))
+}
+
+fn coarse_body_of<T: HuSample>(ct: &Volume<T>, opts: &BodyOptions) -> Result<CoarseBody> {
     if !opts.threshold_hu.is_finite() || !opts.opening_mm.is_finite() || opts.opening_mm < 0.0 {
         return Err(Error::InvalidArgument(format!(
             "body outline: threshold {} HU and opening {} mm must be finite (opening ≥ 0)",
@@ -190,7 +195,7 @@ pub fn coarse_body(ct: &Volume<f32>, opts: &BodyOptions) -> Result<CoarseBody> {
         }
     });
     let hu = if stride == [1, 1] {
-        ct.clone()
+        ct.hu_f32()
     } else {
         block_mean(ct, stride)?
     };
@@ -199,8 +204,16 @@ pub fn coarse_body(ct: &Volume<f32>, opts: &BodyOptions) -> Result<CoarseBody> {
 }
 
 /// The outline at the CT's resolution from `coarse` (made from the same `ct`).
-pub fn refine_body(
-    ct: &Volume<f32>,
+pub fn refine_body<'a>(
+    ct: impl Into<HuRef<'a>>,
+    coarse: &CoarseBody,
+    opts: &BodyOptions,
+) -> Result<Volume<u8>> {
+    with_hu!(ct.into(), v => refine_body_of(v, coarse, opts))
+}
+
+fn refine_body_of<T: HuSample>(
+    ct: &Volume<T>,
     coarse: &CoarseBody,
     opts: &BodyOptions,
 ) -> Result<Volume<u8>> {
@@ -224,7 +237,7 @@ pub fn refine_body(
                     Span::Inside => o.fill(1),
                     Span::Band => {
                         for (x, &h) in o.iter_mut().zip(s) {
-                            *x = u8::from(h > threshold);
+                            *x = u8::from(h.hu() > threshold);
                         }
                     }
                 }
@@ -332,7 +345,7 @@ impl CoarseBody {
 pub const COARSE_MM: f64 = 3.0;
 
 /// Mean HU of `stride[0] × stride[1]` in-plane blocks (slices unchanged), with its geometry.
-fn block_mean(ct: &Volume<f32>, stride: [usize; 2]) -> Result<Volume<f32>> {
+fn block_mean<T: HuSample>(ct: &Volume<T>, stride: [usize; 2]) -> Result<Volume<f32>> {
     let g = *ct.geometry();
     let [ni, nj, nk] = g.size;
     let (ci, cj) = (ni.div_ceil(stride[0]), nj.div_ceil(stride[1]));
@@ -349,14 +362,14 @@ fn block_mean(ct: &Volume<f32>, stride: [usize; 2]) -> Result<Volume<f32>> {
     let plane = (ni * nj).max(1);
     // Row blocks summed with the block width known at compile time for the usual strides (CT
     // pixels of 0.35–1.5 mm): the sums are the same, in the same order, only unrolled.
-    let add_row: fn(&[f32], &mut [f32], usize) = match stride[0] {
-        2 => add_row_blocks::<2>,
-        3 => add_row_blocks::<3>,
-        4 => add_row_blocks::<4>,
-        5 => add_row_blocks::<5>,
-        6 => add_row_blocks::<6>,
-        7 => add_row_blocks::<7>,
-        8 => add_row_blocks::<8>,
+    let add_row: fn(&[T], &mut [f32], usize) = match stride[0] {
+        2 => add_row_blocks::<T, 2>,
+        3 => add_row_blocks::<T, 3>,
+        4 => add_row_blocks::<T, 4>,
+        5 => add_row_blocks::<T, 5>,
+        6 => add_row_blocks::<T, 6>,
+        7 => add_row_blocks::<T, 7>,
+        8 => add_row_blocks::<T, 8>,
         _ => add_row_blocks_any,
     };
     let mut out = vec![0f32; ci * cj * nk];
@@ -385,24 +398,24 @@ fn block_mean(ct: &Volume<f32>, stride: [usize; 2]) -> Result<Volume<f32>> {
 }
 
 /// Adds the sums of `row`'s blocks of `S` voxels (the last one possibly shorter) to `sums`.
-fn add_row_blocks<const S: usize>(row: &[f32], sums: &mut [f32], _stride: usize) {
+fn add_row_blocks<T: HuSample, const S: usize>(row: &[T], sums: &mut [f32], _stride: usize) {
     let blocks = row.chunks_exact(S);
     let rest = blocks.remainder();
     let full = row.len() / S;
     for (b, sum) in blocks.zip(sums.iter_mut()) {
-        *sum += b.iter().sum::<f32>();
+        *sum += b.iter().map(|h| h.hu()).sum::<f32>();
     }
     if !rest.is_empty()
         && let Some(sum) = sums.get_mut(full)
     {
-        *sum += rest.iter().sum::<f32>();
+        *sum += rest.iter().map(|h| h.hu()).sum::<f32>();
     }
 }
 
 /// [`add_row_blocks`] for any block width.
-fn add_row_blocks_any(row: &[f32], sums: &mut [f32], stride: usize) {
+fn add_row_blocks_any<T: HuSample>(row: &[T], sums: &mut [f32], stride: usize) {
     for (b, sum) in row.chunks(stride.max(1)).zip(sums.iter_mut()) {
-        *sum += b.iter().sum::<f32>();
+        *sum += b.iter().map(|h| h.hu()).sum::<f32>();
     }
 }
 

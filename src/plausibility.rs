@@ -27,7 +27,7 @@ use crate::dicom::CtSeries;
 use crate::error::{Error, Result};
 use crate::model::{ExternalSource, Manifest, Rules, Side};
 use crate::postprocess::{next_of, run_end};
-use crate::volume::{Geometry, Volume};
+use crate::volume::{Geometry, HuRef, HuSample, Volume, with_hu};
 
 /// Machine-readable kind of a review flag. The snake_case names ([`FlagCode::as_str`]) are
 /// stable: they appear in summary JSON and through the C API.
@@ -343,9 +343,9 @@ pub struct StructureChecks {
 /// the External label (`ext`, if the model has one; with `None` nothing changes) becomes exactly
 /// the body voxels no other structure holds. `coarse` must have passed
 /// [`CoarseBody::check_grid`] for `ct`. Returns (removed voxels per label, body voxels).
-fn apply_builtin_external(
+fn apply_builtin_external<T: HuSample>(
     labels: &mut Volume<u8>,
-    ct: &Volume<f32>,
+    ct: &Volume<T>,
     coarse: &CoarseBody,
     threshold: f32,
     ext: Option<u8>,
@@ -401,8 +401,9 @@ fn apply_builtin_external(
                             // spans; a vectorised count decides.
                             let hu = hu.get(r).unwrap_or(&[]);
                             for (l, hu) in l.chunks_mut(32).zip(hu.chunks(32)) {
-                                let above =
-                                    hu.iter().fold(0u32, |a, &h| a + u32::from(h > threshold));
+                                let above = hu
+                                    .iter()
+                                    .fold(0u32, |a, &h| a + u32::from(h.hu() > threshold));
                                 if above as usize == l.len() {
                                     body += l.len();
                                     if let Some(e) = ext {
@@ -415,7 +416,7 @@ fn apply_builtin_external(
                                     continue;
                                 }
                                 for (v, &h) in l.iter_mut().zip(hu) {
-                                    if h > threshold {
+                                    if h.hu() > threshold {
                                         body += 1;
                                         if *v == 0
                                             && let Some(e) = ext
@@ -616,9 +617,19 @@ fn pair_base(name: &str) -> String {
 /// `ct` is the CT in HU on the label map's grid; `midline_x_mm` the body's mid-sagittal plane
 /// (from [`ct_facts`]; `None` skips the laterality checks); `coarse` the coarse body outline of
 /// `ct` from [`ct_facts`] (computed here when `None` and the builtin External is asked for).
-pub fn check_structures(
+pub fn check_structures<'a>(
     labels: &mut Volume<u8>,
-    ct: &Volume<f32>,
+    ct: impl Into<HuRef<'a>>,
+    manifest: &Manifest,
+    midline_x_mm: Option<f64>,
+    coarse: Option<&CoarseBody>,
+) -> Result<StructureChecks> {
+    with_hu!(ct.into(), v => check_structures_of(labels, v, manifest, midline_x_mm, coarse))
+}
+
+fn check_structures_of<T: HuSample>(
+    labels: &mut Volume<u8>,
+    ct: &Volume<T>,
     manifest: &Manifest,
     midline_x_mm: Option<f64>,
     coarse: Option<&CoarseBody>,
@@ -770,7 +781,7 @@ pub fn check_structures(
                         if solid.get(l as usize) == Some(&true) {
                             a.air += hrow
                                 .get(i0..i)
-                                .map_or(0, |h| h.iter().filter(|&&v| v < air_hu).count());
+                                .map_or(0, |h| h.iter().filter(|&&v| v.hu() < air_hu).count());
                         }
                         let base = cx[0] + cx[2] * j as f64 + cx[3] * k as f64;
                         a.sx += len as f64 * base + cx[1] * (i0 + i - 1) as f64 * len as f64 / 2.0;

@@ -229,6 +229,219 @@ impl<T> Volume<T> {
     }
 }
 
+/// A CT sample type: how a volume stores Hounsfield units. Implemented for `f32` (any
+/// rescale) and `i16` (integral HU within ±32 767, the usual CT); sealed.
+pub trait HuSample:
+    Copy + Default + Send + Sync + PartialEq + std::fmt::Debug + 'static + sealed::Sealed
+{
+    /// The value in HU, exactly (every `i16` is an `f32`).
+    fn hu(self) -> f32;
+    /// `v` as the borrowed volume of its storage.
+    fn volume_ref(v: &Volume<Self>) -> HuRef<'_>;
+}
+
+impl HuSample for f32 {
+    #[inline(always)]
+    fn hu(self) -> f32 {
+        self
+    }
+    fn volume_ref(v: &Volume<f32>) -> HuRef<'_> {
+        HuRef::F32(v)
+    }
+}
+
+impl HuSample for i16 {
+    #[inline(always)]
+    fn hu(self) -> f32 {
+        f32::from(self)
+    }
+    fn volume_ref(v: &Volume<i16>) -> HuRef<'_> {
+        HuRef::I16(v)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for i16 {}
+}
+
+/// A CT volume in Hounsfield units, stored as `i16` where every voxel's HU is an integer within
+/// ±32 767 (the rescale of nearly every CT), as `f32` otherwise. Both hold the same values: an
+/// `i16` voxel is its HU exactly. Half the memory of `f32` for the usual CT; the functions that
+/// read HU ([`crate::infer::predict`], [`crate::body::body_mask`],
+/// [`crate::plausibility::check_structures`]…) take either through [`HuRef`].
+///
+/// ```
+/// use autocontour::volume::{Geometry, HuVolume, Volume};
+/// let g = Geometry::new([2, 1, 1], [0.0; 3], [1.0; 3], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])?;
+/// let ct = HuVolume::from(Volume::new(g, vec![-1000i16, 40])?);
+/// assert_eq!(ct.get(1, 0, 0), Some(40.0));
+/// assert_eq!(ct.to_f32().data(), &[-1000.0, 40.0]);
+/// # Ok::<(), autocontour::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum HuVolume {
+    /// Integral HU within the range of `i16`.
+    I16(Volume<i16>),
+    /// Any HU.
+    F32(Volume<f32>),
+}
+
+/// A borrowed CT volume in HU, either storage: what the functions that read a CT take. Made
+/// with `.into()` from `&HuVolume`, `&Volume<i16>` or `&Volume<f32>`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HuRef<'a> {
+    /// Integral HU within the range of `i16`.
+    I16(&'a Volume<i16>),
+    /// Any HU.
+    F32(&'a Volume<f32>),
+}
+
+/// Runs `$body` with `$v` bound to the `&Volume<T>` (`T: HuSample`) inside a [`HuRef`]: one
+/// monomorphised copy per storage.
+macro_rules! with_hu {
+    ($r:expr, $v:ident => $body:expr) => {
+        match $r {
+            $crate::volume::HuRef::I16($v) => $body,
+            $crate::volume::HuRef::F32($v) => $body,
+        }
+    };
+}
+pub(crate) use with_hu;
+
+impl From<Volume<i16>> for HuVolume {
+    fn from(v: Volume<i16>) -> Self {
+        HuVolume::I16(v)
+    }
+}
+
+impl From<Volume<f32>> for HuVolume {
+    fn from(v: Volume<f32>) -> Self {
+        HuVolume::F32(v)
+    }
+}
+
+impl<'a> From<&'a HuVolume> for HuRef<'a> {
+    fn from(v: &'a HuVolume) -> Self {
+        v.as_ref()
+    }
+}
+
+impl<'a, T: HuSample> From<&'a Volume<T>> for HuRef<'a> {
+    fn from(v: &'a Volume<T>) -> Self {
+        T::volume_ref(v)
+    }
+}
+
+impl HuVolume {
+    /// The borrowed form the HU readers take.
+    pub fn as_ref(&self) -> HuRef<'_> {
+        match self {
+            HuVolume::I16(v) => HuRef::I16(v),
+            HuVolume::F32(v) => HuRef::F32(v),
+        }
+    }
+
+    /// The grid.
+    pub fn geometry(&self) -> &Geometry {
+        self.as_ref().geometry()
+    }
+
+    /// HU at (i, j, k), or `None` outside.
+    pub fn get(&self, i: usize, j: usize, k: usize) -> Option<f32> {
+        self.as_ref().get(i, j, k)
+    }
+
+    /// The values as `f32` (a copy; the same values either way).
+    pub fn to_f32(&self) -> Volume<f32> {
+        self.as_ref().to_f32()
+    }
+
+    /// Number of voxels.
+    pub fn len(&self) -> usize {
+        self.as_ref().len()
+    }
+
+    /// Whether the volume has no voxel (never, for a volume made by [`Volume::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of voxel data (2 or 4 per voxel).
+    pub fn data_bytes(&self) -> usize {
+        match self {
+            HuVolume::I16(v) => v.data().len() * 2,
+            HuVolume::F32(v) => v.data().len() * 4,
+        }
+    }
+}
+
+impl<'a> HuRef<'a> {
+    /// The grid.
+    pub fn geometry(self) -> &'a Geometry {
+        with_hu!(self, v => v.geometry())
+    }
+
+    /// HU at (i, j, k), or `None` outside.
+    pub fn get(self, i: usize, j: usize, k: usize) -> Option<f32> {
+        with_hu!(self, v => v.get(i, j, k).map(|h| h.hu()))
+    }
+
+    /// HU of the voxel at flat index `n` (slice-major), or `None` past the end.
+    pub fn at(self, n: usize) -> Option<f32> {
+        with_hu!(self, v => v.data().get(n).map(|h| h.hu()))
+    }
+
+    /// Number of voxels.
+    pub fn len(self) -> usize {
+        with_hu!(self, v => v.data().len())
+    }
+
+    /// Whether the volume has no voxel.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values as `f32` (a copy).
+    pub fn to_f32(self) -> Volume<f32> {
+        with_hu!(self, v => v.hu_f32())
+    }
+
+    /// Writes the HU of every voxel into `out` (slice-major), as many as fit.
+    pub fn copy_to_f32(self, out: &mut [f32]) {
+        with_hu!(self, v => {
+            for (o, h) in out.iter_mut().zip(v.data()) {
+                *o = h.hu();
+            }
+        })
+    }
+}
+
+impl<T: HuSample> Volume<T> {
+    /// The HU as `f32` (a copy, converted in parallel).
+    pub fn hu_f32(&self) -> Volume<f32> {
+        Volume {
+            geometry: self.geometry,
+            data: hu_to_f32(&self.data),
+        }
+    }
+}
+
+/// `data` converted to `f32`, in parallel.
+fn hu_to_f32<T: HuSample>(data: &[T]) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out = vec![0f32; data.len()];
+    out.par_chunks_mut(1 << 16)
+        .zip(data.par_chunks(1 << 16))
+        .for_each(|(o, s)| {
+            for (o, h) in o.iter_mut().zip(s) {
+                *o = h.hu();
+            }
+        });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +485,26 @@ mod tests {
         assert_eq!(v.get(2, 0, 0), None);
         assert_eq!(v.slice(1).unwrap(), &[6, 7, 8, 9, 10, 11]);
         assert!(Volume::new(g, vec![0i32; 5]).is_err());
+    }
+
+    #[test]
+    fn hu_volume_reads_the_same_values_either_way() {
+        let g = Geometry::new([3, 2, 2], [0.0; 3], [1.0; 3], identity()).unwrap();
+        let ints: Vec<i16> = vec![-32768, -1024, -1, 0, 1, 40, 1000, 3071, 32767, -2000, 7, 8];
+        let a = HuVolume::from(Volume::new(g, ints.clone()).unwrap());
+        let b =
+            HuVolume::from(Volume::new(g, ints.iter().map(|&v| f32::from(v)).collect()).unwrap());
+        assert_eq!(a.to_f32(), b.to_f32());
+        assert_eq!(a.data_bytes() * 2, b.data_bytes());
+        for (n, &v) in ints.iter().enumerate() {
+            let (i, j, k) = (n % 3, (n / 3) % 2, n / 6);
+            assert_eq!(a.get(i, j, k), Some(f32::from(v)));
+            assert_eq!(a.get(i, j, k), b.get(i, j, k));
+            assert_eq!(a.as_ref().at(n), b.as_ref().at(n));
+        }
+        assert_eq!(a.get(3, 0, 0), None);
+        let mut out = vec![0f32; 12];
+        a.as_ref().copy_to_f32(&mut out);
+        assert_eq!(&out[..], b.to_f32().data());
     }
 }

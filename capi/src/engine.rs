@@ -9,7 +9,7 @@ use super::status::ac_status;
 use autocontour::dicom::{CtSeries, LoadOptions, load_series};
 use autocontour::model::{Device, Fallback, Model, ModelOptions};
 use autocontour::runtime::{RuntimeOptions, ensure_loaded};
-use autocontour::volume::Geometry;
+use autocontour::volume::{Geometry, HuVolume};
 
 /// What `ac_engine_options.fallback` asks for when the requested execution provider (device)
 /// cannot run.
@@ -107,6 +107,9 @@ pub struct ac_series {
 pub(crate) struct SeriesBody {
     pub(crate) ct: CtSeries,
     uid: CString,
+    /// The voxels as `f32` for `ac_series_voxels` when the series holds `i16` (made on the
+    /// first call, kept while the series lives).
+    voxels_f32: std::sync::OnceLock<Vec<f32>>,
 }
 
 impl Handle for ac_series {
@@ -119,6 +122,7 @@ impl SeriesBody {
         SeriesBody {
             uid: cstring(&ct.series_uid),
             ct,
+            voxels_f32: std::sync::OnceLock::new(),
         }
     }
 }
@@ -380,7 +384,9 @@ pub unsafe extern "C" fn ac_series_uid(
 }
 
 /// Gives a view of the CT voxels in Hounsfield units: `*data` points to `*len` floats laid out
-/// as described for `ac_geometry`, valid while the series lives. Read only. Any thread.
+/// as described for `ac_geometry`, valid while the series lives. Read only. Any thread. A
+/// series whose HU are integers within ±32767 (nearly every CT) is held as 16-bit integers;
+/// the first call then makes the float copy (4 bytes a voxel), kept until the series is freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ac_series_voxels(
     series: *const ac_series,
@@ -391,7 +397,12 @@ pub unsafe extern "C" fn ac_series_voxels(
         let data = try_out!(data, "data");
         let len = try_out!(len, "len");
         let s = get(series, "series")?;
-        let v = s.ct.volume.data();
+        let v: &[f32] = match &s.ct.volume {
+            HuVolume::F32(v) => v.data(),
+            HuVolume::I16(_) => s
+                .voxels_f32
+                .get_or_init(|| s.ct.volume.to_f32().into_data()),
+        };
         *data = v.as_ptr();
         *len = v.len();
         Ok(())

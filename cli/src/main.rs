@@ -20,6 +20,7 @@ mod segment;
 
 use autocontour::dicom::{LoadOptions, discover, load_series};
 use autocontour::runtime::{self, RuntimeOptions};
+use autocontour::volume::{HuSample, HuVolume};
 use error::{CliError, CliResult};
 
 #[derive(Parser)]
@@ -333,24 +334,28 @@ fn print_loaded(s: &autocontour::dicom::CtSeries, secs: f64, json: bool) -> CliR
     // HU range and mean, per slice in parallel (f32 within a slice, f64 across slices).
     use rayon::prelude::*;
     let plane = (g.size[0] * g.size[1]).max(1);
-    let (lo, hi, sum) = s
-        .volume
-        .data()
-        .par_chunks(plane)
-        .map(|c| {
-            let (mut lo, mut hi, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f32);
-            for &v in c {
-                lo = lo.min(v);
-                hi = hi.max(v);
-                sum += v;
-            }
-            (lo, hi, sum as f64)
-        })
-        .reduce(
-            || (f32::INFINITY, f32::NEG_INFINITY, 0f64),
-            |a, b| (a.0.min(b.0), a.1.max(b.1), a.2 + b.2),
-        );
-    let mean = sum / s.volume.data().len().max(1) as f64;
+    fn range_and_sum<T: HuSample>(data: &[T], plane: usize) -> (f32, f32, f64) {
+        data.par_chunks(plane)
+            .map(|c| {
+                let (mut lo, mut hi, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f32);
+                for &v in c {
+                    let v = v.hu();
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                    sum += v;
+                }
+                (lo, hi, sum as f64)
+            })
+            .reduce(
+                || (f32::INFINITY, f32::NEG_INFINITY, 0f64),
+                |a, b| (a.0.min(b.0), a.1.max(b.1), a.2 + b.2),
+            )
+    }
+    let (lo, hi, sum) = match &s.volume {
+        HuVolume::I16(v) => range_and_sum(v.data(), plane),
+        HuVolume::F32(v) => range_and_sum(v.data(), plane),
+    };
+    let mean = sum / s.volume.len().max(1) as f64;
     let last = g.index_to_patient([0.0, 0.0, (g.size[2].saturating_sub(1)) as f64]);
     if json {
         let v = serde_json::json!({

@@ -25,7 +25,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use autocontour::metrics::study::{BoxStats, bland_altman, box_stats};
-use autocontour::volume::Volume;
+use autocontour::volume::HuRef;
 use autocontour::{Error, Result};
 
 /// Width and height of the Bland-Altman and box plots, pixels.
@@ -470,15 +470,16 @@ fn view_window(
 /// `path` as a PNG: the part of the slice that `view` chooses, drawn as stored (columns to the
 /// right, rows down) at square display pixels, with a legend band of [`LEGEND_HEIGHT`] pixels
 /// under it. Returns the image size.
-pub fn write_overlay(
+pub fn write_overlay<'a>(
     path: &Path,
-    ct: &Volume<f32>,
+    ct: impl Into<HuRef<'a>>,
     reference: &[u8],
     test: &[u8],
     slice: usize,
     view: OverlayView,
     labels: &OverlayLabels,
 ) -> Result<(u32, u32)> {
+    let ct = ct.into();
     let g = ct.geometry();
     let [ni, nj, nk] = g.size;
     let plane = ni * nj;
@@ -507,10 +508,9 @@ pub fn write_overlay(
     let iy = |y: usize| j0 + ((y as f64 + 0.5) * vj as f64 / h as f64) as usize;
     let voxel = |x: usize, y: usize| base + iy(y).min(nj - 1) * ni + ix(x).min(ni - 1);
     let mut buf = vec![0u8; w * full_h * 3];
-    let data = ct.data();
     for y in 0..h {
         for x in 0..w {
-            let v = crate::preview::window(data.get(voxel(x, y)).copied().unwrap_or(-1000.0));
+            let v = crate::preview::window(ct.at(voxel(x, y)).unwrap_or(-1000.0));
             if let Some(p) = buf.get_mut((y * w + x) * 3..(y * w + x) * 3 + 3) {
                 p.copy_from_slice(&[v, v, v]);
             }
@@ -572,7 +572,7 @@ mod tests {
 
     #[test]
     fn zoomed_overlay_shows_the_contours_region() {
-        use autocontour::volume::Geometry;
+        use autocontour::volume::{Geometry, Volume};
         let id = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
         let size = [100, 80, 3];
         let g = Geometry::new(size, [0.0; 3], [1.0, 1.0, 2.0], id).unwrap();

@@ -17,7 +17,7 @@ use autocontour::plausibility::Flag;
 
 /// Colour of review marks: flagged legend entries, case flags, dashes in flagged outlines.
 const REVIEW: [u8; 3] = [255, 190, 60];
-use autocontour::volume::Volume;
+use autocontour::volume::{HuRef, Volume};
 use autocontour::{Error, Result};
 
 /// Size of one panel, display pixels.
@@ -101,7 +101,7 @@ fn render_panel(
     canvas: &mut Canvas,
     ox: usize,
     oy: usize,
-    ct: &Volume<f32>,
+    ct: HuRef<'_>,
     labels: &Volume<u8>,
     outlines: &Outlines<'_>,
     plane: &Plane,
@@ -125,7 +125,7 @@ fn render_panel(
             let (gray, l) = if inside {
                 let (i, j, k) = (r[0] as usize, r[1] as usize, r[2] as usize);
                 (
-                    ct.get(i, j, k).map(|&h| window(h)).unwrap_or(0),
+                    ct.get(i, j, k).map(window).unwrap_or(0),
                     labels.get(i, j, k).copied().unwrap_or(0),
                 )
             } else {
@@ -215,14 +215,15 @@ fn row_sums(row: &[u8]) -> (u64, u64) {
 }
 
 /// Writes the preview of `labels` over `ct` to `path` (PNG).
-pub fn write_preview(
+pub fn write_preview<'a>(
     path: &Path,
-    ct: &Volume<f32>,
+    ct: impl Into<HuRef<'a>>,
     labels: &Volume<u8>,
     structures: &[StructureSummary],
     case_flags: &[Flag],
     title: &str,
 ) -> Result<()> {
+    let ct = ct.into();
     let g = *ct.geometry();
     // centre: centroid of all labelled voxels (the volume centre when nothing is labelled)
     let [ni, nj, _] = g.size;

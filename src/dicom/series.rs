@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::file::{DicomFile, read_file, read_header, ts_label};
 use super::write::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use crate::error::{Error, Result};
-use crate::volume::{Geometry, Volume, cross, dot};
+use crate::volume::{Geometry, HuVolume, Volume, cross, dot};
 
 /// How strictly a series is checked when loaded.
 #[derive(Debug, Clone)]
@@ -55,8 +55,9 @@ pub struct SliceRef {
 
 /// A CT series loaded into Hounsfield units with everything later stages need to reference it.
 pub struct CtSeries {
-    /// HU values, `f32`, slice-major (see [`crate::volume`]).
-    pub volume: Volume<f32>,
+    /// HU values, slice-major (see [`crate::volume`]): `i16` when every slice's rescale is
+    /// integral and every voxel's HU fits (nearly every CT), `f32` otherwise.
+    pub volume: HuVolume,
     /// Slices in volume order.
     pub slices: Vec<SliceRef>,
     /// Series Instance UID.
@@ -791,38 +792,32 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions, pixels: bool) -> Resul
     let images: Vec<&Header> = headers.iter().filter(|h| !h.is_localizer).collect();
     let plan = plan(&images, opts)?;
     let [nx, ny, _] = plan.geometry.size;
-    let per_slice = nx * ny;
 
     let ordered: Vec<&Header> = plan
         .order
         .iter()
         .filter_map(|&i| images.get(i).copied())
         .collect();
-    let mut data = vec![
-        0f32;
-        if pixels {
-            plan.geometry.voxel_count()
-        } else {
-            0
-        }
-    ];
     let t = std::time::Instant::now();
-    data.par_chunks_mut(per_slice.max(1))
-        .zip(ordered.par_iter())
-        .try_for_each(|(out, h)| {
-            if h.in_memory {
-                return decode_parsed(&h.file, nx, ny, out);
-            }
-            if read_native_tail(&h.file, out)? {
-                return Ok(());
-            }
-            decode_slice(&h.file.path, nx, ny, out)
-        })?;
-    if pixels {
+    let data = if pixels {
+        Some(decode_series(
+            &ordered,
+            plan.geometry.voxel_count(),
+            nx,
+            ny,
+        )?)
+    } else {
+        None
+    };
+    if let Some(d) = &data {
         log::debug!(
-            "loading: pixel data of {} slices decoded in {:.3} s",
+            "loading: pixel data of {} slices decoded in {:.3} s ({})",
             ordered.len(),
-            t.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64(),
+            match d {
+                HuData::I16(_) => "integral HU, i16",
+                HuData::F32(_) => "f32",
+            }
         );
     }
 
@@ -846,13 +841,13 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions, pixels: bool) -> Resul
     let series_uid = f0.req_str(tags::SERIES_INSTANCE_UID)?;
     let header = (*f0.obj).clone();
     let g = plan.geometry;
-    let volume = if pixels {
-        Volume::new(g, data)?
-    } else {
-        Volume::new(
+    let volume = match data {
+        Some(HuData::I16(d)) => HuVolume::I16(Volume::new(g, d)?),
+        Some(HuData::F32(d)) => HuVolume::F32(Volume::new(g, d)?),
+        None => HuVolume::I16(Volume::new(
             Geometry::new([1, 1, 1], g.origin, g.spacing, g.direction)?,
-            vec![0.0],
-        )?
+            vec![0],
+        )?),
     };
     Ok(Loaded {
         grid: g,
@@ -868,8 +863,107 @@ fn load_headers(headers: Vec<Header>, opts: &LoadOptions, pixels: bool) -> Resul
     })
 }
 
-fn decode_slice(path: &Path, nx: usize, ny: usize, out: &mut [f32]) -> Result<()> {
-    decode_parsed(&read_file(path)?, nx, ny, out)
+/// Decoded voxels of a series, before they get their geometry.
+enum HuData {
+    I16(Vec<i16>),
+    F32(Vec<f32>),
+}
+
+/// Decodes the slices `ordered` (each `nx × ny`, `voxels` in all) into HU: as `i16` when every
+/// slice's Rescale Slope and Intercept are integers and every voxel's HU fits an `i16`, as
+/// `f32` otherwise. A series whose rescale is integral but whose values overflow `i16` (padding
+/// of −32 768 stored under an intercept of −1024, say) is decoded a second time, into `f32`.
+fn decode_series(ordered: &[&Header], voxels: usize, nx: usize, ny: usize) -> Result<HuData> {
+    let per_slice = (nx * ny).max(1);
+    let integral = ordered
+        .iter()
+        .all(|h| rescale(&h.file).is_ok_and(|(s, i)| s.fract() == 0.0 && i.fract() == 0.0));
+    if integral {
+        let mut data = vec![0i16; voxels];
+        let fits = data
+            .par_chunks_mut(per_slice)
+            .zip(ordered.par_iter())
+            .map(|(out, h)| decode_header_slice(h, nx, ny, out))
+            .try_reduce(|| true, |a, b| Ok(a && b))?;
+        if fits {
+            return Ok(HuData::I16(data));
+        }
+        log::debug!("loading: HU beyond the range of i16, decoding again as f32");
+    }
+    let mut data = vec![0f32; voxels];
+    data.par_chunks_mut(per_slice)
+        .zip(ordered.par_iter())
+        .try_for_each(|(out, h)| decode_header_slice(h, nx, ny, out).map(|_| ()))?;
+    Ok(HuData::F32(data))
+}
+
+/// One slice of the series into `out`, by the fastest path its file allows; `Ok(false)` when
+/// some HU does not fit `T`.
+fn decode_header_slice<T: HuOut>(h: &Header, nx: usize, ny: usize, out: &mut [T]) -> Result<bool> {
+    if h.in_memory {
+        return decode_parsed(&h.file, nx, ny, out);
+    }
+    if let Some(fits) = read_native_tail(&h.file, out)? {
+        return Ok(fits);
+    }
+    decode_parsed(&read_file(&h.file.path)?, nx, ny, out)
+}
+
+/// A voxel type the loader decodes into: `f32` takes any HU, `i16` the integral HU within its
+/// range (the rescale is integral when the loader asks for `i16`).
+trait HuOut: Copy + Send + Sync {
+    /// Stored values (as [`Native16`] reads them) → HU; `false` when some HU does not fit.
+    fn from_native16(
+        layout: &Native16,
+        bytes: &[u8],
+        slope: f64,
+        intercept: f64,
+        out: &mut [Self],
+    ) -> bool;
+    /// Decoded stored values → HU; `false` when some HU does not fit.
+    fn from_values(values: &[f64], slope: f64, intercept: f64, out: &mut [Self]) -> bool;
+}
+
+impl HuOut for f32 {
+    fn from_native16(
+        layout: &Native16,
+        bytes: &[u8],
+        slope: f64,
+        intercept: f64,
+        out: &mut [f32],
+    ) -> bool {
+        layout.to_hu(bytes, slope, intercept, out);
+        true
+    }
+
+    fn from_values(values: &[f64], slope: f64, intercept: f64, out: &mut [f32]) -> bool {
+        for (o, &r) in out.iter_mut().zip(values) {
+            *o = (r * slope + intercept) as f32;
+        }
+        true
+    }
+}
+
+impl HuOut for i16 {
+    fn from_native16(
+        layout: &Native16,
+        bytes: &[u8],
+        slope: f64,
+        intercept: f64,
+        out: &mut [i16],
+    ) -> bool {
+        layout.to_hu_i16(bytes, slope, intercept, out)
+    }
+
+    fn from_values(values: &[f64], slope: f64, intercept: f64, out: &mut [i16]) -> bool {
+        let mut fits = true;
+        for (o, &r) in out.iter_mut().zip(values) {
+            let h = r * slope + intercept;
+            fits &= h.fract() == 0.0 && (f64::from(i16::MIN)..=f64::from(i16::MAX)).contains(&h);
+            *o = h as i16;
+        }
+        fits
+    }
 }
 
 /// Largest |HU| the rescale may produce for any stored value (CT is −1024 … a few 10⁴).
@@ -909,11 +1003,11 @@ fn rescale(f: &DicomFile) -> Result<(f64, f64)> {
 }
 
 /// HU values of one fully parsed single-frame slice.
-fn decode_parsed(f: &DicomFile, nx: usize, ny: usize, out: &mut [f32]) -> Result<()> {
+fn decode_parsed<T: HuOut>(f: &DicomFile, nx: usize, ny: usize, out: &mut [T]) -> Result<bool> {
     let path = &f.path;
     let (slope, intercept) = rescale(f)?;
-    if decode_native_16(f, slope, intercept, out)? {
-        return Ok(());
+    if let Some(fits) = decode_native_16(f, slope, intercept, out)? {
+        return Ok(fits);
     }
     let px = f.stored_pixels()?;
     if px.values.len() != nx * ny || out.len() != px.values.len() {
@@ -927,10 +1021,7 @@ fn decode_parsed(f: &DicomFile, nx: usize, ny: usize, out: &mut [f32]) -> Result
             source: None,
         });
     }
-    for (o, r) in out.iter_mut().zip(px.values) {
-        *o = (r * slope + intercept) as f32;
-    }
-    Ok(())
+    Ok(T::from_values(&px.values, slope, intercept, out))
 }
 
 /// The sample layout of an uncompressed little-endian, single-frame, 16-bit grayscale image,
@@ -988,6 +1079,27 @@ impl Native16 {
             *o = (f64::from(v) * slope + intercept) as f32;
         }
     }
+
+    /// [`to_hu`](Self::to_hu) into `i16` for an integral rescale: `v × slope + intercept` in
+    /// 32-bit integers (|slope| × 65 536 + |intercept| ≤ [`MAX_ABS_HU`], checked by [`rescale`],
+    /// so nothing overflows). Returns whether every HU fits an `i16` (`out` is not meaningful
+    /// when it does not).
+    fn to_hu_i16(&self, bytes: &[u8], slope: f64, intercept: f64, out: &mut [i16]) -> bool {
+        let sign = 1i32 << (self.bits_stored - 1);
+        let flip = if self.signed { sign } else { 0 };
+        let (shift, mask) = (self.shift, self.mask as i32);
+        let (slope, intercept) = (slope as i32, intercept as i32);
+        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let raw = i32::from(u16::from_le_bytes([c[0], c[1]]));
+            let v = (((raw >> shift) & mask) ^ flip) - flip;
+            let h = v * slope + intercept;
+            lo = lo.min(h);
+            hi = hi.max(h);
+            *o = h as i16;
+        }
+        lo >= i32::from(i16::MIN) && hi <= i32::from(i16::MAX)
+    }
 }
 
 /// Fastest path, using the header already read (up to Pixel Data): when the file is
@@ -995,15 +1107,15 @@ impl Native16 {
 /// header is checked right before the file's last `rows × columns × 2` bytes (tag (7FE0,0010)
 /// and that exact length, implicit or explicit VR) and only those bytes are read, instead of
 /// parsing the file a second time. Returns `Ok(false)` when the layout does not match exactly;
-/// the caller then parses the whole file.
-fn read_native_tail(h: &DicomFile, out: &mut [f32]) -> Result<bool> {
+/// the caller then parses the whole file. `Some(fits)` otherwise: whether every HU fits `T`.
+fn read_native_tail<T: HuOut>(h: &DicomFile, out: &mut [T]) -> Result<Option<bool>> {
     use std::io::{Read, Seek, SeekFrom};
     let Some(layout) = Native16::of(h)? else {
-        return Ok(false);
+        return Ok(None);
     };
     let Ok((slope, intercept)) = rescale(h) else {
         // the full parse reports it
-        return Ok(false);
+        return Ok(None);
     };
     let value_len = (out.len() * 2) as u64;
     let head_len: u64 = if layout.explicit { 12 } else { 8 };
@@ -1011,7 +1123,7 @@ fn read_native_tail(h: &DicomFile, out: &mut [f32]) -> Result<bool> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
     if size < value_len + head_len {
-        return Ok(false);
+        return Ok(None);
     }
     f.seek(SeekFrom::Start(size - value_len - head_len))
         .map_err(|e| Error::io(path, e))?;
@@ -1029,31 +1141,39 @@ fn read_native_tail(h: &DicomFile, out: &mut [f32]) -> Result<bool> {
             head.get(4..8).and_then(len_field) == Some(value_len)
         };
     if !ok {
-        return Ok(false);
+        return Ok(None);
     }
     let mut bytes = vec![0u8; value_len as usize];
     f.read_exact(&mut bytes).map_err(|e| Error::io(path, e))?;
-    layout.to_hu(&bytes, slope, intercept, out);
-    Ok(true)
+    Ok(Some(T::from_native16(
+        &layout, &bytes, slope, intercept, out,
+    )))
 }
 
 /// Fast path on a fully parsed file: a [`Native16`] image converts straight from the Pixel Data
-/// element's bytes into HU. Returns `Ok(false)` when the file is not that case.
-fn decode_native_16(f: &DicomFile, slope: f64, intercept: f64, out: &mut [f32]) -> Result<bool> {
+/// element's bytes into HU. Returns `Ok(None)` when the file is not that case, else whether
+/// every HU fits `T`.
+fn decode_native_16<T: HuOut>(
+    f: &DicomFile,
+    slope: f64,
+    intercept: f64,
+    out: &mut [T],
+) -> Result<Option<bool>> {
     let Some(layout) = Native16::of(f)? else {
-        return Ok(false);
+        return Ok(None);
     };
     let Some(e) = f.obj.element_opt(tags::PIXEL_DATA).ok().flatten() else {
-        return Ok(false);
+        return Ok(None);
     };
     let Ok(bytes) = e.to_bytes() else {
-        return Ok(false);
+        return Ok(None);
     };
     if bytes.len() < out.len() * 2 {
-        return Ok(false);
+        return Ok(None);
     }
-    layout.to_hu(&bytes, slope, intercept, out);
-    Ok(true)
+    Ok(Some(T::from_native16(
+        &layout, &bytes, slope, intercept, out,
+    )))
 }
 
 #[cfg(test)]
@@ -1101,6 +1221,93 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `to_hu_i16` gives the integral rescale's HU of every stored value of every bit layout,
+    /// signed and unsigned, the same as the `f32` path, and says exactly when one does not fit.
+    #[test]
+    fn to_hu_i16_equals_the_f32_path_and_flags_overflow() {
+        let mut out16 = vec![0i16; 1 << 16];
+        let mut out32 = vec![0f32; 1 << 16];
+        for bits_stored in 1..=16u32 {
+            for high_bit in [bits_stored - 1, 15] {
+                for signed in [false, true] {
+                    let layout = Native16 {
+                        explicit: false,
+                        shift: high_bit + 1 - bits_stored,
+                        mask: if bits_stored == 16 {
+                            0xffff
+                        } else {
+                            (1u32 << bits_stored) - 1
+                        },
+                        bits_stored,
+                        signed,
+                    };
+                    for (slope, intercept) in
+                        [(1.0, -1024.0), (1.0, 0.0), (2.0, -1000.0), (-1.0, 7.0)]
+                    {
+                        // One value per slice, to see each overflow on its own.
+                        for raw in (0..=u16::MAX).step_by(97).chain([0x8000, 0xffff, 0x7fff]) {
+                            let b = raw.to_le_bytes();
+                            let fits = layout.to_hu_i16(&b, slope, intercept, &mut out16[..1]);
+                            layout.to_hu(&b, slope, intercept, &mut out32[..1]);
+                            let want = out32[0];
+                            let in_range =
+                                (f32::from(i16::MIN)..=f32::from(i16::MAX)).contains(&want);
+                            assert_eq!(
+                                fits, in_range,
+                                "raw {raw} {bits_stored} bits signed {signed}"
+                            );
+                            if fits {
+                                assert_eq!(f32::from(out16[0]), want, "raw {raw}");
+                            }
+                        }
+                        // A whole row at once: fits only if every value does.
+                        let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|v| v.to_le_bytes()).collect();
+                        let fits = layout.to_hu_i16(&bytes, slope, intercept, &mut out16);
+                        layout.to_hu(&bytes, slope, intercept, &mut out32);
+                        let all = out32
+                            .iter()
+                            .all(|v| (f32::from(i16::MIN)..=f32::from(i16::MAX)).contains(v));
+                        assert_eq!(fits, all);
+                        if fits {
+                            assert!(out16.iter().zip(&out32).all(|(&a, &b)| f32::from(a) == b));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn from_values_i16_takes_only_integral_hu_in_range() {
+        let mut out = [0i16; 4];
+        assert!(i16::from_values(
+            &[0.0, 1.0, -1.0, 4095.0],
+            1.0,
+            -1024.0,
+            &mut out
+        ));
+        assert_eq!(out, [-1024, -1023, -1025, 3071]);
+        assert!(!i16::from_values(&[0.5, 0.0, 0.0, 0.0], 1.0, 0.0, &mut out));
+        assert!(!i16::from_values(
+            &[-32768.0, 0.0, 0.0, 0.0],
+            1.0,
+            -1024.0,
+            &mut out
+        ));
+        assert!(!i16::from_values(
+            &[40000.0, 0.0, 0.0, 0.0],
+            1.0,
+            0.0,
+            &mut out
+        ));
+        assert!(i16::from_values(
+            &[32767.0, -32768.0, 0.0, 0.0],
+            1.0,
+            0.0,
+            &mut out
+        ));
     }
 
     #[test]

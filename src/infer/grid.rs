@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::model::{Normalization, Orientation, Spacing};
-use crate::volume::{Geometry, Volume};
+use crate::volume::{Geometry, HuRef, HuSample, Volume, with_hu};
 
 /// One model axis: which CT axis it runs along, in which direction, at which spacing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -168,7 +168,19 @@ fn taps(len: usize, in_len: usize, f: impl Fn(f64) -> f64) -> Vec<(usize, f32)> 
 }
 
 /// Resamples and normalises the CT onto the model grid; returns `[z][y][x]` values.
-pub fn resample_to_model(ct: &Volume<f32>, grid: &ModelGrid, norm: &Normalization) -> Vec<f32> {
+pub fn resample_to_model<'a>(
+    ct: impl Into<HuRef<'a>>,
+    grid: &ModelGrid,
+    norm: &Normalization,
+) -> Vec<f32> {
+    with_hu!(ct.into(), v => resample_to_model_of(v, grid, norm))
+}
+
+fn resample_to_model_of<T: HuSample>(
+    ct: &Volume<T>,
+    grid: &ModelGrid,
+    norm: &Normalization,
+) -> Vec<f32> {
     let g = ct.geometry();
     let [nx, ny, nz] = [grid.axes[0].len, grid.axes[1].len, grid.axes[2].len];
     let tx = taps(nx, grid.axes[0].ct_len, |m| grid.axes[0].to_ct(m));
@@ -184,7 +196,7 @@ pub fn resample_to_model(ct: &Volume<f32>, grid: &ModelGrid, norm: &Normalizatio
     let uy = if grid.axes[1].ct_len > 1 { sy } else { 0 };
     let uz = if grid.axes[2].ct_len > 1 { sz } else { 0 };
     let data = ct.data();
-    let at = |i: usize| data.get(i).map(|&v| norm.apply(v)).unwrap_or(0.0);
+    let at = |i: usize| data.get(i).map(|&v| norm.apply(v.hu())).unwrap_or(0.0);
     let mut out = vec![0f32; nx * ny * nz];
     out.par_chunks_mut((nx * ny).max(1))
         .enumerate()

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result, cause};
 use crate::model::{Blending, DType, Model, OutputKind, ResampleOutput};
-use crate::volume::{Geometry, Volume};
+use crate::volume::{Geometry, HuRef, Volume};
 
 pub use grid::ModelGrid;
 
@@ -360,7 +360,15 @@ fn blend_tile(acc: &mut [f32], src: &[f32], w: &[f32], scale: f32, t: [usize; 3]
 ///    class-score accumulators; cancellation between tiles and inside ONNX Runtime.
 /// 3. `finish`: scores normalised by the weight sum, argmax and confidence, labels back on the
 ///    CT grid, the probabilities when asked for.
-pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Result<Prediction> {
+///
+/// `ct` is a [`HuVolume`](crate::volume::HuVolume) (as loaded), a `Volume<i16>` or a
+/// `Volume<f32>`, borrowed.
+pub fn predict<'a>(
+    model: &Model,
+    ct: impl Into<HuRef<'a>>,
+    opts: &InferOptions<'_>,
+) -> Result<Prediction> {
+    let ct = ct.into();
     if !model.parts.is_empty() {
         return predict_bundle(model, ct, opts);
     }
@@ -390,7 +398,7 @@ pub fn predict(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Resu
 /// A bundle: every part in order on the same CT, their labels merged (a later part's structure
 /// overwrites an earlier part's where both claim a voxel), confidence and uncertainty taken from the part that owns the
 /// structure, timings and tile counts summed.
-fn predict_bundle(model: &Model, ct: &Volume<f32>, opts: &InferOptions<'_>) -> Result<Prediction> {
+fn predict_bundle(model: &Model, ct: HuRef<'_>, opts: &InferOptions<'_>) -> Result<Prediction> {
     let n = model.parts.len();
     let classes = model.manifest.num_classes();
     let mut labels = vec![0u8; ct.geometry().voxel_count()];
@@ -496,7 +504,7 @@ impl Padding {
 /// the weights), the CT resampled and normalised onto it, and the padding up to the patch size.
 fn prepare(
     model: &Model,
-    ct: &Volume<f32>,
+    ct: HuRef<'_>,
     opts: &InferOptions<'_>,
     timings: &mut Timings,
 ) -> Result<ModelInput> {
@@ -1037,7 +1045,7 @@ pub(crate) fn ort_failure(tile: usize, e: ort::Error) -> Error {
 /// for, and the prediction with its timings.
 fn finish(
     model: &Model,
-    ct: &Volume<f32>,
+    ct: HuRef<'_>,
     opts: &InferOptions<'_>,
     grid: ModelGrid,
     blended: Blended,

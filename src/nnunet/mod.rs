@@ -35,7 +35,7 @@ use crate::infer::{
     InferOptions, ModelGrid, Prediction, Progress, Timings, ort_failure, uncertainty,
 };
 use crate::model::{Model, Orientation, OutputKind, Spacing};
-use crate::volume::{Geometry, Volume};
+use crate::volume::{Geometry, HuRef, HuSample, Volume, with_hu};
 
 pub use spec::NnunetSpec;
 use spec::Norm;
@@ -78,7 +78,7 @@ fn oriented_dims(perm: &Perm, g: &Geometry) -> ([usize; 3], [f64; 3]) {
 
 /// Half-open box `[lo, hi)` per axis of the nonzero voxels (the whole array when none is).
 /// Hole filling, which nnU-Net applies to the mask first, cannot change the box.
-pub fn nonzero_bbox(data: &[f32], shape: [usize; 3]) -> [[usize; 2]; 3] {
+pub fn nonzero_bbox<T: HuSample>(data: &[T], shape: [usize; 3]) -> [[usize; 2]; 3] {
     let [nz, ny, nx] = shape;
     let plane = (ny * nx).max(1);
     let parts: Vec<Option<[[usize; 2]; 3]>> = data
@@ -87,8 +87,8 @@ pub fn nonzero_bbox(data: &[f32], shape: [usize; 3]) -> [[usize; 2]; 3] {
         .map(|(z, p)| {
             let mut b: Option<[[usize; 2]; 3]> = None;
             for (y, row) in p.chunks(nx.max(1)).enumerate() {
-                let first = row.iter().position(|&v| v != 0.0);
-                let last = row.iter().rposition(|&v| v != 0.0);
+                let first = row.iter().position(|&v| v.hu() != 0.0);
+                let last = row.iter().rposition(|&v| v.hu() != 0.0);
                 if let (Some(f), Some(l)) = (first, last) {
                     let bb = b.get_or_insert([[z, z + 1], [y, y + 1], [f, l + 1]]);
                     bb[1][1] = y + 1;
@@ -200,15 +200,61 @@ pub fn paint_region(labels: &mut [u8], logits: &[f32], value: u32) {
         });
 }
 
+/// The CT in the model's axis order (`shape`, `[z, y, x]`), cropped to its non-zero box as
+/// nnU-Net crops: the cropped `f32` values and the box (`[z, y, x]`, `[start, end)`).
+fn oriented_crop<T: HuSample>(
+    ct: &Volume<T>,
+    perm: &Perm,
+    shape: [usize; 3],
+) -> (Vec<f32>, [[usize; 2]; 3]) {
+    let g = *ct.geometry();
+    let native = *perm == [(0, false), (1, false), (2, false)];
+    let oriented: std::borrow::Cow<'_, [T]> = if native {
+        std::borrow::Cow::Borrowed(ct.data())
+    } else {
+        let [_, ny, nx] = shape;
+        let src = ct.data();
+        let v: Vec<T> = (0..shape.iter().product::<usize>())
+            .into_par_iter()
+            .map(|f| {
+                let zyx = [f / (ny * nx), (f / nx) % ny, f % nx];
+                src.get(ct_index(perm, g.size, zyx))
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .collect();
+        std::borrow::Cow::Owned(v)
+    };
+    // 1. crop
+    let bb = nonzero_bbox(&oriented, shape);
+    let cshape = [0, 1, 2].map(|a| bb[a][1] - bb[a][0]);
+    let mut data = Vec::with_capacity(cshape.iter().product());
+    for z in bb[0][0]..bb[0][1] {
+        for y in bb[1][0]..bb[1][1] {
+            let s = (z * shape[1] + y) * shape[2];
+            data.extend(
+                oriented
+                    .get(s + bb[2][0]..s + bb[2][1])
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|v| v.hu()),
+            );
+        }
+    }
+    drop(oriented);
+    (data, bb)
+}
+
 /// Runs an nnU-Net package on a CT volume (HU): the label map on the CT grid, confidence and
 /// uncertainty per label on the model grid (softmax of the ensembled logits; none for
 /// region-based models).
-pub fn predict(
+pub fn predict<'a>(
     model: &Model,
     spec: &NnunetSpec,
-    ct: &Volume<f32>,
+    ct: impl Into<HuRef<'a>>,
     opts: &InferOptions<'_>,
 ) -> Result<Prediction> {
+    let ct = ct.into();
     let m = &model.manifest;
     let report = |stage: &str, fraction: f64| {
         if let Some(f) = opts.progress {
@@ -223,33 +269,8 @@ pub fn predict(
     let perm = perm_for(&g, m.orientation);
     let (shape, spacing) = oriented_dims(&perm, &g);
     let native = perm == [(0, false), (1, false), (2, false)];
-    let oriented: std::borrow::Cow<'_, [f32]> = if native {
-        std::borrow::Cow::Borrowed(ct.data())
-    } else {
-        let [_, ny, nx] = shape;
-        let src = ct.data();
-        let v: Vec<f32> = (0..shape.iter().product::<usize>())
-            .into_par_iter()
-            .map(|f| {
-                let zyx = [f / (ny * nx), (f / nx) % ny, f % nx];
-                src.get(ct_index(&perm, g.size, zyx))
-                    .copied()
-                    .unwrap_or(0.0)
-            })
-            .collect();
-        std::borrow::Cow::Owned(v)
-    };
-    // 1. crop
-    let bb = nonzero_bbox(&oriented, shape);
+    let (mut data, bb) = with_hu!(ct, v => oriented_crop(v, &perm, shape));
     let cshape = [0, 1, 2].map(|a| bb[a][1] - bb[a][0]);
-    let mut data = Vec::with_capacity(cshape.iter().product());
-    for z in bb[0][0]..bb[0][1] {
-        for y in bb[1][0]..bb[1][1] {
-            let s = (z * shape[1] + y) * shape[2];
-            data.extend_from_slice(oriented.get(s + bb[2][0]..s + bb[2][1]).unwrap_or(&[]));
-        }
-    }
-    drop(oriented);
     // 2. normalise
     let norm = spec.norm().map_err(|reason| Error::InvalidManifest {
         path: model.dir.join("model.json"),

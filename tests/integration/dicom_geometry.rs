@@ -56,7 +56,7 @@ fn compare(s: &CtSeries, reference: &[serde_json::Value]) -> Vec<String> {
                     "slice {k} ({uid}) voxel ({i},{j}): ours {got:?}, pydicom {want:?}"
                 );
             }
-            let hu = *s.volume.get(i as usize, j as usize, k).unwrap();
+            let hu = s.volume.get(i as usize, j as usize, k).unwrap();
             assert_eq!(
                 f64::from(hu),
                 v["hu"].as_f64().unwrap(),

@@ -45,7 +45,7 @@ fn round_trip(o: Orientation, syntax: PhantomSyntax) {
         assert!(d > 0.0);
     }
     // Every voxel: HU as written.
-    for (a, b) in s.volume.data().iter().zip(ph.hu.data()) {
+    for (a, b) in s.volume.to_f32().data().iter().zip(ph.hu.data()) {
         assert_eq!(*a, f32::from(*b), "{o:?}");
     }
     // Every voxel, independently of the writer's indexing: the analytic structure at the
@@ -66,7 +66,7 @@ fn round_trip(o: Orientation, syntax: PhantomSyntax) {
                 if ambiguous {
                     continue;
                 }
-                let hu = *s.volume.get(i, j, k).unwrap();
+                let hu = s.volume.get(i, j, k).unwrap();
                 assert_eq!(
                     hu,
                     f32::from(hu_of(l)),
@@ -80,7 +80,7 @@ fn round_trip(o: Orientation, syntax: PhantomSyntax) {
     // Known patient points: the nearest voxel holds the known structure.
     for (label, p) in ph.landmarks() {
         let idx = g.patient_to_index(p).map(|x| x.round() as usize);
-        let hu = *s.volume.get(idx[0], idx[1], idx[2]).unwrap();
+        let hu = s.volume.get(idx[0], idx[1], idx[2]).unwrap();
         let name = STRUCTURES[label as usize].name;
         assert_eq!(hu, f32::from(hu_of(label)), "{o:?}: {name} at {p:?}");
     }
@@ -94,7 +94,7 @@ fn round_trip(o: Orientation, syntax: PhantomSyntax) {
             left[2].round() as usize,
         )
         .unwrap();
-    assert_eq!(*lv, -800.0, "{o:?}: left lung not at +x");
+    assert_eq!(lv, -800.0, "{o:?}: left lung not at +x");
     // The label file matches the phantom.
     let raw = std::fs::read(tmp.path().join("labels.raw")).unwrap();
     assert_eq!(raw, ph.labels.data());
@@ -153,4 +153,93 @@ fn ffs_instance_numbers_run_against_the_normal() {
     assert_eq!(ph.instance_number(nk - 1), 1);
     // Identity IOP: k runs along +z (towards the head) although the patient is feet first.
     assert_eq!(ph.geometry().axis(2), [0.0, 0.0, 1.0]);
+}
+
+/// How the loader stores HU: `i16` for an integral rescale whose values all fit, `f32` when one
+/// slice has a fractional slope or one voxel's HU is beyond ±32767, with the same HU either way
+/// (the other slices' values unchanged, the altered ones as the rescale gives them).
+#[test]
+fn hu_storage_follows_the_rescale_and_the_range() {
+    use autocontour::volume::HuVolume;
+    use dicom_core::value::PrimitiveValue;
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+
+    for syntax in [PhantomSyntax::ImplicitLittle, PhantomSyntax::ExplicitBig] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ct");
+        let ph = Phantom::new(PhantomSpec {
+            size: [20, 16, 6],
+            ..spec(Orientation::AxialHfs)
+        })
+        .unwrap();
+        let files = ph.write_series(&dir, syntax).unwrap();
+        let load = || load_series(&dir, None, &LoadOptions::default()).unwrap();
+        let base = load();
+        assert!(matches!(base.volume, HuVolume::I16(_)), "{syntax:?}");
+        let base_hu = base.volume.to_f32();
+        let [ni, nj, _] = base_hu.geometry().size;
+        let plane = ni * nj;
+        // The file of volume slice k.
+        let k = 2;
+        let name = format!("CT{:05}.dcm", ph.instance_number(k));
+        let path = files
+            .iter()
+            .find(|p| p.file_name().unwrap().to_string_lossy() == name)
+            .unwrap()
+            .clone();
+        let original = std::fs::read(&path).unwrap();
+        let stored = |obj: &dicom_object::FileDicomObject<dicom_object::InMemDicomObject>| {
+            obj.element(tags::PIXEL_DATA)
+                .unwrap()
+                .to_multi_int::<u16>()
+                .unwrap()
+        };
+
+        // 1. A fractional slope on one slice: f32, that slice rescaled by it.
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        let raw = stored(&obj);
+        obj.put(DataElement::new(
+            tags::RESCALE_SLOPE,
+            VR::DS,
+            PrimitiveValue::from("0.5"),
+        ));
+        obj.write_to_file(&path).unwrap();
+        let s = load();
+        assert!(matches!(s.volume, HuVolume::F32(_)), "{syntax:?}");
+        let hu = s.volume.to_f32();
+        for (n, (&got, &was)) in hu.data().iter().zip(base_hu.data()).enumerate() {
+            let want = if n / plane == k {
+                (f64::from(raw[n % plane]) * 0.5 - 1024.0) as f32
+            } else {
+                was
+            };
+            assert_eq!(got, want, "{syntax:?} voxel {n}");
+        }
+
+        // 2. An integral rescale but one voxel at 64511 HU (stored 65535): f32, exact.
+        std::fs::write(&path, &original).unwrap();
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        let mut px = stored(&obj);
+        px[5] = u16::MAX;
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(px.into()),
+        ));
+        obj.write_to_file(&path).unwrap();
+        let s = load();
+        assert!(matches!(s.volume, HuVolume::F32(_)), "{syntax:?}");
+        let hu = s.volume.to_f32();
+        for (n, (&got, &was)) in hu.data().iter().zip(base_hu.data()).enumerate() {
+            let want = if n == k * plane + 5 { 64511.0 } else { was };
+            assert_eq!(got, want, "{syntax:?} voxel {n}");
+        }
+
+        // 3. Back to the written file: i16 again, the same values.
+        std::fs::write(&path, &original).unwrap();
+        let s = load();
+        assert!(matches!(s.volume, HuVolume::I16(_)));
+        assert_eq!(s.volume.to_f32(), base_hu);
+    }
 }

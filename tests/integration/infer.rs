@@ -22,7 +22,10 @@ fn rider_crop() -> &'static Volume<f32> {
     CROP.get_or_init(|| {
         let s = load_series(&common::require("rider/ct"), None, &LoadOptions::default()).unwrap();
         // A block through the right lung, mediastinum and left lung.
-        s.volume.crop([96, 150, 100], [416, 330, 160]).unwrap()
+        s.volume
+            .to_f32()
+            .crop([96, 150, 100], [416, 330, 160])
+            .unwrap()
     })
 }
 

@@ -44,7 +44,7 @@ fn series(g: Geometry, hu: Vec<f32>, body_part: Option<&str>) -> CtSeries {
         })
         .collect();
     CtSeries {
-        volume: Volume::new(g, hu).unwrap(),
+        volume: Volume::new(g, hu).unwrap().into(),
         slices,
         series_uid: "2.25.1".into(),
         study_uid: "2.25.2".into(),

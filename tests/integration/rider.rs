@@ -38,8 +38,11 @@ fn loads_rider_ct_geometry_and_hu() {
         assert!(w[1].position[2] > w[0].position[2]);
     }
     // Rescale intercept -1024 applied: air around the patient reads about -1000 HU or below.
-    let corner = *s.volume.get(5, 5, 100).unwrap();
+    let corner = s.volume.get(5, 5, 100).unwrap();
     assert!(corner < -900.0, "corner voxel {corner} HU");
+    // Integral rescale, every HU within ±32767: held as 16-bit integers (124 MB, not 247).
+    assert!(matches!(s.volume, autocontour::volume::HuVolume::I16(_)));
+    assert_eq!(s.volume.data_bytes(), 512 * 512 * 236 * 2);
 }
 
 #[test]
@@ -48,7 +51,7 @@ fn grid_only_load_matches_the_full_load() {
     let full = load_series(&dir, None, &LoadOptions::default()).unwrap();
     let (grid, s) = load_series_grid(&dir, None, &LoadOptions::default()).unwrap();
     assert_eq!(&grid, full.volume.geometry());
-    assert_eq!(s.volume.data().len(), 1);
+    assert_eq!(s.volume.len(), 1);
     assert_eq!(s.volume.geometry().origin, grid.origin);
     assert_eq!(s.series_uid, full.series_uid);
     assert_eq!(s.frame_of_reference_uid, full.frame_of_reference_uid);

@@ -219,7 +219,7 @@ fn reads_rtstruct_without_preamble_like_pydicom() {
 /// ring with a hole, and an empty structure.
 fn rider_labels(ct: &CtSeries) -> Volume<u8> {
     let g = *ct.volume.geometry();
-    let hu = ct.volume.data();
+    let hu = ct.volume.to_f32().into_data();
     let body: Vec<u8> = hu.iter().map(|&v| u8::from(v > -500.0)).collect();
     let mut outline = Volume::new(g, body).unwrap();
     postprocess_label(

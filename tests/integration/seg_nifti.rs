@@ -335,6 +335,7 @@ fn rider_seg_and_nifti_read_by_highdicom_nibabel_simpleitk() {
     .unwrap();
     let data: Vec<u8> = ct
         .volume
+        .to_f32()
         .data()
         .iter()
         .zip(gtv.data())
