@@ -1085,6 +1085,9 @@ impl Native16 {
     /// so nothing overflows). Returns whether every HU fits an `i16` (`out` is not meaningful
     /// when it does not).
     fn to_hu_i16(&self, bytes: &[u8], slope: f64, intercept: f64, out: &mut [i16]) -> bool {
+        if slope == 1.0 {
+            return self.to_hu_i16_unit_slope(bytes, intercept as i32, out);
+        }
         let sign = 1i32 << (self.bits_stored - 1);
         let flip = if self.signed { sign } else { 0 };
         let (shift, mask) = (self.shift, self.mask as i32);
@@ -1099,6 +1102,43 @@ impl Native16 {
             *o = h as i16;
         }
         lo >= i32::from(i16::MIN) && hi <= i32::from(i16::MAX)
+    }
+
+    /// [`to_hu_i16`](Self::to_hu_i16) for a slope of 1 (nearly every CT), in 16-bit lanes: the
+    /// stored value's bits `v` (masked, sign-extended modulo 2¹⁶), the HU as `v + intercept`
+    /// modulo 2¹⁶, and the range of the stored values tracked as `i16` keys that order them
+    /// (signed: the value itself; unsigned: `v ^ 0x8000`). The HU all fit when the smallest and
+    /// largest stored value plus the intercept do; then every `v + intercept` modulo 2¹⁶ is the
+    /// HU itself.
+    fn to_hu_i16_unit_slope(&self, bytes: &[u8], intercept: i32, out: &mut [i16]) -> bool {
+        // bits_stored is 1..=16 and shift ≤ 15 (checked in `of`).
+        let sign = 1u16 << (self.bits_stored - 1);
+        let flip = if self.signed { sign } else { 0 };
+        let key_flip: u16 = if self.signed { 0 } else { 0x8000 };
+        let (shift, mask) = (self.shift, self.mask as u16);
+        let add = intercept as u16;
+        let (mut lo, mut hi) = (i16::MAX, i16::MIN);
+        let mut n = 0usize;
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let raw = u16::from_le_bytes([c[0], c[1]]);
+            let v = (((raw >> shift) & mask) ^ flip).wrapping_sub(flip);
+            let key = (v ^ key_flip) as i16;
+            lo = lo.min(key);
+            hi = hi.max(key);
+            *o = v.wrapping_add(add) as i16;
+            n += 1;
+        }
+        if n == 0 {
+            return true;
+        }
+        let value = |key: i16| -> i32 {
+            if self.signed {
+                i32::from(key)
+            } else {
+                i32::from(key as u16 ^ 0x8000)
+            }
+        };
+        value(lo) + intercept >= i32::from(i16::MIN) && value(hi) + intercept <= i32::from(i16::MAX)
     }
 }
 
@@ -1243,9 +1283,14 @@ mod tests {
                         bits_stored,
                         signed,
                     };
-                    for (slope, intercept) in
-                        [(1.0, -1024.0), (1.0, 0.0), (2.0, -1000.0), (-1.0, 7.0)]
-                    {
+                    for (slope, intercept) in [
+                        (1.0, -1024.0),
+                        (1.0, 0.0),
+                        (1.0, 1000.0),
+                        (1.0, -31000.0),
+                        (2.0, -1000.0),
+                        (-1.0, 7.0),
+                    ] {
                         // One value per slice, to see each overflow on its own.
                         for raw in (0..=u16::MAX).step_by(97).chain([0x8000, 0xffff, 0x7fff]) {
                             let b = raw.to_le_bytes();

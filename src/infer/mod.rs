@@ -648,7 +648,7 @@ impl Tiling {
     fn weight_sum(&self) -> Vec<f32> {
         let geom = self.geom;
         let px = geom.patch[2];
-        let mut wsum = vec![0f32; geom.padded[0] * geom.padded[1] * geom.padded[2]];
+        let mut wsum = zeros_written(geom.padded[0] * geom.padded[1] * geom.padded[2]);
         let mut wbuf = Vec::new();
         for &t in &self.tiles {
             let w = self.weights(&mut wbuf, t);
@@ -768,7 +768,7 @@ impl<'a> TileLoop<'a> {
             cancel: &opts.cancel,
             classes,
             batch,
-            acc: vec![0f32; classes * g.padded[0] * g.padded[1] * g.padded[2]],
+            acc: zeros_written(classes * g.padded[0] * g.padded[1] * g.padded[2]),
             input: vec![0f32; batch * pv],
             mirrored: if mirrors.len() > 1 {
                 vec![0f32; batch * pv]
@@ -1017,6 +1017,16 @@ impl<'a> TileLoop<'a> {
         }
         timings.blend_s += tb.elapsed().as_secs_f64();
     }
+}
+
+/// `n` zeros for an accumulator that is added to (`+=`), written once in parallel. A fresh
+/// large allocation is mapped lazily: read first, each page would map the shared zero page and
+/// then take a second, copy-on-write fault (and a TLB flush on every core) at its first write;
+/// written first, it takes one fault, shared by the threads.
+fn zeros_written(n: usize) -> Vec<f32> {
+    let mut v = vec![0f32; n];
+    v.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
+    v
 }
 
 /// An [`Error::Inference`] at the batch starting with tile `tile`, for a problem found by the
