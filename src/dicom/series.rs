@@ -1222,6 +1222,21 @@ mod tests {
 
     /// The integer sign extension of `to_hu` equals the 64-bit form it replaces, for every
     /// stored value of every bit layout, signed and unsigned, with a fractional rescale.
+    /// The implicit-VR [`Native16`] layout of `bits_stored` bits ending at `high_bit`.
+    fn layout(bits_stored: u32, high_bit: u32, signed: bool) -> Native16 {
+        Native16 {
+            explicit: false,
+            shift: high_bit + 1 - bits_stored,
+            mask: if bits_stored == 16 {
+                0xffff
+            } else {
+                (1u32 << bits_stored) - 1
+            },
+            bits_stored,
+            signed,
+        }
+    }
+
     #[test]
     fn to_hu_equals_the_64_bit_form() {
         let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|v| v.to_le_bytes()).collect();
@@ -1229,17 +1244,7 @@ mod tests {
         for bits_stored in 1..=16u32 {
             for high_bit in bits_stored - 1..16 {
                 for signed in [false, true] {
-                    let layout = Native16 {
-                        explicit: false,
-                        shift: high_bit + 1 - bits_stored,
-                        mask: if bits_stored == 16 {
-                            0xffff
-                        } else {
-                            (1u32 << bits_stored) - 1
-                        },
-                        bits_stored,
-                        signed,
-                    };
+                    let layout = layout(bits_stored, high_bit, signed);
                     let (slope, intercept) = (0.37, -1024.25);
                     layout.to_hu(&bytes, slope, intercept, &mut out);
                     let sign = 1u32 << (bits_stored - 1);
@@ -1272,17 +1277,7 @@ mod tests {
         for bits_stored in 1..=16u32 {
             for high_bit in [bits_stored - 1, 15] {
                 for signed in [false, true] {
-                    let layout = Native16 {
-                        explicit: false,
-                        shift: high_bit + 1 - bits_stored,
-                        mask: if bits_stored == 16 {
-                            0xffff
-                        } else {
-                            (1u32 << bits_stored) - 1
-                        },
-                        bits_stored,
-                        signed,
-                    };
+                    let layout = layout(bits_stored, high_bit, signed);
                     for (slope, intercept) in [
                         (1.0, -1024.0),
                         (1.0, 0.0),
