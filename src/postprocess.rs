@@ -207,8 +207,23 @@ fn components(
     nk: usize,
     conn: Connectivity,
 ) -> (Vec<usize>, Vec<usize>) {
+    components_in_slabs(lr, nj, nk, conn, rayon::current_num_threads())
+}
+
+/// [`components`] with the slices cut into `slabs` slabs of consecutive slices: union-find in
+/// each slab in parallel (a run is linked to the runs it touches in the row before it and in the
+/// slice before it, within the slab), then the runs of each slab's first slice to the slice
+/// before, then ids in run order. A component's id is the order of its first run, so the ids are
+/// the same for any number of slabs.
+fn components_in_slabs(
+    lr: &LabelRuns,
+    nj: usize,
+    nk: usize,
+    conn: Connectivity,
+    slabs: usize,
+) -> (Vec<usize>, Vec<usize>) {
     let runs = &lr.runs;
-    let mut parent: Vec<usize> = (0..runs.len()).collect();
+    let mut parent = vec![0usize; runs.len()];
     let reach = match conn {
         Connectivity::Six => 0usize,
         Connectivity::TwentySix => 1,
@@ -218,10 +233,13 @@ fn components(
         Connectivity::Six => &[(-1, 0), (0, -1)],
         Connectivity::TwentySix => &[(-1, 0), (-1, -1), (0, -1), (1, -1)],
     };
-    for (n, run) in runs.iter().enumerate() {
+    // Links run `n` to the runs it touches in the neighbouring rows whose slice is in
+    // `ks`; `parent` holds the entries from run `base` on.
+    let link = |parent: &mut [usize], base: usize, n: usize, ks: std::ops::Range<usize>| {
+        let Some(run) = runs.get(n) else { return };
         for &(dj, dk) in neighbours {
             let (j, k) = (run.j as isize + dj, run.k as isize + dk);
-            if j < 0 || k < 0 || j as usize >= nj || k as usize >= nk {
+            if j < 0 || k < 0 || j as usize >= nj || !ks.contains(&(k as usize)) {
                 continue;
             }
             let row = k as usize * nj + j as usize;
@@ -229,11 +247,42 @@ fn components(
             for (m, o) in lr.row(row).iter().enumerate() {
                 // overlap of [i0 - reach, i1 + reach) with [o.i0, o.i1)
                 if o.i0 < run.i1 + reach && run.i0 < o.i1 + reach {
-                    union(&mut parent, n, first + m);
+                    union(parent, n - base, first + m - base);
                 }
             }
         }
+    };
+    let first_run_of_slice = |k: usize| lr.row_start.get(k * nj).copied().unwrap_or(runs.len());
+    let slab = nk.div_ceil(slabs.clamp(1, nk.max(1))).max(1);
+    let cuts: Vec<usize> = (0..nk).step_by(slab).skip(1).collect();
+    // 1. Each slab on its own.
+    let mut parts: Vec<(usize, usize, &mut [usize])> = Vec::with_capacity(cuts.len() + 1);
+    let mut rest: &mut [usize] = &mut parent;
+    let (mut k0, mut base) = (0, 0);
+    for &k1 in cuts.iter().chain(std::iter::once(&nk)) {
+        let end = first_run_of_slice(k1).max(base);
+        let len = (end - base).min(rest.len());
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        parts.push((k0, base, head));
+        rest = tail;
+        (k0, base) = (k1, end);
     }
+    parts.into_par_iter().for_each(|(k0, base, slab_parent)| {
+        // parents as indices within the slab while it is linked, global again after
+        slab_parent.iter_mut().enumerate().for_each(|(i, p)| *p = i);
+        let k1 = (k0 + slab).min(nk);
+        for n in base..base + slab_parent.len() {
+            link(slab_parent, base, n, k0..k1);
+        }
+        slab_parent.iter_mut().for_each(|p| *p += base);
+    });
+    // 2. Each slab's first slice to the slice before it.
+    for &k in &cuts {
+        for n in first_run_of_slice(k)..first_run_of_slice(k + 1) {
+            link(&mut parent, 0, n, k - 1..k);
+        }
+    }
+    // 3. Dense ids in run order.
     let mut id_of_root = vec![usize::MAX; runs.len()];
     let mut ids = vec![0usize; runs.len()];
     let mut sizes: Vec<usize> = Vec::new();
@@ -756,6 +805,42 @@ mod tests {
             }
         }
         rep
+    }
+
+    /// Components found slab by slab, for any number of slabs (more than the slices too), give
+    /// the same ids and sizes as one slab (the plain scan), with both connectivities.
+    #[test]
+    fn components_do_not_depend_on_the_slabs() {
+        let mut s = 0x9E3779B97F4A7C15u64;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for case in 0..200 {
+            let size = [
+                2 + (rnd() % 20) as usize,
+                2 + (rnd() % 12) as usize,
+                1 + (rnd() % 12) as usize,
+            ];
+            let density = 10 + rnd() % 70;
+            let bits: Vec<u8> = (0..size[0] * size[1] * size[2])
+                .map(|_| u8::from(rnd() % 100 < density))
+                .collect();
+            let v = vol(size, |i, j, k| bits[(k * size[1] + j) * size[0] + i]);
+            let lr = runs_of_labels(&v, &[1]).pop().unwrap();
+            for conn in [Connectivity::Six, Connectivity::TwentySix] {
+                let one = components_in_slabs(&lr, size[1], size[2], conn, 1);
+                for slabs in 2..=size[2] + 2 {
+                    assert_eq!(
+                        components_in_slabs(&lr, size[1], size[2], conn, slabs),
+                        one,
+                        "case {case}, {slabs} slabs, {conn:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
