@@ -807,17 +807,21 @@ mod tests {
         rep
     }
 
-    /// Components found slab by slab, for any number of slabs (more than the slices too), give
-    /// the same ids and sizes as one slab (the plain scan), with both connectivities.
-    #[test]
-    fn components_do_not_depend_on_the_slabs() {
-        let mut s = 0x9E3779B97F4A7C15u64;
-        let mut rnd = move || {
+    /// A xorshift64 generator from `seed` (not 0).
+    fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
+        move || {
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
             s
-        };
+        }
+    }
+
+    /// Components found slab by slab, for any number of slabs (more than the slices too), give
+    /// the same ids and sizes as one slab (the plain scan), with both connectivities.
+    #[test]
+    fn components_do_not_depend_on_the_slabs() {
+        let mut rnd = xorshift(0x9E3779B97F4A7C15u64);
         for case in 0..200 {
             let size = [
                 2 + (rnd() % 20) as usize,
@@ -845,13 +849,7 @@ mod tests {
 
     #[test]
     fn runs_and_boxes_agree_with_voxel_reference() {
-        let mut s = 0x2545F4914F6CDD1Du64;
-        let mut rnd = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut rnd = xorshift(0x2545F4914F6CDD1Du64);
         // voxels filled in 2-D and 3-D, removed: the cases must exercise every path
         let mut seen = [0usize; 3];
         for case in 0..400 {
