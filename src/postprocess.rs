@@ -898,7 +898,7 @@ mod tests {
                                 let p = (k * size[1] + j) * size[0] + i;
                                 if shell {
                                     values[p] = l;
-                                } else if rnd() % 5 == 0 {
+                                } else if rnd().is_multiple_of(5) {
                                     values[p] = 1 + (rnd() % 3) as u8;
                                 } else {
                                     values[p] = 0;
