@@ -407,15 +407,6 @@ impl<'a> HuRef<'a> {
     pub fn to_f32(self) -> Volume<f32> {
         with_hu!(self, v => v.hu_f32())
     }
-
-    /// Writes the HU of every voxel into `out` (slice-major), as many as fit.
-    pub fn copy_to_f32(self, out: &mut [f32]) {
-        with_hu!(self, v => {
-            for (o, h) in out.iter_mut().zip(v.data()) {
-                *o = h.hu();
-            }
-        })
-    }
 }
 
 impl<T: HuSample> Volume<T> {
@@ -503,8 +494,5 @@ mod tests {
             assert_eq!(a.as_ref().at(n), b.as_ref().at(n));
         }
         assert_eq!(a.get(3, 0, 0), None);
-        let mut out = vec![0f32; 12];
-        a.as_ref().copy_to_f32(&mut out);
-        assert_eq!(&out[..], b.to_f32().data());
     }
 }

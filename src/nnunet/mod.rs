@@ -201,14 +201,15 @@ pub fn paint_region(labels: &mut [u8], logits: &[f32], value: u32) {
 }
 
 /// The CT in the model's axis order (`shape`, `[z, y, x]`), cropped to its non-zero box as
-/// nnU-Net crops: the cropped `f32` values and the box (`[z, y, x]`, `[start, end)`).
+/// nnU-Net crops: the cropped `f32` values and the box (`[z, y, x]`, `[start, end)`). `native`:
+/// `perm` is the identity (the CT's own order, read in place).
 fn oriented_crop<T: HuSample>(
     ct: &Volume<T>,
     perm: &Perm,
+    native: bool,
     shape: [usize; 3],
 ) -> (Vec<f32>, [[usize; 2]; 3]) {
     let g = *ct.geometry();
-    let native = *perm == [(0, false), (1, false), (2, false)];
     let oriented: std::borrow::Cow<'_, [T]> = if native {
         std::borrow::Cow::Borrowed(ct.data())
     } else {
@@ -269,7 +270,7 @@ pub fn predict<'a>(
     let perm = perm_for(&g, m.orientation);
     let (shape, spacing) = oriented_dims(&perm, &g);
     let native = perm == [(0, false), (1, false), (2, false)];
-    let (mut data, bb) = with_hu!(ct, v => oriented_crop(v, &perm, shape));
+    let (mut data, bb) = with_hu!(ct, v => oriented_crop(v, &perm, native, shape));
     let cshape = [0, 1, 2].map(|a| bb[a][1] - bb[a][0]);
     // 2. normalise
     let norm = spec.norm().map_err(|reason| Error::InvalidManifest {
