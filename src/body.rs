@@ -510,6 +510,7 @@ fn body_mask_grid(ct: &Volume<f32>, opts: &BodyOptions) -> Result<Volume<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
     use crate::volume::Geometry;
 
     fn geom(size: [usize; 3], spacing: [f64; 3]) -> Geometry {
@@ -557,17 +558,6 @@ mod tests {
 
     /// The box erosion and dilation of a slice equal the definition (every / any voxel of the
     /// box inside the slice; outside is background) on random slices, radii 0–4.
-    /// A small deterministic generator (xorshift64) for the randomised tests.
-    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-        let mut state = seed | 1;
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        }
-    }
-
     #[test]
     fn morphology_of_a_slice_matches_the_definition() {
         let mut next = xorshift(0x2545_f491_4f6c_dd1d);

@@ -65,6 +65,9 @@ pub mod runtime;
 pub mod seg;
 pub mod volume;
 
+#[cfg(test)]
+mod test_rng;
+
 pub use error::{Error, Result};
 
 /// The SDK version (`major.minor.patch`), from Cargo.toml.

@@ -1263,13 +1263,7 @@ mod tests {
         let g = Geometry::new([ni, nj, nk], [0.0; 3], [0.6, 0.6, 2.0], IDENTITY).unwrap();
         let mut hu = vec![-1000f32; g.voxel_count()];
         let mut labels = vec![0u8; g.voxel_count()];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         for k in 0..nk {
             for j in 0..nj {
                 for i in 0..ni {

@@ -672,6 +672,7 @@ fn fill_holes_3d(labels: &mut Volume<u8>, label: u8, lr: &LabelRuns) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
     use crate::volume::Geometry;
 
     fn vol(size: [usize; 3], f: impl Fn(usize, usize, usize) -> u8) -> Volume<u8> {
@@ -805,16 +806,6 @@ mod tests {
             }
         }
         rep
-    }
-
-    /// A xorshift64 generator from `seed` (not 0).
-    fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        }
     }
 
     /// Components found slab by slab, for any number of slabs (more than the slices too), give

@@ -1220,8 +1220,6 @@ fn decode_native_16<T: HuOut>(
 mod tests {
     use super::*;
 
-    /// The integer sign extension of `to_hu` equals the 64-bit form it replaces, for every
-    /// stored value of every bit layout, signed and unsigned, with a fractional rescale.
     /// The implicit-VR [`Native16`] layout of `bits_stored` bits ending at `high_bit`.
     fn layout(bits_stored: u32, high_bit: u32, signed: bool) -> Native16 {
         Native16 {
@@ -1237,6 +1235,8 @@ mod tests {
         }
     }
 
+    /// The integer sign extension of `to_hu` equals the 64-bit form it replaces, for every
+    /// stored value of every bit layout, signed and unsigned, with a fractional rescale.
     #[test]
     fn to_hu_equals_the_64_bit_form() {
         let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|v| v.to_le_bytes()).collect();
