@@ -82,9 +82,12 @@ impl Geometry {
         ]
     }
 
-    /// Number of voxels.
+    /// Number of voxels (`usize::MAX` when the product overflows, which no allocation can hold).
     pub fn voxel_count(&self) -> usize {
-        self.size[0] * self.size[1] * self.size[2]
+        self.size
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b))
+            .unwrap_or(usize::MAX)
     }
 
     /// Patient position (mm) of a continuous voxel index.

@@ -113,7 +113,13 @@ impl ModelGrid {
                 Spacing::Native(_) => s,
             };
             let step = target / s;
-            let len = (((n as f64 - 1.0) / step) + 1e-6).floor() as usize + 1;
+            let len = (((n as f64 - 1.0) / step) + 1e-6).floor() + 1.0;
+            if !(step.is_finite() && step > 0.0 && len <= MAX_AXIS_VOXELS as f64) {
+                return Err(Error::InvalidArgument(format!(
+                    "model grid: {target} mm along model axis {m} over {n} CT voxels of {s} mm gives {len} voxels (at most {MAX_AXIS_VOXELS})"
+                )));
+            }
+            let len = len as usize;
             axes[m] = AxisMap {
                 ct_axis: a,
                 flipped,
@@ -152,6 +158,68 @@ impl ModelGrid {
     pub fn zyx(&self) -> [usize; 3] {
         [self.axes[2].len, self.axes[1].len, self.axes[0].len]
     }
+
+    /// An error unless this grid is one [`ModelGrid::new`] could have made for a CT of geometry
+    /// `ct`: each CT axis used by exactly one model axis, with the CT's length along it, at
+    /// least one model voxel per axis (at most [`MAX_AXIS_VOXELS`]), positive finite steps and
+    /// a `geometry` of the axes' lengths. The functions that map between the grids check it, so
+    /// a grid built by hand, or made for another CT, is refused instead of read out of bounds.
+    pub fn check(&self, ct: &Geometry) -> Result<()> {
+        let bad = |why: String| Err(Error::InvalidArgument(format!("model grid: {why}")));
+        let mut used = [false; 3];
+        for (m, ax) in self.axes.iter().enumerate() {
+            let Some(u) = used.get_mut(ax.ct_axis).filter(|u| !**u) else {
+                return bad(format!(
+                    "model axis {m} runs along CT axis {}, which is not a CT axis or is taken",
+                    ax.ct_axis
+                ));
+            };
+            *u = true;
+            let ct_len = ct.size.get(ax.ct_axis).copied().unwrap_or(0);
+            if ax.ct_len != ct_len {
+                return bad(format!(
+                    "model axis {m} expects {} CT voxels along CT axis {}, the CT has {ct_len}",
+                    ax.ct_len, ax.ct_axis
+                ));
+            }
+            if ax.len == 0 || ax.len > MAX_AXIS_VOXELS || !(ax.step.is_finite() && ax.step > 0.0) {
+                return bad(format!(
+                    "model axis {m} has {} voxels at a step of {} CT voxels",
+                    ax.len, ax.step
+                ));
+            }
+        }
+        let lens = [self.axes[0].len, self.axes[1].len, self.axes[2].len];
+        if self.geometry.size != lens {
+            return bad(format!(
+                "geometry of size {:?} for axes of {lens:?} voxels",
+                self.geometry.size
+            ));
+        }
+        if lens
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b))
+            .is_none()
+        {
+            return bad(format!("{lens:?} voxels overflow"));
+        }
+        Ok(())
+    }
+}
+
+/// Most voxels a model grid may have along one axis.
+pub const MAX_AXIS_VOXELS: usize = 1 << 20;
+
+/// An error unless `len` values are `classes` (1–256, the labels are bytes) values per voxel of
+/// `grid`.
+fn check_per_voxel(len: usize, classes: usize, grid: &ModelGrid, what: &str) -> Result<()> {
+    let vox = grid.geometry.voxel_count();
+    if !(1..=256).contains(&classes) || classes.checked_mul(vox) != Some(len) {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: {len} values for {classes} classes on a model grid of {vox} voxels (1 to 256 classes)"
+        )));
+    }
+    Ok(())
 }
 
 /// Linear interpolation taps along one axis: for each output index, (lower index, weight of the
@@ -168,12 +236,18 @@ fn taps(len: usize, in_len: usize, f: impl Fn(f64) -> f64) -> Vec<(usize, f32)> 
 }
 
 /// Resamples and normalises the CT onto the model grid; returns `[z][y][x]` values.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when `grid` was not made for the CT's geometry
+/// ([`ModelGrid::check`]).
 pub fn resample_to_model<'a>(
     ct: impl Into<HuRef<'a>>,
     grid: &ModelGrid,
     norm: &Normalization,
-) -> Vec<f32> {
-    with_hu!(ct.into(), v => resample_to_model_of(v, grid, norm))
+) -> Result<Vec<f32>> {
+    let ct = ct.into();
+    grid.check(ct.geometry())?;
+    Ok(with_hu!(ct, v => resample_to_model_of(v, grid, norm)))
 }
 
 fn resample_to_model_of<T: HuSample>(
@@ -239,7 +313,9 @@ pub fn scores_to_ct_labels(
     classes: usize,
     grid: &ModelGrid,
     ct: &Geometry,
-) -> Vec<u8> {
+) -> Result<Vec<u8>> {
+    grid.check(ct)?;
+    check_per_voxel(scores.len(), classes, grid, "scores back to the CT grid")?;
     let b = BackMap::new(grid, ct);
     let pure = pure_cells(scores, classes, &b);
     let [ci, cj, _] = ct.size;
@@ -297,7 +373,7 @@ pub fn scores_to_ct_labels(
                 }
             }
         });
-    out
+    Ok(out)
 }
 
 /// A cell whose corners do not agree on one class by a clear margin (a 256th class, which a
@@ -516,7 +592,13 @@ fn interpolate_plane(
 
 /// Nearest-neighbour label transfer from the model grid (`[z][y][x]` labels) to the CT grid.
 /// CT voxels along a row that pick the same model voxel are filled as one run.
-pub fn labels_to_ct_nearest(labels: &[u8], grid: &ModelGrid, ct: &Geometry) -> Vec<u8> {
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when `grid` was not made for `ct` ([`ModelGrid::check`]) or
+/// `labels` is not one value per model voxel.
+pub fn labels_to_ct_nearest(labels: &[u8], grid: &ModelGrid, ct: &Geometry) -> Result<Vec<u8>> {
+    grid.check(ct)?;
+    check_per_voxel(labels.len(), 1, grid, "labels back to the CT grid")?;
     let [nx, ny, nz] = [grid.axes[0].len, grid.axes[1].len, grid.axes[2].len];
     let mut model_axis_of = [0usize; 3];
     for (m, ax) in grid.axes.iter().enumerate() {
@@ -562,7 +644,7 @@ pub fn labels_to_ct_nearest(labels: &[u8], grid: &ModelGrid, ct: &Geometry) -> V
                 }
             }
         });
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -682,7 +764,7 @@ mod tests {
                 ((state >> 33) % 1000) as f32 / 100.0
             })
             .collect();
-        let labels = scores_to_ct_labels(&scores, classes, &grid, &g);
+        let labels = scores_to_ct_labels(&scores, classes, &grid, &g).unwrap();
         let mut checked = 0;
         for k in 0..g.size[2] {
             for j in 0..g.size[1] {
@@ -812,7 +894,7 @@ mod tests {
             [[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]],
         ] {
             let (g, grid, scores, classes) = smooth_case(dir);
-            let fast = scores_to_ct_labels(&scores, classes, &grid, &g);
+            let fast = scores_to_ct_labels(&scores, classes, &grid, &g).unwrap();
             let exact = exact_labels(&scores, classes, &grid, &g);
             assert_eq!(fast, exact, "{dir:?}");
             // the case exercises both paths: several labels, and pure cells
@@ -832,9 +914,72 @@ mod tests {
         let n = 3 * grid.geometry.voxel_count();
         let scores: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
         assert_eq!(
-            scores_to_ct_labels(&scores, 3, &grid, &g),
+            scores_to_ct_labels(&scores, 3, &grid, &g).unwrap(),
             exact_labels(&scores, 3, &grid, &g)
         );
+    }
+
+    #[test]
+    fn grids_not_made_for_the_ct_are_refused() {
+        let (g, grid, scores, _) =
+            smooth_case([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]);
+        let vox = grid.geometry.voxel_count();
+        let labels = vec![1u8; vox];
+        let hu = Volume::new(g, vec![0f32; g.voxel_count()]).unwrap();
+        let norm = Normalization::CtWindow {
+            level: 0.0,
+            width: 400.0,
+            range: [0.0, 1.0],
+        };
+        let refused = |grid: &ModelGrid, ct: &Geometry, what: &str| {
+            let errs = [
+                resample_to_model(
+                    &Volume::new(*ct, vec![0f32; ct.voxel_count()]).unwrap(),
+                    grid,
+                    &norm,
+                )
+                .map(drop),
+                scores_to_ct_labels(&scores, 3, grid, ct).map(drop),
+                labels_to_ct_nearest(&labels, grid, ct).map(drop),
+            ];
+            for e in errs {
+                let e = e.expect_err(what).to_string();
+                assert!(e.contains("model grid"), "{what}: {e}");
+            }
+        };
+        // A CT axis out of range, and one taken twice.
+        let mut bad = grid.clone();
+        bad.axes[1].ct_axis = 3;
+        refused(&bad, &g, "CT axis 3");
+        let mut bad = grid.clone();
+        bad.axes[1].ct_axis = bad.axes[0].ct_axis;
+        refused(&bad, &g, "CT axis twice");
+        // Empty model axis, a step of zero, a geometry of other lengths.
+        let mut bad = grid.clone();
+        bad.axes[2].len = 0;
+        refused(&bad, &g, "empty axis");
+        let mut bad = grid.clone();
+        bad.axes[0].step = 0.0;
+        refused(&bad, &g, "zero step");
+        let mut bad = grid.clone();
+        bad.geometry.size[0] += 1;
+        refused(&bad, &g, "geometry");
+        // The grid of this CT used with another CT.
+        let mut other = g;
+        other.size[grid.axes[0].ct_axis] += 2;
+        refused(&grid, &other, "another CT");
+        // Values that are not one (or `classes`) per model voxel, or no class at all.
+        assert!(scores_to_ct_labels(&scores[1..], 3, &grid, &g).is_err());
+        assert!(scores_to_ct_labels(&scores, 0, &grid, &g).is_err());
+        assert!(labels_to_ct_nearest(&labels[1..], &grid, &g).is_err());
+        // The grid as made is accepted.
+        assert!(resample_to_model(&hu, &grid, &norm).is_ok());
+        // ModelGrid::new refuses a spacing that would give more than MAX_AXIS_VOXELS voxels.
+        let e = ModelGrid::new(&g, Orientation::Lps, Spacing::Mm([1e-12, 1.0, 1.0]));
+        assert!(e.is_err_and(|e| e.to_string().contains("at most")));
+        for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(ModelGrid::new(&g, Orientation::Lps, Spacing::Mm([t, 1.0, 1.0])).is_err());
+        }
     }
 
     #[test]
@@ -845,7 +990,7 @@ mod tests {
         let labels: Vec<u8> = (0..vol)
             .map(|v| (scores[v] > 0.0) as u8 + (scores[2 * vol + v] > 0.0) as u8)
             .collect();
-        let got = labels_to_ct_nearest(&labels, &grid, &g);
+        let got = labels_to_ct_nearest(&labels, &grid, &g).unwrap();
         let len = [grid.axes[0].len, grid.axes[1].len, grid.axes[2].len];
         for k in 0..g.size[2] {
             for j in 0..g.size[1] {
@@ -890,7 +1035,7 @@ mod tests {
             mean: 0.0,
             std: 1.0,
         };
-        let m = resample_to_model(&v, &grid, &norm);
+        let m = resample_to_model(&v, &grid, &norm).unwrap();
         // model (x, y, z) = CT (2x, 2y, 2z): ramp value 2x + 4y + 6z.
         let [mz, my, mx] = grid.zyx();
         assert_eq!([mz, my, mx], [3, 4, 5]);

@@ -536,7 +536,7 @@ fn prepare(
             limit_bytes: opts.memory_limit_bytes,
         });
     }
-    let image = grid::resample_to_model(ct, &grid, &m.normalization);
+    let image = grid::resample_to_model(ct, &grid, &m.normalization)?;
     timings.model_grid_s = t0.elapsed().as_secs_f64();
     let tp = Instant::now();
     let image = if pad.none() {
@@ -614,7 +614,7 @@ impl Tiling {
         let patch = m.patch_size;
         let starts: Vec<Vec<usize>> = (0..3)
             .map(|a| tiling::tile_starts(padded[a], patch[a], m.tile_step))
-            .collect();
+            .collect::<Result<_>>()?;
         check_evaluations(starts.iter().map(Vec::len), mirrors)?;
         let mut tiles = Vec::new();
         for &z in &starts[0] {
@@ -1091,10 +1091,10 @@ fn finish(
     let tb = Instant::now();
     let labels = match m.resample_output {
         ResampleOutput::LogitsLinear => {
-            grid::scores_to_ct_labels(&scores, classes, &grid, ct.geometry())
+            grid::scores_to_ct_labels(&scores, classes, &grid, ct.geometry())?
         }
         ResampleOutput::ArgmaxNearest => {
-            grid::labels_to_ct_nearest(&model_labels, &grid, ct.geometry())
+            grid::labels_to_ct_nearest(&model_labels, &grid, ct.geometry())?
         }
     };
     timings.back_resample_s = tb.elapsed().as_secs_f64();

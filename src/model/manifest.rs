@@ -174,7 +174,17 @@ impl Normalization {
                 (range[0] + t * (range[1] - range[0])) as f32
             }
             Normalization::CtZscore { clip, mean, std } => {
-                (((hu as f64).clamp(clip[0], clip[1]) - mean) / std) as f32
+                // `clamp` for clip[0] ≤ clip[1] (what `Manifest::parse` accepts), without its
+                // panic for bounds built otherwise.
+                let hu = hu as f64;
+                let c = if hu < clip[0] {
+                    clip[0]
+                } else if hu > clip[1] {
+                    clip[1]
+                } else {
+                    hu
+                };
+                ((c - mean) / std) as f32
             }
             // Per-image statistics: refused by `Manifest::parse` outside nnU-Net packages,
             // which normalise in `crate::nnunet`.

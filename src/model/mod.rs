@@ -61,6 +61,21 @@ mod tests {
         };
         assert_eq!(z.apply(200.0), 2.0);
         assert_eq!(z.apply(5000.0), 18.0);
+        assert_eq!(z.apply(-5000.0), -22.0);
+        // Bounds that `Manifest::parse` refuses, built by hand: clipped at the lower bound
+        // first (no panic, unlike `f64::clamp`).
+        let reversed = Normalization::CtZscore {
+            clip: [1000.0, -1000.0],
+            mean: 0.0,
+            std: 1.0,
+        };
+        assert_eq!(reversed.apply(0.0), 1000.0);
+        let nan = Normalization::CtZscore {
+            clip: [f64::NAN, 1000.0],
+            mean: 0.0,
+            std: 1.0,
+        };
+        assert_eq!(nan.apply(5000.0), 1000.0);
     }
 
     #[test]

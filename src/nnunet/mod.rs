@@ -129,8 +129,16 @@ pub fn nonzero_mask_filled(data: &[f32], shape: [usize; 3]) -> Vec<bool> {
 /// Normalises the cropped image in place as nnU-Net's scheme does (float32).
 pub fn normalize(data: &mut [f32], shape: [usize; 3], norm: Norm) {
     match norm {
+        // np.clip: the same as `clamp` for lo ≤ hi, and no panic for bounds that are not.
         Norm::Ct { lo, hi, mean, std } => data.par_iter_mut().for_each(|v| {
-            *v = (v.clamp(lo, hi) - mean) / std;
+            let c = if *v < lo {
+                lo
+            } else if *v > hi {
+                hi
+            } else {
+                *v
+            };
+            *v = (c - mean) / std;
         }),
         Norm::Image { use_mask } => {
             let mask = use_mask.then(|| nonzero_mask_filled(data, shape));
@@ -324,7 +332,7 @@ pub fn predict<'a>(
         spec.patch_size_zyx,
         spec.gaussian.sigma_scale,
         spec.gaussian.value_scaling_factor,
-    );
+    )?;
     let win = window::Window {
         patch: spec.patch_size_zyx,
         step: spec.sliding_window.tile_step,
@@ -547,5 +555,32 @@ mod tests {
         assert_eq!(m.iter().filter(|&&v| v).count(), 27);
         assert!(!m[0]);
         assert_eq!(nonzero_bbox(&d, shape), [[1, 4], [1, 4], [1, 4]]);
+    }
+
+    #[test]
+    fn ct_normalisation_clips_as_numpy_and_takes_any_bounds() {
+        let norm = |lo, hi, d: &mut [f32]| {
+            normalize(
+                d,
+                [1, 1, d.len()],
+                Norm::Ct {
+                    lo,
+                    hi,
+                    mean: 10.0,
+                    std: 2.0,
+                },
+            )
+        };
+        let mut d = [-2000.0, 0.0, 50.0, 3000.0, f32::NAN];
+        norm(-1000.0, 1000.0, &mut d);
+        assert_eq!(d[..4], [-505.0, -5.0, 20.0, 495.0]);
+        assert!(d[4].is_nan(), "np.clip keeps NaN");
+        // Reversed or NaN bounds (refused when a spec is checked): no panic.
+        let mut d = [0.0, 5.0];
+        norm(1000.0, -1000.0, &mut d);
+        assert_eq!(d, [495.0, 495.0]);
+        let mut d = [0.0];
+        norm(f32::NAN, f32::NAN, &mut d);
+        assert_eq!(d, [-5.0]);
     }
 }

@@ -300,6 +300,14 @@ impl NnunetSpec {
                 "nnunet.gaussian: sigma_scale and value_scaling_factor must be positive".into(),
             );
         }
+        let widest = self.patch_size_zyx.iter().copied().max().unwrap_or(0) as f64;
+        if 4.0 * widest * g.sigma_scale + 0.5 > super::window::MAX_GAUSSIAN_RADIUS as f64 {
+            return Err(format!(
+                "nnunet.gaussian.sigma_scale {} gives a Gaussian kernel of radius above {} voxels on a {widest}-voxel patch axis",
+                g.sigma_scale,
+                super::window::MAX_GAUSSIAN_RADIUS
+            ));
+        }
         if self.accumulator_dtype != "float16" {
             return Err(format!(
                 "nnunet.accumulator_dtype {:?}: only float16 (nnU-Net 2.x) is supported",

@@ -43,28 +43,48 @@ fn pairwise_sum(a: &[f64]) -> f64 {
     }
 }
 
+/// Largest radius `int(4σ + 0.5)` of a Gaussian kernel [`gaussian`] builds (a kernel of 2²¹ + 1
+/// float64 values, 16 MiB): σ up to 262,143 voxels.
+pub const MAX_GAUSSIAN_RADIUS: usize = 1 << 20;
+
 /// scipy's 1-D Gaussian kernel for σ, radius `int(4σ + 0.5)`, normalised to sum 1.
-fn kernel(sigma: f64) -> Vec<f64> {
-    let r = (4.0 * sigma + 0.5) as i64;
+fn kernel(sigma: f64) -> Result<Vec<f64>> {
+    let radius = 4.0 * sigma + 0.5;
+    if !(sigma > 0.0 && radius <= MAX_GAUSSIAN_RADIUS as f64) {
+        return Err(Error::InvalidArgument(format!(
+            "Gaussian importance map: σ = {sigma} voxels (positive, and a kernel radius 4σ + 0.5 of at most {MAX_GAUSSIAN_RADIUS})"
+        )));
+    }
+    let r = radius as i64;
     let s2 = sigma * sigma;
     let phi: Vec<f64> = (-r..=r)
         .map(|x| (-0.5 / s2 * (x * x) as f64).exp())
         .collect();
     let sum = 0.0 + pairwise_sum(&phi);
-    phi.into_iter().map(|v| v / sum).collect()
+    Ok(phi.into_iter().map(|v| v / sum).collect())
 }
 
 /// `compute_gaussian(patch, sigma_scale, value_scaling_factor)` as nnU-Net stores it: float16
 /// (through float32), zeros replaced by the smallest non-zero value. `[z][y][x]`.
-pub fn gaussian(patch: [usize; 3], sigma_scale: f64, value_scaling: f64) -> Vec<f16> {
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for an empty patch axis, a `value_scaling` that is not positive
+/// and finite, or a σ (`patch · sigma_scale`) that is not positive or whose kernel radius is
+/// above [`MAX_GAUSSIAN_RADIUS`].
+pub fn gaussian(patch: [usize; 3], sigma_scale: f64, value_scaling: f64) -> Result<Vec<f16>> {
+    if patch.contains(&0) || !(value_scaling.is_finite() && value_scaling > 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "Gaussian importance map: patch {patch:?} and value scaling {value_scaling} (no empty axis, a positive scaling)"
+        )));
+    }
     let axis: Vec<Vec<f64>> = patch
         .iter()
         .map(|&p| {
             let sigma = p as f64 * sigma_scale;
-            let k = kernel(sigma);
+            let k = kernel(sigma)?;
             let r = (k.len() / 2) as i64;
             let c = (p / 2) as i64;
-            (0..p as i64)
+            Ok((0..p as i64)
                 .map(|i| {
                     let d = i - c;
                     if d.abs() <= r {
@@ -73,11 +93,19 @@ pub fn gaussian(patch: [usize; 3], sigma_scale: f64, value_scaling: f64) -> Vec<
                         0.0
                     }
                 })
-                .collect()
+                .collect::<Vec<f64>>())
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let (k0, k1, k2) = (&axis[0], &axis[1], &axis[2]);
-    let mut g = Vec::with_capacity(patch.iter().product());
+    let voxels = patch
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "Gaussian importance map: patch {patch:?} overflows"
+            ))
+        })?;
+    let mut g = Vec::with_capacity(voxels);
     for &a in k0 {
         for &b in k1 {
             for &c in k2 {
@@ -98,7 +126,7 @@ pub fn gaussian(patch: [usize; 3], sigma_scale: f64, value_scaling: f64) -> Vec<
             *v = min_pos;
         }
     }
-    h
+    Ok(h)
 }
 
 /// Every non-empty combination of `axes` in `itertools.combinations` order (sizes 1, 2, 3).
@@ -161,13 +189,23 @@ impl Window<'_> {
     pub fn tiles(&self, padded: [usize; 3]) -> Result<Vec<[usize; 3]>> {
         let st: Vec<Vec<usize>> = (0..3)
             .map(|a| tile_starts(padded[a], self.patch[a], self.step))
-            .collect();
+            .collect::<Result<_>>()?;
         crate::infer::check_evaluations(st.iter().map(Vec::len), 1 + self.mirrors.len())?;
         let [a0, a1, a2] = self.loop_axes;
+        let mut sorted = self.loop_axes;
+        sorted.sort_unstable();
+        let (Some(s0), Some(s1), Some(s2), [0, 1, 2]) =
+            (st.get(a0), st.get(a1), st.get(a2), sorted)
+        else {
+            return Err(Error::InvalidArgument(format!(
+                "sliding window: loop order {:?} is not an order of the axes 0, 1 and 2",
+                self.loop_axes
+            )));
+        };
         let mut out = Vec::new();
-        for &i in &st[a0] {
-            for &j in &st[a1] {
-                for &k in &st[a2] {
+        for &i in s0 {
+            for &j in s1 {
+                for &k in s2 {
                     let mut t = [0usize; 3];
                     t[a0] = i;
                     t[a1] = j;
@@ -344,10 +382,46 @@ mod tests {
     #[test]
     fn steps_match_nnunet() {
         // compute_steps_for_sliding_window examples (round half to even: 16.5 → 16)
-        assert_eq!(tile_starts(97, 64, 0.5), vec![0, 16, 33]);
-        assert_eq!(tile_starts(64, 64, 0.5), vec![0]);
-        assert_eq!(tile_starts(40, 64, 0.5), vec![0]);
-        assert_eq!(tile_starts(100, 32, 0.5), vec![0, 14, 27, 41, 54, 68]);
+        assert_eq!(tile_starts(97, 64, 0.5).unwrap(), vec![0, 16, 33]);
+        assert_eq!(tile_starts(64, 64, 0.5).unwrap(), vec![0]);
+        assert_eq!(tile_starts(40, 64, 0.5).unwrap(), vec![0]);
+        assert_eq!(
+            tile_starts(100, 32, 0.5).unwrap(),
+            vec![0, 14, 27, 41, 54, 68]
+        );
+    }
+
+    #[test]
+    fn unusable_gaussians_and_loop_orders_are_refused() {
+        assert_eq!(gaussian([4, 8, 8], 0.125, 10.0).unwrap().len(), 256);
+        for (patch, sigma_scale, scaling) in [
+            ([4, 0, 8], 0.125, 10.0),
+            ([4, 8, 8], 0.0, 10.0),
+            ([4, 8, 8], f64::NAN, 10.0),
+            ([4, 8, 8], 1e300, 10.0),
+            ([4, 8, 8], 0.125, 0.0),
+            ([4, 8, 8], 0.125, f64::INFINITY),
+        ] {
+            assert!(
+                gaussian(patch, sigma_scale, scaling).is_err(),
+                "{patch:?} {sigma_scale} {scaling}"
+            );
+        }
+        let g = gaussian([4, 8, 8], 0.125, 10.0).unwrap();
+        let mut w = Window {
+            patch: [4, 8, 8],
+            step: 0.5,
+            loop_axes: [0, 1, 2],
+            mirrors: &[],
+            gaussian: &g,
+            channels: 2,
+        };
+        assert_eq!(w.tiles([8, 8, 8]).unwrap().len(), 3);
+        for axes in [[0, 1, 3], [0, 0, 1]] {
+            w.loop_axes = axes;
+            let e = w.tiles([8, 8, 8]).unwrap_err().to_string();
+            assert!(e.contains("loop order"), "{axes:?}: {e}");
+        }
     }
 
     #[test]

@@ -265,7 +265,9 @@ fn tiles_gaussian_crop_and_padding_match_nnunet() {
                     let step = s["tile_step_size"].as_f64().unwrap();
                     let want: Vec<Vec<usize>> = serde_json::from_value(s["steps"].clone()).unwrap();
                     let got: Vec<Vec<usize>> = (0..3)
-                        .map(|a| autocontour::infer::tiling::tile_starts(img[a], tile[a], step))
+                        .map(|a| {
+                            autocontour::infer::tiling::tile_starts(img[a], tile[a], step).unwrap()
+                        })
                         .collect();
                     assert_eq!(got, want, "{name}: {img:?} / {tile:?}");
                 }
@@ -278,7 +280,8 @@ fn tiles_gaussian_crop_and_padding_match_nnunet() {
                     shape3(&tile),
                     c["kwargs"]["sigma_scale"].as_f64().unwrap(),
                     c["kwargs"]["value_scaling_factor"].as_f64().unwrap(),
-                );
+                )
+                .unwrap();
                 let differ = g
                     .iter()
                     .zip(&want.data)
@@ -813,13 +816,16 @@ fn cli_import_reports_the_importers_named_error() {
     assert!(!out.exists());
 }
 
-/// Runaway settings are refused before any work: a tile step under one voxel, absurd thread
-/// counts.
+/// Runaway settings are refused before any work: a tile step under one voxel, a Gaussian wider
+/// than any kernel the engine builds, absurd thread counts.
 #[test]
 fn runaway_settings_are_refused() {
     let pkg = mutated(|m| m["nnunet"]["sliding_window"]["tile_step"] = 1e-9.into());
     let e = Model::open(pkg.path(), &plain_options()).unwrap_err();
     assert!(e.to_string().contains("under one voxel"), "{e}");
+    let pkg = mutated(|m| m["nnunet"]["gaussian"]["sigma_scale"] = 1e300.into());
+    let e = Model::open(pkg.path(), &plain_options()).unwrap_err();
+    assert!(e.to_string().contains("nnunet.gaussian.sigma_scale"), "{e}");
     let pkg = mutated(|m| m["tile_step"] = 1e-9.into());
     let e = Model::open(pkg.path(), &plain_options()).unwrap_err();
     assert!(e.to_string().contains("under one voxel"), "{e}");
