@@ -18,7 +18,7 @@ main() {
   budget=${1:-60}
   shift || true
   targets=("$@")
-  [ ${#targets[@]} -gt 0 ] || targets=(dicom_file ct_series ct_tree rtstruct nifti manifest capi_buffers grid_math)
+  [ ${#targets[@]} -gt 0 ] || targets=(dicom_file ct_series ct_tree rtstruct nifti manifest capi_buffers grid_math label_round_trip)
 
   python3 tests/setup/fetch.py pydicom rider >/dev/null
   td=target/testdata
@@ -102,7 +102,7 @@ PY
   seed nifti tests/nnunet/heldout_rule_labels.nii.gz tests/nnunet/ref/fold0_mirror.nii.gz
   seed manifest models/thorax-basic/model.json tests/nnunet/package/model.json
   # capi_buffers: the first byte picks the entry point (0 RTSTRUCT buffer, 1 series builder, 2 masks)
-  mkdir -p fuzz/corpus/capi_buffers fuzz/corpus/ct_tree fuzz/corpus/grid_math
+  mkdir -p fuzz/corpus/capi_buffers fuzz/corpus/ct_tree fuzz/corpus/grid_math fuzz/corpus/label_round_trip
   python3 - "$td/pydicom" fuzz/corpus/capi_buffers <<'PY'
 import pathlib, struct, sys
 src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
