@@ -308,6 +308,10 @@ fn resample_to_model_of<T: HuSample>(
 /// the largest |score|)) is far above the rounding error of the three interpolation steps in
 /// `f32`, so the labels are exactly those of interpolating every voxel; voxels in the other
 /// cells are interpolated one by one.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when `grid` was not made for `ct` ([`ModelGrid::check`]), or
+/// `scores` is not `classes` (1–256) values per model voxel.
 pub fn scores_to_ct_labels(
     scores: &[f32],
     classes: usize,
