@@ -204,24 +204,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                     std: f64::arbitrary(u)?,
                 }
             };
-            let _ = grid::resample_to_model(&vol, &g, &norm);
-            let classes = usize::from(u8::arbitrary(u)? % 4);
-            let model_vox: usize = g.zyx().iter().product();
-            let scores = {
-                let n = len_near(u, classes * model_vox)?;
-                floats(u, n)?
-            };
-            let _ = grid::scores_to_ct_labels(&scores, classes, &g, &ct);
-            let labels: Vec<u8> = (0..len_near(u, model_vox)?)
-                .map(|_| u8::arbitrary(u))
-                .collect::<arbitrary::Result<_>>()?;
-            let _ = grid::labels_to_ct_nearest(&labels, &g, &ct);
-            let kind = if bool::arbitrary(u)? {
-                OutputKind::Logits
-            } else {
-                OutputKind::Probabilities
-            };
-            let _ = uncertainty::class_uncertainty(&scores, classes, g.zyx(), &labels, kind);
+            to_model_and_back(u, &vol, &g, &norm)?;
         }
         _ => {
             // A model grid built by hand: public fields, nothing checked between them.
@@ -242,7 +225,13 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                 })
             };
             let axes = [axis(u)?, axis(u)?, axis(u)?];
-            let g = grid::ModelGrid { axes, geometry: ct };
+            // Usually a geometry of the axes' lengths, so the other invariants are what varies.
+            let lens = axes.map(|a| a.len.max(1));
+            let size = if bool::arbitrary(u)? { lens } else { ct.size };
+            let Ok(geometry) = Geometry::new(size, [0.0; 3], [2.0; 3], ct.direction) else {
+                return Ok(());
+            };
+            let g = grid::ModelGrid { axes, geometry };
             let hu = floats(u, ct.voxel_count())?;
             let Ok(vol) = Volume::new(ct, hu) else {
                 return Ok(());
@@ -252,18 +241,39 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                 width: 400.0,
                 range: [0.0, 1.0],
             };
-            let _ = grid::resample_to_model(&vol, &g, &norm);
-            let classes = usize::from(u8::arbitrary(u)? % 4);
-            let model_vox: usize = g.zyx().iter().product();
-            let scores = {
-                let n = len_near(u, classes * model_vox)?;
-                floats(u, n)?
-            };
-            let _ = grid::scores_to_ct_labels(&scores, classes, &g, &ct);
-            let labels = vec![1u8; len_near(u, model_vox)?];
-            let _ = grid::labels_to_ct_nearest(&labels, &g, &ct);
+            to_model_and_back(u, &vol, &g, &norm)?;
         }
     }
+    Ok(())
+}
+
+/// The CT onto the model grid, scores and labels of arbitrary lengths back to the CT grid, and
+/// the class uncertainty of those scores.
+fn to_model_and_back(
+    u: &mut Unstructured,
+    vol: &Volume<f32>,
+    g: &grid::ModelGrid,
+    norm: &Normalization,
+) -> arbitrary::Result<()> {
+    let ct = *vol.geometry();
+    let _ = grid::resample_to_model(vol, g, norm);
+    let classes = usize::from(u8::arbitrary(u)? % 4);
+    let model_vox: usize = g.zyx().iter().product();
+    let scores = {
+        let n = len_near(u, classes * model_vox)?;
+        floats(u, n)?
+    };
+    let _ = grid::scores_to_ct_labels(&scores, classes, g, &ct);
+    let labels: Vec<u8> = (0..len_near(u, model_vox)?)
+        .map(|_| u8::arbitrary(u))
+        .collect::<arbitrary::Result<_>>()?;
+    let _ = grid::labels_to_ct_nearest(&labels, g, &ct);
+    let kind = if bool::arbitrary(u)? {
+        OutputKind::Logits
+    } else {
+        OutputKind::Probabilities
+    };
+    let _ = uncertainty::class_uncertainty(&scores, classes, g.zyx(), &labels, kind);
     Ok(())
 }
 
