@@ -159,6 +159,20 @@ pub enum Normalization {
     },
 }
 
+/// `np.clip(x, lo, hi)` for one value: `lo` below it, `hi` above it, `x` otherwise (NaN stays
+/// NaN). The same as `clamp` when `lo ≤ hi` (what `Manifest::parse` and the nnU-Net spec check
+/// accept), without `clamp`'s panic on bounds built otherwise.
+#[inline]
+pub(crate) fn np_clip<T: PartialOrd>(x: T, lo: T, hi: T) -> T {
+    if x < lo {
+        lo
+    } else if x > hi {
+        hi
+    } else {
+        x
+    }
+}
+
 impl Normalization {
     /// Applies the normalisation to one HU value.
     #[inline]
@@ -174,17 +188,7 @@ impl Normalization {
                 (range[0] + t * (range[1] - range[0])) as f32
             }
             Normalization::CtZscore { clip, mean, std } => {
-                // `clamp` for clip[0] ≤ clip[1] (what `Manifest::parse` accepts), without its
-                // panic for bounds built otherwise.
-                let hu = hu as f64;
-                let c = if hu < clip[0] {
-                    clip[0]
-                } else if hu > clip[1] {
-                    clip[1]
-                } else {
-                    hu
-                };
-                ((c - mean) / std) as f32
+                ((np_clip(hu as f64, clip[0], clip[1]) - mean) / std) as f32
             }
             // Per-image statistics: refused by `Manifest::parse` outside nnU-Net packages,
             // which normalise in `crate::nnunet`.

@@ -129,16 +129,8 @@ pub fn nonzero_mask_filled(data: &[f32], shape: [usize; 3]) -> Vec<bool> {
 /// Normalises the cropped image in place as nnU-Net's scheme does (float32).
 pub fn normalize(data: &mut [f32], shape: [usize; 3], norm: Norm) {
     match norm {
-        // np.clip: the same as `clamp` for lo ≤ hi, and no panic for bounds that are not.
         Norm::Ct { lo, hi, mean, std } => data.par_iter_mut().for_each(|v| {
-            let c = if *v < lo {
-                lo
-            } else if *v > hi {
-                hi
-            } else {
-                *v
-            };
-            *v = (c - mean) / std;
+            *v = (crate::model::manifest::np_clip(*v, lo, hi) - mean) / std;
         }),
         Norm::Image { use_mask } => {
             let mask = use_mask.then(|| nonzero_mask_filled(data, shape));
