@@ -29,6 +29,11 @@ pub struct Geometry {
     pub direction: [[f64; 3]; 3],
 }
 
+/// The product of `dims` (the elements of an array of that shape), `None` when it overflows.
+pub(crate) fn checked_product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &b| a.checked_mul(b))
+}
+
 impl Geometry {
     /// Creates a geometry, checking sizes, spacings and that the direction is orthonormal.
     pub fn new(
@@ -84,10 +89,7 @@ impl Geometry {
 
     /// Number of voxels (`usize::MAX` when the product overflows, which no allocation can hold).
     pub fn voxel_count(&self) -> usize {
-        self.size
-            .iter()
-            .try_fold(1usize, |a, &b| a.checked_mul(b))
-            .unwrap_or(usize::MAX)
+        checked_product(&self.size).unwrap_or(usize::MAX)
     }
 
     /// Patient position (mm) of a continuous voxel index.

@@ -196,11 +196,7 @@ impl ModelGrid {
                 self.geometry.size
             ));
         }
-        if lens
-            .iter()
-            .try_fold(1usize, |a, &b| a.checked_mul(b))
-            .is_none()
-        {
+        if crate::volume::checked_product(&lens).is_none() {
             return bad(format!("{lens:?} voxels overflow"));
         }
         Ok(())

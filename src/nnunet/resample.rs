@@ -135,10 +135,7 @@ pub fn resample_channel<T: Copy + Send + Sync, U: Send>(
 }
 
 fn check_len(len: usize, shape: [usize; 3], what: &str) -> Result<()> {
-    let n = shape
-        .iter()
-        .try_fold(1usize, |a, &b| a.checked_mul(b))
-        .unwrap_or(usize::MAX);
+    let n = crate::volume::checked_product(&shape).unwrap_or(usize::MAX);
     if n != len {
         return Err(Error::InvalidArgument(format!(
             "{what}: {len} values for a {shape:?} array"

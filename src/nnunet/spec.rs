@@ -301,11 +301,10 @@ impl NnunetSpec {
             );
         }
         let widest = self.patch_size_zyx.iter().copied().max().unwrap_or(0) as f64;
-        if 4.0 * widest * g.sigma_scale + 0.5 > super::window::MAX_GAUSSIAN_RADIUS as f64 {
+        if let Err(e) = super::window::kernel_radius(widest * g.sigma_scale) {
             return Err(format!(
-                "nnunet.gaussian.sigma_scale {} gives a Gaussian kernel of radius above {} voxels on a {widest}-voxel patch axis",
-                g.sigma_scale,
-                super::window::MAX_GAUSSIAN_RADIUS
+                "nnunet.gaussian.sigma_scale {} on a {widest}-voxel patch axis: {e}",
+                g.sigma_scale
             ));
         }
         if self.accumulator_dtype != "float16" {

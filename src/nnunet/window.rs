@@ -47,15 +47,21 @@ fn pairwise_sum(a: &[f64]) -> f64 {
 /// float64 values, 16 MiB): σ up to 262,143 voxels.
 pub const MAX_GAUSSIAN_RADIUS: usize = 1 << 20;
 
-/// scipy's 1-D Gaussian kernel for σ, radius `int(4σ + 0.5)`, normalised to sum 1.
-fn kernel(sigma: f64) -> Result<Vec<f64>> {
+/// scipy's radius `int(4σ + 0.5)` of the Gaussian kernel for σ (voxels); an error for a σ that
+/// is not positive or whose radius is above [`MAX_GAUSSIAN_RADIUS`].
+pub(crate) fn kernel_radius(sigma: f64) -> Result<usize> {
     let radius = 4.0 * sigma + 0.5;
     if !(sigma > 0.0 && radius <= MAX_GAUSSIAN_RADIUS as f64) {
         return Err(Error::InvalidArgument(format!(
             "Gaussian importance map: σ = {sigma} voxels (positive, and a kernel radius 4σ + 0.5 of at most {MAX_GAUSSIAN_RADIUS})"
         )));
     }
-    let r = radius as i64;
+    Ok(radius as usize)
+}
+
+/// scipy's 1-D Gaussian kernel for σ, radius `int(4σ + 0.5)`, normalised to sum 1.
+fn kernel(sigma: f64) -> Result<Vec<f64>> {
+    let r = kernel_radius(sigma)? as i64;
     let s2 = sigma * sigma;
     let phi: Vec<f64> = (-r..=r)
         .map(|x| (-0.5 / s2 * (x * x) as f64).exp())
@@ -97,14 +103,11 @@ pub fn gaussian(patch: [usize; 3], sigma_scale: f64, value_scaling: f64) -> Resu
         })
         .collect::<Result<_>>()?;
     let (k0, k1, k2) = (&axis[0], &axis[1], &axis[2]);
-    let voxels = patch
-        .iter()
-        .try_fold(1usize, |a, &b| a.checked_mul(b))
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "Gaussian importance map: patch {patch:?} overflows"
-            ))
-        })?;
+    let voxels = crate::volume::checked_product(&patch).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "Gaussian importance map: patch {patch:?} overflows"
+        ))
+    })?;
     let mut g = Vec::with_capacity(voxels);
     for &a in k0 {
         for &b in k1 {
